@@ -1,0 +1,229 @@
+"""JobAdmin settings: one module, configured by environment variables only.
+
+Out of the box it runs on the embedded default: SQLite in WAL mode, the django-q2 ORM
+broker, a database cache (shared by every process, so worker liveness is visible) and
+Channels' in-process layer. ``DATABASE_URL`` switches to PostgreSQL; ``REDIS_URL`` switches
+the django-q2 broker, the cache and the channel layer to Redis.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+DATA_DIR = Path(env.str("JOBADMIN_DATA_DIR", default=str(BASE_DIR / "var")))
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """An explicit DJANGO_SECRET_KEY, else one generated once and kept in the data folder."""
+    if key := env.str("DJANGO_SECRET_KEY", default=""):
+        return key
+    path = DATA_DIR / "secret.key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "channels",
+    "django_q",
+    "jobs",
+    "monitoring",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "jobadmin.urls"
+WSGI_APPLICATION = "jobadmin.wsgi.application"
+ASGI_APPLICATION = "jobadmin.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'jobadmin.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at BEGIN,
+    # so two writers queue on the busy timeout instead of failing with "database is locked"
+    # when a read transaction tries to upgrade.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": env.int("SQLITE_BUSY_TIMEOUT", default=30),
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    # Persistent connections: a worker that reconnects per task loses an order of magnitude.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: broker, cache and channel layer ----------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_PREFIX = env.str("REDIS_PREFIX", default="jobadmin")
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_PREFIX,
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}:channels"},
+        }
+    }
+else:
+    # A database cache, not a per-process one: django-q2 keeps its cluster stats in the
+    # cache, and the monitor must see them from another process.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "jobadmin_cache",
+        }
+    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- JobAdmin ------------------------------------------------------------------------------
+# Concurrency limit per queue, held across every worker process.
+JOBADMIN_QUEUES: dict[str, int] = {"high": 2, "default": 5, "batch": 3}
+JOBADMIN_MAX_JOB_TIMEOUT = env.int("JOBADMIN_MAX_JOB_TIMEOUT", default=3600)
+JOBADMIN_HEARTBEAT_INTERVAL = env.float("JOBADMIN_HEARTBEAT_INTERVAL", default=2.0)
+JOBADMIN_CONTROL_POLL = env.float("JOBADMIN_CONTROL_POLL", default=0.5)
+JOBADMIN_STALL_THRESHOLD = env.float("JOBADMIN_STALL_THRESHOLD", default=60.0)
+JOBADMIN_LONG_RUNNING_THRESHOLD = env.float("JOBADMIN_LONG_RUNNING_THRESHOLD", default=1800.0)
+# Progress reports are coalesced into at most one write per interval.
+JOBADMIN_PROGRESS_INTERVAL = env.float("JOBADMIN_PROGRESS_INTERVAL", default=0.5)
+JOBADMIN_DISPATCH_INTERVAL = env.float("JOBADMIN_DISPATCH_INTERVAL", default=1.0)
+JOBADMIN_HISTORY_DAYS = env.int("JOBADMIN_HISTORY_DAYS", default=30)
+JOBADMIN_PURGE_BATCH = env.int("JOBADMIN_PURGE_BATCH", default=2000)
+JOB_STATS_INTERVAL = env.float("JOB_STATS_INTERVAL", default=5.0)
+
+Q_CLUSTER = {
+    "name": env.str("Q_CLUSTER_NAME", default="jobadmin"),
+    "workers": env.int("Q_WORKERS", default=4),
+    # JobAdmin enforces each job type's own timeout inside the job; the cluster's hard
+    # timeout is the backstop, and `retry` must stay above it so a slow task is never
+    # re-delivered while it still runs.
+    "timeout": JOBADMIN_MAX_JOB_TIMEOUT + 60,
+    "retry": JOBADMIN_MAX_JOB_TIMEOUT + 120,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "save_limit": 100,
+    "catch_up": False,
+    "poll": env.float("Q_POLL", default=0.1),
+    "label": "Tasks",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- API ------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env.str("API_THROTTLE_USER", default="6000/min"),
+        "anon": env.str("API_THROTTLE_ANON", default="120/min"),
+        "enqueue": env.str("API_THROTTLE_ENQUEUE", default="600/min"),
+        "token": env.str("API_THROTTLE_TOKEN", default="20/min"),
+    },
+    "EXCEPTION_HANDLER": "jobs.api_errors.exception_handler",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "JobAdmin API",
+    "DESCRIPTION": "Run, watch and steer background jobs.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- The rest -------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = True
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media")))
+
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django_q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")}},
+}

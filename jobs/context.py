@@ -1,0 +1,258 @@
+"""What a running job function gets as ``ctx``: reporting, checkpoints and heartbeats.
+
+Reports are coalesced: ``progress`` only updates memory and writes at most once per
+``JOBADMIN_PROGRESS_INTERVAL``; a step change, a pause and the final state always write.
+Every report is a checkpoint: a cancel raises ``JobCancelled`` inside the job, a pause
+blocks the job in place (its heartbeat goes on) until it is resumed or cancelled.
+
+A daemon thread refreshes the heartbeat and reads the control flags back, so a
+checkpoint costs one attribute read and never a query.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from jobs import services
+from jobs.exceptions import JobCancelled, JobLost, JobTimedOut
+from jobs.models import EventKind, Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def suspend_alarm() -> int:
+    """Stop the time-out alarm (while paused); returns the seconds that were left."""
+    return signal.alarm(0) if _in_main_thread() else 0
+
+
+def rearm_alarm(seconds: int) -> None:
+    if seconds and _in_main_thread():
+        signal.alarm(seconds)
+
+
+class JobContext:
+    def __init__(self, job: Job, *, worker: str) -> None:
+        self.job_id = job.pk
+        self.job_type = job.type
+        self.params = job.params
+        self.attempt = job.attempts
+        self.worker = worker
+        self.steps: list[str] = [str(s) for s in job.steps]
+        self.result_file: tuple[str, bytes] | None = None
+
+        self._current_step = 0
+        self._processed = 0
+        self._total: int | None = None
+        self._errors = 0
+        self._dirty = False
+        self._log_lines: list[dict[str, Any]] = []
+
+        self._interval = settings.JOBADMIN_PROGRESS_INTERVAL
+        self._next_flush = time.monotonic() + self._interval
+        self._step_started = time.monotonic()
+        self._step_processed_at_start = 0
+        self._deadline = time.monotonic() + job.timeout
+        self.timeout = job.timeout
+
+        # Set by the heartbeat thread; read at every checkpoint.
+        self._signal: str | None = None
+        self._control_changed = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- API for job functions ------------------------------------------------------------
+
+    def step(self, name: str | int | None = None) -> None:
+        """Move to the next step, or to the step named (or numbered) ``name``; always written."""
+        self.checkpoint()
+        if name is None:
+            index = self._current_step + 1
+        elif isinstance(name, int):
+            index = name
+        else:
+            if name not in self.steps:
+                self.steps.append(name)
+            index = self.steps.index(name)
+        if index >= len(self.steps):
+            self.steps.extend(f"Step {i + 1}" for i in range(len(self.steps), index + 1))
+        if self._dirty:
+            self._flush(kind=EventKind.PROGRESS)
+        # Counts carry over until the new step reports its own, so the last figures stay visible.
+        self._current_step = index
+        self._step_started = time.monotonic()
+        self._step_processed_at_start = self._processed
+        self._flush(kind=EventKind.STEP, extra={"step": index, "step_name": self.steps[index]})
+
+    def progress(self, processed: int | None = None, total: int | None = None, errors: int | None = None) -> None:
+        """Report counts for the current step; cheap enough for a tight loop."""
+        if self._signal is not None:
+            self.checkpoint()
+        if processed is not None:
+            self._processed = processed
+        if total is not None:
+            self._total = total
+        if errors is not None:
+            self._errors = errors
+        self._dirty = True
+        now = time.monotonic()
+        if now >= self._next_flush:
+            if now > self._deadline:
+                raise JobTimedOut(f"Timed out after {self.timeout} s.")
+            self._flush(kind=EventKind.PROGRESS, monotonic_now=now)
+
+    def log(self, message: str, level: str = "info") -> None:
+        """A log line for the job's timeline; buffered and written with the next report."""
+        self._log_lines.append({"at": timezone.now().isoformat(), "level": level, "message": str(message)[:2000]})
+        getattr(logger, level if level in ("debug", "info", "warning", "error") else "info")(
+            "job %s: %s", self.job_id, message
+        )
+        if len(self._log_lines) >= 100:
+            self._flush_logs()
+        if self._signal is not None:
+            self.checkpoint()
+
+    def save_file(self, name: str, content: bytes) -> None:
+        """Keep ``content`` as the job's result file (written when the job completes)."""
+        self.result_file = (name, content)
+
+    def checkpoint(self) -> None:
+        """Let a pending cancel or pause take effect here."""
+        if time.monotonic() > self._deadline:
+            raise JobTimedOut(f"Timed out after {self.timeout} s.")
+        pending = self._signal
+        if pending is None:
+            return
+        if pending == "lost":
+            raise JobLost("This worker no longer owns the job.")
+        if pending == "cancel":
+            raise JobCancelled("Cancelled.")
+        if pending == "pause":
+            self._pause()
+
+    # --- The runner's side -------------------------------------------------------------------
+
+    def values(self, now: datetime | None = None) -> dict[str, Any]:
+        """The job fields this context owns, as they stand now."""
+        total = self._total
+        processed = self._processed
+        if total:
+            progress = min(100.0, 100.0 * processed / total)
+        elif self.steps:
+            progress = 100.0 * self._current_step / len(self.steps)
+        else:
+            progress = 0.0
+        return {
+            "current_step": self._current_step,
+            "steps": self.steps,
+            "processed_items": processed,
+            "total_items": total,
+            "error_count": self._errors,
+            "progress": progress,
+            "eta": self._eta(now or timezone.now()),
+        }
+
+    def _eta(self, now: datetime) -> datetime | None:
+        if not self._total or self._processed >= self._total:
+            return None
+        done = self._processed - self._step_processed_at_start
+        elapsed = time.monotonic() - self._step_started
+        if done <= 0 or elapsed <= 0:
+            return None
+        return now + timedelta(seconds=(self._total - self._processed) * elapsed / done)
+
+    def _flush(self, *, kind: str, extra: dict[str, Any] | None = None, monotonic_now: float | None = None) -> None:
+        self._dirty = False
+        self._next_flush = (monotonic_now or time.monotonic()) + self._interval
+        if self._log_lines:
+            self._flush_logs()
+        if not services.job_report(
+            job_id=self.job_id, worker=self.worker, attempt=self.attempt, values=self.values(), kind=kind, extra=extra
+        ):
+            self._signal = "lost"
+            raise JobLost("This worker no longer owns the job.")
+
+    def _flush_logs(self) -> None:
+        lines, self._log_lines = self._log_lines, []
+        services.job_log(job_id=self.job_id, worker=self.worker, attempt=self.attempt, lines=lines)
+
+    def flush_pending(self) -> None:
+        if self._log_lines:
+            self._flush_logs()
+
+    def _pause(self) -> None:
+        if self._log_lines:
+            self._flush_logs()
+        self._dirty = False
+        services.job_mark_paused(job_id=self.job_id, worker=self.worker, attempt=self.attempt, values=self.values())
+        paused_at = time.monotonic()
+        alarm_left = suspend_alarm()
+        try:
+            while self._signal in ("pause", "paused"):
+                self._control_changed.wait(timeout=1.0)
+                self._control_changed.clear()
+        finally:
+            # Time spent paused does not count against the time-out.
+            self._deadline += time.monotonic() - paused_at
+            rearm_alarm(alarm_left)
+        if self._signal == "cancel":
+            raise JobCancelled("Cancelled while paused.")
+        if self._signal == "lost":
+            raise JobLost("This worker no longer owns the job.")
+
+    # --- Heartbeat thread ------------------------------------------------------------------
+
+    def start_heartbeat(self) -> None:
+        self._thread = threading.Thread(target=self._heartbeat_loop, name=f"heartbeat-{self.job_id}", daemon=True)
+        self._thread.start()
+
+    def stop_heartbeat(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _heartbeat_loop(self) -> None:
+        poll = min(settings.JOBADMIN_HEARTBEAT_INTERVAL, settings.JOBADMIN_CONTROL_POLL)
+        every = max(1, round(settings.JOBADMIN_HEARTBEAT_INTERVAL / poll))
+        tick = 0
+        try:
+            while not self._stop.wait(poll):
+                tick += 1
+                try:
+                    control = services.job_heartbeat(
+                        job_id=self.job_id, worker=self.worker, attempt=self.attempt, write=tick % every == 0
+                    )
+                except Exception:  # a database hiccup must not kill the heartbeat
+                    logger.exception("heartbeat of job %s failed", self.job_id)
+                    close_old_connections()
+                    continue
+                self._apply(control)
+        finally:
+            connection.close()
+
+    def _apply(self, control: services.Control) -> None:
+        if not control.owned and control.status != JobStatus.CANCELLED:
+            pending: str | None = "lost"
+        elif control.status == JobStatus.CANCELLED or control.cancel_requested:
+            pending = "cancel"
+        elif control.status == JobStatus.PAUSED:
+            pending = "paused"
+        elif control.pause_requested:
+            pending = "pause"
+        else:
+            pending = None
+        if pending != self._signal:
+            self._signal = pending
+            self._control_changed.set()

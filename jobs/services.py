@@ -1,0 +1,667 @@
+"""Everything that writes a job: the one module that owns every status transition.
+
+Each public function checks the current state, applies the change and records its
+event in one transaction, or raises ``TransitionNotAllowed`` having changed nothing.
+Wake-ups for the workers are sent with ``transaction.on_commit`` so that a worker never
+looks for a row that was rolled back.
+
+Transitions (``→`` by a person or the API, ``⇒`` by the worker or the system)::
+
+    queued   → cancelled            queued   ⇒ running   (claim)
+    running  → (pause requested)    running  ⇒ paused    (at a checkpoint)
+    running  → (cancel requested)   running  ⇒ cancelled (at a checkpoint)
+    paused   → running (resume)     running  ⇒ completed | failed | queued (retry)
+    paused   → cancelled            running/paused ⇒ failed | queued (stalled, timed out)
+    failed/cancelled → queued (retry)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from rest_framework.utils.encoders import JSONEncoder
+
+from jobs.events import record_event, record_job_event
+from jobs.exceptions import QueueNotFound, TransitionNotAllowed
+from jobs.models import ACTIVE_STATUSES, EventKind, Job, JobResult, JobStatus, Queue
+from jobs.registry import get_job_type
+
+logger = logging.getLogger(__name__)
+
+RUN_TASK = "jobs.tasks.run_next"
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _actor_id(actor: Any) -> int | None:
+    return getattr(actor, "pk", None) if actor is not None and getattr(actor, "is_authenticated", False) else None
+
+
+def _locked(job: Job | Any) -> Job:
+    """Re-read the job under a row lock (a no-op lock on SQLite, where IMMEDIATE serialises)."""
+    pk = job.pk if isinstance(job, Job) else job
+    return Job.objects.select_for_update().get(pk=pk)
+
+
+def _save(job: Job, now: datetime, fields: Iterable[str]) -> None:
+    job.updated_at = now
+    job.save(update_fields=[*fields, "updated_at"])
+
+
+# --- Queues and wake-ups ----------------------------------------------------------------
+
+
+def queue_ensure_defaults() -> None:
+    """Create the queues named in ``JOBADMIN_QUEUES`` that do not exist yet."""
+    for name, concurrency in settings.JOBADMIN_QUEUES.items():
+        Queue.objects.get_or_create(name=name, defaults={"concurrency": concurrency})
+
+
+def _queue(name: str) -> Queue:
+    try:
+        return Queue.objects.get(name=name)
+    except Queue.DoesNotExist:
+        if name not in settings.JOBADMIN_QUEUES:
+            raise QueueNotFound(name) from None
+        queue, _ = Queue.objects.get_or_create(name=name, defaults={"concurrency": settings.JOBADMIN_QUEUES[name]})
+        return queue
+
+
+def send_wakeups(queue: str, count: int = 1) -> None:
+    """Ask the workers to claim up to ``count`` jobs of ``queue`` (now, outside any transaction)."""
+    from django_q.tasks import async_task
+
+    for _ in range(count):
+        async_task(RUN_TASK, queue, save=False, task_name=f"run-next:{queue}")
+
+
+def _wake_on_commit(queue: str, count: int = 1) -> None:
+    if count > 0:
+        transaction.on_commit(lambda: send_wakeups(queue, count))
+
+
+def _due(now: datetime) -> Q:
+    return Q(run_after__isnull=True) | Q(run_after__lte=now)
+
+
+def queue_active_count(queue: str) -> int:
+    return Job.objects.filter(queue=queue, status__in=ACTIVE_STATUSES).count()
+
+
+def _slot_freed(queue: str, now: datetime) -> None:
+    """A job of ``queue`` stopped holding a slot: give back one wake-up that found none."""
+    if not Job.objects.filter(queue=queue, status=JobStatus.QUEUED).filter(_due(now)).exists():
+        return
+    if Queue.objects.filter(name=queue, missed_wakeups__gt=0).update(missed_wakeups=F("missed_wakeups") - 1):
+        _wake_on_commit(queue)
+
+
+def queue_pause(*, name: str, actor: Any = None) -> Queue:
+    with transaction.atomic():
+        queue = _queue(name)
+        queue = Queue.objects.select_for_update().get(pk=queue.pk)
+        if queue.paused:
+            raise TransitionNotAllowed(action="pause", status="paused", message=f"Queue {name!r} is already paused.")
+        queue.paused = True
+        queue.save(update_fields=["paused"])
+        record_event(kind=EventKind.QUEUE_PAUSED, payload={"queue": name}, actor_id=_actor_id(actor))
+    return queue
+
+
+def queue_resume(*, name: str, actor: Any = None) -> Queue:
+    with transaction.atomic():
+        queue = _queue(name)
+        queue = Queue.objects.select_for_update().get(pk=queue.pk)
+        if not queue.paused:
+            raise TransitionNotAllowed(action="resume", status="active", message=f"Queue {name!r} is not paused.")
+        queue.paused = False
+        queue.save(update_fields=["paused"])
+        record_event(kind=EventKind.QUEUE_RESUMED, payload={"queue": name}, actor_id=_actor_id(actor))
+        now = timezone.now()
+        waiting = Job.objects.filter(queue=name, status=JobStatus.QUEUED).filter(_due(now)).count()
+        _wake_on_commit(name, min(waiting, max(queue.concurrency - queue_active_count(name), 0)))
+    return queue
+
+
+def dispatch_tick(*, since: datetime | None = None, now: datetime | None = None) -> int:
+    """The monitor's safety net; returns the number of wake-ups sent.
+
+    Wakes queues whose retry back-off expired since ``since``, and queues that have
+    runnable jobs and free slots while no wake-up is waiting in the broker (so a lost
+    wake-up, for instance from a killed worker, never strands a job).
+    """
+    from django_q.brokers import get_broker
+
+    now = now or timezone.now()
+    idle_broker = get_broker().queue_size() == 0
+    sent = 0
+    for queue in Queue.objects.filter(paused=False):
+        free = queue.concurrency - queue_active_count(queue.name)
+        if free <= 0:
+            continue
+        waiting = Job.objects.filter(queue=queue.name, status=JobStatus.QUEUED)
+        wanted = 0
+        if since is not None:
+            wanted = waiting.filter(run_after__gt=since, run_after__lte=now).count()
+        if idle_broker:
+            wanted = max(wanted, waiting.filter(_due(now)).count())
+        count = min(wanted, free)
+        if count:
+            send_wakeups(queue.name, count)
+            sent += count
+    return sent
+
+
+# --- Enqueue and claim --------------------------------------------------------------------
+
+
+def job_enqueue(
+    *,
+    job_type: str,
+    params: Any = None,
+    user: Any = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    actor: Any = None,
+) -> Job:
+    """Validate ``params`` against the type's schema, store the job and wake a worker.
+
+    Raises ``UnknownJobType``, ``QueueNotFound`` or DRF's ``ValidationError`` (field
+    messages under the params' field names) before anything is written.
+    """
+    jtype = get_job_type(job_type)
+    clean = jtype.validate_params(params)
+    queue_name = queue or jtype.queue
+    if queue_name not in settings.JOBADMIN_QUEUES and not Queue.objects.filter(name=queue_name).exists():
+        raise QueueNotFound(queue_name)
+    owner = user if user is not None and getattr(user, "is_authenticated", False) else None
+    now = timezone.now()
+    with transaction.atomic():
+        _queue(queue_name)
+        job = Job.objects.create(
+            type=jtype.name,
+            params=_json_safe(clean),
+            queue=queue_name,
+            priority=jtype.priority if priority is None else priority,
+            user=owner,
+            steps=list(jtype.steps),
+            max_attempts=jtype.max_attempts,
+            timeout=jtype.timeout,
+            created_at=now,
+            updated_at=now,
+        )
+        record_job_event(job=job, kind=EventKind.CREATED, actor_id=_actor_id(actor or owner))
+        _wake_on_commit(queue_name)
+    return job
+
+
+def _json_safe(data: dict[str, Any]) -> dict[str, Any]:
+    """Validated data may hold dates or decimals; store their JSON form."""
+    return json.loads(json.dumps(data, cls=JSONEncoder))
+
+
+def job_claim(*, queue: str, worker: str) -> Job | None:
+    """Atomically take the best runnable job of ``queue`` for ``worker``, or None.
+
+    The queue row is locked for the claim, so the concurrency limit holds across every
+    worker process, and the conditional update makes a re-delivered wake-up harmless: a
+    job is started by exactly one claim.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            q = Queue.objects.select_for_update().get(name=queue)
+        except Queue.DoesNotExist:
+            return None
+        candidates = Job.objects.filter(queue=queue, status=JobStatus.QUEUED).filter(_due(now))
+        if q.paused or queue_active_count(queue) >= q.concurrency:
+            if candidates.exists():
+                Queue.objects.filter(pk=q.pk).update(missed_wakeups=F("missed_wakeups") + 1)
+            return None
+        job = candidates.order_by("-priority", "created_at").select_for_update(skip_locked=True).first()
+        if job is None:
+            return None
+        claimed = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+            status=JobStatus.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            updated_at=now,
+            worker=worker,
+            attempts=F("attempts") + 1,
+            run_after=None,
+            queue_wait=None,
+            finished_at=None,
+            duration=None,
+            progress=0,
+            current_step=0,
+            processed_items=0,
+            total_items=None,
+            error_count=0,
+            eta=None,
+            cancel_requested=False,
+            pause_requested=False,
+        )
+        if not claimed:
+            return None
+        job.refresh_from_db()
+        job.queue_wait = (now - job.created_at).total_seconds() if job.attempts == 1 else None
+        if job.queue_wait is not None:
+            Job.objects.filter(pk=job.pk).update(queue_wait=job.queue_wait)
+        record_job_event(job=job, kind=EventKind.STARTED, extra={"attempt": job.attempts})
+    return job
+
+
+# --- Reports from the running job -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Control:
+    """What the worker must do next, read back at each heartbeat."""
+
+    status: str
+    cancel_requested: bool
+    pause_requested: bool
+    owned: bool
+
+
+def _owned(job_id: Any, worker: str, attempt: int) -> Any:
+    return Job.objects.filter(pk=job_id, worker=worker, attempts=attempt, status__in=ACTIVE_STATUSES)
+
+
+def job_heartbeat(*, job_id: Any, worker: str, attempt: int, write: bool = True) -> Control:
+    """Refresh the heartbeat (when ``write``) and read back the control flags."""
+    if write:
+        _owned(job_id, worker, attempt).update(heartbeat_at=timezone.now())
+    row = (
+        Job.objects.filter(pk=job_id)
+        .values("status", "cancel_requested", "pause_requested", "worker", "attempts")
+        .first()
+    )
+    if row is None:
+        return Control(status=JobStatus.CANCELLED, cancel_requested=True, pause_requested=False, owned=False)
+    owned = row["worker"] == worker and row["attempts"] == attempt and row["status"] in ACTIVE_STATUSES
+    return Control(
+        status=row["status"],
+        cancel_requested=row["cancel_requested"],
+        pause_requested=row["pause_requested"],
+        owned=owned,
+    )
+
+
+def job_report(
+    *,
+    job_id: Any,
+    worker: str,
+    attempt: int,
+    values: dict[str, Any],
+    kind: str = EventKind.PROGRESS,
+    extra: dict[str, Any] | None = None,
+) -> bool:
+    """Write a (coalesced) progress or step report; False when the worker lost the job."""
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            job = _owned(job_id, worker, attempt).select_for_update().get()
+        except Job.DoesNotExist:
+            return False
+        for name, value in values.items():
+            setattr(job, name, value)
+        job.heartbeat_at = now
+        _save(job, now, [*values.keys(), "heartbeat_at"])
+        record_job_event(job=job, kind=kind, extra=extra)
+    return True
+
+
+def job_log(*, job_id: Any, worker: str, attempt: int, lines: list[dict[str, Any]]) -> None:
+    """Append buffered log lines as one event."""
+    with transaction.atomic():
+        try:
+            job = _owned(job_id, worker, attempt).get()
+        except Job.DoesNotExist:
+            return
+        record_job_event(job=job, kind=EventKind.LOG, extra={"lines": lines})
+
+
+def job_mark_paused(*, job_id: Any, worker: str, attempt: int, values: dict[str, Any]) -> bool:
+    """At a checkpoint: a requested pause takes effect (the job blocks in place)."""
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            job = _owned(job_id, worker, attempt).select_for_update().get()
+        except Job.DoesNotExist:
+            return False
+        if job.status != JobStatus.RUNNING or not job.pause_requested:
+            return False
+        for name, value in values.items():
+            setattr(job, name, value)
+        job.status = JobStatus.PAUSED
+        _save(job, now, [*values.keys(), "status"])
+        record_job_event(job=job, kind=EventKind.PAUSED)
+    return True
+
+
+def job_complete(
+    *,
+    job_id: Any,
+    worker: str,
+    attempt: int,
+    values: dict[str, Any],
+    result: Any = None,
+    result_file: tuple[str, bytes] | None = None,
+) -> bool:
+    """The job function returned: store the result and finish the job."""
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            job = _owned(job_id, worker, attempt).select_for_update().get()
+        except Job.DoesNotExist:
+            return False
+        for name, value in values.items():
+            setattr(job, name, value)
+        job.status = JobStatus.COMPLETED
+        job.progress = 100
+        job.eta = None
+        job.pause_requested = job.cancel_requested = False
+        _finish(job, now)
+        _save(
+            job,
+            now,
+            [*values.keys(), *_FINISH_FIELDS, "status", "progress", "eta", "pause_requested", "cancel_requested"],
+        )
+        if result is not None or result_file is not None:
+            stored = JobResult(job=job, data=_json_result(result))
+            if result_file is not None:
+                stored.file.save(result_file[0], ContentFile(result_file[1]), save=False)
+            stored.save()
+        record_job_event(job=job, kind=EventKind.COMPLETED)
+        _slot_freed(job.queue, now)
+    return True
+
+
+def _json_result(result: Any) -> Any:
+    if result is None:
+        return None
+    try:
+        return _json_safe({"v": result})["v"]
+    except (TypeError, ValueError):
+        return repr(result)
+
+
+_FINISH_FIELDS = ("finished_at", "duration", "heartbeat_at")
+
+
+def _finish(job: Job, now: datetime) -> None:
+    job.finished_at = now
+    job.duration = (now - job.started_at).total_seconds() if job.started_at else None
+    job.heartbeat_at = None
+
+
+def job_fail(
+    *,
+    job_id: Any,
+    worker: str | None,
+    attempt: int | None,
+    error: str,
+    traceback: str = "",
+    values: dict[str, Any] | None = None,
+    retry: bool = True,
+    kind: str = EventKind.FAILED,
+    actor: Any = None,
+) -> Job | None:
+    """The attempt failed: queue the next attempt after its back-off, or fail the job.
+
+    ``worker``/``attempt`` of None means the system acts without owning the job (stall
+    clean-up); otherwise only the owning worker may fail it.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        qs = Job.objects.filter(pk=job_id, status__in=ACTIVE_STATUSES)
+        if worker is not None and attempt is not None:
+            qs = qs.filter(worker=worker, attempts=attempt)
+        try:
+            job = qs.select_for_update().get()
+        except Job.DoesNotExist:
+            return None
+        for name, value in (values or {}).items():
+            setattr(job, name, value)
+        jtype = _type_or_none(job.type)
+        job.error = error[:10000]
+        job.traceback = traceback
+        job.eta = None
+        job.pause_requested = job.cancel_requested = False
+        extra: dict[str, Any] = {"error": job.error, "attempt": job.attempts}
+        if retry and job.attempts < job.max_attempts:
+            delay = jtype.backoff_for(job.attempts) if jtype else 0.0
+            job.status = JobStatus.QUEUED
+            job.run_after = now + timedelta(seconds=delay)
+            job.heartbeat_at = None
+            job.worker = ""
+            extra["retry_at"] = job.run_after.isoformat()
+            fields = ["status", "run_after", "heartbeat_at", "worker"]
+            if delay <= 0:
+                _wake_on_commit(job.queue)
+        else:
+            job.status = JobStatus.FAILED
+            _finish(job, now)
+            fields = ["status", *_FINISH_FIELDS]
+        _save(
+            job,
+            now,
+            [*(values or {}).keys(), *fields, "error", "traceback", "eta", "pause_requested", "cancel_requested"],
+        )
+        record_job_event(job=job, kind=kind, actor_id=_actor_id(actor), extra=extra)
+        _slot_freed(job.queue, now)
+    return job
+
+
+def _type_or_none(name: str) -> Any:
+    try:
+        return get_job_type(name)
+    except LookupError:
+        return None
+
+
+def job_mark_cancelled(*, job_id: Any, worker: str, attempt: int, values: dict[str, Any]) -> bool:
+    """At a checkpoint: a requested cancel took effect and the job function unwound."""
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            job = _owned(job_id, worker, attempt).select_for_update().get()
+        except Job.DoesNotExist:
+            return False
+        for name, value in values.items():
+            setattr(job, name, value)
+        job.status = JobStatus.CANCELLED
+        job.eta = None
+        _finish(job, now)
+        _save(job, now, [*values.keys(), *_FINISH_FIELDS, "status", "eta"])
+        record_job_event(job=job, kind=EventKind.CANCELLED)
+        _slot_freed(job.queue, now)
+    return True
+
+
+# --- Actions by people (API, admin) -----------------------------------------------------------
+
+
+def job_cancel(*, job: Job, actor: Any = None) -> Job:
+    """Queued or paused: cancelled at once. Running: cancelled at its next checkpoint."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = _locked(job)
+        if job.status in (JobStatus.QUEUED, JobStatus.PAUSED):
+            was_active = job.status == JobStatus.PAUSED
+            job.status = JobStatus.CANCELLED
+            # A paused job's worker is blocked in place; it sees the flag and unwinds.
+            job.cancel_requested = was_active
+            job.pause_requested = False
+            job.eta = None
+            _finish(job, now)
+            _save(job, now, ["status", "cancel_requested", "pause_requested", "eta", *_FINISH_FIELDS])
+            record_job_event(job=job, kind=EventKind.CANCELLED, actor_id=_actor_id(actor))
+            if was_active:
+                _slot_freed(job.queue, now)
+        elif job.status == JobStatus.RUNNING:
+            if job.cancel_requested:
+                raise TransitionNotAllowed(
+                    action="cancel",
+                    status=job.status,
+                    message="Cancellation was already requested; the job stops at its next checkpoint.",
+                )
+            job.cancel_requested = True
+            _save(job, now, ["cancel_requested"])
+            record_job_event(job=job, kind=EventKind.CANCEL_REQUESTED, actor_id=_actor_id(actor))
+        else:
+            raise TransitionNotAllowed(action="cancel", status=job.status)
+    return job
+
+
+def job_pause(*, job: Job, actor: Any = None) -> Job:
+    """Ask a running job to pause; it blocks in place at its next checkpoint."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = _locked(job)
+        if job.status != JobStatus.RUNNING:
+            raise TransitionNotAllowed(
+                action="pause",
+                status=job.status,
+                message=f"Only a running job can be paused; this one is {job.status}.",
+            )
+        if job.pause_requested:
+            raise TransitionNotAllowed(
+                action="pause",
+                status=job.status,
+                message="A pause was already requested; the job pauses at its next checkpoint.",
+            )
+        if job.cancel_requested:
+            raise TransitionNotAllowed(action="pause", status=job.status, message="The job is being cancelled.")
+        job.pause_requested = True
+        _save(job, now, ["pause_requested"])
+        record_job_event(job=job, kind=EventKind.PAUSE_REQUESTED, actor_id=_actor_id(actor))
+    return job
+
+
+def job_resume(*, job: Job, actor: Any = None) -> Job:
+    """A paused job runs on; a pause that has not taken effect yet is withdrawn."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = _locked(job)
+        if job.status == JobStatus.PAUSED:
+            job.status = JobStatus.RUNNING
+        elif not (job.status == JobStatus.RUNNING and job.pause_requested):
+            raise TransitionNotAllowed(
+                action="resume",
+                status=job.status,
+                message=f"Only a paused job can be resumed; this one is {job.status}.",
+            )
+        job.pause_requested = False
+        _save(job, now, ["status", "pause_requested"])
+        record_job_event(job=job, kind=EventKind.RESUMED, actor_id=_actor_id(actor))
+    return job
+
+
+def job_retry(*, job: Job, actor: Any = None) -> Job:
+    """Queue a new attempt of a failed or cancelled job; the old error stays in its events.
+
+    A retry by hand grants the type's full attempt budget again.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        job = _locked(job)
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise TransitionNotAllowed(
+                action="retry",
+                status=job.status,
+                message=f"Only a failed or cancelled job can be retried; this one is {job.status}.",
+            )
+        jtype = _type_or_none(job.type)
+        if jtype is None:
+            raise TransitionNotAllowed(
+                action="retry", status=job.status, message=f"Job type {job.type!r} is no longer registered."
+            )
+        previous_error = job.error
+        job.status = JobStatus.QUEUED
+        job.max_attempts = job.attempts + jtype.max_attempts
+        job.run_after = None
+        job.finished_at = None
+        job.duration = None
+        job.error = ""
+        job.traceback = ""
+        job.cancel_requested = job.pause_requested = False
+        job.worker = ""
+        _save(
+            job,
+            now,
+            [
+                "status",
+                "max_attempts",
+                "run_after",
+                "finished_at",
+                "duration",
+                "error",
+                "traceback",
+                "cancel_requested",
+                "pause_requested",
+                "worker",
+            ],
+        )
+        JobResult.objects.filter(job=job).delete()
+        record_job_event(
+            job=job, kind=EventKind.RETRIED, actor_id=_actor_id(actor), extra={"previous_error": previous_error}
+        )
+        _wake_on_commit(job.queue)
+    return job
+
+
+@dataclass(frozen=True)
+class StalledOutcome:
+    job_id: str
+    status: str
+    reason: str
+
+
+def stalled_jobs_queryset(now: datetime | None = None) -> Any:
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.JOBADMIN_STALL_THRESHOLD)
+    return Job.objects.filter(status__in=ACTIVE_STATUSES).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    )
+
+
+def jobs_cleanup_stalled(*, actor: Any = None, now: datetime | None = None) -> list[StalledOutcome]:
+    """Settle every job whose worker stopped sending heartbeats, so none stays running.
+
+    A job past its time-out fails as timed out (retried if attempts remain). Otherwise
+    the type's stall policy decides: ``fail`` fails it for good (it may have had side
+    effects), ``requeue`` queues another attempt if attempts remain.
+    """
+    now = now or timezone.now()
+    outcomes = []
+    for job in stalled_jobs_queryset(now).only("id", "type", "started_at", "timeout", "worker"):
+        jtype = _type_or_none(job.type)
+        timed_out = job.started_at is not None and (now - job.started_at).total_seconds() > job.timeout
+        if timed_out:
+            reason = f"Timed out after {job.timeout} s (worker {job.worker or '?'} stopped responding)."
+            retry = True
+        else:
+            reason = f"Stalled: worker {job.worker or '?'} stopped sending heartbeats."
+            retry = jtype is not None and jtype.stall_policy == "requeue"
+        done = job_fail(
+            job_id=job.pk, worker=None, attempt=None, error=reason, retry=retry, kind=EventKind.STALLED, actor=actor
+        )
+        if done is not None:
+            outcomes.append(StalledOutcome(job_id=str(done.pk), status=done.status, reason=reason))
+    return outcomes

@@ -1,0 +1,111 @@
+"""What django-q2 workers call. Like a view, a task only loads and hands over to services.
+
+A queued job does not own a broker task: ``run_next(queue)`` is a wake-up that claims the
+best runnable job of the queue, so priorities and concurrency limits are decided at
+claim time and a re-delivered wake-up can never run a job twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import traceback as tb
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from jobs import services
+from jobs.context import JobContext
+from jobs.exceptions import JobCancelled, JobLost, JobTimedOut
+from jobs.models import Job
+from jobs.registry import get_job_type
+
+logger = logging.getLogger(__name__)
+
+
+def run_next(queue: str) -> str | None:
+    """Claim and run one job of ``queue``; returns its id, or None if nothing was runnable."""
+    worker = services.worker_name()
+    job = services.job_claim(queue=queue, worker=worker)
+    if job is None:
+        return None
+    execute_job(job, worker=worker)
+    return str(job.pk)
+
+
+@contextmanager
+def _alarm(seconds: int) -> Iterator[None]:
+    """Raise ``JobTimedOut`` in the job after ``seconds`` even if it never reaches a checkpoint.
+
+    Only in the main thread (where django-q2 runs tasks); the checkpoints enforce the
+    same deadline everywhere. django-q2's own alarm is put back afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise JobTimedOut(f"Timed out after {seconds} s.")
+
+    previous_handler = signal.signal(signal.SIGALRM, on_alarm)
+    previous_left = signal.alarm(seconds)
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous_handler)
+        if previous_left:
+            signal.alarm(max(1, previous_left - int(time.monotonic() - started)))
+
+
+def execute_job(job: Job, *, worker: str) -> None:
+    """Run a claimed job to one of its ends; never raises for the job's own errors."""
+    try:
+        jtype = get_job_type(job.type)
+    except LookupError:
+        services.job_fail(
+            job_id=job.pk,
+            worker=worker,
+            attempt=job.attempts,
+            retry=False,
+            error=f"Unknown job type {job.type!r}: it is not registered in this worker.",
+        )
+        return
+    ctx = JobContext(job, worker=worker)
+    ctx.start_heartbeat()
+    ids: dict[str, Any] = {"job_id": job.pk, "worker": worker, "attempt": job.attempts}
+    try:
+        try:
+            with _alarm(job.timeout):
+                result = jtype.func(ctx, job.params)
+            ctx.flush_pending()
+            services.job_complete(**ids, values=ctx.values(), result=result, result_file=ctx.result_file)
+        except JobCancelled:
+            services.job_mark_cancelled(**ids, values=ctx.values())
+        except JobTimedOut as exc:
+            services.job_fail(
+                **ids,
+                values=ctx.values(),
+                error=str(exc) or f"Timed out after {job.timeout} s.",
+                traceback=tb.format_exc(),
+            )
+        except JobLost:
+            logger.warning("job %s was taken from worker %s; its outcome is discarded", job.pk, worker)
+        except Exception as exc:
+            services.job_fail(
+                **ids, values=ctx.values(), error=f"{type(exc).__name__}: {exc}", traceback=tb.format_exc()
+            )
+    except Exception:
+        # Recording the outcome failed (the database went away?): the job keeps its stale
+        # heartbeat and the stall clean-up settles it.
+        logger.exception("could not record the outcome of job %s", job.pk)
+    finally:
+        ctx.stop_heartbeat()
+
+
+def enqueue_scheduled(job_type: str, **params: Any) -> str:
+    """Target of django-q2 schedules: queue a job of ``job_type`` as the system."""
+    return str(services.job_enqueue(job_type=job_type, params=params).pk)

@@ -1,0 +1,80 @@
+"""``python manage.py runall``: web server, worker cluster and monitor together (``make run``).
+
+Ctrl-C (or SIGTERM) stops all three; if one of them dies, the others are stopped too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Run daphne, the django-q2 cluster and the monitor loop together."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        commands = {
+            "web": [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                options["host"],
+                "-p",
+                str(options["port"]),
+                "jobadmin.asgi:application",
+            ],
+            "workers": [*manage, "qcluster"],
+            "monitor": [*manage, "monitor"],
+        }
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        stopping = {"now": False}
+
+        def on_signal(signum: int, frame: Any) -> None:
+            stopping["now"] = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        for name, command in commands.items():
+            # Own process group: Ctrl-C reaches only us, and we stop the children in order.
+            procs[name] = subprocess.Popen(command, cwd=settings.BASE_DIR, start_new_session=True)
+        url = f"http://{options['host']}:{options['port']}"
+        self.stdout.write(
+            f"\nJobAdmin is starting at {url}/admin/  (API: {url}/api/, docs: {url}/api/docs/)\n"
+            f"No user yet? In another terminal: .venv/bin/python manage.py createsuperuser\n"
+            f"Ctrl-C stops the web server, the workers and the monitor.\n"
+        )
+        exit_code = 0
+        while not stopping["now"]:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    self.stderr.write(f"{name} exited with code {proc.returncode}; stopping everything.")
+                    stopping["now"] = True
+                    exit_code = 1
+            time.sleep(0.2)
+        self.stdout.write("Stopping...")
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.stdout.write("Stopped.")
+        if exit_code:
+            sys.exit(exit_code)

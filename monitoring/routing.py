@@ -1,0 +1,3 @@
+"""Websocket routes (``/ws/jobs/``)."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,177 @@
+"""Shared fixtures: users, API clients, real worker processes, service checks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests.factories import UserFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRE_SERVICES = os.environ.get("JOBADMIN_REQUIRE_SERVICES") == "1"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In CI the service-backed configuration is mandatory: fail, never skip, without it."""
+    if not REQUIRE_SERVICES:
+        return
+    problems = []
+    if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://", "pgsql://")):
+        problems.append("DATABASE_URL must point at PostgreSQL")
+    if not os.environ.get("REDIS_URL"):
+        problems.append("REDIS_URL must be set")
+    else:
+        import redis
+
+        try:
+            redis.Redis.from_url(os.environ["REDIS_URL"]).ping()
+        except redis.RedisError as exc:
+            problems.append(f"Redis at REDIS_URL is unreachable: {exc}")
+    if problems:
+        pytest.exit("JOBADMIN_REQUIRE_SERVICES=1 but " + "; ".join(problems), returncode=3)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_redis_after_run() -> Iterator[None]:
+    """Leave nothing behind in Redis: every key of this run carries its run tag."""
+    yield
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        tag = os.environ["JOBADMIN_TEST_RUN"]
+        for key in client.scan_iter(match=f"*{tag}*", count=1000):
+            client.delete(key)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_media_after_run() -> Iterator[None]:
+    yield
+    shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
+
+
+@pytest.fixture
+def requires_redis() -> None:
+    if not settings.REDIS_URL:
+        if REQUIRE_SERVICES:
+            pytest.fail("REDIS_URL is required in this run")
+        pytest.skip("REDIS_URL is not set (CI sets it)")
+
+
+@pytest.fixture
+def user(db: Any) -> Any:
+    return UserFactory()
+
+
+@pytest.fixture
+def other_user(db: Any) -> Any:
+    return UserFactory()
+
+
+@pytest.fixture
+def staff_user(db: Any) -> Any:
+    return UserFactory(is_staff=True)
+
+
+@pytest.fixture
+def superuser(db: Any) -> Any:
+    return UserFactory(is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def api_client() -> Any:
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment for a process that must share this test run's database and Redis keys."""
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["JOBADMIN_DB_NAME"] = str(connection.settings_dict["NAME"])
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class Processes:
+    """Real processes started by a test, stopped (and reaped) when it ends."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(self, *args: str, env: dict[str, str] | None = None, name: str = "proc") -> subprocess.Popen[bytes]:
+        log = self.tmp_path / f"{name}-{len(self.procs)}.log"
+        handle = open(log, "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=env or child_env(),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append((proc, log))
+        return proc
+
+    def qcluster(self, **extra_env: str) -> subprocess.Popen[bytes]:
+        proc = self.start("manage.py", "qcluster", env=child_env(**extra_env), name="qcluster")
+        wait_for(
+            lambda: b"running" in self.log_of(proc).lower() or proc.poll() is not None,
+            timeout=30,
+            message="qcluster did not start",
+        )
+        assert proc.poll() is None, self.log_of(proc).decode(errors="replace")
+        return proc
+
+    def log_of(self, proc: subprocess.Popen[bytes]) -> bytes:
+        for candidate, log in self.procs:
+            if candidate is proc:
+                return log.read_bytes()
+        raise KeyError(proc)
+
+    def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for proc, _ in reversed(self.procs):
+            self.stop(proc)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float = 20, interval: float = 0.05, message: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(message or f"condition not met within {timeout} s")
+        time.sleep(interval)

@@ -1,0 +1,37 @@
+"""Test settings: the main settings with fast timings and per-run isolation.
+
+Every value that other processes started by the tests must share (database name, Redis
+prefix, cluster name) is derived from ``JOBADMIN_TEST_RUN``, which the first process
+sets and its children inherit.
+"""
+
+import os
+
+RUN = os.environ.setdefault("JOBADMIN_TEST_RUN", f"t{os.getpid()}")
+os.environ.setdefault("REDIS_PREFIX", f"jobadmin-test-{RUN}")
+os.environ.setdefault("Q_CLUSTER_NAME", f"jobadmin-test-{RUN}")
+for name, value in {
+    "JOBADMIN_HEARTBEAT_INTERVAL": "0.5",
+    "JOBADMIN_CONTROL_POLL": "0.1",
+    "JOBADMIN_PROGRESS_INTERVAL": "0.2",
+    "JOBADMIN_STALL_THRESHOLD": "3",
+    "Q_POLL": "0.05",
+    "Q_WORKERS": "2",
+    "JOB_STATS_INTERVAL": "1",
+}.items():
+    os.environ.setdefault(name, value)
+
+from jobadmin.settings import *  # noqa: E402,F403
+from jobadmin.settings import DATA_DIR, DATABASES  # noqa: E402
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+MEDIA_ROOT = DATA_DIR / "test-media" / RUN
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not :memory:, so that worker processes started by the tests share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{RUN}.sqlite3")}
+
+# A child process started by a test is pointed at the test database by name.
+if os.environ.get("JOBADMIN_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["JOBADMIN_DB_NAME"]
