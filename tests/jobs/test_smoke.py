@@ -19,4 +19,6 @@ def test_demo_job_runs_to_completion_when_a_worker_claims_it(user):
     assert (job.processed_items, job.total_items, job.progress) == (5, 5, 100)
     assert job.result.data == {"items": 5}
     kinds = list(job.events.values_list("kind", flat=True))
-    assert kinds[0] == EventKind.CREATED and kinds[1] == EventKind.STARTED and kinds[-1] == EventKind.COMPLETED
+    assert kinds[0] == EventKind.CREATED
+    assert kinds[1] == EventKind.STARTED
+    assert kinds[-1] == EventKind.COMPLETED
