@@ -148,6 +148,24 @@ JOBADMIN_HISTORY_DAYS = env.int("JOBADMIN_HISTORY_DAYS", default=30)
 JOBADMIN_PURGE_BATCH = env.int("JOBADMIN_PURGE_BATCH", default=2000)
 JOB_STATS_INTERVAL = env.float("JOB_STATS_INTERVAL", default=5.0)
 
+# --- Monitoring (docs/monitoring.md) ----------------------------------------------------------
+JOBADMIN_METRICS_INTERVAL = env.float("JOBADMIN_METRICS_INTERVAL", default=10.0)
+JOBADMIN_METRICS_RETENTION_DAYS = env.int("JOBADMIN_METRICS_RETENTION_DAYS", default=90)
+JOBADMIN_ALERTS_INTERVAL = env.float("JOBADMIN_ALERTS_INTERVAL", default=5.0)
+JOBADMIN_WEBHOOK_TIMEOUT = env.float("JOBADMIN_WEBHOOK_TIMEOUT", default=3.0)
+JOBADMIN_WEBHOOK_RETRIES = env.int("JOBADMIN_WEBHOOK_RETRIES", default=3)
+ALERT_EMAIL_FROM = env.str("ALERT_EMAIL_FROM", default="jobadmin@localhost")
+# /api/health/: more than N failures in the window is critical; a job running longer than
+# the long-running threshold, or more than N active jobs, is a warning.
+HEALTH_FAILURES_CRITICAL = env.int("HEALTH_FAILURES_CRITICAL", default=2)
+HEALTH_FAILURES_WINDOW = env.int("HEALTH_FAILURES_WINDOW", default=300)
+HEALTH_ACTIVE_WARNING = env.int("HEALTH_ACTIVE_WARNING", default=10)
+# The monitor counts as down when its heartbeat is older than this (seconds).
+HEALTH_MONITOR_STALE = env.float("HEALTH_MONITOR_STALE", default=60.0)
+# /metrics: open to these client addresses, or to a request with "Authorization: Bearer <token>".
+PROMETHEUS_TOKEN = env.str("PROMETHEUS_TOKEN", default="")
+PROMETHEUS_ALLOWED_IPS = env.list("PROMETHEUS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+
 Q_CLUSTER = {
     "name": env.str("Q_CLUSTER_NAME", default="jobadmin"),
     "workers": env.int("Q_WORKERS", default=4),

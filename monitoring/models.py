@@ -1,0 +1,144 @@
+"""Monitoring tables: the system metric time series, alert rules and the alerts they raise."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class MetricSample(models.Model):
+    """One sample of the system, taken by the monitor loop every ``JOBADMIN_METRICS_INTERVAL`` seconds."""
+
+    sampled_at = models.DateTimeField(default=timezone.now, db_index=True)
+    cpu_percent = models.FloatField()
+    memory_percent = models.FloatField()
+    disk_percent = models.FloatField()
+    load_1 = models.FloatField()
+    load_5 = models.FloatField()
+    load_15 = models.FloatField()
+    queued_jobs = models.PositiveIntegerField(default=0)
+    queue_depth = models.JSONField(default=dict, help_text="Queued jobs per queue.")
+    running_jobs = models.PositiveIntegerField(default=0)
+    live_workers = models.PositiveIntegerField(default=0)
+    jobs_per_minute = models.FloatField(default=0, help_text="Jobs finished in the last minute.")
+    failure_rate = models.FloatField(null=True, blank=True, help_text="Percent of jobs finished in 5 min that failed.")
+    event_lag_ms = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-sampled_at"]
+
+    def __str__(self) -> str:
+        return f"sample {self.sampled_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Metric(models.TextChoices):
+    FAILURE_RATE = "failure_rate", "Failure rate (% of finished jobs in the window)"
+    FAILURES = "failures", "Failed jobs in the window"
+    STALLED_JOBS = "stalled_jobs", "Stalled jobs (per job, settled in the window)"
+    LONG_RUNNING = "long_running", "Running time in seconds (per running job)"
+    QUEUE_DEPTH = "queue_depth", "Queued jobs (per queue)"
+    CPU_PERCENT = "cpu_percent", "CPU % (mean over the window)"
+    MEMORY_PERCENT = "memory_percent", "Memory % (mean over the window)"
+    DISK_PERCENT = "disk_percent", "Disk % (latest sample)"
+    EVENT_LAG_MS = "event_lag_ms", "Event lag in ms (max over the window)"
+    RUNNING_JOBS = "running_jobs", "Running jobs"
+
+
+class Comparison(models.TextChoices):
+    GT = "gt", ">"
+    GTE = "gte", ">="
+    LT = "lt", "<"
+    LTE = "lte", "<="
+
+
+class Severity(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class AlertRule(models.Model):
+    name = models.SlugField(max_length=80, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    metric = models.CharField(max_length=32, choices=Metric.choices)
+    comparison = models.CharField(max_length=4, choices=Comparison.choices, default=Comparison.GT)
+    threshold = models.FloatField()
+    window_seconds = models.PositiveIntegerField(default=300, help_text="How far back the metric looks.")
+    severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.WARNING)
+    enabled = models.BooleanField(default=True)
+    notify_websocket = models.BooleanField(default=True, help_text="Send a job-alert to the alerts channel.")
+    notify_email = models.BooleanField(default=False)
+    email_recipients = models.TextField(blank=True, help_text="Comma-separated; empty means the ADMINS setting.")
+    notify_webhook = models.BooleanField(default=False)
+    webhook_url = models.URLField(blank=True)
+    builtin = models.BooleanField(default=False, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def channels(self) -> list[str]:
+        return [
+            name
+            for name, on in (
+                ("websocket", self.notify_websocket),
+                ("email", self.notify_email),
+                ("webhook", self.notify_webhook),
+            )
+            if on
+        ]
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+
+
+OPEN_STATUSES = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED)
+
+
+class Alert(models.Model):
+    """One firing of a rule for one subject (a queue, a job, or "" for the whole system)."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
+    subject = models.CharField(max_length=200, blank=True)
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    status = models.CharField(max_length=16, choices=AlertStatus.choices, default=AlertStatus.OPEN)
+    message = models.CharField(max_length=500)
+    value = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    notifications = models.JSONField(default=dict, blank=True, help_text="Outcome per channel.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule", "subject"],
+                condition=Q(status__in=["open", "acknowledged"]),
+                name="one_open_alert_per_rule_subject",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "-created_at"], name="alert_status_created")]
+
+    def __str__(self) -> str:
+        return f"{self.rule.name} {self.subject}".strip()
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
