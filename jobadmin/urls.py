@@ -5,6 +5,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
+    # Staff pages beside the model admin (monitor, analytics); before the admin so they win.
+    path("admin/", include("monitoring.admin_views")),
     path("admin/", admin.site.urls),
     path("api/", include("jobs.urls")),
     path("api/", include("monitoring.urls")),

@@ -1,42 +1,418 @@
-"""Jobs in the Django admin. Status is read-only here: every change goes through services."""
+"""Jobs in the Django admin: the job list, the job page, bulk actions and the enqueue form.
+
+Status is read-only here: every change goes through ``jobs.services``, which refuses an
+illegal transition with ``TransitionNotAllowed``; each action reports per job what
+happened, as admin messages.
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
-from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from rest_framework import serializers
 
-from jobs.models import Job, JobEvent, JobResult, Queue
+from jobs import services
+from jobs.admin_forms import build_enqueue_form
+from jobs.exceptions import JobError, TransitionNotAllowed
+from jobs.models import EventKind, Job, JobEvent, JobResult, JobStatus, Queue
+from jobs.registry import UnknownJobType, all_job_types, get_job_type
+from jobs.selectors import can_act_on
+
+ADMIN_MEDIA_CSS = {"all": ["jobadmin/admin/admin.css"]}
+
+JobService = Callable[..., Job]
+JOB_ACTIONS: dict[str, tuple[str, JobService]] = {
+    "cancel": ("Cancel", services.job_cancel),
+    "retry": ("Retry", services.job_retry),
+    "pause": ("Pause", services.job_pause),
+    "resume": ("Resume", services.job_resume),
+}
 
 
-class JobEventInline(admin.TabularInline):
-    model = JobEvent
-    fields = ["id", "kind", "actor", "created_at"]
-    readonly_fields = ["id", "kind", "actor", "created_at"]
-    extra = 0
-    can_delete = False
-    ordering = ["-id"]
-    show_change_link = False
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+
+def job_duration_seconds(job: Job) -> float | None:
+    """Stored when finished; for an active job, the time it has been running."""
+    if job.duration is not None:
+        return job.duration
+    if job.started_at and not job.is_finished:
+        return (timezone.now() - job.started_at).total_seconds()
+    return None
+
+
+def status_badge(status: str) -> str:
+    label = JobStatus(status).label if status in JobStatus.values else status
+    return format_html('<span class="ja-badge ja-status-{}" data-job-status>{}</span>', status, label)
+
+
+def progress_bar(job: Job) -> str:
+    value = round(job.progress or 0)
+    return format_html(
+        '<span class="ja-progress" role="progressbar" aria-label="Progress" aria-valuemin="0" aria-valuemax="100" '
+        'aria-valuenow="{}" data-job-progress><span class="ja-progress-fill" style="width:{}%"></span>'
+        '<span class="ja-progress-text">{}%</span></span>',
+        value,
+        value,
+        value,
+    )
+
+
+class JobTypeFilter(admin.SimpleListFilter):
+    """The registered types, plus any older type still present in the history."""
+
+    title = "type"
+    parameter_name = "type"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        names = {t.name for t in all_job_types()}
+        names.update(Job.objects.order_by().values_list("type", flat=True).distinct()[:100])
+        return [(name, name) for name in sorted(names)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        return queryset.filter(type=self.value()) if self.value() else queryset
+
+
+class QueueFilter(admin.SimpleListFilter):
+    title = "queue"
+    parameter_name = "queue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, name) for name in Queue.objects.values_list("name", flat=True)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        return queryset.filter(queue=self.value()) if self.value() else queryset
 
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "type", "status", "queue", "user", "progress", "created_at", "duration"]
-    list_filter = ["status", "type", "queue"]
-    search_fields = ["id", "type", "user__username"]
+    list_display = [
+        "short_id",
+        "type",
+        "status_display",
+        "progress_display",
+        "queue",
+        "user",
+        "created_at",
+        "duration_display",
+    ]
+    list_display_links = ["short_id"]
+    list_filter = ["status", JobTypeFilter, QueueFilter, ("user", admin.RelatedOnlyFieldListFilter), "created_at"]
+    search_fields = ["type", "user__username"]
+    search_help_text = "Search by job id (full UUID or its start), type or creator's username."
     date_hierarchy = "created_at"
     list_select_related = ["user"]
-    inlines = [JobEventInline]
+    list_per_page = 50
+    actions = ["cancel_jobs", "retry_jobs", "pause_jobs", "resume_jobs", "cleanup_stalled"]
+    change_form_template = "admin/jobs/job/job_page.html"
+    change_list_template = "admin/jobs/job/change_list.html"
+
+    class Media:
+        css = ADMIN_MEDIA_CSS
+
+    # --- list columns -------------------------------------------------------------------------
+
+    @admin.display(description="ID", ordering="id")
+    def short_id(self, obj: Job) -> str:
+        return format_html('<span title="{}" class="ja-mono">{}</span>', obj.pk, str(obj.pk)[:8])
+
+    @admin.display(description="Status", ordering="status")
+    def status_display(self, obj: Job) -> str:
+        return status_badge(obj.status)
+
+    @admin.display(description="Progress", ordering="progress")
+    def progress_display(self, obj: Job) -> str:
+        return progress_bar(obj)
+
+    @admin.display(description="Duration", ordering="duration")
+    def duration_display(self, obj: Job) -> str:
+        return format_duration(job_duration_seconds(obj))
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Job], search_term: str) -> Any:
+        """A full UUID matches its job; a hex prefix matches ids that start with it; else type/creator."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            return queryset.filter(pk=uuid.UUID(term)), False
+        except ValueError:
+            pass
+        results, may_have_duplicates = super().get_search_results(request, queryset, term)
+        hexdigits = term.replace("-", "").lower()
+        if 4 <= len(hexdigits) < 32 and all(c in "0123456789abcdef" for c in hexdigits):
+            low = uuid.UUID(hexdigits.ljust(32, "0"))
+            high = uuid.UUID(hexdigits.ljust(32, "f"))
+            results = results | queryset.filter(pk__gte=low, pk__lte=high)
+        return results, may_have_duplicates
+
+    # --- permissions: nothing is added or edited by hand --------------------------------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_superuser)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in Job._meta.fields]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    # --- bulk actions -------------------------------------------------------------------------
+
+    def _run_action(self, request: HttpRequest, queryset: QuerySet[Job], action: str) -> None:
+        label, service = JOB_ACTIONS[action]
+        done = 0
+        for job in queryset:
+            if not can_act_on(user=request.user, job=job):
+                self.message_user(request, f"{label} {job.pk}: not allowed for you.", messages.ERROR)
+                continue
+            try:
+                updated = service(job=job, actor=request.user)
+            except TransitionNotAllowed as exc:
+                self.message_user(request, f"{label} {job.type} {job.pk}: refused — {exc}", messages.WARNING)
+                continue
+            done += 1
+            self.message_user(request, f"{label} {job.type} {job.pk}: done, now {updated.status}.", messages.SUCCESS)
+        if not done:
+            self.message_user(request, f"{label}: no job was changed.", messages.WARNING)
+
+    @admin.action(description="Cancel selected jobs", permissions=["change"])
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._run_action(request, queryset, "cancel")
+
+    @admin.action(description="Retry selected jobs", permissions=["change"])
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._run_action(request, queryset, "retry")
+
+    @admin.action(description="Pause selected jobs", permissions=["change"])
+    def pause_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._run_action(request, queryset, "pause")
+
+    @admin.action(description="Resume selected jobs", permissions=["change"])
+    def resume_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._run_action(request, queryset, "resume")
+
+    @admin.action(description="Clean up stalled jobs (all, not only the selected)", permissions=["change"])
+    def cleanup_stalled(self, request: HttpRequest, queryset: QuerySet[Job] | None = None) -> None:
+        report_cleanup(self, request)
+
+    # --- extra pages ----------------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("enqueue/", view(self.enqueue_view), name="jobs_job_enqueue"),
+            path("enqueue/<str:type_name>/", view(self.enqueue_view), name="jobs_job_enqueue_type"),
+            path("cleanup-stalled/", view(self.cleanup_stalled_view), name="jobs_job_cleanup_stalled"),
+            path("<uuid:job_id>/act/<str:action>/", view(self.act_view), name="jobs_job_act"),
+            path("<uuid:job_id>/download/", view(self.download_view), name="jobs_job_download"),
+            *super().get_urls(),
+        ]
+
+    def enqueue_view(self, request: HttpRequest, type_name: str | None = None) -> HttpResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        type_name = type_name or request.GET.get("type") or None
+        job_type = None
+        form = None
+        if type_name:
+            try:
+                job_type = get_job_type(type_name)
+            except UnknownJobType:
+                raise Http404(f"No job type {type_name!r}.") from None
+            form = build_enqueue_form(job_type, request.POST if request.method == "POST" else None)
+            if request.method == "POST" and form.is_valid():
+                from django.conf import settings as dj_settings
+
+                queue = form.cleaned_data["_queue"]
+                if queue not in dj_settings.JOBADMIN_QUEUES and not Queue.objects.filter(name=queue).exists():
+                    form.add_error("_queue", "Unknown queue.")
+                else:
+                    try:
+                        job = services.job_enqueue(
+                            job_type=job_type.name,
+                            params=form.params(),
+                            user=request.user,
+                            queue=queue,
+                            priority=form.cleaned_data["_priority"],
+                            actor=request.user,
+                        )
+                    except serializers.ValidationError as exc:
+                        form.add_params_errors(exc.detail)
+                    except JobError as exc:
+                        form.add_error(None, str(exc))
+                    else:
+                        self.message_user(request, f"Queued {job.type} job {job.pk}.", messages.SUCCESS)
+                        return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Enqueue a {job_type.name} job" if job_type else "Enqueue a job",
+            "opts": self.model._meta,
+            "job_types": all_job_types(),
+            "job_type": job_type,
+            "form": form,
+            "media": self.media + form.media if form else self.media,
+        }
+        status = 400 if form is not None and request.method == "POST" else 200
+        return TemplateResponse(request, "admin/jobs/job/enqueue.html", context, status=status)
+
+    def cleanup_stalled_view(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponse(status=405, headers={"Allow": "POST"})
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        report_cleanup(self, request)
+        return HttpResponseRedirect(_safe_next(request, reverse("admin:jobs_job_changelist")))
+
+    def act_view(self, request: HttpRequest, job_id: uuid.UUID, action: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponse(status=405, headers={"Allow": "POST"})
+        if action not in JOB_ACTIONS:
+            raise Http404("Unknown action.")
+        job = get_object_or_404(Job, pk=job_id)
+        if not self.has_change_permission(request, job) or not can_act_on(user=request.user, job=job):
+            raise PermissionDenied
+        self._run_action(request, Job.objects.filter(pk=job.pk), action)
+        return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
+
+    def download_view(self, request: HttpRequest, job_id: uuid.UUID) -> HttpResponseBase:
+        job = get_object_or_404(Job, pk=job_id)
+        if not self.has_view_or_change_permission(request, job):
+            raise PermissionDenied
+        result = JobResult.objects.filter(job=job).first()
+        if result is None or not result.file:
+            raise Http404("This job has no result file.")
+        name = (result.file.name or "result").rsplit("/", 1)[-1]
+        return FileResponse(result.file.open("rb"), as_attachment=True, filename=name)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        job = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if job is not None:
+            extra.update(job_page_context(job, request))
+        return super().change_view(request, object_id, form_url, extra_context=extra)
+
+
+def _safe_next(request: HttpRequest, default: str) -> str:
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    target = request.POST.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return default
+
+
+def report_cleanup(model_admin: admin.ModelAdmin, request: HttpRequest) -> None:
+    outcomes = services.jobs_cleanup_stalled(actor=request.user)
+    if not outcomes:
+        model_admin.message_user(request, "No stalled jobs: nothing to clean up.", messages.INFO)
+    for outcome in outcomes:
+        model_admin.message_user(
+            request, f"Stalled job {outcome.job_id}: now {outcome.status}. {outcome.reason}", messages.WARNING
+        )
+
+
+TIMELINE_KINDS_HIDDEN = {EventKind.PROGRESS}
+
+
+def job_page_context(job: Job, request: HttpRequest) -> dict[str, Any]:
+    """What the job page shows beyond the fields: steps, result, timeline, possible actions."""
+    events = list(
+        JobEvent.objects.filter(job=job).exclude(kind__in=TIMELINE_KINDS_HIDDEN).select_related("actor").order_by("id")
+    )
+    shown = events[-300:]
+    timeline = [
+        {
+            "id": e.id,
+            "kind": e.kind,
+            "actor": e.actor_label,
+            "created_at": e.created_at,
+            "detail": _event_detail(e),
+        }
+        for e in shown
+    ]
+    result = JobResult.objects.filter(job=job).first()
+    steps = [
+        {
+            "index": i,
+            "name": name,
+            "state": "done"
+            if i < job.current_step or job.status == JobStatus.COMPLETED
+            else ("current" if i == job.current_step and job.status in ("running", "paused") else "todo"),
+        }
+        for i, name in enumerate(job.steps or [])
+    ]
+    allowed: list[tuple[str, str]] = []
+    if job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED) and not job.cancel_requested:
+        allowed.append(("cancel", "Cancel"))
+    if job.status == JobStatus.RUNNING and not job.pause_requested and not job.cancel_requested:
+        allowed.append(("pause", "Pause"))
+    if job.status == JobStatus.PAUSED or (job.status == JobStatus.RUNNING and job.pause_requested):
+        allowed.append(("resume", "Resume"))
+    if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        allowed.append(("retry", "Retry"))
+    return {
+        "job": job,
+        "job_status_badge": status_badge(job.status),
+        "job_progress_bar": progress_bar(job),
+        "job_duration": format_duration(job_duration_seconds(job)),
+        "job_steps": steps,
+        "job_result": result,
+        "job_timeline": timeline,
+        "job_timeline_truncated": len(events) > len(shown),
+        "job_actions": allowed,
+        "job_is_live": job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED),
+        "job_params": sorted((job.params or {}).items()),
+        "job_stalled_hint": _stalled_hint(job),
+    }
+
+
+def _event_detail(event: JobEvent) -> str:
+    payload = event.payload or {}
+    if event.kind == EventKind.LOG:
+        return "\n".join(str(line.get("message", line)) for line in payload.get("lines", []))
+    if event.kind == EventKind.STEP:
+        return str(payload.get("job", {}).get("step_name", ""))
+    for key in ("error", "previous_error"):
+        if payload.get(key):
+            return str(payload[key])
+    if payload.get("retry_at"):
+        return f"retry at {payload['retry_at']}"
+    return ""
+
+
+def _stalled_hint(job: Job) -> str:
+    from django.conf import settings as dj_settings
+
+    if job.status not in (JobStatus.RUNNING, JobStatus.PAUSED) or not job.heartbeat_at:
+        return ""
+    age = timezone.now() - job.heartbeat_at
+    if age > timedelta(seconds=dj_settings.JOBADMIN_STALL_THRESHOLD):
+        return f"No heartbeat for {format_duration(age.total_seconds())}: the worker may have died."
+    return ""
 
 
 @admin.register(JobEvent)
@@ -44,6 +420,7 @@ class JobEventAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "job", "actor", "created_at"]
     list_filter = ["kind"]
     raw_id_fields = ["job", "actor"]
+    search_fields = ["job__id"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -65,3 +442,23 @@ class JobResultAdmin(admin.ModelAdmin):
 class QueueAdmin(admin.ModelAdmin):
     list_display = ["name", "concurrency", "paused"]
     readonly_fields = ["paused", "missed_wakeups"]
+    actions = ["pause_queues", "resume_queues"]
+
+    def _run(self, request: HttpRequest, queryset: QuerySet[Queue], pause: bool) -> None:
+        service = services.queue_pause if pause else services.queue_resume
+        for queue in queryset:
+            try:
+                service(name=queue.name, actor=request.user)
+            except JobError as exc:
+                self.message_user(request, f"Queue {queue.name}: {exc}", messages.WARNING)
+            else:
+                verb = "paused" if pause else "resumed"
+                self.message_user(request, f"Queue {queue.name}: {verb}.", messages.SUCCESS)
+
+    @admin.action(description="Pause selected queues", permissions=["change"])
+    def pause_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
+        self._run(request, queryset, pause=True)
+
+    @admin.action(description="Resume selected queues", permissions=["change"])
+    def resume_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
+        self._run(request, queryset, pause=False)

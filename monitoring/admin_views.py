@@ -1,0 +1,156 @@
+"""Staff pages beside the model admin: the live monitor and the analytics page.
+
+They live under ``/admin/`` and are wrapped with ``admin.site.admin_view`` (staff login,
+no caching, CSRF), mounted by ``jobadmin/urls.py`` ahead of the admin site's own URLs.
+The monitor page renders the current state on the server, then the browser keeps it live
+from the websocket (``job-update``, ``job-stats``, ``job-alert``) and polls
+``monitor/state/`` for queue figures and the stalled count.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+
+from jobs import services
+from jobs.events import job_snapshot
+from jobs.exceptions import JobError
+from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobStatus, Queue
+
+# The monitor renders at most this many active jobs; the rest are counted.
+MONITOR_MAX_JOBS = 500
+FEED_SIZE = 20
+ANALYTICS_RANGES = ["1h", "1d", "7d", "30d", "all"]
+
+
+def _staff(request: HttpRequest) -> None:
+    if not (request.user.is_active and request.user.is_staff):
+        raise PermissionDenied
+
+
+def queue_rows() -> list[dict[str, Any]]:
+    """Depth (queued), running, capacity and utilisation of every queue."""
+    counts = {
+        row["queue"]: row
+        for row in Job.objects.filter(status__in=[JobStatus.QUEUED, *ACTIVE_STATUSES])
+        .order_by()
+        .values("queue")
+        .annotate(
+            queued=Count("id", filter=Q(status=JobStatus.QUEUED)),
+            running=Count("id", filter=Q(status__in=ACTIVE_STATUSES)),
+        )
+    }
+    rows = []
+    for queue in Queue.objects.order_by("name"):
+        found: Any = counts.get(queue.name, {})
+        running = int(found.get("running", 0))
+        rows.append(
+            {
+                "name": queue.name,
+                "queued": int(found.get("queued", 0)),
+                "running": running,
+                "capacity": queue.concurrency,
+                "utilisation": round(100 * running / queue.concurrency) if queue.concurrency else 0,
+                "paused": queue.paused,
+            }
+        )
+    return rows
+
+
+def monitor_state() -> dict[str, Any]:
+    """The figures the monitor polls: queues, stalled and long-running counts."""
+    long_cutoff = timezone.now() - timedelta(seconds=settings.JOBADMIN_LONG_RUNNING_THRESHOLD)
+    return {
+        "queues": queue_rows(),
+        "stalled": services.stalled_jobs_queryset().count(),
+        "long_running": Job.objects.filter(status__in=ACTIVE_STATUSES, started_at__lt=long_cutoff).count(),
+        "active": Job.objects.filter(status__in=ACTIVE_STATUSES).count(),
+        "queued": Job.objects.filter(status=JobStatus.QUEUED).count(),
+        "at": timezone.now().isoformat(),
+    }
+
+
+def monitor_view(request: HttpRequest) -> HttpResponse:
+    _staff(request)
+    active = list(
+        Job.objects.filter(status__in=[*ACTIVE_STATUSES, JobStatus.QUEUED]).order_by("-status", "created_at")[
+            :MONITOR_MAX_JOBS
+        ]
+    )
+    feed = list(
+        Job.objects.filter(status__in=FINISHED_STATUSES, finished_at__isnull=False).order_by("-finished_at")[:FEED_SIZE]
+    )
+    state = monitor_state()
+    context = {
+        **admin.site.each_context(request),
+        "title": "Live monitor",
+        "jobs_initial": [job_snapshot(job) for job in active],
+        "feed_initial": [job_snapshot(job) for job in feed],
+        "state": state,
+        "stall_threshold": settings.JOBADMIN_STALL_THRESHOLD,
+    }
+    return TemplateResponse(request, "admin/jobadmin/monitor.html", context)
+
+
+def monitor_state_view(request: HttpRequest) -> HttpResponse:
+    _staff(request)
+    return JsonResponse(monitor_state())
+
+
+def queue_action_view(request: HttpRequest, name: str, action: str) -> HttpResponse:
+    _staff(request)
+    if request.method != "POST":
+        return HttpResponse(status=405, headers={"Allow": "POST"})
+    if not request.user.has_perm("jobs.pause_queue") and not request.user.has_perm("jobs.change_queue"):
+        raise PermissionDenied
+    service = services.queue_pause if action == "pause" else services.queue_resume
+    try:
+        service(name=name, actor=request.user)
+    except JobError as exc:
+        messages.warning(request, f"Queue {name}: {exc}")
+    else:
+        messages.success(request, f"Queue {name}: {'paused' if action == 'pause' else 'resumed'}.")
+    return HttpResponseRedirect(reverse("jobadmin-monitor"))
+
+
+def analytics_view(request: HttpRequest) -> HttpResponse:
+    _staff(request)
+    selected = request.GET.get("range", "1d")
+    if selected not in ANALYTICS_RANGES:
+        selected = "1d"
+    context = {
+        **admin.site.each_context(request),
+        "title": "Analytics",
+        "ranges": ANALYTICS_RANGES,
+        "selected_range": selected,
+    }
+    return TemplateResponse(request, "admin/jobadmin/analytics.html", context)
+
+
+def _wrap(view: Any) -> Any:
+    return admin.site.admin_view(view)
+
+
+urlpatterns: list[URLPattern] = [
+    path("monitor/", _wrap(monitor_view), name="jobadmin-monitor"),
+    path("monitor/state/", _wrap(monitor_state_view), name="jobadmin-monitor-state"),
+    path(
+        "monitor/queues/<str:name>/pause/", _wrap(queue_action_view), {"action": "pause"}, name="jobadmin-queue-pause"
+    ),
+    path(
+        "monitor/queues/<str:name>/resume/",
+        _wrap(queue_action_view),
+        {"action": "resume"},
+        name="jobadmin-queue-resume",
+    ),
+    path("analytics/", _wrap(analytics_view), name="jobadmin-analytics"),
+]
