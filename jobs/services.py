@@ -235,32 +235,34 @@ def job_claim(*, queue: str, worker: str) -> Job | None:
         job = candidates.order_by("-priority", "created_at").select_for_update(skip_locked=True).first()
         if job is None:
             return None
-        claimed = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
-            status=JobStatus.RUNNING,
-            started_at=now,
-            heartbeat_at=now,
-            updated_at=now,
-            worker=worker,
-            attempts=F("attempts") + 1,
-            run_after=None,
-            queue_wait=None,
-            finished_at=None,
-            duration=None,
-            progress=0,
-            current_step=0,
-            processed_items=0,
-            total_items=None,
-            error_count=0,
-            eta=None,
-            cancel_requested=False,
-            pause_requested=False,
-        )
-        if not claimed:
+        attempt = job.attempts + 1
+        values: dict[str, Any] = {
+            "status": JobStatus.RUNNING,
+            "started_at": now,
+            "heartbeat_at": now,
+            "updated_at": now,
+            "worker": worker,
+            "attempts": attempt,
+            # Queue wait is the first attempt's: from enqueue to first start.
+            "queue_wait": (now - job.created_at).total_seconds() if attempt == 1 else job.queue_wait,
+            "run_after": None,
+            "finished_at": None,
+            "duration": None,
+            "progress": 0,
+            "current_step": 0,
+            "processed_items": 0,
+            "total_items": None,
+            "error_count": 0,
+            "eta": None,
+            "cancel_requested": False,
+            "pause_requested": False,
+        }
+        # Conditional on the status we read (and on the attempt count, for SQLite where
+        # the row lock above is a no-op): exactly one claim can win.
+        if not Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED, attempts=job.attempts).update(**values):
             return None
-        job.refresh_from_db()
-        job.queue_wait = (now - job.created_at).total_seconds() if job.attempts == 1 else None
-        if job.queue_wait is not None:
-            Job.objects.filter(pk=job.pk).update(queue_wait=job.queue_wait)
+        for name, value in values.items():
+            setattr(job, name, value)
         record_job_event(job=job, kind=EventKind.STARTED, extra={"attempt": job.attempts})
     return job
 
