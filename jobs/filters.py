@@ -1,30 +1,104 @@
-"""The job list filters, shared by the API list and the ``export-jobs`` job."""
+"""The job list filters, shared by the API list and the ``export-jobs`` job.
+
+Every value is validated by a form field, so a malformed one (UUID, date, status, user
+id, ordering key) is a 400 with a field message, never a 500.
+"""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import django_filters
-from django.db.models import Q, QuerySet
+from django import forms
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db.models import F, Q, QuerySet
+from django_filters.fields import IsoDateTimeField
 
 from jobs.models import Job, JobStatus
+from jobs.registry import all_job_types
+
+# Ordering keys of the API (DESIGN.md) → ``order_by`` terms. Each ends with a tiebreaker
+# so pages never overlap, and each matches an index in ``jobs.models`` (a backward index
+# scan serves the other direction). Rows without a value (a job not started or not
+# finished yet) sort as PostgreSQL does natively: last ascending, first descending.
+ORDERING_FIELDS = ["created_at", "updated_at", "started_at", "finished_at", "status", "priority", "duration"]
+_NULLABLE = {"started_at", "finished_at", "duration"}
+
+
+def ordering_terms(key: str) -> list[Any]:
+    descending = key.startswith("-")
+    name = key.lstrip("-")
+    if name == "created_at":
+        return ["-created_at", "id"] if descending else ["created_at", "-id"]
+    if name in _NULLABLE:
+        first = F(name).desc(nulls_first=True) if descending else F(name).asc(nulls_last=True)
+    else:
+        first = F(name).desc() if descending else F(name).asc()
+    return [first, "-created_at", "id"] if descending else [first, "created_at", "-id"]
+
+
+ORDERING_CHOICES = [(key, key) for name in ORDERING_FIELDS for key in (name, f"-{name}")]
+DEFAULT_ORDERING = "-created_at"
+MAX_INT = 2**31 - 1
+
+
+class SafeIsoDateTimeField(IsoDateTimeField):
+    """ISO 8601; a date that cannot be expressed in UTC is a validation error, not a 500."""
+
+    def clean(self, value: Any) -> datetime | None:
+        result = super().clean(value)
+        if result is not None:
+            try:
+                result.astimezone(UTC)
+            except (OverflowError, ValueError):
+                raise ValidationError("Enter a valid date/time.", code="invalid") from None
+        return result
+
+
+class SafeIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = SafeIsoDateTimeField
+
+
+class UserIdFilter(django_filters.Filter):
+    field_class = forms.IntegerField
+
+
+class UUIDInFilter(django_filters.BaseInFilter, django_filters.UUIDFilter):
+    pass
 
 
 class JobFilter(django_filters.FilterSet):
-    status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices)
-    type = django_filters.CharFilter(field_name="type")
-    queue = django_filters.CharFilter(field_name="queue")
-    user = django_filters.NumberFilter(field_name="user_id")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    search = django_filters.CharFilter(method="filter_search", label="Search id, type and creator")
+    id = UUIDInFilter(field_name="id", label="Job ids, comma-separated UUIDs")
+    status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices, label="Status (repeat for several)")
+    type = django_filters.CharFilter(field_name="type", max_length=100, label="Job type")
+    queue = django_filters.CharFilter(field_name="queue", max_length=50, label="Queue name")
+    user = UserIdFilter(field_name="user_id", min_value=1, max_value=MAX_INT, label="Owner's user id")
+    created_after = SafeIsoDateTimeFilter(field_name="created_at", lookup_expr="gte", label="Created at or after")
+    created_before = SafeIsoDateTimeFilter(field_name="created_at", lookup_expr="lt", label="Created before")
+    search = django_filters.CharFilter(
+        method="filter_search", max_length=150, label="Search: a job id, a type prefix or a creator's username prefix"
+    )
+    ordering = django_filters.ChoiceFilter(
+        method="filter_ordering",
+        choices=ORDERING_CHOICES,
+        empty_label=None,
+        label="Order by this field; prefix with - for descending (default -created_at)",
+    )
 
     class Meta:
         model = Job
-        fields = ["status", "type", "queue", "user", "created_after", "created_before", "search"]
+        fields = ["id", "status", "type", "queue", "user", "created_after", "created_before", "search", "ordering"]
 
     def filter_search(self, queryset: QuerySet[Job], name: str, value: str) -> QuerySet[Job]:
+        """An exact id, or a type / username prefix.
+
+        Prefixes are resolved against the small tables first (registered types, users),
+        so the job table is filtered through its ``type`` and ``user`` indexes instead of
+        a ``LIKE`` scan over every row.
+        """
         value = value.strip()
         if not value:
             return queryset
@@ -32,7 +106,22 @@ class JobFilter(django_filters.FilterSet):
             return queryset.filter(pk=uuid.UUID(value))
         except ValueError:
             pass
-        return queryset.filter(Q(type__istartswith=value) | Q(user__username__istartswith=value))
+        lowered = value.lower()
+        types = {t.name for t in all_job_types() if t.name.lower().startswith(lowered)} | {value}
+        user_ids = list(
+            get_user_model().objects.filter(username__istartswith=value).values_list("pk", flat=True)[:1000]
+        )
+        return queryset.filter(Q(type__in=sorted(types)) | Q(user_id__in=user_ids))
+
+    def filter_ordering(self, queryset: QuerySet[Job], name: str, value: str) -> QuerySet[Job]:
+        return queryset.order_by(*ordering_terms(value or DEFAULT_ORDERING))
+
+    @property
+    def qs(self) -> QuerySet[Job]:
+        queryset = super().qs
+        if not self.form.cleaned_data.get("ordering"):
+            queryset = queryset.order_by(*ordering_terms(DEFAULT_ORDERING))
+        return queryset
 
 
 def filter_jobs(queryset: QuerySet[Job], params: dict[str, Any]) -> QuerySet[Job]:

@@ -37,3 +37,52 @@ def job_events(*, job: Job, after: int | None = None, limit: int = 500) -> Query
     if after is not None:
         queryset = queryset.filter(id__gt=after)
     return queryset[:limit]
+
+
+def queue_overview(*, name: str | None = None) -> list[dict[str, Any]]:
+    """Every queue (or one) with queued, running, capacity, utilisation and paused.
+
+    ``running`` counts jobs that hold a slot (running and paused). Both counts read the
+    partial indexes ``job_claim`` and ``job_active``, so they cost the size of the live
+    work, not of the history.
+    """
+    from django.conf import settings
+    from django.db.models import Count
+
+    from jobs.models import ACTIVE_STATUSES, JobStatus, Queue
+
+    queues = {q.name: q for q in Queue.objects.all()}
+    configured: dict[str, int] = dict(settings.JOBADMIN_QUEUES)
+    names = sorted(set(queues) | set(configured))
+    if name is not None:
+        names = [n for n in names if n == name]
+    if not names:
+        return []
+    queued = dict(
+        Job.objects.filter(status=JobStatus.QUEUED, queue__in=names)
+        .values_list("queue")
+        .annotate(n=Count("id"))
+        .values_list("queue", "n")
+    )
+    running = dict(
+        Job.objects.filter(status__in=ACTIVE_STATUSES, queue__in=names)
+        .values_list("queue")
+        .annotate(n=Count("id"))
+        .values_list("queue", "n")
+    )
+    rows = []
+    for queue_name in names:
+        row = queues.get(queue_name)
+        capacity = row.concurrency if row else configured[queue_name]
+        busy = running.get(queue_name, 0)
+        rows.append(
+            {
+                "name": queue_name,
+                "queued": queued.get(queue_name, 0),
+                "running": busy,
+                "capacity": capacity,
+                "utilisation": round(busy / capacity, 4) if capacity else 0.0,
+                "paused": bool(row.paused) if row else False,
+            }
+        )
+    return rows

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from rest_framework import serializers
 
 from jobs.models import Job, JobEvent, JobResult, JobStatus
@@ -26,6 +25,7 @@ class JobResultSerializer(serializers.ModelSerializer):
 
 class JobSerializer(serializers.ModelSerializer):
     step_name = serializers.CharField(read_only=True)
+    username = serializers.CharField(source="user.username", read_only=True, allow_null=True)
 
     class Meta:
         model = Job
@@ -37,6 +37,7 @@ class JobSerializer(serializers.ModelSerializer):
             "queue",
             "priority",
             "user",
+            "username",
             "created_at",
             "started_at",
             "finished_at",
@@ -80,14 +81,16 @@ class JobDetailSerializer(JobSerializer):
 
 
 class JobEnqueueSerializer(serializers.Serializer):
-    type = serializers.CharField()
-    params = serializers.JSONField(required=False, default=dict)
-    queue = serializers.ChoiceField(choices=[], required=False)
-    priority = serializers.IntegerField(required=False, min_value=-100, max_value=100)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["queue"].choices = list(settings.JOBADMIN_QUEUES)  # type: ignore[attr-defined]
+    type = serializers.CharField(max_length=100, help_text="A registered job type (see /api/job-types/).")
+    params = serializers.JSONField(
+        required=False, default=dict, help_text="An object valid against the type's params JSON Schema."
+    )
+    queue = serializers.CharField(
+        max_length=50, required=False, help_text="Defaults to the type's queue; must be a known queue."
+    )
+    priority = serializers.IntegerField(
+        required=False, min_value=-100, max_value=100, help_text="Higher runs first; defaults to the type's."
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -114,7 +117,97 @@ class JobEventSerializer(serializers.ModelSerializer):
 
 
 class TransitionErrorSerializer(serializers.Serializer):
+    """The 409 body: the action refused and the current status of the job (or queue)."""
+
     detail = serializers.CharField()
     code = serializers.CharField()
     action = serializers.CharField()
+    status = serializers.CharField(help_text="The current status: a job status, or 'paused'/'active' for a queue.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class JobEventListSerializer(serializers.Serializer):
+    results = JobEventSerializer(many=True)
+    last_event_id = serializers.IntegerField(
+        allow_null=True, help_text="Pass as `after` to read on; null when the page is empty."
+    )
+    has_more = serializers.BooleanField()
+
+
+class JobEventQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(
+        required=False, min_value=0, max_value=2**63 - 1, help_text="Only events with a larger event_id."
+    )
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=100)
+
+
+class JobResultQuerySerializer(serializers.Serializer):
+    download = serializers.BooleanField(
+        required=False, default=False, help_text="Send the result file itself (404 if the result has no file)."
+    )
+
+
+BULK_ACTIONS = ["cancel", "retry", "pause", "resume"]
+BULK_MAX_IDS = 500
+
+
+class BulkActionSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=BULK_ACTIONS)
+    ids = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=BULK_MAX_IDS)
+
+
+class BulkOutcomeSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    outcome = serializers.ChoiceField(
+        choices=["ok", "not_found", "forbidden", "conflict", "error"],
+        help_text="ok: applied; not_found: no such job or not yours; forbidden: needs a permission; "
+        "conflict: illegal in the job's current status; error: failed unexpectedly, nothing applied.",
+    )
+    status = serializers.ChoiceField(
+        choices=JobStatus.choices, allow_null=True, help_text="The job's status after the attempt (null if not found)."
+    )
+    detail = serializers.CharField(allow_blank=True)
+
+
+class BulkResponseSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=BULK_ACTIONS)
+    results = BulkOutcomeSerializer(many=True)
+
+
+class StalledOutcomeSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="job_id")
     status = serializers.ChoiceField(choices=JobStatus.choices)
+    reason = serializers.CharField()
+
+
+class CleanupStalledResponseSerializer(serializers.Serializer):
+    results = StalledOutcomeSerializer(many=True)
+
+
+class JobTypeSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    queue = serializers.CharField()
+    steps = serializers.ListField(child=serializers.CharField())
+    params_schema = serializers.DictField(
+        source="params_json_schema", help_text="JSON Schema of `params` for POST /api/jobs/."
+    )
+    timeout = serializers.IntegerField(help_text="Seconds one attempt may run.")
+    max_attempts = serializers.IntegerField()
+    priority = serializers.IntegerField()
+
+
+class QueueSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    queued = serializers.IntegerField(help_text="Jobs waiting in the queue.")
+    running = serializers.IntegerField(help_text="Jobs holding a slot (running or paused).")
+    capacity = serializers.IntegerField(help_text="Concurrency limit across all workers.")
+    utilisation = serializers.FloatField(help_text="running / capacity (0 to 1; above 1 if capacity was lowered).")
+    paused = serializers.BooleanField()
+
+
+class AuthTokenResponseSerializer(serializers.Serializer):
+    token = serializers.CharField()

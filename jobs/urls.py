@@ -1,10 +1,13 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from jobs.views import JobViewSet, TokenView
+from jobs.views import JobTypeViewSet, JobViewSet, QueueViewSet, TokenView
 
 router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
 router.register("jobs", JobViewSet, basename="job")
+router.register("job-types", JobTypeViewSet, basename="job-type")
+router.register("queues", QueueViewSet, basename="queue")
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="api-token"),

@@ -1,34 +1,163 @@
-"""The jobs API: thin views over selectors and services."""
+"""The jobs API: thin views over selectors and services.
+
+Views never change a job's status: every action calls one service, and domain errors
+become HTTP errors in ``jobs.api_errors`` (``TransitionNotAllowed`` → 409 with the current
+status). A job the caller may not see is a 404 (the queryset is already narrowed to
+what they may see); one they see but may not act on is a 403.
+"""
 
 from __future__ import annotations
 
+import logging
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from django.http import FileResponse, Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication, TokenAuthentication
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.throttling import ScopedRateThrottle, UserRateThrottle
 
 from jobs import selectors, services
-from jobs.models import Job
-from jobs.serializers import JobDetailSerializer, JobEnqueueSerializer, JobSerializer
+from jobs.exceptions import JobError, TransitionNotAllowed
+from jobs.filters import JobFilter
+from jobs.models import Job, JobResult
+from jobs.pagination import CappedPageNumberPagination
+from jobs.permissions import CanActOnJob, CanManageOthersJobs, CanPauseQueue
+from jobs.registry import UnknownJobType, all_job_types, get_job_type
+from jobs.serializers import (
+    AuthTokenResponseSerializer,
+    BulkActionSerializer,
+    BulkResponseSerializer,
+    CleanupStalledResponseSerializer,
+    ErrorSerializer,
+    JobDetailSerializer,
+    JobEnqueueSerializer,
+    JobEventListSerializer,
+    JobEventQuerySerializer,
+    JobEventSerializer,
+    JobResultQuerySerializer,
+    JobResultSerializer,
+    JobSerializer,
+    JobTypeSerializer,
+    QueueSerializer,
+    TransitionErrorSerializer,
+)
+
+logger = logging.getLogger(__name__)
+
+_ERRORS = {
+    400: OpenApiResponse(OpenApiTypes.OBJECT, description="Bad input: field name → list of messages."),
+    401: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
+    403: OpenApiResponse(ErrorSerializer, description="Authenticated but not allowed (or CSRF failed)."),
+    404: OpenApiResponse(ErrorSerializer, description="No such object, or one the caller may not see."),
+    409: OpenApiResponse(TransitionErrorSerializer, description="Illegal transition; `status` is the current one."),
+    429: OpenApiResponse(ErrorSerializer, description="Throttled; see the Retry-After header."),
+}
 
 
-class JobViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+def errors(*codes: int) -> dict[int, OpenApiResponse]:
+    """The documented error responses of an operation (401 and 429 apply to all)."""
+    return {code: _ERRORS[code] for code in sorted({401, 429, *codes})}
+
+
+class EnqueueRateThrottle(UserRateThrottle):
+    """Per user, stricter than the general rate (``DEFAULT_THROTTLE_RATES['enqueue']``)."""
+
+    scope = "enqueue"
+
+
+class ApiView:
+    # Token first, so that an anonymous request gets 401 with `WWW-Authenticate: Token`;
+    # session authentication (CSRF enforced) still works for the browser. JSON bodies only.
+    authentication_classes: Sequence[type[BaseAuthentication]] = [TokenAuthentication, SessionAuthentication]
+    permission_classes: Sequence[Any] = [IsAuthenticated]
+    parser_classes: Sequence[type[BaseParser]] = [JSONParser]
+
+
+def _job_action(name: str, summary: str) -> Any:
+    return extend_schema(
+        summary=summary,
+        request=None,
+        responses={200: JobDetailSerializer, **errors(403, 404, 409)},
+        operation_id=f"jobs_{name}",
+    )
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List jobs",
+        description=(
+            "Paginated with a capped count (exact up to 10,000, then `count_exact: false`). "
+            "Users see their own jobs, staff see all."
+        ),
+        responses={200: JobSerializer(many=True), **errors(400)},
+    ),
+    retrieve=extend_schema(summary="A job in detail", responses={200: JobDetailSerializer, **errors(404)}),
+)
+class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = JobSerializer
-    lookup_value_converter = "uuid"
+    # Any segment reaches the view, so a malformed id is a JSON 404 like any unknown one.
+    lookup_value_regex = "[^/]+"
+    filterset_class = JobFilter
+    pagination_class = CappedPageNumberPagination
 
     def get_queryset(self) -> Any:
-        return selectors.job_visible_queryset(user=self.request.user).select_related("user")
+        queryset = selectors.job_visible_queryset(user=self.request.user).select_related("user")
+        if self.action == "retrieve":
+            queryset = queryset.select_related("result")
+        return queryset
 
     def get_serializer_class(self) -> Any:
-        if self.action == "retrieve":
-            return JobDetailSerializer
-        return JobSerializer
+        if self.action == "list":
+            return JobSerializer
+        return JobDetailSerializer
 
-    @extend_schema(request=JobEnqueueSerializer, responses={201: JobDetailSerializer})
+    def get_throttles(self) -> list[Any]:
+        throttles = super().get_throttles()
+        if self.action == "create":
+            throttles.append(EnqueueRateThrottle())
+        return throttles
+
+    def filter_queryset(self, queryset: Any) -> Any:
+        # Filters apply to the list only; actions look a job up by id among the visible ones.
+        if self.action != "list":
+            return queryset
+        return super().filter_queryset(queryset)
+
+    def get_object(self) -> Job:
+        try:
+            uuid.UUID(str(self.kwargs["pk"]))
+        except ValueError:
+            raise NotFound() from None
+        return super().get_object()  # type: ignore[no-any-return]
+
+    def _actionable(self) -> Job:
+        job = self.get_object()
+        if not selectors.can_act_on(user=self.request.user, job=job):
+            self.permission_denied(self.request, message=CanActOnJob.message)
+        return job
+
+    def _detail(self, job: Job) -> Response:
+        return Response(JobDetailSerializer(job, context=self.get_serializer_context()).data)
+
+    @extend_schema(
+        summary="Enqueue a job",
+        request=JobEnqueueSerializer,
+        responses={201: JobDetailSerializer, **errors(400, 403)},
+        description="`params` is validated against the type's JSON Schema; field errors are nested under `params`.",
+    )
     def create(self, request: Request) -> Response:
         serializer = JobEnqueueSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -45,9 +174,222 @@ class JobViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gene
             JobDetailSerializer(job, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED
         )
 
+    @extend_schema(
+        summary="A job's result",
+        description="The result as JSON, or with `download=true` the result file itself as an attachment.",
+        parameters=[JobResultQuerySerializer],
+        responses={
+            (200, "application/json"): JobResultSerializer,
+            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The result file."),
+            **errors(400, 404),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def result(self, request: Request, pk: Any = None) -> Any:
+        query = JobResultQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        job = self.get_object()
+        try:
+            result = JobResult.objects.get(job=job)
+        except JobResult.DoesNotExist:
+            raise NotFound("This job has no result (yet).") from None
+        if not query.validated_data["download"]:
+            return Response(JobResultSerializer(result, context=self.get_serializer_context()).data)
+        if not result.file:
+            raise NotFound("This job's result has no file.")
+        try:
+            handle = result.file.open("rb")
+        except FileNotFoundError:
+            raise NotFound("The result file is gone (purged or moved).") from None
+        name = (result.file.name or "result").rsplit("/", 1)[-1]
+        return FileResponse(handle, as_attachment=True, filename=name, content_type="application/octet-stream")
+
+    @extend_schema(
+        summary="A job's events",
+        description=(
+            "The job's timeline from the event log, oldest first. Read on with `after=<last_event_id>` "
+            "while `has_more` is true."
+        ),
+        parameters=[JobEventQuerySerializer],
+        responses={200: JobEventListSerializer, **errors(400, 404)},
+    )
+    @action(detail=True, methods=["get"])
+    def events(self, request: Request, pk: Any = None) -> Response:
+        query = JobEventQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        job = self.get_object()
+        limit = query.validated_data["limit"]
+        rows = list(selectors.job_events(job=job, after=query.validated_data.get("after"), limit=limit + 1))
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        return Response(
+            {
+                "results": JobEventSerializer(rows, many=True).data,
+                "last_event_id": rows[-1].id if rows else None,
+                "has_more": has_more,
+            }
+        )
+
+    @_job_action("cancel", "Cancel a job (queued/paused at once, running at its next checkpoint)")
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: Any = None) -> Response:
+        return self._detail(services.job_cancel(job=self._actionable(), actor=request.user))
+
+    @_job_action("retry", "Retry a failed or cancelled job")
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: Any = None) -> Response:
+        return self._detail(services.job_retry(job=self._actionable(), actor=request.user))
+
+    @_job_action("pause", "Pause a running job at its next checkpoint")
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: Any = None) -> Response:
+        return self._detail(services.job_pause(job=self._actionable(), actor=request.user))
+
+    @_job_action("resume", "Resume a paused job")
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: Any = None) -> Response:
+        return self._detail(services.job_resume(job=self._actionable(), actor=request.user))
+
+    @extend_schema(
+        summary="Apply one action to many jobs",
+        description=(
+            "An outcome per id, in the order given (duplicates once). Each job is changed in its own "
+            "transaction: one job's refusal never undoes another's success, and no job is half-changed."
+        ),
+        request=BulkActionSerializer,
+        responses={200: BulkResponseSerializer, **errors(400)},
+    )
+    @action(detail=False, methods=["post"])
+    def bulk(self, request: Request) -> Response:
+        serializer = BulkActionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        verb: str = serializer.validated_data["action"]
+        ids = list(dict.fromkeys(serializer.validated_data["ids"]))
+        service = {
+            "cancel": services.job_cancel,
+            "retry": services.job_retry,
+            "pause": services.job_pause,
+            "resume": services.job_resume,
+        }[verb]
+        jobs = selectors.job_visible_queryset(user=request.user).in_bulk(ids)
+        results = []
+        for job_id in ids:
+            job = jobs.get(job_id)
+            if job is None:
+                results.append({"id": job_id, "outcome": "not_found", "status": None, "detail": "No such job."})
+                continue
+            if not selectors.can_act_on(user=request.user, job=job):
+                results.append(
+                    {"id": job_id, "outcome": "forbidden", "status": job.status, "detail": CanActOnJob.message}
+                )
+                continue
+            try:
+                job = service(job=job, actor=request.user)
+            except TransitionNotAllowed as exc:
+                results.append({"id": job_id, "outcome": "conflict", "status": exc.status, "detail": str(exc)})
+            except (JobError, Job.DoesNotExist) as exc:
+                results.append({"id": job_id, "outcome": "error", "status": job.status, "detail": str(exc)})
+            except Exception:  # One job's unexpected failure must not lose the outcomes of the others.
+                logger.exception("Bulk %s failed for job %s", verb, job_id)
+                results.append({"id": job_id, "outcome": "error", "status": job.status, "detail": "Internal error."})
+            else:
+                results.append({"id": job_id, "outcome": "ok", "status": job.status, "detail": ""})
+        return Response(BulkResponseSerializer({"action": verb, "results": results}).data)
+
+    @extend_schema(
+        summary="Clean up stalled jobs",
+        description=(
+            "Fails (or requeues, by the type's policy) every running or paused job whose heartbeat is older "
+            "than the stall threshold. Needs `jobs.manage_others_jobs`."
+        ),
+        request=None,
+        responses={200: CleanupStalledResponseSerializer, **errors(403)},
+    )
+    @action(detail=False, methods=["post"], url_path="cleanup-stalled", permission_classes=[CanManageOthersJobs])
+    def cleanup_stalled(self, request: Request) -> Response:
+        outcomes = services.jobs_cleanup_stalled(actor=request.user)
+        return Response(CleanupStalledResponseSerializer({"results": outcomes}).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Registered job types", responses={200: JobTypeSerializer(many=True), **errors()}),
+    retrieve=extend_schema(summary="One job type", responses={200: JobTypeSerializer, **errors(404)}),
+)
+class JobTypeViewSet(ApiView, viewsets.ViewSet):
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+    serializer_class = JobTypeSerializer
+
+    def list(self, request: Request) -> Response:
+        return Response(JobTypeSerializer(all_job_types(), many=True).data)
+
+    def retrieve(self, request: Request, name: str | None = None) -> Response:
+        try:
+            jtype = get_job_type(name or "")
+        except UnknownJobType:
+            raise Http404 from None
+        return Response(JobTypeSerializer(jtype).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Queues with depth and load", responses={200: QueueSerializer(many=True), **errors()}),
+    retrieve=extend_schema(summary="One queue", responses={200: QueueSerializer, **errors(404)}),
+)
+class QueueViewSet(ApiView, viewsets.ViewSet):
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+    serializer_class = QueueSerializer
+
+    def list(self, request: Request) -> Response:
+        return Response(QueueSerializer(selectors.queue_overview(), many=True).data)
+
+    def _one(self, name: str | None) -> dict[str, Any]:
+        rows = selectors.queue_overview(name=name or "")
+        if not rows:
+            raise NotFound("No such queue.")
+        return rows[0]
+
+    def retrieve(self, request: Request, name: str | None = None) -> Response:
+        return Response(QueueSerializer(self._one(name)).data)
+
+    @extend_schema(
+        summary="Pause a queue (queued jobs wait, running ones finish)",
+        request=None,
+        responses={200: QueueSerializer, **errors(403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"], permission_classes=[CanPauseQueue])
+    def pause(self, request: Request, name: str | None = None) -> Response:
+        self._one(name)
+        services.queue_pause(name=name or "", actor=request.user)
+        return Response(QueueSerializer(self._one(name)).data)
+
+    @extend_schema(summary="Resume a queue", request=None, responses={200: QueueSerializer, **errors(403, 404, 409)})
+    @action(detail=True, methods=["post"], permission_classes=[CanPauseQueue])
+    def resume(self, request: Request, name: str | None = None) -> Response:
+        self._one(name)
+        services.queue_resume(name=name or "", actor=request.user)
+        return Response(QueueSerializer(self._one(name)).data)
+
 
 class TokenView(ObtainAuthToken):
     """``POST username, password`` → ``{"token": ...}`` for ``Authorization: Token <token>``."""
 
+    authentication_classes: list[Any] = []
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "token"
+
+    @extend_schema(
+        summary="Get an API token",
+        request=AuthTokenSerializer,
+        responses={
+            200: AuthTokenResponseSerializer,
+            400: _ERRORS[400],
+            429: _ERRORS[429],
+        },
+        auth=[],
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        return Response({"token": token.key})

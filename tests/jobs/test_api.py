@@ -1,0 +1,379 @@
+"""The jobs API's reads: list (filters, search, ordering, pagination), detail, result, events."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from django.core.files.base import ContentFile
+from django.utils import timezone
+
+from jobs import services
+from jobs.models import Job, JobResult, JobStatus
+from jobs.pagination import COUNT_CAP, MAX_OFFSET
+from tests.factories import JobFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles() -> None:
+    # Throttle history is keyed by client address; tests must not inherit each other's.
+    cache.delete_many(["throttle_token_127.0.0.1", "throttle_anon_127.0.0.1"])
+
+
+@pytest.fixture
+def client_as(api_client: Any) -> Any:
+    def login(user: Any) -> Any:
+        api_client.force_authenticate(user=user)
+        return api_client
+
+    return login
+
+
+def ids(response: Any) -> list[str]:
+    return [row["id"] for row in response.json()["results"]]
+
+
+# --- list: visibility, pagination ----------------------------------------------------------
+
+
+def test_list_shows_a_user_only_their_own_jobs_and_staff_all(client_as, user, other_user, staff_user):
+    mine = JobFactory(user=user)
+    theirs = JobFactory(user=other_user)
+
+    assert ids(client_as(user).get("/api/jobs/")) == [str(mine.pk)]
+    assert set(ids(client_as(staff_user).get("/api/jobs/"))) == {str(mine.pk), str(theirs.pk)}
+
+
+def test_list_requires_authentication_with_401(api_client):
+    response = api_client.get("/api/jobs/")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Token")
+    assert "detail" in response.json()
+
+
+def test_list_pages_with_next_previous_and_an_exact_count_below_the_cap(client_as, user):
+    now = timezone.now()
+    jobs = [JobFactory(user=user, created_at=now - timedelta(minutes=i)) for i in range(5)]
+    client = client_as(user)
+
+    first = client.get("/api/jobs/?page_size=2").json()
+    second = client.get(first["next"]).json()
+    last = client.get("/api/jobs/?page_size=2&page=3").json()
+
+    assert (first["count"], first["count_exact"], first["page"], first["page_size"]) == (5, True, 1, 2)
+    assert first["previous"] is None
+    assert [r["id"] for r in first["results"] + second["results"] + last["results"]] == [str(j.pk) for j in jobs]
+    assert last["next"] is None
+    assert last["previous"] is not None
+    assert client.get("/api/jobs/?page=9").json()["results"] == []
+
+
+def test_list_count_is_capped_and_flagged_inexact(client_as, staff_user, monkeypatch):
+    monkeypatch.setattr("jobs.pagination.COUNT_CAP", 3)
+    JobFactory.create_batch(5, user=staff_user)
+
+    body = client_as(staff_user).get("/api/jobs/?page_size=2").json()
+
+    assert (body["count"], body["count_exact"]) == (3, False)
+    assert body["next"] is not None
+    assert COUNT_CAP == 10_000
+
+
+def test_list_default_page_size_is_50(client_as, user):
+    JobFactory.create_batch(51, user=user)
+    body = client_as(user).get("/api/jobs/").json()
+    assert len(body["results"]) == 50
+    assert body["count"] == 51
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page=0",
+        "page=-1",
+        "page=abc",
+        "page_size=0",
+        "page_size=501",
+        "page_size=x",
+        f"page={MAX_OFFSET}&page_size=500",
+    ],
+)
+def test_list_rejects_a_bad_page_with_400(client_as, user, query):
+    response = client_as(user).get(f"/api/jobs/?{query}")
+    assert response.status_code == 400
+    assert set(response.json()) <= {"page", "page_size"}
+
+
+# --- list: filters --------------------------------------------------------------------------
+
+
+def test_filter_by_several_statuses(client_as, user):
+    failed = JobFactory(user=user, status=JobStatus.FAILED)
+    done = JobFactory(user=user, status=JobStatus.COMPLETED)
+    JobFactory(user=user, status=JobStatus.QUEUED)
+
+    got = ids(client_as(user).get("/api/jobs/?status=failed&status=completed"))
+
+    assert set(got) == {str(failed.pk), str(done.pk)}
+
+
+def test_filter_by_type_queue_and_user(client_as, user, other_user, staff_user):
+    a = JobFactory(user=user, type="export-jobs", queue="batch")
+    b = JobFactory(user=other_user, type="demo", queue="default")
+    client = client_as(staff_user)
+
+    assert ids(client.get("/api/jobs/?type=export-jobs")) == [str(a.pk)]
+    assert ids(client.get("/api/jobs/?queue=default")) == [str(b.pk)]
+    assert ids(client.get(f"/api/jobs/?user={other_user.pk}")) == [str(b.pk)]
+
+
+def test_filter_by_ids(client_as, user):
+    a, b, _ = JobFactory.create_batch(3, user=user)
+    assert set(ids(client_as(user).get(f"/api/jobs/?id={a.pk},{b.pk}"))) == {str(a.pk), str(b.pk)}
+
+
+def test_filter_by_created_window(client_as, user):
+    now = timezone.now()
+    old = JobFactory(user=user, created_at=now - timedelta(days=3))
+    mid = JobFactory(user=user, created_at=now - timedelta(days=2))
+    JobFactory(user=user, created_at=now)
+    after = (now - timedelta(days=2, hours=1)).isoformat()
+    before = (now - timedelta(days=1)).isoformat()
+
+    got = ids(client_as(user).get("/api/jobs/", {"created_after": after, "created_before": before}))
+
+    assert got == [str(mid.pk)]
+    assert str(old.pk) not in got
+
+
+def test_search_matches_id_type_prefix_and_creator_prefix(client_as, staff_user):
+    alice = UserFactory(username="alice-searcher")
+    by_alice = JobFactory(user=alice, type="demo")
+    export = JobFactory(user=staff_user, type="export-jobs")
+    client = client_as(staff_user)
+
+    assert ids(client.get(f"/api/jobs/?search={by_alice.pk}")) == [str(by_alice.pk)]
+    assert ids(client.get("/api/jobs/?search=EXPO")) == [str(export.pk)]
+    assert ids(client.get("/api/jobs/?search=alice-s")) == [str(by_alice.pk)]
+    assert ids(client.get("/api/jobs/?search=nothing-matches")) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("id=not-a-uuid", "id"),
+        ("status=exploded", "status"),
+        ("user=abc", "user"),
+        ("user=99999999999999999999", "user"),
+        ("created_after=yesterday", "created_after"),
+        ("created_before=2024-13-45", "created_before"),
+        ("created_after=9999-12-31T23:59:59-10:00", "created_after"),
+        ("ordering=params", "ordering"),
+        ("ordering=-nope", "ordering"),
+        ("type=" + "x" * 101, "type"),
+        ("search=a%00b", "search"),
+    ],
+)
+def test_a_bad_filter_value_is_a_400_naming_the_field(client_as, user, query, field):
+    response = client_as(user).get(f"/api/jobs/?{query}")
+    assert response.status_code == 400, response.content
+    assert field in response.json()
+
+
+# --- list: ordering ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["created_at", "updated_at", "started_at", "finished_at", "priority", "duration"])
+def test_ordering_by_each_field_both_directions(client_as, user, field):
+    base = timezone.now() - timedelta(hours=1)
+    values: dict[str, Any] = {
+        "created_at": [base + timedelta(minutes=i) for i in range(3)],
+        "updated_at": [base + timedelta(minutes=i) for i in range(3)],
+        "started_at": [base + timedelta(minutes=i) for i in range(3)],
+        "finished_at": [base + timedelta(minutes=i) for i in range(3)],
+        "priority": [-5, 0, 7],
+        "duration": [0.5, 3.0, 90.0],
+    }[field]
+    jobs = [JobFactory(user=user, **{field: value}) for value in (values[1], values[2], values[0])]
+    ascending = [str(j.pk) for j in sorted(jobs, key=lambda j: getattr(j, field))]
+    client = client_as(user)
+
+    assert ids(client.get(f"/api/jobs/?ordering={field}")) == ascending
+    assert ids(client.get(f"/api/jobs/?ordering=-{field}")) == ascending[::-1]
+
+
+def test_ordering_by_status(client_as, user):
+    for status in (JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED):
+        JobFactory(user=user, status=status)
+    rows = client_as(user).get("/api/jobs/?ordering=status").json()["results"]
+    assert [r["status"] for r in rows] == ["cancelled", "failed", "running"]
+
+
+def test_ordering_by_duration_puts_unfinished_jobs_first_descending_and_last_ascending(client_as, user):
+    running = JobFactory(user=user, status=JobStatus.RUNNING, duration=None)
+    done = JobFactory(user=user, status=JobStatus.COMPLETED, duration=4.0)
+    client = client_as(user)
+
+    assert ids(client.get("/api/jobs/?ordering=duration")) == [str(done.pk), str(running.pk)]
+    assert ids(client.get("/api/jobs/?ordering=-duration")) == [str(running.pk), str(done.pk)]
+
+
+def test_default_ordering_is_newest_first(client_as, user):
+    now = timezone.now()
+    old = JobFactory(user=user, created_at=now - timedelta(hours=1))
+    new = JobFactory(user=user, created_at=now)
+    assert ids(client_as(user).get("/api/jobs/")) == [str(new.pk), str(old.pk)]
+
+
+# --- detail, result, events ----------------------------------------------------------------
+
+
+def test_detail_carries_timings_user_error_attempts_steps_and_eta(client_as, user):
+    now = timezone.now()
+    job = JobFactory(
+        user=user,
+        status=JobStatus.FAILED,
+        started_at=now - timedelta(seconds=12),
+        finished_at=now,
+        duration=12.0,
+        queue_wait=1.5,
+        error="boom",
+        attempts=2,
+        max_attempts=3,
+        eta=now,
+        current_step=1,
+    )
+
+    body = client_as(user).get(f"/api/jobs/{job.pk}/").json()
+
+    assert body["id"] == str(job.pk)
+    assert (body["duration"], body["queue_wait"], body["error"]) == (12.0, 1.5, "boom")
+    assert (body["user"], body["username"]) == (user.pk, user.username)
+    assert (body["attempts"], body["max_attempts"]) == (2, 3)
+    assert body["steps"] == ["Prepare", "Process", "Summarise"]
+    assert body["step_name"] == "Process"
+    assert body["eta"] is not None
+    assert body["result"] is None
+
+
+@pytest.mark.parametrize("path", ["not-a-uuid", "00000000-0000-0000-0000-000000000000"])
+def test_detail_of_a_malformed_or_unknown_id_is_a_json_404(client_as, user, path):
+    response = client_as(user).get(f"/api/jobs/{path}/")
+    assert response.status_code == 404
+    assert "detail" in response.json()
+
+
+def test_result_as_json_and_its_file_as_a_download(client_as, user):
+    job = JobFactory(user=user, status=JobStatus.COMPLETED)
+    result = JobResult.objects.create(job=job, data={"rows": 2})
+    result.file.save("export.csv", ContentFile(b"id,type\n1,demo\n"))
+    client = client_as(user)
+
+    body = client.get(f"/api/jobs/{job.pk}/result/").json()
+    download = client.get(f"/api/jobs/{job.pk}/result/?download=true")
+
+    assert body["data"] == {"rows": 2}
+    assert body["file"].endswith(f"/api/jobs/{job.pk}/result/?download=1")
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content) == b"id,type\n1,demo\n"
+    assert "attachment" in download["Content-Disposition"]
+    assert "export.csv" in download["Content-Disposition"]
+
+
+def test_result_is_404_without_a_result_or_without_a_file(client_as, user):
+    pending = JobFactory(user=user)
+    no_file = JobFactory(user=user, status=JobStatus.COMPLETED)
+    JobResult.objects.create(job=no_file, data={"ok": True})
+    client = client_as(user)
+
+    assert client.get(f"/api/jobs/{pending.pk}/result/").status_code == 404
+    assert client.get(f"/api/jobs/{no_file.pk}/result/?download=1").status_code == 404
+    assert client.get(f"/api/jobs/{no_file.pk}/result/?download=maybe").status_code == 400
+
+
+def test_events_read_on_with_after_and_limit(client_as, user):
+    client = client_as(user)
+    job_id = client.post("/api/jobs/", {"type": "demo", "params": {"items": 3}}, format="json").json()["id"]
+    client.post(f"/api/jobs/{job_id}/cancel/")
+
+    first = client.get(f"/api/jobs/{job_id}/events/?limit=1").json()
+    rest = client.get(f"/api/jobs/{job_id}/events/?after={first['last_event_id']}").json()
+
+    assert [e["kind"] for e in first["results"]] == ["created"]
+    assert first["has_more"] is True
+    assert [e["kind"] for e in rest["results"]] == ["cancelled"]
+    assert rest["has_more"] is False
+    row = rest["results"][0]
+    assert row["event_id"] > first["last_event_id"]
+    assert row["actor"] == {"id": user.pk, "name": user.username}
+    assert set(row) >= {"event_id", "kind", "actor", "payload", "created_at"}
+
+
+@pytest.mark.parametrize("query", ["after=x", "after=-1", "limit=0", "limit=501"])
+def test_events_reject_bad_after_or_limit(client_as, user, query):
+    job = JobFactory(user=user)
+    assert client_as(user).get(f"/api/jobs/{job.pk}/events/?{query}").status_code == 400
+
+
+# --- enqueue --------------------------------------------------------------------------------
+
+
+def test_enqueue_validates_params_and_creates_a_queued_job_owned_by_the_caller(client_as, user):
+    response = client_as(user).post(
+        "/api/jobs/", {"type": "demo", "params": {"items": 2, "delay_ms": 0}, "priority": 5}, format="json"
+    )
+
+    assert response.status_code == 201
+    body = response.json()
+    job = Job.objects.get(pk=body["id"])
+    assert (job.status, job.user, job.priority, job.queue) == (JobStatus.QUEUED, user, 5, "default")
+    assert body["params"]["items"] == 2
+
+
+@pytest.mark.parametrize(
+    ("payload", "path"),
+    [
+        ({"type": "nope"}, ["type"]),
+        ({"type": "demo", "params": {"items": 0}}, ["params", "items"]),
+        ({"type": "demo", "params": {"bogus": 1}}, ["params", "bogus"]),
+        ({"type": "demo", "params": [1, 2]}, ["params", "non_field_errors"]),
+        ({"type": "demo", "queue": "nowhere"}, ["queue"]),
+        ({"type": "demo", "priority": 1000}, ["priority"]),
+        ({}, ["type"]),
+    ],
+)
+def test_enqueue_errors_point_at_the_field(client_as, user, payload, path):
+    response = client_as(user).post("/api/jobs/", payload, format="json")
+    assert response.status_code == 400, response.content
+    node = response.json()
+    for key in path:
+        node = node[key]
+    assert node
+    assert not Job.objects.exists()
+
+
+def test_enqueue_into_a_named_queue(client_as, user):
+    body = client_as(user).post("/api/jobs/", {"type": "demo", "queue": "high"}, format="json").json()
+    assert body["queue"] == "high"
+
+
+def test_enqueue_is_throttled_by_its_own_stricter_scope(client_as, user, monkeypatch):
+    from jobs.views import EnqueueRateThrottle
+
+    monkeypatch.setattr(EnqueueRateThrottle, "rate", "2/min", raising=False)
+    client = client_as(user)
+    codes = [client.post("/api/jobs/", {"type": "demo"}, format="json").status_code for _ in range(3)]
+    listing = client.get("/api/jobs/")
+
+    assert codes == [201, 201, 429]
+    assert listing.status_code == 200
+    cache.delete(f"throttle_enqueue_{user.pk}")
+
+
+def test_job_created_through_the_service_is_visible_in_the_list(client_as, user):
+    job = services.job_enqueue(job_type="demo", params={"items": 1}, user=user)
+    assert ids(client_as(user).get("/api/jobs/")) == [str(job.pk)]
