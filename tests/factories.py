@@ -5,6 +5,8 @@ from __future__ import annotations
 import factory
 from django.contrib.auth import get_user_model
 
+from jobs.models import Job
+
 
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
@@ -16,14 +18,14 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password("pw-secret-123")
 
 
-class JobFactory(factory.django.DjangoModelFactory):
+class JobFactory(factory.django.DjangoModelFactory[Job]):
     """A job row in any state, written directly (tests of reads and of refused transitions).
 
     Transitions under test go through ``jobs.services``; this only sets the scene.
     """
 
     class Meta:
-        model = "jobs.Job"
+        model = Job
 
     type = "demo"
     params = factory.LazyFunction(lambda: {"items": 1, "delay_ms": 0, "fail_at": None})

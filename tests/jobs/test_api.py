@@ -41,8 +41,8 @@ def ids(response: Any) -> list[str]:
 
 
 def test_list_shows_a_user_only_their_own_jobs_and_staff_all(client_as, user, other_user, staff_user):
-    mine = JobFactory(user=user)
-    theirs = JobFactory(user=other_user)
+    mine = JobFactory.create(user=user)
+    theirs = JobFactory.create(user=other_user)
 
     assert ids(client_as(user).get("/api/jobs/")) == [str(mine.pk)]
     assert set(ids(client_as(staff_user).get("/api/jobs/"))) == {str(mine.pk), str(theirs.pk)}
@@ -57,7 +57,7 @@ def test_list_requires_authentication_with_401(api_client):
 
 def test_list_pages_with_next_previous_and_an_exact_count_below_the_cap(client_as, user):
     now = timezone.now()
-    jobs = [JobFactory(user=user, created_at=now - timedelta(minutes=i)) for i in range(5)]
+    jobs = [JobFactory.create(user=user, created_at=now - timedelta(minutes=i)) for i in range(5)]
     client = client_as(user)
 
     first = client.get("/api/jobs/?page_size=2").json()
@@ -112,9 +112,9 @@ def test_list_rejects_a_bad_page_with_400(client_as, user, query):
 
 
 def test_filter_by_several_statuses(client_as, user):
-    failed = JobFactory(user=user, status=JobStatus.FAILED)
-    done = JobFactory(user=user, status=JobStatus.COMPLETED)
-    JobFactory(user=user, status=JobStatus.QUEUED)
+    failed = JobFactory.create(user=user, status=JobStatus.FAILED)
+    done = JobFactory.create(user=user, status=JobStatus.COMPLETED)
+    JobFactory.create(user=user, status=JobStatus.QUEUED)
 
     got = ids(client_as(user).get("/api/jobs/?status=failed&status=completed"))
 
@@ -122,8 +122,8 @@ def test_filter_by_several_statuses(client_as, user):
 
 
 def test_filter_by_type_queue_and_user(client_as, user, other_user, staff_user):
-    a = JobFactory(user=user, type="export-jobs", queue="batch")
-    b = JobFactory(user=other_user, type="demo", queue="default")
+    a = JobFactory.create(user=user, type="export-jobs", queue="batch")
+    b = JobFactory.create(user=other_user, type="demo", queue="default")
     client = client_as(staff_user)
 
     assert ids(client.get("/api/jobs/?type=export-jobs")) == [str(a.pk)]
@@ -138,9 +138,9 @@ def test_filter_by_ids(client_as, user):
 
 def test_filter_by_created_window(client_as, user):
     now = timezone.now()
-    old = JobFactory(user=user, created_at=now - timedelta(days=3))
-    mid = JobFactory(user=user, created_at=now - timedelta(days=2))
-    JobFactory(user=user, created_at=now)
+    old = JobFactory.create(user=user, created_at=now - timedelta(days=3))
+    mid = JobFactory.create(user=user, created_at=now - timedelta(days=2))
+    JobFactory.create(user=user, created_at=now)
     after = (now - timedelta(days=2, hours=1)).isoformat()
     before = (now - timedelta(days=1)).isoformat()
 
@@ -152,8 +152,8 @@ def test_filter_by_created_window(client_as, user):
 
 def test_search_matches_id_type_prefix_and_creator_prefix(client_as, staff_user):
     alice = UserFactory(username="alice-searcher")
-    by_alice = JobFactory(user=alice, type="demo")
-    export = JobFactory(user=staff_user, type="export-jobs")
+    by_alice = JobFactory.create(user=alice, type="demo")
+    export = JobFactory.create(user=staff_user, type="export-jobs")
     client = client_as(staff_user)
 
     assert ids(client.get(f"/api/jobs/?search={by_alice.pk}")) == [str(by_alice.pk)]
@@ -190,15 +190,16 @@ def test_a_bad_filter_value_is_a_400_naming_the_field(client_as, user, query, fi
 @pytest.mark.parametrize("field", ["created_at", "updated_at", "started_at", "finished_at", "priority", "duration"])
 def test_ordering_by_each_field_both_directions(client_as, user, field):
     base = timezone.now() - timedelta(hours=1)
-    values: dict[str, Any] = {
+    table: dict[str, list[Any]] = {
         "created_at": [base + timedelta(minutes=i) for i in range(3)],
         "updated_at": [base + timedelta(minutes=i) for i in range(3)],
         "started_at": [base + timedelta(minutes=i) for i in range(3)],
         "finished_at": [base + timedelta(minutes=i) for i in range(3)],
         "priority": [-5, 0, 7],
         "duration": [0.5, 3.0, 90.0],
-    }[field]
-    jobs = [JobFactory(user=user, **{field: value}) for value in (values[1], values[2], values[0])]
+    }
+    values = table[field]
+    jobs = [JobFactory.create(user=user, **{field: value}) for value in (values[1], values[2], values[0])]
     ascending = [str(j.pk) for j in sorted(jobs, key=lambda j: getattr(j, field))]
     client = client_as(user)
 
@@ -208,14 +209,14 @@ def test_ordering_by_each_field_both_directions(client_as, user, field):
 
 def test_ordering_by_status(client_as, user):
     for status in (JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED):
-        JobFactory(user=user, status=status)
+        JobFactory.create(user=user, status=status)
     rows = client_as(user).get("/api/jobs/?ordering=status").json()["results"]
     assert [r["status"] for r in rows] == ["cancelled", "failed", "running"]
 
 
 def test_ordering_by_duration_puts_unfinished_jobs_first_descending_and_last_ascending(client_as, user):
-    running = JobFactory(user=user, status=JobStatus.RUNNING, duration=None)
-    done = JobFactory(user=user, status=JobStatus.COMPLETED, duration=4.0)
+    running = JobFactory.create(user=user, status=JobStatus.RUNNING, duration=None)
+    done = JobFactory.create(user=user, status=JobStatus.COMPLETED, duration=4.0)
     client = client_as(user)
 
     assert ids(client.get("/api/jobs/?ordering=duration")) == [str(done.pk), str(running.pk)]
@@ -224,8 +225,8 @@ def test_ordering_by_duration_puts_unfinished_jobs_first_descending_and_last_asc
 
 def test_default_ordering_is_newest_first(client_as, user):
     now = timezone.now()
-    old = JobFactory(user=user, created_at=now - timedelta(hours=1))
-    new = JobFactory(user=user, created_at=now)
+    old = JobFactory.create(user=user, created_at=now - timedelta(hours=1))
+    new = JobFactory.create(user=user, created_at=now)
     assert ids(client_as(user).get("/api/jobs/")) == [str(new.pk), str(old.pk)]
 
 
@@ -234,7 +235,7 @@ def test_default_ordering_is_newest_first(client_as, user):
 
 def test_detail_carries_timings_user_error_attempts_steps_and_eta(client_as, user):
     now = timezone.now()
-    job = JobFactory(
+    job = JobFactory.create(
         user=user,
         status=JobStatus.FAILED,
         started_at=now - timedelta(seconds=12),
@@ -268,7 +269,7 @@ def test_detail_of_a_malformed_or_unknown_id_is_a_json_404(client_as, user, path
 
 
 def test_result_as_json_and_its_file_as_a_download(client_as, user):
-    job = JobFactory(user=user, status=JobStatus.COMPLETED)
+    job = JobFactory.create(user=user, status=JobStatus.COMPLETED)
     result = JobResult.objects.create(job=job, data={"rows": 2})
     result.file.save("export.csv", ContentFile(b"id,type\n1,demo\n"))
     client = client_as(user)
@@ -285,8 +286,8 @@ def test_result_as_json_and_its_file_as_a_download(client_as, user):
 
 
 def test_result_is_404_without_a_result_or_without_a_file(client_as, user):
-    pending = JobFactory(user=user)
-    no_file = JobFactory(user=user, status=JobStatus.COMPLETED)
+    pending = JobFactory.create(user=user)
+    no_file = JobFactory.create(user=user, status=JobStatus.COMPLETED)
     JobResult.objects.create(job=no_file, data={"ok": True})
     client = client_as(user)
 
@@ -315,7 +316,7 @@ def test_events_read_on_with_after_and_limit(client_as, user):
 
 @pytest.mark.parametrize("query", ["after=x", "after=-1", "limit=0", "limit=501"])
 def test_events_reject_bad_after_or_limit(client_as, user, query):
-    job = JobFactory(user=user)
+    job = JobFactory.create(user=user)
     assert client_as(user).get(f"/api/jobs/{job.pk}/events/?{query}").status_code == 400
 
 
