@@ -144,13 +144,19 @@ class Processes:
         raise KeyError(proc)
 
     def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        # The signal goes to the main process only: qcluster's children die at once on a
+        # SIGTERM of their own, and then its main process waits forever for them to stop.
         if proc.poll() is None:
-            os.killpg(proc.pid, sig)
+            proc.send_signal(sig)
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever of its group is left
+        except ProcessLookupError:
+            pass
+        proc.wait()
 
     def stop_all(self) -> None:
         for proc, _ in reversed(self.procs):

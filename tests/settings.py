@@ -22,7 +22,7 @@ for name, value in {
     os.environ.setdefault(name, value)
 
 from jobadmin.settings import *  # noqa: E402,F403
-from jobadmin.settings import DATA_DIR, DATABASES  # noqa: E402
+from jobadmin.settings import DATA_DIR, DATABASES, INSTALLED_APPS  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
@@ -35,3 +35,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # A child process started by a test is pointed at the test database by name.
 if os.environ.get("JOBADMIN_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["JOBADMIN_DB_NAME"]
+
+# Worker processes started by the engine's process tests also load their throwaway job
+# types (tests/jobtypes/jobs.py); the test process registers them with a fixture instead.
+if os.environ.get("JOBADMIN_TEST_JOBTYPES") == "1":
+    INSTALLED_APPS = [*INSTALLED_APPS, "tests.jobtypes"]

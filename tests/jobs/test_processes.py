@@ -1,0 +1,321 @@
+"""The engine with real ``qcluster`` processes: control, retries, time-outs, dead workers, limits.
+
+Each test starts its own worker cluster on the test database (and, when configured, the
+Redis broker) and drives jobs through ``jobs.services`` as the API would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from jobs import services
+from jobs.models import ACTIVE_STATUSES, EventKind, Job, JobStatus
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+
+FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@pytest.fixture
+def test_job_types() -> Iterator[None]:
+    """The throwaway types of tests/jobtypes, here and (by env var) in the workers."""
+    from tests.jobtypes import jobs as jobtypes
+
+    jobtypes.register()
+    yield
+    jobtypes.unregister_all()
+
+
+def qcluster(processes: Any, **env: str) -> Any:
+    return processes.qcluster(JOBADMIN_TEST_JOBTYPES="1", **env)
+
+
+def reload(job: Job) -> Job:
+    return Job.objects.get(pk=job.pk)
+
+
+def wait_job(job: Job, predicate: Any, *, timeout: float = 15, message: str = "") -> Job:
+    def arrived() -> Job | None:
+        fresh = reload(job)
+        return fresh if predicate(fresh) else None
+
+    return wait_for(
+        arrived,
+        timeout=timeout,
+        message=message or f"job {job.pk} did not get there in {timeout} s",
+    )
+
+
+def wait_finished(job: Job, timeout: float = 15) -> Job:
+    return wait_job(job, lambda j: j.status in FINISHED, timeout=timeout, message="job did not finish")
+
+
+def kinds(job: Job) -> list[str]:
+    return list(job.events.order_by("id").values_list("kind", flat=True))
+
+
+def demo(items: int, delay_ms: int, **kwargs: Any) -> Job:
+    return services.job_enqueue(job_type="demo", params={"items": items, "delay_ms": delay_ms}, **kwargs)
+
+
+def no_lock_errors(processes: Any, proc: Any) -> None:
+    log = processes.log_of(proc).decode(errors="replace")
+    assert "database is locked" not in log, log[-3000:]
+
+
+# --- Pause, resume, cancel -------------------------------------------------------------------
+
+
+def test_pause_takes_effect_at_a_checkpoint_keeps_the_heartbeat_and_resume_finishes(processes):
+    proc = qcluster(processes)
+    job = demo(30, 50)
+    wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 2, message="job never ran")
+
+    services.job_pause(job=job)
+    paused = wait_job(job, lambda j: j.status == JobStatus.PAUSED, timeout=5, message="pause never took effect")
+    assert paused.processed_items < 30
+
+    time.sleep(1.2)  # more than two heartbeat intervals (0.5 s in tests)
+    still = reload(job)
+    assert still.status == JobStatus.PAUSED
+    assert still.processed_items == paused.processed_items, "a paused job must not advance"
+    assert still.heartbeat_at is not None
+    assert paused.heartbeat_at is not None
+    assert still.heartbeat_at > paused.heartbeat_at, "a paused job keeps its heartbeat"
+
+    services.job_resume(job=job)
+    done = wait_finished(job)
+    assert done.status == JobStatus.COMPLETED
+    assert done.processed_items == 30
+    events = kinds(job)
+    assert events.index(EventKind.PAUSE_REQUESTED) < events.index(EventKind.PAUSED) < events.index(EventKind.RESUMED)
+    assert events[-1] == EventKind.COMPLETED
+    no_lock_errors(processes, proc)
+
+
+def test_cancel_of_a_running_job_stops_it_at_its_next_checkpoint(processes):
+    qcluster(processes)
+    job = demo(200, 20)
+    wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 2, message="job never ran")
+
+    services.job_cancel(job=job)
+    assert reload(job).status == JobStatus.RUNNING  # cooperative: the worker settles it
+
+    done = wait_job(job, lambda j: j.status == JobStatus.CANCELLED, timeout=5, message="cancel never took effect")
+    assert done.processed_items < 200
+    assert done.finished_at is not None
+    assert done.heartbeat_at is None
+    events = kinds(job)
+    assert events.index(EventKind.CANCEL_REQUESTED) < events.index(EventKind.CANCELLED)
+    assert EventKind.COMPLETED not in events
+
+
+def test_cancel_of_a_paused_job_is_immediate_and_frees_its_worker(processes):
+    qcluster(processes, Q_WORKERS="1")
+    job = demo(100, 20)
+    wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 1, message="job never ran")
+    services.job_pause(job=job)
+    wait_job(job, lambda j: j.status == JobStatus.PAUSED, timeout=5, message="pause never took effect")
+
+    services.job_cancel(job=job)
+    assert reload(job).status == JobStatus.CANCELLED
+
+    # The only worker was blocked inside the paused job: the next job runs only if it unwound.
+    follower = demo(1, 0)
+    assert wait_finished(follower, timeout=10).status == JobStatus.COMPLETED
+    cancelled = reload(job)
+    assert cancelled.status == JobStatus.CANCELLED
+    assert cancelled.processed_items < 100
+    assert kinds(job).count(EventKind.CANCELLED) == 1
+
+
+# --- Retries and time-outs ----------------------------------------------------------------------
+
+
+def test_a_failing_job_is_retried_with_backoff_until_max_attempts(processes, test_job_types):
+    qcluster(processes)
+    job = services.job_enqueue(job_type="test-flaky")
+
+    # The monitor's dispatch tick is what wakes a queue when a back-off expires.
+    last = {"tick": timezone.now()}
+
+    def tick() -> bool:
+        now = timezone.now()
+        services.dispatch_tick(since=last["tick"], now=now)
+        last["tick"] = now
+        return reload(job).status == JobStatus.FAILED
+
+    wait_for(tick, timeout=15, interval=0.05, message="the job never failed for good")
+
+    failed = reload(job)
+    assert failed.attempts == 3
+    assert failed.error == "RuntimeError: attempt 3 failed"
+    events = list(job.events.filter(kind__in=[EventKind.STARTED, EventKind.FAILED]).order_by("id"))
+    assert [(e.kind, e.payload.get("attempt")) for e in events] == [
+        (EventKind.STARTED, 1),
+        (EventKind.FAILED, 1),
+        (EventKind.STARTED, 2),
+        (EventKind.FAILED, 2),
+        (EventKind.STARTED, 3),
+        (EventKind.FAILED, 3),
+    ]
+    assert "retry_at" in events[1].payload
+    assert "retry_at" in events[3].payload
+    assert "retry_at" not in events[5].payload
+    # Back-off 0.3 s, then 0.6 s: no attempt starts before its retry time.
+    for failed_event, next_start, backoff in ((events[1], events[2], 0.3), (events[3], events[4], 0.6)):
+        assert (next_start.created_at - failed_event.created_at).total_seconds() >= backoff
+
+
+def test_a_job_sleeping_past_its_timeout_is_stopped_by_the_alarm(processes, test_job_types):
+    qcluster(processes)
+    started = time.monotonic()
+    job = services.job_enqueue(job_type="test-sleeper")
+
+    done = wait_finished(job, timeout=10)
+    assert done.status == JobStatus.FAILED
+    assert done.error == "Timed out after 1 s."
+    assert "on_alarm" in done.traceback, "no checkpoint ran: only the SIGALRM handler can have stopped it"
+    assert time.monotonic() - started < 8, "the job slept its full 10 s"
+
+
+def test_a_job_reporting_progress_past_its_timeout_is_stopped(processes, test_job_types):
+    qcluster(processes)
+    job = services.job_enqueue(job_type="test-spinner")
+
+    done = wait_finished(job, timeout=10)
+    assert done.status == JobStatus.FAILED
+    assert done.error == "Timed out after 1 s."
+    assert done.duration is not None
+    assert 1 <= done.duration < 5
+    assert done.processed_items > 0
+
+
+# --- Dead workers ---------------------------------------------------------------------------------
+
+
+def test_a_job_whose_worker_is_killed_is_detected_as_stalled_and_never_left_running(processes):
+    proc = qcluster(processes)
+    job = demo(500, 20)
+    running = wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 1, message="never ran")
+    host, pid = running.worker.rsplit(":", 1)
+    assert int(pid) != proc.pid, "the job runs in a worker child, not in the cluster's main process"
+
+    os.kill(int(pid), signal.SIGKILL)
+    assert services.jobs_cleanup_stalled() == [], "a fresh heartbeat is not a stall"
+    time.sleep(1)
+    before = reload(job)
+    assert before.status == JobStatus.RUNNING
+    assert before.processed_items < 500
+
+    # The threshold is 3 s in tests; the last heartbeat is at most 0.5 s older than the kill.
+    outcomes = wait_for(services.jobs_cleanup_stalled, timeout=8, interval=0.2, message="never detected as stalled")
+    assert [(o.job_id, o.status) for o in outcomes] == [(str(job.pk), JobStatus.FAILED)]
+    settled = reload(job)
+    assert settled.status == JobStatus.FAILED
+    assert "stopped sending heartbeats" in settled.error
+    assert pid in settled.error
+    assert kinds(job)[-1] == EventKind.STALLED
+    assert not Job.objects.filter(status__in=ACTIVE_STATUSES).exists()
+
+    # django-q2 replaced the dead worker: the cluster still runs jobs.
+    assert wait_finished(demo(1, 0), timeout=15).status == JobStatus.COMPLETED
+
+
+# --- Claims and limits ----------------------------------------------------------------------------
+
+
+def _claim_race(queue: str, contenders: int) -> list[Job | None]:
+    barrier = threading.Barrier(contenders)
+    results: list[Job | None] = [None] * contenders
+    errors: list[BaseException] = []
+
+    def contend(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[i] = services.job_claim(queue=queue, worker=f"racer:{i}")
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(contenders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
+    return results
+
+
+def test_workers_racing_to_claim_the_same_job_start_it_exactly_once():
+    job = demo(1, 0)
+    results = _claim_race("default", contenders=6)
+
+    winners = [r for r in results if r is not None]
+    assert [w.pk for w in winners] == [job.pk]
+    claimed = reload(job)
+    assert claimed.status == JobStatus.RUNNING
+    assert claimed.attempts == 1
+    assert claimed.worker == f"racer:{results.index(winners[0])}"
+    assert kinds(job).count(EventKind.STARTED) == 1
+
+
+def test_racing_claims_never_exceed_the_queue_limit():
+    jobs = [demo(1, 0, queue="high") for _ in range(4)]
+    results = _claim_race("high", contenders=6)
+
+    winners = [r.pk for r in results if r is not None]
+    assert len(winners) == 2 == len(set(winners)), "queue 'high' allows 2 running jobs"
+    assert Job.objects.filter(status=JobStatus.RUNNING).count() == 2
+    assert {j.pk for j in jobs} >= set(winners)
+
+
+def test_concurrency_limit_holds_across_two_worker_processes(processes):
+    first = qcluster(processes)
+    second = qcluster(processes)
+    jobs = [demo(4, 100, queue="high") for _ in range(6)]
+
+    peak = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        statuses = list(Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("status", flat=True))
+        running = sum(s in ACTIVE_STATUSES for s in statuses)
+        assert running <= 2, f"{running} jobs of queue 'high' (limit 2) ran at once"
+        peak = max(peak, running)
+        if all(s in FINISHED for s in statuses):
+            break
+        time.sleep(0.02)
+    assert peak == 2, "the limit was never reached: the test proved nothing"
+    assert set(Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("status", flat=True)) == {
+        JobStatus.COMPLETED
+    }
+    workers = {w.split(":")[1] for w in Job.objects.values_list("worker", flat=True)}
+    assert len(workers) >= 2
+    no_lock_errors(processes, first)
+    no_lock_errors(processes, second)
+
+
+def test_jobs_reporting_progress_continuously_never_hit_database_is_locked(processes):
+    # The settings' default worker count (4), all writing progress, heartbeats and events.
+    proc = qcluster(processes, Q_WORKERS="4")
+    jobs = [demo(400, 1) for _ in range(4)]
+    time.sleep(0.3)
+    jobs += [demo(400, 1) for _ in range(4)]  # enqueued while the first ones write
+
+    for job in jobs:
+        wait_finished(job, timeout=30)
+    outcomes = list(Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("status", "error"))
+    assert outcomes == [(JobStatus.COMPLETED, "")] * len(jobs)
+    assert Job.objects.filter(pk__in=[j.pk for j in jobs], processed_items=400).count() == len(jobs)
+    no_lock_errors(processes, proc)

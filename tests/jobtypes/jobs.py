@@ -1,0 +1,48 @@
+"""Job types that fail, sleep past their time-out or spin on progress, for engine tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from jobs.context import JobContext
+from jobs.registry import job, unregister
+
+
+def flaky(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Fails every attempt; retried with a short back-off."""
+    raise RuntimeError(f"attempt {ctx.attempt} failed")
+
+
+def sleeper(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Sleeps past its 1 s time-out without ever reaching a checkpoint: only the alarm can stop it."""
+    time.sleep(10)
+
+
+def spinner(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Reports progress in a tight loop past its 1 s time-out (bounded, in case nothing stops it)."""
+    deadline = time.monotonic() + 10
+    i = 0
+    while time.monotonic() < deadline:
+        i += 1
+        ctx.progress(processed=i)
+
+
+TYPES: dict[str, tuple[Any, dict[str, Any]]] = {
+    "test-flaky": (flaky, {"max_attempts": 3, "retry_backoff": 0.3, "timeout": 30}),
+    "test-sleeper": (sleeper, {"timeout": 1}),
+    "test-spinner": (spinner, {"timeout": 1}),
+}
+
+
+def register() -> None:
+    for name, (func, options) in TYPES.items():
+        job(name, **options)(func)
+
+
+def unregister_all() -> None:
+    for name in TYPES:
+        unregister(name)
+
+
+register()
