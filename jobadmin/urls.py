@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from monitoring.views import prometheus_metrics
+
 urlpatterns = [
     # Staff pages beside the model admin (monitor, analytics); before the admin so they win.
     path("admin/", include("monitoring.admin_views")),
@@ -12,6 +14,7 @@ urlpatterns = [
     path("api/", include("monitoring.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("metrics", prometheus_metrics, name="prometheus-metrics"),
 ]
 if settings.DEBUG:
     urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

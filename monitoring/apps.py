@@ -4,3 +4,13 @@ from django.apps import AppConfig
 class MonitoringConfig(AppConfig):
     name = "monitoring"
     verbose_name = "Monitoring"
+
+    def ready(self) -> None:
+        # Retention: the scheduled purge-history job also purges old metric samples and
+        # resolved alerts, in batches (jobs.retention never imports monitoring).
+        from jobs.retention import register_purger
+        from monitoring.alerts import alerts_purge_batch
+        from monitoring.metrics import metrics_purge_batch
+
+        register_purger("metrics", lambda batch: metrics_purge_batch(batch))
+        register_purger("alerts", alerts_purge_batch)

@@ -85,6 +85,18 @@ def event_lag_ms() -> float | None:
     return float(value) if value is not None else None
 
 
+_cpu_primed = False
+
+
+def _cpu_percent() -> float:
+    """CPU use since the previous call in this process; the very first call measures 0.1 s instead."""
+    global _cpu_primed
+    if not _cpu_primed:
+        _cpu_primed = True
+        return float(psutil.cpu_percent(interval=0.1))
+    return float(psutil.cpu_percent(interval=None))
+
+
 def metrics_sample(*, now: datetime | None = None) -> MetricSample:
     """Measure the system and the job tables now and store one sample."""
     now = now or timezone.now()
@@ -93,8 +105,7 @@ def metrics_sample(*, now: datetime | None = None) -> MetricSample:
     load = os.getloadavg()
     return MetricSample.objects.create(
         sampled_at=now,
-        # Since the previous call in this process (the monitor calls it every interval).
-        cpu_percent=psutil.cpu_percent(interval=None),
+        cpu_percent=_cpu_percent(),
         memory_percent=psutil.virtual_memory().percent,
         disk_percent=disk.percent,
         load_1=load[0],

@@ -1,0 +1,92 @@
+"""Admin registration: alert rules (editable), alerts (acknowledge/resolve) and metric samples (read only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from jobs.exceptions import TransitionNotAllowed
+from monitoring import alerts
+from monitoring.models import Alert, AlertRule, MetricSample
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    list_display = ["name", "metric", "comparison", "threshold", "window_seconds", "severity", "enabled", "channels"]
+    list_filter = ["enabled", "severity", "metric", "builtin"]
+    list_editable = ["enabled"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["builtin"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "enabled", "builtin"]}),
+        ("Condition", {"fields": ["metric", "comparison", "threshold", "window_seconds", "severity"]}),
+        (
+            "Notification",
+            {"fields": ["notify_websocket", "notify_email", "email_recipients", "notify_webhook", "webhook_url"]},
+        ),
+    ]
+
+    @admin.display(description="Channels")
+    def channels(self, obj: AlertRule) -> str:
+        return ", ".join(obj.channels) or "-"
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ["id", "rule", "severity", "status", "subject", "message", "created_at", "resolved_at"]
+    list_filter = ["status", "severity", "rule"]
+    search_fields = ["message", "subject"]
+    date_hierarchy = "created_at"
+    list_select_related = ["rule"]
+    actions = ["acknowledge", "resolve"]
+    readonly_fields = [f.name for f in Alert._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def _apply(self, request: HttpRequest, queryset: QuerySet[Alert], action: Any, verb: str) -> None:
+        done = refused = 0
+        for alert in queryset:
+            try:
+                action(alert=alert, actor=request.user)
+                done += 1
+            except TransitionNotAllowed:
+                refused += 1
+        self.message_user(request, f"{done} alert(s) {verb}.", messages.SUCCESS)
+        if refused:
+            self.message_user(request, f"{refused} alert(s) were not in a state that allows it.", messages.WARNING)
+
+    @admin.action(description="Acknowledge selected alerts", permissions=["change"])
+    def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
+        self._apply(request, queryset, alerts.alert_acknowledge, "acknowledged")
+
+    @admin.action(description="Resolve selected alerts", permissions=["change"])
+    def resolve(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
+        self._apply(request, queryset, alerts.alert_resolve, "resolved")
+
+
+@admin.register(MetricSample)
+class MetricSampleAdmin(admin.ModelAdmin):
+    list_display = [
+        "sampled_at",
+        "cpu_percent",
+        "memory_percent",
+        "disk_percent",
+        "load_1",
+        "queued_jobs",
+        "running_jobs",
+        "live_workers",
+        "jobs_per_minute",
+        "failure_rate",
+        "event_lag_ms",
+    ]
+    date_hierarchy = "sampled_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

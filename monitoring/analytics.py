@@ -1,0 +1,214 @@
+"""``/api/analytics/...``: breakdowns over a window (same ranges as ``/api/stats/``, default 7d).
+
+Definitions follow ``monitoring.stats``: a job belongs to a window by ``created_at`` for
+"how many were submitted" figures and by ``finished_at`` for outcome and duration figures.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models import Avg, Count, Max, Q, Sum
+from django.db.models.functions import ExtractHour, Substr, TruncDay, TruncHour, TruncMinute
+
+from jobs.models import Job, JobStatus
+from monitoring.stats import BadRange, Window, _in, percentile
+
+TREND_METRICS = ("throughput", "success_rate", "duration", "queue_wait")
+TREND_INTERVALS: dict[str, timedelta] = {
+    "1m": timedelta(minutes=1),
+    "5m": timedelta(minutes=5),
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+}
+MAX_TREND_POINTS = 2000
+ERROR_KEY_LENGTH = 200
+
+
+def _rate(completed: int, failed: int) -> float | None:
+    done = completed + failed
+    return round(100 * completed / done, 2) if done else None
+
+
+def analytics_types(*, window: Window) -> list[dict[str, Any]]:
+    """Per job type: jobs created in the window by outcome; duration of those finished in it."""
+    rows = (
+        Job.objects.filter(_in("created_at", window))
+        .order_by()
+        .values("type")
+        .annotate(
+            total=Count("pk"),
+            completed=Count("pk", filter=Q(status=JobStatus.COMPLETED)),
+            failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
+            cancelled=Count("pk", filter=Q(status=JobStatus.CANCELLED)),
+            active=Count("pk", filter=Q(status__in=[JobStatus.RUNNING, JobStatus.PAUSED])),
+            queued=Count("pk", filter=Q(status=JobStatus.QUEUED)),
+        )
+    )
+    durations = {
+        row["type"]: row
+        for row in Job.objects.filter(_in("finished_at", window), duration__isnull=False)
+        .order_by()
+        .values("type")
+        .annotate(n=Count("pk"), mean=Avg("duration"))
+    }
+    out = []
+    for row in rows:
+        d = durations.get(row["type"])
+        p95 = None
+        if d:
+            p95 = percentile(Job.objects.filter(_in("finished_at", window), type=row["type"]), "duration", count=d["n"])
+        out.append(
+            {
+                **row,
+                "success_rate": _rate(row["completed"], row["failed"]),
+                "duration_mean": round(d["mean"], 6) if d else None,
+                "duration_p95": p95,
+            }
+        )
+    return sorted(out, key=lambda r: (-r["total"], r["type"]))
+
+
+def analytics_users(*, window: Window, limit: int = 10) -> list[dict[str, Any]]:
+    """The ``limit`` users who created the most jobs in the window (ties by user id)."""
+    rows = list(
+        Job.objects.filter(_in("created_at", window), user__isnull=False)
+        .order_by()
+        .values("user")
+        .annotate(
+            total=Count("pk"),
+            completed=Count("pk", filter=Q(status=JobStatus.COMPLETED)),
+            failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
+        )
+        .order_by("-total", "user")[:limit]
+    )
+    names = dict(get_user_model().objects.filter(pk__in=[r["user"] for r in rows]).values_list("pk", "username"))
+    return [
+        {**row, "username": names.get(row["user"], ""), "success_rate": _rate(row["completed"], row["failed"])}
+        for row in rows
+    ]
+
+
+def analytics_errors(*, window: Window, limit: int = 20, recent: int = 10) -> dict[str, Any]:
+    """Failed jobs finished in the window, grouped by the first 200 characters of their error."""
+    failed = Job.objects.filter(_in("finished_at", window), status=JobStatus.FAILED)
+    groups = (
+        failed.order_by()
+        .annotate(key=Substr("error", 1, ERROR_KEY_LENGTH))
+        .values("key")
+        .annotate(count=Count("pk"), last_seen=Max("finished_at"))
+        .order_by("-count", "-last_seen", "key")[:limit]
+    )
+    grouped = []
+    for group in groups:
+        types = sorted(
+            set(failed.filter(error__startswith=group["key"]).values_list("type", flat=True).distinct()[:20])
+        )
+        grouped.append(
+            {
+                "message": group["key"],
+                "count": group["count"],
+                "last_seen": group["last_seen"].isoformat() if group["last_seen"] else None,
+                "types": types,
+            }
+        )
+    latest = failed.order_by("-finished_at", "-id").values("id", "type", "error", "finished_at", "user")[:recent]
+    return {
+        "total": failed.count(),
+        "groups": grouped,
+        "recent": [
+            {**row, "id": str(row["id"]), "finished_at": row["finished_at"].isoformat() if row["finished_at"] else None}
+            for row in latest
+        ],
+    }
+
+
+def _bucket_start(moment: datetime, step: timedelta) -> datetime:
+    seconds = step.total_seconds()
+    epoch = moment.timestamp()
+    return datetime.fromtimestamp(epoch - (epoch % seconds), tz=moment.tzinfo)
+
+
+def analytics_trends(*, window: Window, metric: str, interval: str) -> list[dict[str, Any]]:
+    """One point per ``interval`` bucket (aligned to the epoch in UTC) of the window, oldest first.
+
+    throughput: jobs completed in the bucket (and per hour); success_rate: completed / (completed +
+    failed) finished in the bucket; duration: mean run time of jobs finished in the bucket;
+    queue_wait: mean wait of jobs started in the bucket. Empty buckets are included (value null or 0).
+    """
+    if metric not in TREND_METRICS:
+        raise BadRange(f"metric: must be one of {', '.join(TREND_METRICS)}")
+    if interval not in TREND_INTERVALS:
+        raise BadRange(f"interval: must be one of {', '.join(TREND_INTERVALS)}")
+    step = TREND_INTERVALS[interval]
+    start = window.start
+    if start is None:
+        first = Job.objects.order_by("created_at").values_list("created_at", flat=True).first()
+        start = first or window.end
+    first_bucket = _bucket_start(start, step)
+    points = int((window.end - first_bucket) / step) + 1
+    if points > MAX_TREND_POINTS:
+        raise BadRange(f"interval: {interval} over this range gives {points} points (at most {MAX_TREND_POINTS})")
+    bounded = Window(name=window.name, start=start, end=window.end)
+    field = "started_at" if metric == "queue_wait" else "finished_at"
+    trunc = {"1m": TruncMinute, "5m": TruncMinute, "1h": TruncHour, "1d": TruncDay}[interval]
+    qs = Job.objects.filter(_in(field, bounded))
+    if metric == "queue_wait":
+        qs = qs.filter(queue_wait__isnull=False)
+    elif metric == "duration":
+        qs = qs.filter(duration__isnull=False)
+    else:
+        qs = qs.filter(status__in=[JobStatus.COMPLETED, JobStatus.FAILED])
+    value_field = "queue_wait" if metric == "queue_wait" else "duration"
+    rows = (
+        qs.order_by()
+        .annotate(bucket=trunc(field, tzinfo=UTC))
+        .values("bucket")
+        .annotate(
+            n=Count("pk"),
+            total=Sum(value_field),
+            completed=Count("pk", filter=Q(status=JobStatus.COMPLETED)),
+            failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
+        )
+    )
+    acc: dict[datetime, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for row in rows:
+        # Buckets are UTC; 5m folds five truncated minutes into one bucket.
+        key = _bucket_start(row["bucket"], step)
+        for name in ("n", "total", "completed", "failed"):
+            acc[key][name] += row[name] or 0
+    out = []
+    hours = step.total_seconds() / 3600
+    for i in range(points):
+        key = first_bucket + i * step
+        a = acc.get(key, {})
+        point: dict[str, Any] = {"time": key.isoformat()}
+        if metric == "throughput":
+            point["completed"] = int(a.get("completed", 0))
+            point["value"] = round(a.get("completed", 0) / hours, 4)
+        elif metric == "success_rate":
+            point["completed"] = int(a.get("completed", 0))
+            point["failed"] = int(a.get("failed", 0))
+            point["value"] = _rate(point["completed"], point["failed"])
+        else:
+            n = int(a.get("n", 0))
+            point["count"] = n
+            point["value"] = round(a["total"] / n, 6) if n else None
+        out.append(point)
+    return out
+
+
+def analytics_peak_hours(*, window: Window, limit: int = 5) -> list[dict[str, Any]]:
+    """The ``limit`` hours of the day (0-23, current time zone) in which the most jobs were created."""
+    rows = (
+        Job.objects.filter(_in("created_at", window))
+        .order_by()
+        .annotate(hour=ExtractHour("created_at"))
+        .values("hour")
+        .annotate(count=Count("pk"))
+        .order_by("-count", "hour")[:limit]
+    )
+    return [{"hour": row["hour"], "count": row["count"]} for row in rows]

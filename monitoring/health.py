@@ -1,0 +1,142 @@
+"""``GET /api/health/``: one verdict (healthy, warning, critical) with the checks behind it.
+
+The overall status is the worst check. Thresholds come from settings (``HEALTH_*``,
+``JOBADMIN_LONG_RUNNING_THRESHOLD``). The HTTP status is 503 only when the database check
+fails — the one thing without which this web process cannot serve — so a load balancer
+does not take every web node out because, say, the workers are down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.utils import timezone
+
+from jobs.models import ACTIVE_STATUSES, Job, JobStatus
+from monitoring import metrics
+
+HEALTHY, WARNING, CRITICAL = "healthy", "warning", "critical"
+_ORDER = {HEALTHY: 0, WARNING: 1, CRITICAL: 2}
+
+
+def _check(status: str, reason: str = "", **detail: Any) -> dict[str, Any]:
+    return {"status": status, "reason": reason, **detail}
+
+
+def check_database() -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:
+        return _check(CRITICAL, f"database unreachable: {exc.__class__.__name__}")
+    return _check(HEALTHY, vendor=connection.vendor, latency_ms=round(1000 * (time.perf_counter() - started), 2))
+
+
+def check_broker() -> dict[str, Any]:
+    from django_q.brokers import get_broker
+
+    try:
+        broker = get_broker()
+        broker.ping()
+        size = broker.queue_size()
+    except Exception as exc:
+        return _check(CRITICAL, f"broker unreachable: {exc.__class__.__name__}")
+    return _check(HEALTHY, broker=broker.__class__.__name__, pending_wakeups=size)
+
+
+def check_channel_layer() -> dict[str, Any]:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return _check(CRITICAL, "no channel layer configured")
+    name = layer.__class__.__name__
+    if settings.REDIS_URL:
+        import redis
+
+        try:
+            redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).ping()
+        except redis.RedisError as exc:
+            return _check(CRITICAL, f"channel layer Redis unreachable: {exc.__class__.__name__}", layer=name)
+    return _check(HEALTHY, layer=name)
+
+
+def check_workers() -> dict[str, Any]:
+    clusters = metrics.live_clusters()
+    workers = sum(c["workers"] for c in clusters)
+    if workers:
+        return _check(HEALTHY, workers=workers, clusters=len(clusters))
+    queued = Job.objects.filter(status=JobStatus.QUEUED).exists()
+    if queued:
+        return _check(CRITICAL, "no live workers while jobs are queued", workers=0, clusters=0)
+    return _check(WARNING, "no live workers", workers=0, clusters=0)
+
+
+def monitor_heartbeat(now: datetime | None = None) -> None:
+    """Called by the monitor loop: proves to every process that it is alive."""
+    cache.set(metrics.MONITOR_HEARTBEAT_CACHE_KEY, (now or timezone.now()).timestamp(), None)
+
+
+def check_monitor(now: datetime) -> dict[str, Any]:
+    beat = cache.get(metrics.MONITOR_HEARTBEAT_CACHE_KEY)
+    if beat is None:
+        return _check(WARNING, "the monitor has never reported")
+    age = now.timestamp() - float(beat)
+    if age > settings.HEALTH_MONITOR_STALE:
+        return _check(WARNING, f"the monitor last reported {age:.0f} s ago", last_seen_seconds=round(age, 1))
+    return _check(HEALTHY, last_seen_seconds=round(age, 1))
+
+
+def check_jobs(now: datetime) -> dict[str, Any]:
+    window = settings.HEALTH_FAILURES_WINDOW
+    failures = Job.objects.filter(
+        status=JobStatus.FAILED, finished_at__gte=now - timedelta(seconds=window), finished_at__lte=now
+    ).count()
+    active = Job.objects.filter(status__in=ACTIVE_STATUSES).count()
+    long_cutoff = now - timedelta(seconds=settings.JOBADMIN_LONG_RUNNING_THRESHOLD)
+    long_running = Job.objects.filter(status__in=ACTIVE_STATUSES, started_at__lt=long_cutoff).count()
+    detail = {"failures": failures, "failures_window_seconds": window, "active": active, "long_running": long_running}
+    reasons: list[str] = []
+    status = HEALTHY
+    if failures > settings.HEALTH_FAILURES_CRITICAL:
+        status = CRITICAL
+        reasons.append(f"{failures} jobs failed in the last {window // 60} min")
+    if long_running:
+        status = max(status, WARNING, key=_ORDER.__getitem__)
+        minutes = settings.JOBADMIN_LONG_RUNNING_THRESHOLD / 60
+        reasons.append(f"{long_running} job(s) running longer than {minutes:g} min")
+    if active > settings.HEALTH_ACTIVE_WARNING:
+        status = max(status, WARNING, key=_ORDER.__getitem__)
+        reasons.append(f"{active} jobs active (more than {settings.HEALTH_ACTIVE_WARNING})")
+    return _check(status, "; ".join(reasons), **detail)
+
+
+def health_report(*, now: datetime | None = None) -> dict[str, Any]:
+    now = now or timezone.now()
+    checks: dict[str, dict[str, Any]] = {"database": check_database()}
+    guarded: dict[str, Callable[[], dict[str, Any]]] = {
+        "broker": check_broker,
+        "channel_layer": check_channel_layer,
+        "workers": check_workers,
+        "monitor": lambda: check_monitor(now),
+        "jobs": lambda: check_jobs(now),
+    }
+    for name, check in guarded.items():
+        if checks["database"]["status"] == CRITICAL and name in ("workers", "jobs"):
+            checks[name] = _check(CRITICAL, "not checked: the database is unreachable")
+            continue
+        try:
+            checks[name] = check()
+        except Exception as exc:
+            checks[name] = _check(CRITICAL, f"check failed: {exc.__class__.__name__}")
+    status = max((c["status"] for c in checks.values()), key=_ORDER.__getitem__)
+    reasons = [f"{name}: {c['reason']}" for name, c in checks.items() if c["status"] != HEALTHY and c["reason"]]
+    return {"status": status, "checked_at": now.isoformat(), "reasons": reasons, "checks": checks}

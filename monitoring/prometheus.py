@@ -1,0 +1,156 @@
+"""``GET /metrics`` in the Prometheus text exposition format (version 0.0.4), written directly.
+
+Every value is read at scrape time from the database (and the cache for websocket
+connections); nothing is kept in process memory, so any web process answers the same.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Count, Q, Sum
+from django.http import HttpRequest
+
+from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES, Job
+from monitoring import metrics
+from monitoring.models import OPEN_STATUSES, Alert
+
+DURATION_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _escape(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(**labels: Any) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+
+
+def _number(value: float | int | None) -> str:
+    if value is None:
+        return "NaN"
+    if isinstance(value, float) and value == float("inf"):
+        return "+Inf"
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+class Writer:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+
+    def sample(self, name: str, value: float | int | None, **labels: Any) -> None:
+        self.lines.append(f"{name}{_labels(**labels)} {_number(value)}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def websocket_connections() -> int:
+    value = cache.get(metrics.WS_CONNECTIONS_CACHE_KEY)
+    return max(int(value), 0) if value is not None else 0
+
+
+def _duration_histograms(w: Writer) -> None:
+    aggregates: dict[str, Any] = {
+        f"le_{i}": Count("pk", filter=Q(duration__lte=b)) for i, b in enumerate(DURATION_BUCKETS)
+    }
+    rows: Any = (
+        Job.objects.filter(status__in=FINISHED_STATUSES, duration__isnull=False)
+        .order_by()
+        .values("type")
+        .annotate(n=Count("pk"), total=Sum("duration"), **aggregates)
+        .order_by("type")
+    )
+    w.family("jobadmin_job_duration_seconds", "histogram", "Run time of finished jobs (retained history).")
+    for row in rows:
+        for i, bound in enumerate(DURATION_BUCKETS):
+            w.sample("jobadmin_job_duration_seconds_bucket", row[f"le_{i}"], type=row["type"], le=_number(float(bound)))
+        w.sample("jobadmin_job_duration_seconds_bucket", row["n"], type=row["type"], le="+Inf")
+        w.sample("jobadmin_job_duration_seconds_sum", float(row["total"] or 0), type=row["type"])
+        w.sample("jobadmin_job_duration_seconds_count", row["n"], type=row["type"])
+
+
+def render() -> str:
+    w = Writer()
+    w.family("jobadmin_jobs", "gauge", "Jobs in the retained history by type and status.")
+    for job_row in Job.objects.order_by().values("type", "status").annotate(n=Count("pk")).order_by("type", "status"):
+        w.sample("jobadmin_jobs", job_row["n"], type=job_row["type"], status=job_row["status"])
+    _duration_histograms(w)
+    w.family("jobadmin_queue_depth", "gauge", "Queued jobs per queue.")
+    for name, depth in sorted(metrics.queue_depth().items()):
+        w.sample("jobadmin_queue_depth", depth, queue=name)
+    w.family("jobadmin_running_jobs", "gauge", "Jobs running or paused, per queue.")
+    running: dict[str, int] = defaultdict(int)
+    for queue_row in Job.objects.filter(status__in=ACTIVE_STATUSES).order_by().values("queue").annotate(n=Count("pk")):
+        running[queue_row["queue"]] = queue_row["n"]
+    for name in sorted(running):
+        w.sample("jobadmin_running_jobs", running[name], queue=name)
+    w.family("jobadmin_live_workers", "gauge", "Worker processes of the live django-q2 clusters.")
+    w.sample("jobadmin_live_workers", metrics.live_workers())
+    w.family("jobadmin_websocket_connections", "gauge", "Open websocket connections (all web processes).")
+    w.sample("jobadmin_websocket_connections", websocket_connections())
+    w.family("jobadmin_alerts_open", "gauge", "Open (incl. acknowledged) alerts by severity and status.")
+    for open_row in (
+        Alert.objects.filter(status__in=OPEN_STATUSES)
+        .order_by()
+        .values("severity", "status")
+        .annotate(n=Count("pk"))
+        .order_by("severity", "status")
+    ):
+        w.sample("jobadmin_alerts_open", open_row["n"], severity=open_row["severity"], status=open_row["status"])
+    w.family("jobadmin_alerts_total", "gauge", "Alerts in the retained history by rule.")
+    for rule_row in Alert.objects.order_by().values("rule__name").annotate(n=Count("pk")).order_by("rule__name"):
+        w.sample("jobadmin_alerts_total", rule_row["n"], rule=rule_row["rule__name"])
+    sample = metrics.latest_sample()
+    if sample is not None:
+        for field, help_text in (
+            ("cpu_percent", "CPU use of the monitor's host, percent."),
+            ("memory_percent", "Memory use of the monitor's host, percent."),
+            ("disk_percent", "Disk use of the data folder, percent."),
+            ("load_1", "1-minute load average."),
+        ):
+            w.family(f"jobadmin_system_{field}", "gauge", help_text)
+            w.sample(f"jobadmin_system_{field}", getattr(sample, field))
+        w.family("jobadmin_event_lag_ms", "gauge", "Event lag reported by the relay, ms.")
+        w.sample("jobadmin_event_lag_ms", sample.event_lag_ms)
+    return w.text()
+
+
+def _client_address(request: HttpRequest) -> str:
+    return str(request.META.get("REMOTE_ADDR", ""))
+
+
+def _address_allowed(address: str, allowed: Iterable[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for entry in allowed:
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def scrape_allowed(request: HttpRequest) -> bool:
+    """A matching ``Authorization: Bearer <PROMETHEUS_TOKEN>``, or a client in ``PROMETHEUS_ALLOWED_IPS``."""
+    token = settings.PROMETHEUS_TOKEN
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if token and hmac.compare_digest(header.encode(), f"Bearer {token}".encode()):
+        return True
+    return _address_allowed(_client_address(request), settings.PROMETHEUS_ALLOWED_IPS)

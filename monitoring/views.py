@@ -1,0 +1,202 @@
+"""The monitoring API: statistics, analytics, metrics, health, alerts; and ``/metrics``.
+
+Who may call what (docs/monitoring.md): everything here shows the whole system, so it is
+for staff (``IsAdminUser``) — except ``/api/health/``, which anyone may call (a load
+balancer) but which shows only the verdict unless the caller is staff, and ``/metrics``,
+which is guarded by ``PROMETHEUS_TOKEN`` / ``PROMETHEUS_ALLOWED_IPS`` instead of a login.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import ListAPIView
+from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobs.pagination import CappedPageNumberPagination
+from monitoring import alerts, analytics, health, metrics, prometheus
+from monitoring.models import Alert, MetricSample
+from monitoring.serializers import (
+    AlertQuerySerializer,
+    AlertSerializer,
+    MetricsQuerySerializer,
+    RangeQuerySerializer,
+    TrendQuerySerializer,
+)
+from monitoring.stats import BadRange, Window, resolve_window, stats_summary
+
+RANGE_PARAMS = [
+    OpenApiParameter("range", str, enum=["1h", "1d", "7d", "30d", "all"]),
+    OpenApiParameter("from", OpenApiTypes.DATETIME, description="Start (inclusive); wins over range."),
+    OpenApiParameter("to", OpenApiTypes.DATETIME, description="End (exclusive); default now."),
+]
+
+
+def _query(serializer_class: type, request: Request) -> dict[str, Any]:
+    serializer = serializer_class(data=request.query_params)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _window(request: Request, default: str) -> Window:
+    data = _query(RangeQuerySerializer, request)
+    try:
+        return resolve_window(range_name=data.get("range") or default, start=data.get("from"), end=data.get("to"))
+    except BadRange as exc:
+        raise ValidationError({str(exc).split(":")[0]: [str(exc)]}) from None
+
+
+class StaffAPIView(APIView):
+    permission_classes = [IsAdminUser]
+
+
+class StatsView(StaffAPIView):
+    @extend_schema(parameters=RANGE_PARAMS, responses={200: OpenApiTypes.OBJECT}, summary="Job statistics")
+    def get(self, request: Request) -> Response:
+        data = _query(RangeQuerySerializer, request)
+        try:
+            body = stats_summary(range_name=data.get("range") or "1d", start=data.get("from"), end=data.get("to"))
+        except BadRange as exc:
+            raise ValidationError({str(exc).split(":")[0]: [str(exc)]}) from None
+        return Response(body)
+
+
+class AnalyticsTypesView(StaffAPIView):
+    @extend_schema(parameters=RANGE_PARAMS, responses={200: OpenApiTypes.OBJECT}, summary="Per job type")
+    def get(self, request: Request) -> Response:
+        window = _window(request, "7d")
+        return Response({"window": window.as_dict(), "results": analytics.analytics_types(window=window)})
+
+
+class AnalyticsUsersView(StaffAPIView):
+    @extend_schema(parameters=RANGE_PARAMS, responses={200: OpenApiTypes.OBJECT}, summary="Top 10 users")
+    def get(self, request: Request) -> Response:
+        window = _window(request, "7d")
+        return Response({"window": window.as_dict(), "results": analytics.analytics_users(window=window)})
+
+
+class AnalyticsErrorsView(StaffAPIView):
+    @extend_schema(parameters=RANGE_PARAMS, responses={200: OpenApiTypes.OBJECT}, summary="Grouped errors")
+    def get(self, request: Request) -> Response:
+        window = _window(request, "7d")
+        return Response({"window": window.as_dict(), **analytics.analytics_errors(window=window)})
+
+
+class AnalyticsTrendsView(StaffAPIView):
+    @extend_schema(
+        parameters=[
+            *RANGE_PARAMS,
+            OpenApiParameter("metric", str, enum=list(analytics.TREND_METRICS)),
+            OpenApiParameter("interval", str, enum=list(analytics.TREND_INTERVALS)),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+        summary="A metric over time",
+    )
+    def get(self, request: Request) -> Response:
+        data = _query(TrendQuerySerializer, request)
+        window = _window(request, "1d")
+        try:
+            points = analytics.analytics_trends(window=window, metric=data["metric"], interval=data["interval"])
+        except BadRange as exc:
+            raise ValidationError({str(exc).split(":")[0]: [str(exc)]}) from None
+        return Response(
+            {"window": window.as_dict(), "metric": data["metric"], "interval": data["interval"], "points": points}
+        )
+
+
+class AnalyticsPeakHoursView(StaffAPIView):
+    @extend_schema(parameters=RANGE_PARAMS, responses={200: OpenApiTypes.OBJECT}, summary="Top 5 hours of the day")
+    def get(self, request: Request) -> Response:
+        window = _window(request, "7d")
+        return Response({"window": window.as_dict(), "results": analytics.analytics_peak_hours(window=window)})
+
+
+class MetricsView(StaffAPIView):
+    @extend_schema(
+        parameters=[*RANGE_PARAMS, OpenApiParameter("interval", str, enum=list(metrics.INTERVALS))],
+        responses={200: OpenApiTypes.OBJECT},
+        summary="System metric time series",
+    )
+    def get(self, request: Request) -> Response:
+        data = _query(MetricsQuerySerializer, request)
+        window = _window(request, "1h")
+        if window.start is None:
+            sample = MetricSample.objects.order_by("sampled_at").values_list("sampled_at", flat=True).first()
+            start = sample or window.end
+        else:
+            start = window.start
+        points = metrics.metrics_series(interval=data["interval"], start=start, end=window.end)
+        return Response({"window": window.as_dict(), "interval": data["interval"], "points": points})
+
+
+class HealthView(APIView):
+    permission_classes = [AllowAny]
+    throttle_classes: list = []
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT}, summary="Health verdict")
+    def get(self, request: Request) -> Response:
+        report = health.health_report()
+        code = (
+            status.HTTP_503_SERVICE_UNAVAILABLE
+            if report["checks"]["database"]["status"] == health.CRITICAL
+            else status.HTTP_200_OK
+        )
+        if not (request.user and request.user.is_staff):
+            report = {"status": report["status"], "checked_at": report["checked_at"]}
+        return Response(report, status=code)
+
+
+class AlertListView(ListAPIView):
+    permission_classes = [IsAdminUser]
+    serializer_class = AlertSerializer
+    pagination_class = CappedPageNumberPagination
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, many=True, enum=["open", "acknowledged", "resolved"]),
+            OpenApiParameter("severity", str, enum=["info", "warning", "critical"]),
+            OpenApiParameter("rule", str),
+        ]
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> Any:
+        data = _query(AlertQuerySerializer, self.request)
+        qs = Alert.objects.select_related("rule", "acknowledged_by", "resolved_by")
+        if data.get("status"):
+            qs = qs.filter(status__in=data["status"])
+        if data.get("severity"):
+            qs = qs.filter(severity=data["severity"])
+        if data.get("rule"):
+            qs = qs.filter(rule__name=data["rule"])
+        return qs.order_by("-created_at", "-id")
+
+
+class AlertActionView(StaffAPIView):
+    action_name = ""
+
+    @extend_schema(request=None, responses={200: AlertSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        alert = get_object_or_404(Alert, pk=pk)
+        if self.action_name == "acknowledge":
+            alert = alerts.alert_acknowledge(alert=alert, actor=request.user)
+        else:
+            alert = alerts.alert_resolve(alert=alert, actor=request.user)
+        return Response(AlertSerializer(alert).data)
+
+
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    """``GET /metrics`` (plain Django view: Prometheus wants text, not DRF content negotiation)."""
+    if not prometheus.scrape_allowed(request):
+        return HttpResponse("forbidden\n", status=403, content_type="text/plain")
+    return HttpResponse(prometheus.render(), content_type=prometheus.CONTENT_TYPE)

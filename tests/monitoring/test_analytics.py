@@ -1,0 +1,259 @@
+"""Analytics endpoints against known histories, and a property test against a reference in Python."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jobs.models import Job
+from monitoring.analytics import (
+    analytics_errors,
+    analytics_peak_hours,
+    analytics_trends,
+    analytics_types,
+    analytics_users,
+)
+from monitoring.stats import BadRange, resolve_window, stats_summary
+from tests.factories import UserFactory
+from tests.monitoring.conftest import NOW, ago, make_job
+
+pytestmark = pytest.mark.django_db
+
+DAY = resolve_window(range_name="1d", now=NOW)
+
+
+def _history(users: list[Any]) -> None:
+    alice, bob = users
+    # demo: 2 completed (30 s, 10 s), 1 failed (20 s); export-jobs: 1 failed, 1 queued.
+    make_job(
+        type="demo",
+        status="completed",
+        user=alice,
+        created=ago(hours=5),
+        started=ago(hours=5),
+        finished=ago(hours=5) + timedelta(seconds=30),
+    )
+    make_job(
+        type="demo",
+        status="completed",
+        user=alice,
+        created=ago(hours=4),
+        started=ago(hours=4),
+        finished=ago(hours=4) + timedelta(seconds=10),
+    )
+    make_job(
+        type="demo",
+        status="failed",
+        user=bob,
+        created=ago(hours=3),
+        started=ago(hours=3),
+        finished=ago(hours=3) + timedelta(seconds=20),
+        error="ValueError: item 7 is bad",
+    )
+    make_job(
+        type="export-jobs",
+        status="failed",
+        user=alice,
+        created=ago(hours=2),
+        started=ago(hours=2),
+        finished=ago(hours=2) + timedelta(seconds=5),
+        error="ValueError: item 7 is bad",
+    )
+    make_job(type="export-jobs", status="queued", created=ago(minutes=5))
+    # Outside the 1d window: must not count.
+    make_job(
+        type="demo",
+        status="failed",
+        user=bob,
+        created=ago(days=2),
+        started=ago(days=2),
+        finished=ago(days=2) + timedelta(seconds=1),
+        error="old error",
+    )
+
+
+def test_types_breakdown_counts_outcomes_and_durations_per_type() -> None:
+    _history([UserFactory(), UserFactory()])
+
+    rows = {r["type"]: r for r in analytics_types(window=DAY)}
+
+    assert rows["demo"] == {
+        "type": "demo",
+        "total": 3,
+        "completed": 2,
+        "failed": 1,
+        "cancelled": 0,
+        "active": 0,
+        "queued": 0,
+        "success_rate": 66.67,
+        "duration_mean": 20.0,
+        "duration_p95": 30.0,
+    }
+    assert rows["export-jobs"] == {
+        "type": "export-jobs",
+        "total": 2,
+        "completed": 0,
+        "failed": 1,
+        "cancelled": 0,
+        "active": 0,
+        "queued": 1,
+        "success_rate": 0.0,
+        "duration_mean": 5.0,
+        "duration_p95": 5.0,
+    }
+
+
+def test_top_users_are_ordered_by_jobs_created() -> None:
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    _history([alice, bob])
+
+    rows = analytics_users(window=DAY)
+
+    assert [(r["username"], r["total"], r["completed"], r["failed"]) for r in rows] == [
+        ("alice", 3, 2, 1),
+        ("bob", 1, 0, 1),
+    ]
+
+
+def test_top_users_are_capped_at_ten() -> None:
+    for i in range(12):
+        make_job(status="queued", created=ago(minutes=i + 1), user=UserFactory())
+
+    assert len(analytics_users(window=DAY)) == 10
+
+
+def test_errors_are_grouped_by_message_with_the_most_recent_listed() -> None:
+    _history([UserFactory(), UserFactory()])
+
+    errors = analytics_errors(window=DAY)
+
+    assert errors["total"] == 2
+    assert errors["groups"] == [
+        {
+            "message": "ValueError: item 7 is bad",
+            "count": 2,
+            "last_seen": (ago(hours=2) + timedelta(seconds=5)).isoformat(),
+            "types": ["demo", "export-jobs"],
+        }
+    ]
+    assert [r["type"] for r in errors["recent"]] == ["export-jobs", "demo"]
+
+
+def test_peak_hours_are_the_busiest_hours_of_the_day() -> None:
+    for hour, count in ((9, 3), (14, 2), (2, 1)):
+        for i in range(count):
+            make_job(status="queued", created=NOW.replace(hour=hour, minute=i) - timedelta(days=1))
+
+    rows = analytics_peak_hours(window=resolve_window(range_name="7d", now=NOW))
+
+    assert rows == [{"hour": 9, "count": 3}, {"hour": 14, "count": 2}, {"hour": 2, "count": 1}]
+
+
+def test_trends_bucket_throughput_and_success_rate_per_hour() -> None:
+    _history([UserFactory(), UserFactory()])
+    window = resolve_window(start=ago(hours=6), end=NOW, now=NOW)
+
+    throughput = analytics_trends(window=window, metric="throughput", interval="1h")
+    success = analytics_trends(window=window, metric="success_rate", interval="1h")
+    duration = analytics_trends(window=window, metric="duration", interval="1h")
+
+    assert [p["time"][11:16] for p in throughput] == ["06:00", "07:00", "08:00", "09:00", "10:00", "11:00", "12:00"]
+    assert [p["completed"] for p in throughput] == [0, 1, 1, 0, 0, 0, 0]
+    assert [p["value"] for p in success] == [None, 100.0, 100.0, 0.0, 0.0, None, None]
+    assert [p["value"] for p in duration] == [None, 30.0, 10.0, 20.0, 5.0, None, None]
+
+
+def test_trends_five_minute_buckets_fold_minutes() -> None:
+    make_job(status="completed", created=ago(minutes=9), started=ago(minutes=9), finished=ago(minutes=8))
+    make_job(status="completed", created=ago(minutes=9), started=ago(minutes=9), finished=ago(minutes=6))
+    window = resolve_window(start=ago(minutes=10), end=NOW, now=NOW)
+
+    points = analytics_trends(window=window, metric="throughput", interval="5m")
+
+    assert [(p["time"][11:16], p["completed"]) for p in points] == [("12:20", 2), ("12:25", 0), ("12:30", 0)]
+
+
+def test_trends_refuse_too_many_points() -> None:
+    with pytest.raises(BadRange, match="interval"):
+        analytics_trends(window=resolve_window(range_name="30d", now=NOW), metric="throughput", interval="1m")
+
+
+def test_analytics_api_is_staff_only_and_validates_input(api_client: Any, user: Any, staff_user: Any) -> None:
+    api_client.force_authenticate(user)
+    assert api_client.get("/api/analytics/types/").status_code == 403
+    api_client.force_authenticate(staff_user)
+    for path in ("types", "users", "errors", "trends", "peak-hours"):
+        assert api_client.get(f"/api/analytics/{path}/").status_code == 200, path
+    bad = api_client.get("/api/analytics/trends/", {"metric": "nope"})
+    assert bad.status_code == 400
+    assert "metric" in bad.json()
+    assert api_client.get("/api/analytics/trends/", {"range": "30d", "interval": "1m"}).status_code == 400
+    assert api_client.get("/api/stats/", {"range": "2y"}).status_code == 400
+    assert api_client.get("/api/stats/", {"from": "not a date"}).status_code == 400
+
+
+# --- Property: the figures equal a reference computed in Python over the raw rows -------------
+
+STATUSES = ["queued", "running", "completed", "failed", "cancelled"]
+job_strategy = st.tuples(
+    st.sampled_from(STATUSES),
+    st.integers(min_value=0, max_value=3 * 24 * 3600),  # created, seconds before NOW
+    st.integers(min_value=0, max_value=600),  # wait
+    st.integers(min_value=0, max_value=7200),  # run time
+    st.sampled_from(["demo", "export-jobs"]),
+)
+
+
+def _reference(jobs: list[Job], start: datetime, end: datetime) -> dict[str, Any]:
+    def inside(t: datetime | None) -> bool:
+        return t is not None and start <= t < end
+
+    created = [j for j in jobs if inside(j.created_at)]
+    finished = [j for j in jobs if inside(j.finished_at)]
+    durations = sorted(j.duration for j in finished if j.duration is not None)
+    waits = sorted(j.queue_wait for j in jobs if inside(j.started_at) and j.queue_wait is not None)
+
+    def p95(values: list[float]) -> float | None:
+        return values[math.ceil(0.95 * len(values)) - 1] if values else None
+
+    completed = sum(j.status == "completed" for j in finished)
+    failed = sum(j.status == "failed" for j in finished)
+    return {
+        "total": len(created),
+        "counts": {s: sum(j.status == s for j in created) for s in STATUSES},
+        "success_rate": round(100 * completed / (completed + failed), 2) if completed + failed else None,
+        "duration_p95": p95(durations),
+        "duration_n": len(durations),
+        "wait_p95": p95(waits),
+        "types": {t: sum(j.type == t for j in created) for t in {j.type for j in created}},
+    }
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(specs=st.lists(job_strategy, max_size=25), range_name=st.sampled_from(["1h", "1d", "7d", "all"]))
+def test_stats_equal_a_reference_computed_over_the_raw_jobs(specs: list[tuple], range_name: str) -> None:
+    Job.objects.all().delete()
+    for status, created_s, wait, run, job_type in specs:
+        created = NOW - timedelta(seconds=created_s)
+        started = created + timedelta(seconds=wait) if status != "queued" else None
+        finished = started + timedelta(seconds=run) if started and status not in ("running",) else None
+        make_job(status=status, created=created, started=started, finished=finished, type=job_type)
+    jobs = list(Job.objects.all())
+    window = resolve_window(range_name=range_name, now=NOW)
+    start = window.start or datetime.min.replace(tzinfo=NOW.tzinfo)
+
+    stats = stats_summary(range_name=range_name, now=NOW)
+    expected = _reference(jobs, start, NOW)
+
+    assert stats["total"] == expected["total"]
+    assert {s: stats["counts"][s] for s in STATUSES} == expected["counts"]
+    assert stats["success_rate"] == expected["success_rate"]
+    assert stats["duration"]["p95"] == expected["duration_p95"]
+    assert stats["duration"]["count"] == expected["duration_n"]
+    assert stats["queue_wait"]["p95"] == expected["wait_p95"]
+    assert {r["type"]: r["total"] for r in analytics_types(window=window)} == expected["types"]

@@ -1,0 +1,102 @@
+"""GET /api/health/: the verdict, its checks and reasons, and who sees the detail."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from jobs.models import Job
+from monitoring.health import check_jobs, check_monitor, health_report, monitor_heartbeat
+from tests.monitoring.conftest import make_job
+
+pytestmark = pytest.mark.django_db
+
+
+def _failures(n: int, now: Any) -> None:
+    for i in range(n):
+        make_job(
+            status="failed",
+            created=now - timedelta(minutes=4),
+            started=now - timedelta(minutes=4),
+            finished=now - timedelta(minutes=3, seconds=i),
+        )
+
+
+def test_two_failures_in_five_minutes_are_fine_three_are_critical() -> None:
+    now = timezone.now()
+    _failures(2, now)
+    assert check_jobs(now)["status"] == "healthy"
+
+    _failures(1, now)
+    check = check_jobs(now)
+
+    assert check["status"] == "critical"
+    assert check["failures"] == 3
+    assert "3 jobs failed in the last 5 min" in check["reason"]
+
+
+def test_failures_older_than_the_window_do_not_count() -> None:
+    now = timezone.now()
+    _failures(3, now - timedelta(minutes=3))  # finished 6 min ago
+
+    assert check_jobs(now)["status"] == "healthy"
+
+
+def test_a_job_running_over_thirty_minutes_is_a_warning() -> None:
+    now = timezone.now()
+    make_job(status="running", created=now - timedelta(minutes=40), started=now - timedelta(minutes=31))
+
+    check = check_jobs(now)
+
+    assert check["status"] == "warning"
+    assert check["long_running"] == 1
+    assert "running longer than 30 min" in check["reason"]
+
+
+def test_more_than_ten_active_jobs_is_a_warning_and_the_threshold_is_a_setting(settings: Any) -> None:
+    now = timezone.now()
+    Job.objects.bulk_create(Job(type="demo", status="running", started_at=now) for _ in range(11))
+    assert check_jobs(now)["status"] == "warning"
+
+    settings.HEALTH_ACTIVE_WARNING = 20
+    assert check_jobs(now)["status"] == "healthy"
+
+
+def test_monitor_check_follows_its_heartbeat(settings: Any) -> None:
+    now = timezone.now()
+    monitor_heartbeat(now - timedelta(seconds=settings.HEALTH_MONITOR_STALE + 5))
+    assert check_monitor(now)["status"] == "warning"
+
+    monitor_heartbeat(now)
+    assert check_monitor(now)["status"] == "healthy"
+
+
+def test_report_is_the_worst_check_with_its_reasons() -> None:
+    now = timezone.now()
+    monitor_heartbeat(now)
+    _failures(3, now)
+
+    report = health_report(now=now)
+
+    assert set(report["checks"]) == {"database", "broker", "channel_layer", "workers", "monitor", "jobs"}
+    assert report["checks"]["database"]["status"] == "healthy"
+    assert report["checks"]["broker"]["status"] == "healthy"
+    assert report["checks"]["channel_layer"]["status"] == "healthy"
+    assert report["status"] == "critical"
+    assert any(r.startswith("jobs: 3 jobs failed") for r in report["reasons"])
+
+
+def test_anonymous_callers_get_only_the_verdict_staff_get_the_checks(api_client: Any, staff_user: Any) -> None:
+    anonymous = api_client.get("/api/health/")
+    api_client.force_authenticate(staff_user)
+    staff = api_client.get("/api/health/")
+
+    assert anonymous.status_code == 200
+    assert set(anonymous.json()) == {"status", "checked_at"}
+    assert anonymous.json()["status"] in ("healthy", "warning", "critical")
+    assert staff.status_code == 200
+    assert "checks" in staff.json()
+    assert "reasons" in staff.json()
