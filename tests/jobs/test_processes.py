@@ -29,11 +29,10 @@ FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 @pytest.fixture
 def test_job_types() -> Iterator[None]:
     """The throwaway types of tests/jobtypes, here and (by env var) in the workers."""
-    from tests.jobtypes import jobs as jobtypes
+    from tests.jobtypes.jobs import registered
 
-    jobtypes.register()
-    yield
-    jobtypes.unregister_all()
+    with registered():
+        yield
 
 
 def qcluster(processes: Any, **env: str) -> Any:

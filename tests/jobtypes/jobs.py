@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from jobs.context import JobContext
@@ -43,6 +45,16 @@ def register() -> None:
 def unregister_all() -> None:
     for name in TYPES:
         unregister(name)
+
+
+@contextmanager
+def registered() -> Iterator[None]:
+    """The types registered in this process for the duration of a test."""
+    register()
+    try:
+        yield
+    finally:
+        unregister_all()
 
 
 register()
