@@ -1,3 +1,7 @@
 """Websocket routes (``/ws/jobs/``)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from monitoring.consumers import JobsConsumer
+
+websocket_urlpatterns: list = [path("ws/jobs/", JobsConsumer.as_asgi())]

@@ -1,0 +1,305 @@
+"""The websocket consumer at ``/ws/jobs/`` (protocol: docs/websocket.md).
+
+It forwards: permissions come from ``jobs.selectors``, replay from the event log, live
+events from the process's hub (``monitoring.relay``). Each socket has a bounded outbox
+drained by one sender task; when a socket falls behind, progress events of a job are
+conflated (the newest replaces a queued older one), status changes never are, and a socket
+whose outbox still overflows is closed with 4408 so that its client resumes with ``since``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import OrderedDict, deque
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.core.serializers.json import DjangoJSONEncoder
+
+from jobs.models import EventKind, Job
+from jobs.selectors import job_visible_queryset
+from monitoring import messages
+from monitoring.relay import ALERTS_GROUP, ALL_GROUP, STATS_GROUP, get_hub, latest_event_id, replay_events, stats_body
+from monitoring.relay import message_for as event_message
+
+MAX_FRAME = 4096  # bytes of one client frame
+RATE = 20.0  # client messages per second, sustained
+BURST = 40.0
+FLOOD_LIMIT = 200  # messages refused for rate before the socket is closed
+CONFLATE_AT = 64  # outbox length from which progress is conflated
+OUTBOX_MAX = 5000
+REPLAY_PAGE = 500
+REPLAY_MAX = 10_000
+SEEN_MAX = 8192
+
+
+def _encode(message: dict[str, Any]) -> str:
+    return json.dumps(message, cls=DjangoJSONEncoder, separators=(",", ":"))
+
+
+# --- ORM access, through selectors only ----------------------------------------------------
+@database_sync_to_async
+def _latest_event_id() -> int:
+    return latest_event_id()
+
+
+@database_sync_to_async
+def _job_access(user: Any, job_id: str) -> str:
+    """``ok``, ``forbidden`` or ``unknown`` for a subscription to one job."""
+    if job_visible_queryset(user=user).filter(id=job_id).exists():
+        return "ok"
+    return "forbidden" if Job.objects.filter(id=job_id).exists() else "unknown"
+
+
+@database_sync_to_async
+def _replay(group: str, after: int, limit: int) -> list[dict[str, Any]]:
+    return replay_events(group=group, after=after, limit=limit)
+
+
+@database_sync_to_async
+def _stats() -> dict[str, Any]:
+    return stats_body()
+
+
+class _Entry:
+    __slots__ = ("event_id", "job", "kind", "text")
+
+    def __init__(self, event_id: int, job: str | None, kind: str, text: str) -> None:
+        self.event_id = event_id
+        self.job = job
+        self.kind = kind
+        self.text = text
+
+
+class JobsConsumer(AsyncWebsocketConsumer):
+    user: Any
+    groups_by_channel: dict[str, str]
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def init_state(self, user: Any) -> None:
+        self.user = user
+        self.groups_by_channel = {}
+        self.outbox: deque[_Entry] = deque()
+        self.pending_progress: dict[str, _Entry] = {}
+        self.seen: OrderedDict[int, None] = OrderedDict()
+        self.replaying = 0
+        self.wake = asyncio.Event()
+        self.sender: asyncio.Task[None] | None = None
+        self.tokens = BURST
+        self.refilled = time.monotonic()
+        self.refused = 0
+        self.last_rate_error = 0.0
+        self.closing = False
+
+    async def connect(self) -> None:
+        self.init_state(self.scope.get("user"))
+        await self.accept()
+        if not (self.user and self.user.is_authenticated):
+            # Accept first so that the client sees the close code, not a bare 403.
+            await self.close(code=messages.CLOSE_UNAUTHENTICATED)
+            return
+        self.sender = asyncio.create_task(self._send_loop())
+        own = f"user:{self.user.pk}"
+        await self._join(own, f"user.{self.user.pk}")
+        await self._send(messages.welcome(user=self.user, latest_event_id=await _latest_event_id(), channels=[own]))
+
+    async def disconnect(self, code: int) -> None:
+        self.closing = True
+        if getattr(self, "sender", None) is not None and self.sender is not None:
+            self.sender.cancel()
+        hub = get_hub()
+        for group in list(getattr(self, "groups_by_channel", {}).values()):
+            await hub.leave(group, self)
+
+    # --- from the hub (synchronous, must not block) ------------------------------------------
+    def deliver(self, event_id: int, job: str | None, kind: str, text: str) -> None:
+        if self.closing or event_id in self.seen:
+            return
+        if job is not None:
+            queued = self.pending_progress.get(job)
+            if kind == EventKind.PROGRESS and queued is not None and len(self.outbox) >= CONFLATE_AT:
+                # Behind: the newest progress of a job replaces its queued one in place.
+                queued.event_id, queued.text = event_id, text
+                return
+            self.pending_progress.pop(job, None)
+        entry = _Entry(event_id, job, kind, text)
+        if job is not None and kind == EventKind.PROGRESS:
+            self.pending_progress[job] = entry
+        self.outbox.append(entry)
+        if len(self.outbox) > OUTBOX_MAX:
+            self.closing = True
+            asyncio.ensure_future(self.close(code=messages.CLOSE_TOO_SLOW))
+            return
+        self.wake.set()
+
+    def deliver_stats(self, text: str) -> None:
+        if not self.closing:
+            self.outbox.append(_Entry(0, None, "stats", text))
+            self.wake.set()
+
+    def _mark_seen(self, event_id: int) -> bool:
+        """False if the event was already sent on this socket."""
+        if event_id in self.seen:
+            return False
+        self.seen[event_id] = None
+        if len(self.seen) > SEEN_MAX:
+            self.seen.popitem(last=False)
+        return True
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.outbox and not self.replaying:
+                entry = self.outbox.popleft()
+                if entry.job is not None and self.pending_progress.get(entry.job) is entry:
+                    del self.pending_progress[entry.job]
+                if entry.event_id and not self._mark_seen(entry.event_id):
+                    continue
+                await self.send(text_data=entry.text)
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=_encode(message))
+
+    async def _error(self, code: str, text: str, **extra: Any) -> None:
+        await self._send(messages.error(code=code, message=text, **extra))
+
+    # --- from the client --------------------------------------------------------------------
+    def _allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(BURST, self.tokens + (now - self.refilled) * RATE)
+        self.refilled = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
+        if not self._allow():
+            self.refused += 1
+            if self.refused >= FLOOD_LIMIT:
+                self.closing = True
+                await self.close(code=messages.CLOSE_FLOOD)
+                return
+            now = time.monotonic()
+            if now - self.last_rate_error >= 1.0:  # one error a second, not one per frame
+                self.last_rate_error = now
+                await self._error(messages.RATE_LIMITED, f"more than {RATE:g} messages per second")
+            return
+        raw = text_data if text_data is not None else bytes_data or b""
+        if len(raw) > MAX_FRAME:
+            await self._error(messages.TOO_LARGE, f"frames are limited to {MAX_FRAME} bytes")
+            return
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            await self._error(messages.BAD_JSON, "the frame is not valid JSON")
+            return
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            await self._error(messages.BAD_MESSAGE, "a message is a JSON object with a string 'type'")
+            return
+        kind = data["type"]
+        if kind == "ping":
+            await self._send(messages.pong(ts=data.get("ts")))
+        elif kind == "subscribe":
+            await self._subscribe(data)
+        elif kind == "unsubscribe":
+            await self._unsubscribe(data)
+        elif kind == "request-stats":
+            await self._send(messages.job_stats(stats=await _stats()))
+        else:
+            await self._error(messages.UNKNOWN_TYPE, f"unknown message type {kind[:40]!r}")
+
+    # --- subscriptions ----------------------------------------------------------------------
+    async def _group_for(self, channel: Any) -> tuple[str | None, str | None]:
+        """The layer group of a channel, or ``(None, error code)``."""
+        if not isinstance(channel, str):
+            return None, messages.UNKNOWN_CHANNEL
+        staff = bool(self.user.is_staff)
+        if channel in ("all", "alerts", "stats"):
+            group = {"all": ALL_GROUP, "alerts": ALERTS_GROUP, "stats": STATS_GROUP}[channel]
+            return (group, None) if staff else (None, messages.FORBIDDEN)
+        prefix, _, rest = channel.partition(":")
+        if prefix == "user" and rest.isdigit():
+            if staff or int(rest) == self.user.pk:
+                return f"user.{int(rest)}", None
+            return None, messages.FORBIDDEN
+        if prefix == "job":
+            try:
+                job_id = str(uuid.UUID(rest))
+            except ValueError:
+                return None, messages.UNKNOWN_CHANNEL
+            access = await _job_access(self.user, job_id)
+            if access == "ok":
+                return f"job.{job_id}", None
+            return None, messages.FORBIDDEN if access == "forbidden" else messages.UNKNOWN_CHANNEL
+        return None, messages.UNKNOWN_CHANNEL
+
+    async def _join(self, channel: str, group: str) -> None:
+        self.groups_by_channel[channel] = group
+        await get_hub().join(group, self)
+
+    async def _subscribe(self, data: dict[str, Any]) -> None:
+        channel = data.get("channel")
+        since = data.get("since")
+        if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
+            await self._error(messages.BAD_MESSAGE, "'since' must be a non-negative event id", channel=str(channel))
+            return
+        group, problem = await self._group_for(channel)
+        if group is None:
+            text = "you may not subscribe to this channel" if problem == messages.FORBIDDEN else "no such channel"
+            await self._error(problem or messages.UNKNOWN_CHANNEL, text, channel=str(channel)[:80])
+            return
+        assert isinstance(channel, str)
+        replayed = 0
+        self.replaying += 1  # live events queue up (bounded) until the replay is out
+        try:
+            # Join before reading the log: whatever commits after the read arrives live, and
+            # whatever both paths carry is sent once (``seen``). No gap, no duplicate.
+            await self._join(channel, group)
+            latest = await _latest_event_id()
+            if since is not None and group != STATS_GROUP:
+                replayed = await self._send_replay(channel, group, since)
+        finally:
+            self.replaying -= 1
+            self.wake.set()
+        await self._send(messages.subscribed(channel=channel, since=since, replayed=replayed, latest_event_id=latest))
+
+    async def _send_replay(self, channel: str, group: str, since: int) -> int:
+        sent = 0
+        after = since
+        total = 0
+        while total < REPLAY_MAX:
+            rows = await _replay(group, after, REPLAY_PAGE)
+            for row in rows:
+                message = event_message(row)
+                if message is not None and self._mark_seen(row["id"]):
+                    await self._send(message)
+                    sent += 1
+            total += len(rows)
+            if len(rows) < REPLAY_PAGE:
+                return sent
+            after = rows[-1]["id"]
+        await self._error(
+            messages.REPLAY_TRUNCATED,
+            f"replay stopped after {REPLAY_MAX} events; subscribe again with since={after}",
+            channel=channel,
+            last_event_id=after,
+        )
+        return sent
+
+    async def _unsubscribe(self, data: dict[str, Any]) -> None:
+        channel = data.get("channel")
+        group = self.groups_by_channel.pop(channel, None) if isinstance(channel, str) else None
+        if group is None:
+            await self._error(messages.UNKNOWN_CHANNEL, "not subscribed to this channel", channel=str(channel)[:80])
+            return
+        if group not in self.groups_by_channel.values():
+            await get_hub().leave(group, self)
+        await self._send(messages.unsubscribed(channel=str(channel)))

@@ -1,0 +1,400 @@
+"""From the event log to the sockets: the relay (log -> channel layer) and the hub (layer -> sockets).
+
+**Relay.** One per deployment: inside the web process on the embedded default (started
+lazily on the first websocket), in ``manage.py monitor`` when ``REDIS_URL`` is set. It
+reads new ``JobEvent`` rows by a short poll on the primary key and publishes each one
+once to the groups it belongs to (``job.<uuid>``, ``user.<owner>``, ``jobs.all``;
+alerts to ``jobs.alerts``). It also computes ``job-stats`` once per
+``JOB_STATS_INTERVAL`` and publishes it to ``jobs.stats``.
+
+The outbox trap: on PostgreSQL ids are taken at INSERT and become visible at COMMIT, so
+id 11 can become visible after id 12 was read. The relay remembers every id it skipped
+below the highest one seen (a *gap*) and re-reads the gaps on every poll for
+``JOBADMIN_RELAY_GAP_GRACE`` seconds; a gap still empty after that was a rolled-back
+insert. When the database is unreachable the cursor simply does not move; when the
+layer is unreachable the unpublished events stay in hand (and nothing new is read) until
+it is back, so nothing is lost and nothing is sent twice.
+
+**Hub.** One per web process (per event loop). It is the only member of the layer
+groups in its process; when an event arrives it serialises the message once and hands
+the text to each local socket subscribed to any of the event's groups. This turns the
+per-subscriber cost of ``group_send`` (one layer message per member) into one layer
+message per process plus a local append per socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import close_old_connections, connection
+
+from jobs.models import EventKind, JobEvent
+from monitoring import messages
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPE = "relay.event"
+STATS_TYPE = "relay.stats"
+STATS_GROUP = "jobs.stats"
+ALL_GROUP = "jobs.all"
+ALERTS_GROUP = "jobs.alerts"
+
+
+def setting(name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+# --- selectors (sync; called through database_sync_to_async or the relay's thread) -------
+_EVENT_FIELDS = ("id", "kind", "job_id", "owner_id", "payload", "created_at")
+
+
+def latest_event_id() -> int:
+    row = JobEvent.objects.order_by("-id").values_list("id", flat=True).first()
+    return int(row or 0)
+
+
+def events_after(*, after: int, limit: int) -> list[dict[str, Any]]:
+    return list(JobEvent.objects.filter(id__gt=after).order_by("id").values(*_EVENT_FIELDS)[:limit])
+
+
+def events_by_ids(*, ids: Iterable[int]) -> list[dict[str, Any]]:
+    return list(JobEvent.objects.filter(id__in=list(ids)).order_by("id").values(*_EVENT_FIELDS))
+
+
+def replay_events(*, group: str, after: int, limit: int) -> list[dict[str, Any]]:
+    """The events a subscriber of ``group`` missed after ``after``, oldest first."""
+    queryset = JobEvent.objects.filter(id__gt=after)
+    if group.startswith("job."):
+        queryset = queryset.filter(job_id=group[4:])
+    elif group.startswith("user."):
+        queryset = queryset.filter(owner_id=int(group[5:]), job__isnull=False)
+    elif group == ALL_GROUP:
+        queryset = queryset.filter(job__isnull=False)
+    elif group == ALERTS_GROUP:
+        queryset = queryset.filter(kind=EventKind.ALERT)
+    else:
+        return []
+    return list(queryset.order_by("id").values(*_EVENT_FIELDS)[:limit])
+
+
+def stats_body() -> dict[str, Any]:
+    """The body of ``GET /api/stats/`` (default range), computed by the monitoring app."""
+    from monitoring.stats import stats_summary
+
+    return dict(stats_summary())
+
+
+# --- routing -------------------------------------------------------------------------------
+def groups_for(row: dict[str, Any]) -> list[str]:
+    if row["kind"] == EventKind.ALERT:
+        return [ALERTS_GROUP]
+    if row["job_id"] is None:
+        return []  # queue events: no websocket message type carries them
+    groups = [f"job.{row['job_id']}", ALL_GROUP]
+    if row["owner_id"] is not None:
+        groups.append(f"user.{row['owner_id']}")
+    return groups
+
+
+def message_for(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The websocket message an event row becomes (``None`` for events no client sees)."""
+    payload = row["payload"] or {}
+    created = row["created_at"]
+    created_at = created.isoformat() if hasattr(created, "isoformat") else created
+    if row["kind"] == EventKind.ALERT:
+        return messages.job_alert(event_id=row["id"], alert=payload.get("alert") or {})
+    if row["job_id"] is None or "job" not in payload:
+        return None
+    return messages.job_update(event_id=row["id"], kind=row["kind"], job=payload["job"], created_at=created_at)
+
+
+def layer_event(row: dict[str, Any]) -> dict[str, Any] | None:
+    message = message_for(row)
+    if message is None:
+        return None
+    return {
+        "type": EVENT_TYPE,
+        "id": row["id"],
+        "kind": row["kind"],
+        "job": str(row["job_id"]) if row["job_id"] else None,
+        "groups": groups_for(row),
+        # The encoded text, so every process and socket reuses one serialisation.
+        "text": json.dumps(message, cls=DjangoJSONEncoder, separators=(",", ":")),
+    }
+
+
+# --- the relay -------------------------------------------------------------------------------
+class GapTracker:
+    """The cursor over the event log, with the ids below it that were not visible yet."""
+
+    def __init__(self, *, cursor: int, grace: float) -> None:
+        self.cursor = cursor
+        self.grace = grace
+        self.gaps: dict[int, float] = {}  # id -> monotonic time after which it is given up
+
+    def absorb(self, ids: Iterable[int], *, now: float) -> list[int]:
+        """Take the ids just read; returns those not seen before (to publish), in order."""
+        fresh = []
+        for event_id in sorted(set(ids)):
+            if event_id in self.gaps:
+                del self.gaps[event_id]
+                fresh.append(event_id)
+            elif event_id > self.cursor:
+                # A bounded number of gaps: a huge jump (ids burnt by a bulk rollback) is not
+                # worth re-reading one by one for long.
+                for missing in range(max(self.cursor + 1, event_id - 10_000), event_id):
+                    self.gaps[missing] = now + self.grace
+                self.cursor = event_id
+                fresh.append(event_id)
+        return fresh
+
+    def expire(self, *, now: float) -> None:
+        for event_id in [i for i, deadline in self.gaps.items() if deadline <= now]:
+            del self.gaps[event_id]
+
+
+class Layer(Protocol):
+    async def group_send(self, group: str, message: dict[str, Any]) -> None: ...
+
+
+class EventRelay:
+    def __init__(self, *, layer: Any = None, poll: float | None = None, grace: float | None = None) -> None:
+        self.layer = layer or get_channel_layer()
+        self.poll = poll if poll is not None else float(setting("JOBADMIN_RELAY_POLL", 0.01))
+        self.grace = grace if grace is not None else float(setting("JOBADMIN_RELAY_GAP_GRACE", 30.0))
+        self.stats_interval = float(setting("JOB_STATS_INTERVAL", 5.0))
+        self.batch = 500
+        self.tracker: GapTracker | None = None
+        # Read but not yet published: (event, groups still to send to).
+        self.in_hand: list[tuple[dict[str, Any], list[str]]] = []
+        self.published = 0
+        self._executor: ThreadPoolExecutor | None = None  # one thread: one database connection
+        self._next_stats = 0.0
+        self.stats_computed = 0
+
+    # Runs in the relay's own thread, which keeps one database connection.
+    def _read(self) -> list[dict[str, Any]]:
+        try:
+            if self.tracker is None:
+                self.tracker = GapTracker(cursor=latest_event_id(), grace=self.grace)
+                return []
+            now = time.monotonic()
+            self.tracker.expire(now=now)
+            rows = events_after(after=self.tracker.cursor, limit=self.batch)
+            if self.tracker.gaps:
+                rows += events_by_ids(ids=list(self.tracker.gaps))
+            fresh = set(self.tracker.absorb((row["id"] for row in rows), now=now))
+            return sorted((row for row in rows if row["id"] in fresh), key=lambda row: row["id"])
+        except Exception:
+            connection.close()  # the next read reconnects
+            raise
+
+    def _close_db(self) -> None:
+        close_old_connections()
+        connection.close()
+
+    async def _run_db(self, fn: Any) -> Any:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-db")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def publish_in_hand(self) -> None:
+        """Publish what was read; on a layer failure keep the rest (and its groups) for later."""
+        while self.in_hand:
+            event, groups = self.in_hand[0]
+            while groups:
+                await self.layer.group_send(groups[0], event)
+                groups.pop(0)
+            self.in_hand.pop(0)
+            self.published += 1
+
+    async def step(self) -> int:
+        """One round: publish what is in hand, else read and publish. Returns events published."""
+        before = self.published
+        if not self.in_hand:
+            for row in await self._run_db(self._read):
+                event = layer_event(row)
+                if event is not None:
+                    self.in_hand.append((event, list(event["groups"])))
+        await self.publish_in_hand()
+        return self.published - before
+
+    async def maybe_stats(self) -> None:
+        now = time.monotonic()
+        if now < self._next_stats:
+            return
+        self._next_stats = now + self.stats_interval
+        body = await self._run_db(stats_body)
+        self.stats_computed += 1
+        text = json.dumps(messages.job_stats(stats=body), cls=DjangoJSONEncoder, separators=(",", ":"))
+        await self.layer.group_send(STATS_GROUP, {"type": STATS_TYPE, "text": text})
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        backoff = self.poll
+        try:
+            while not stop.is_set():
+                try:
+                    published = await self.step()
+                    await self.maybe_stats()
+                    backoff = self.poll
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # database or layer away: retry, the cursor did not move
+                    logger.warning("relay: %r; retrying in %.2fs", exc, backoff)
+                    published = 0
+                    backoff = min(max(backoff * 2, 0.05), 2.0)
+                    await asyncio.sleep(backoff)
+                    continue
+                if not published:
+                    await asyncio.sleep(self.poll)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the relay thread's database connection (a test database cannot be dropped with it open)."""
+        if self._executor is None:
+            return
+        with contextlib.suppress(Exception):
+            await self._run_db(self._close_db)
+        self._executor.shutdown(wait=False)
+        self._executor = None
+
+
+def start_relay_thread() -> tuple[threading.Thread, threading.Event]:
+    """Run the relay in a thread with its own event loop (``manage.py monitor`` with Redis)."""
+    stopped = threading.Event()
+
+    def main() -> None:
+        async def runner() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(EventRelay().run(stop))
+            while not stopped.is_set() and not task.done():
+                await asyncio.sleep(0.2)
+            stop.set()
+            await task
+
+        asyncio.run(runner())
+
+    thread = threading.Thread(target=main, name="event-relay", daemon=True)
+    thread.start()
+    return thread, stopped
+
+
+# --- the hub (one per web process / event loop) -------------------------------------------
+class Subscriber(Protocol):
+    def deliver(self, event_id: int, job: str | None, kind: str, text: str) -> None: ...
+
+    def deliver_stats(self, text: str) -> None: ...
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.channel_name = ""
+        self.members: dict[str, set[Any]] = {}
+        self.recent: OrderedDict[int, None] = OrderedDict()  # ids already handed out
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.relay: EventRelay | None = None
+        self._started = asyncio.Lock()
+        self._relay_stop = asyncio.Event()
+
+    async def start(self) -> None:
+        async with self._started:
+            if self.channel_name:
+                return
+            self.channel_name = await self.layer.new_channel("hub.")
+            self.tasks.append(asyncio.create_task(self._receive_loop()))
+            if setting("JOBADMIN_RELAY_IN_WEB", not settings.REDIS_URL):
+                self.relay = EventRelay(layer=self.layer)
+                self.tasks.append(asyncio.create_task(self.relay.run(self._relay_stop)))
+
+    async def stop(self) -> None:
+        self._relay_stop.set()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(task, timeout=5)
+        self.tasks.clear()
+        self.channel_name = ""
+
+    async def join(self, group: str, subscriber: Any) -> None:
+        await self.start()
+        members = self.members.setdefault(group, set())
+        members.add(subscriber)
+        if len(members) == 1:
+            await self.layer.group_add(group, self.channel_name)
+
+    async def leave(self, group: str, subscriber: Any) -> None:
+        members = self.members.get(group)
+        if not members or subscriber not in members:
+            return
+        members.discard(subscriber)
+        if not members:
+            del self.members[group]
+            with contextlib.suppress(Exception):
+                await self.layer.group_discard(group, self.channel_name)
+
+    async def _receive_loop(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the layer went away: keep trying, subscribers resume with since
+                logger.warning("hub: receive failed: %r", exc)
+                await asyncio.sleep(0.5)
+                continue
+            self.dispatch(message)
+
+    def dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") == STATS_TYPE:
+            for subscriber in list(self.members.get(STATS_GROUP, ())):
+                subscriber.deliver_stats(message["text"])
+            return
+        if message.get("type") != EVENT_TYPE:
+            return
+        event_id = message["id"]
+        # The same event reaches this process once per group it was sent to.
+        if event_id in self.recent:
+            return
+        self.recent[event_id] = None
+        if len(self.recent) > 50_000:
+            self.recent.popitem(last=False)
+        targets: set[Any] = set()
+        for group in message["groups"]:
+            targets.update(self.members.get(group, ()))
+        for subscriber in targets:
+            subscriber.deliver(event_id, message["job"], message["kind"], message["text"])
+
+
+_hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
+
+
+def get_hub() -> Hub:
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        for old in [old for old in _hubs if old.is_closed()]:
+            del _hubs[old]
+        hub = _hubs[loop] = Hub()
+    return hub
+
+
+async def stop_hub() -> None:
+    hub = _hubs.pop(asyncio.get_running_loop(), None)
+    if hub is not None:
+        await hub.stop()

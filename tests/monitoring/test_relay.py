@@ -1,0 +1,188 @@
+"""The relay: each event published once to its groups, out-of-order commits, layer and database outages."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import InMemoryChannelLayer
+from django.db import InterfaceError, OperationalError, connection, connections, transaction
+
+from jobs import services
+from jobs.events import record_job_event
+from jobs.models import EventKind, Job, JobEvent
+from monitoring.relay import ALL_GROUP, EventRelay, GapTracker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class RecordingLayer(InMemoryChannelLayer):
+    """The in-process layer, recording what was sent, and able to fail like a layer that went away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, int]] = []
+        self.failing = False
+        self.fail_after: int | None = None
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        if self.failing or (self.fail_after is not None and len(self.sent) >= self.fail_after):
+            raise ConnectionError("layer unreachable")
+        self.sent.append((group, message.get("id", 0)))
+        await super().group_send(group, message)
+
+
+def event_groups(job: Job) -> set[str]:
+    return {f"job.{job.id}", f"user.{job.user_id}", ALL_GROUP}
+
+
+def steps(relay: EventRelay, rounds: int = 5) -> None:
+    async def go() -> None:
+        try:
+            for _ in range(rounds):
+                await relay.step()
+        finally:
+            await relay.close()
+
+    async_to_sync(go)()
+
+
+def new_relay(layer: RecordingLayer) -> EventRelay:
+    relay = EventRelay(layer=layer, poll=0.001, grace=30)
+    steps(relay, 1)  # the first read places the cursor at the latest event
+    return relay
+
+
+def test_gap_tracker_keeps_ids_skipped_below_the_cursor_until_they_appear_or_expire() -> None:
+    tracker = GapTracker(cursor=10, grace=5)
+    assert tracker.absorb([11, 13], now=0) == [11, 13]
+    assert set(tracker.gaps) == {12}
+    assert tracker.absorb([12, 13], now=1) == [12]  # 12 committed late: published; 13 not again
+    assert tracker.gaps == {}
+    tracker.absorb([16], now=2)
+    tracker.expire(now=7.5)  # 14 and 15 never appeared (rolled back): given up after the grace
+    assert tracker.gaps == {}
+    assert tracker.cursor == 16
+
+
+def test_each_event_is_published_once_to_the_groups_it_belongs_to(user: Any) -> None:
+    layer = RecordingLayer()
+    relay = new_relay(layer)
+    job = services.job_enqueue(job_type="demo", params={}, user=user)
+    services.job_cancel(job=job, actor=user)
+    steps(relay)
+    ids = list(JobEvent.objects.filter(job=job).order_by("id").values_list("id", flat=True))
+    assert len(ids) >= 2
+    assert sorted(layer.sent) == sorted((group, i) for i in ids for group in event_groups(job))
+    assert [i for group, i in layer.sent if group == ALL_GROUP] == ids  # in id order
+
+
+def test_events_from_before_the_relay_started_are_not_published(user: Any) -> None:
+    services.job_enqueue(job_type="demo", params={}, user=user)
+    layer = RecordingLayer()
+    new_relay(layer)
+    assert layer.sent == []
+
+
+def test_after_a_layer_outage_the_relay_catches_up_and_publishes_each_event_once(user: Any) -> None:
+    layer = RecordingLayer()
+    relay = new_relay(layer)
+    job = services.job_enqueue(job_type="demo", params={}, user=user)
+    layer.fail_after = 1  # the layer dies in the middle of the first event's groups
+
+    async def outage() -> None:
+        with pytest.raises(ConnectionError):
+            await relay.step()
+        layer.fail_after = None
+        layer.failing = True
+        for processed in range(1, 4):  # the job goes on while the layer is away
+            await asyncio.to_thread(progress, job, processed)
+            with pytest.raises(ConnectionError):
+                await relay.step()
+        layer.failing = False
+
+    async_to_sync(outage)()
+    steps(relay, 10)
+    ids = list(JobEvent.objects.filter(job=job).order_by("id").values_list("id", flat=True))
+    assert len(ids) == 4
+    assert sorted(layer.sent) == sorted((group, i) for i in ids for group in event_groups(job))
+
+
+def progress(job: Job, processed: int) -> int:
+    try:
+        with transaction.atomic():
+            fresh = Job.objects.select_for_update().get(pk=job.pk)
+            fresh.processed_items = processed
+            fresh.save(update_fields=["processed_items"])
+            return record_job_event(job=fresh, kind=EventKind.PROGRESS).id
+    finally:
+        connections.close_all()
+
+
+def test_an_event_that_commits_after_a_higher_id_is_still_published(user: Any) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("out-of-order commits need PostgreSQL's concurrent writers (CI runs this)")
+    first = services.job_enqueue(job_type="demo", params={}, user=user)
+    second = services.job_enqueue(job_type="demo", params={}, user=user)
+    layer = RecordingLayer()
+    relay = new_relay(layer)
+    inserted = threading.Event()
+    release = threading.Event()
+    slow_id: list[int] = []
+
+    def slow_writer() -> None:
+        try:
+            with transaction.atomic():
+                slow_id.append(record_job_event(job=first, kind=EventKind.PROGRESS).id)
+                inserted.set()
+                release.wait(10)  # holds its id, uncommitted, while a higher id commits
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=slow_writer)
+    thread.start()
+    assert inserted.wait(10)
+    fast_id = progress(second, 1)
+    assert fast_id > slow_id[0]
+    steps(relay, 3)
+    assert {i for _, i in layer.sent} == {fast_id}
+    release.set()
+    thread.join(10)
+    steps(relay, 3)
+    assert sorted(i for group, i in layer.sent if group == ALL_GROUP) == sorted([fast_id, slow_id[0]])
+
+
+def test_after_losing_its_database_connection_the_relay_reconnects_and_catches_up(user: Any) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("killing the relay's database session needs PostgreSQL (CI runs this)")
+    layer = RecordingLayer()
+    relay = EventRelay(layer=layer, poll=0.001, grace=30)
+
+    job = services.job_enqueue(job_type="demo", params={}, user=user)
+
+    async def scenario() -> None:
+        await relay.step()
+        pid = await relay._run_db(lambda: connections["default"].cursor().connection.info.backend_pid)
+        await asyncio.to_thread(kill_backend, pid)
+        await asyncio.to_thread(progress, job, 1)  # written while the relay's session is dead
+        with pytest.raises((OperationalError, InterfaceError)):
+            await relay.step()
+        for _ in range(5):
+            await relay.step()
+        await relay.close()
+
+    async_to_sync(scenario)()
+    ids = list(JobEvent.objects.filter(job=job, kind=EventKind.PROGRESS).values_list("id", flat=True))
+    assert len(ids) == 1
+    assert [i for group, i in layer.sent if group == ALL_GROUP] == ids
+
+
+def kill_backend(pid: int) -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        connections.close_all()
