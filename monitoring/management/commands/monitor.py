@@ -27,6 +27,7 @@ from monitoring.alerts import alert_notify_in_thread, alerts_disabled_resolve, a
 from monitoring.health import monitor_heartbeat
 from monitoring.metrics import metrics_sample
 from monitoring.models import Alert
+from monitoring.relay import start_relay_thread
 from monitoring.singleton import monitor_lock
 
 
@@ -62,6 +63,8 @@ class Command(BaseCommand):
             if not held:
                 return
             self.stdout.write("monitor: running")
+            if settings.REDIS_URL and not options["once"]:  # with Redis, the live-updates relay lives here
+                start_relay_thread()
             notifier_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alert-notify")
 
             def notifier(alert: Alert) -> None:
