@@ -13,9 +13,9 @@ from typing import Any
 import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
 from django.db.models import F, Q, QuerySet
 from django_filters.fields import IsoDateTimeField
+from drf_spectacular.utils import extend_schema_field
 
 from jobs.models import Job, JobStatus
 from jobs.registry import all_job_types
@@ -46,15 +46,18 @@ MAX_INT = 2**31 - 1
 
 
 class SafeIsoDateTimeField(IsoDateTimeField):
-    """ISO 8601; a date that cannot be expressed in UTC is a validation error, not a 500."""
+    """ISO 8601. A valid date at the edge of the calendar whose UTC form overflows
+    (``9999-12-31T23:00-05:00``) is clamped to the last (or first) UTC instant, so it
+    filters as the client meant instead of failing in the database driver."""
 
     def clean(self, value: Any) -> datetime | None:
         result = super().clean(value)
         if result is not None:
             try:
-                result.astimezone(UTC)
+                result = result.astimezone(UTC)
             except (OverflowError, ValueError):
-                raise ValidationError("Enter a valid date/time.", code="invalid") from None
+                edge = datetime.max.replace(tzinfo=UTC) if result.year > 1 else datetime.min.replace(tzinfo=UTC)
+                result = edge
         return result
 
 
@@ -62,6 +65,7 @@ class SafeIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = SafeIsoDateTimeField
 
 
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_INT})
 class UserIdFilter(django_filters.Filter):
     field_class = forms.IntegerField
 
@@ -70,16 +74,31 @@ class UUIDInFilter(django_filters.BaseInFilter, django_filters.UUIDFilter):
     pass
 
 
+# Parameters whose empty value is not a value of their type: ``?user=`` is a 400, like any
+# other malformed value, rather than silently meaning "no filter".
+NON_EMPTY = ("status", "user", "created_after", "created_before", "ordering")
+
+
+class JobFilterForm(forms.Form):
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        for name in NON_EMPTY:
+            values = self.data.getlist(name) if hasattr(self.data, "getlist") else [self.data.get(name)]
+            if name in self.data and "" in values:
+                self.add_error(name, forms.ValidationError("This value may not be empty.", code="blank"))
+        return cleaned
+
+
 class JobFilter(django_filters.FilterSet):
     id = UUIDInFilter(field_name="id", label="Job ids, comma-separated UUIDs")
     status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices, label="Status (repeat for several)")
-    type = django_filters.CharFilter(field_name="type", max_length=100, label="Job type")
-    queue = django_filters.CharFilter(field_name="queue", max_length=50, label="Queue name")
+    type = django_filters.CharFilter(field_name="type", label="Job type")
+    queue = django_filters.CharFilter(field_name="queue", label="Queue name")
     user = UserIdFilter(field_name="user_id", min_value=1, max_value=MAX_INT, label="Owner's user id")
     created_after = SafeIsoDateTimeFilter(field_name="created_at", lookup_expr="gte", label="Created at or after")
     created_before = SafeIsoDateTimeFilter(field_name="created_at", lookup_expr="lt", label="Created before")
     search = django_filters.CharFilter(
-        method="filter_search", max_length=150, label="Search: a job id, a type prefix or a creator's username prefix"
+        method="filter_search", label="Search: a job id, a type prefix or a creator's username prefix"
     )
     ordering = django_filters.ChoiceFilter(
         method="filter_ordering",
@@ -90,6 +109,7 @@ class JobFilter(django_filters.FilterSet):
 
     class Meta:
         model = Job
+        form = JobFilterForm
         fields = ["id", "status", "type", "queue", "user", "created_after", "created_before", "search", "ordering"]
 
     def filter_search(self, queryset: QuerySet[Job], name: str, value: str) -> QuerySet[Job]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from jobs.models import Job, JobEvent, JobResult, JobStatus
@@ -80,10 +81,27 @@ class JobDetailSerializer(JobSerializer):
         return JobResultSerializer(result, context=self.context).data
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True, "nullable": True})
+class ParamsField(serializers.JSONField):
+    pass
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """Only a UUID string (DRF's field would also turn ``0`` or ``false`` into a UUID)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
 class JobEnqueueSerializer(serializers.Serializer):
     type = serializers.CharField(max_length=100, help_text="A registered job type (see /api/job-types/).")
-    params = serializers.JSONField(
-        required=False, default=dict, help_text="An object valid against the type's params JSON Schema."
+    params = ParamsField(
+        required=False,
+        allow_null=True,
+        default=dict,
+        help_text="An object valid against the type's params JSON Schema (null or absent: {}).",
     )
     queue = serializers.CharField(
         max_length=50, required=False, help_text="Defaults to the type's queue; must be a known queue."
@@ -156,7 +174,7 @@ BULK_MAX_IDS = 500
 
 class BulkActionSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=BULK_ACTIONS)
-    ids = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=BULK_MAX_IDS)
+    ids = serializers.ListField(child=StrictUUIDField(), min_length=1, max_length=BULK_MAX_IDS)
 
 
 class BulkOutcomeSerializer(serializers.Serializer):
@@ -166,9 +184,7 @@ class BulkOutcomeSerializer(serializers.Serializer):
         help_text="ok: applied; not_found: no such job or not yours; forbidden: needs a permission; "
         "conflict: illegal in the job's current status; error: failed unexpectedly, nothing applied.",
     )
-    status = serializers.ChoiceField(
-        choices=JobStatus.choices, allow_null=True, help_text="The job's status after the attempt (null if not found)."
-    )
+    status = serializers.CharField(allow_null=True, help_text="The job's status after the attempt (null if not found).")
     detail = serializers.CharField(allow_blank=True)
 
 

@@ -216,6 +216,8 @@ def test_bulk_runs_each_action(user, verb):
         ({"action": "explode", "ids": ["00000000-0000-0000-0000-000000000001"]}, "action"),
         ({"action": "cancel", "ids": []}, "ids"),
         ({"action": "cancel", "ids": ["nope"]}, "ids"),
+        ({"action": "cancel", "ids": [False]}, "ids"),
+        ({"action": "cancel", "ids": [0]}, "ids"),
         ({"action": "cancel", "ids": ["00000000-0000-0000-0000-000000000001"] * 501}, "ids"),
         ({"action": "cancel"}, "ids"),
     ],
