@@ -24,12 +24,26 @@ from django.utils import timezone
 from jobs import services
 from jobs.events import job_snapshot
 from jobs.exceptions import JobError
-from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobStatus, Queue
+from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobEvent, JobStatus, Queue
 
 # The monitor renders at most this many active jobs; the rest are counted.
 MONITOR_MAX_JOBS = 500
 FEED_SIZE = 20
 ANALYTICS_RANGES = ["1h", "1d", "7d", "30d", "all"]
+# (key, title) of every chart on the analytics page; static/jobadmin/admin/analytics.js draws each key.
+ANALYTICS_CHARTS = [
+    ("status", "Status distribution"),
+    ("daily", "Completed vs failed, last 7 days"),
+    ("hourly", "Jobs per hour, last 24 hours"),
+    ("types", "Jobs per type and success rate"),
+    ("throughput", "Throughput (completed per hour)"),
+    ("duration", "Duration (mean run time)"),
+    ("queue_wait", "Queue wait (mean)"),
+    ("system", "CPU and memory"),
+    ("queue_depth", "Queue depth and running jobs"),
+    ("users", "Top users"),
+    ("peak_hours", "Peak hours of the day"),
+]
 
 
 def _staff(request: HttpRequest) -> None:
@@ -97,6 +111,8 @@ def monitor_view(request: HttpRequest) -> HttpResponse:
         "feed_initial": [job_snapshot(job) for job in feed],
         "state": state,
         "stall_threshold": settings.JOBADMIN_STALL_THRESHOLD,
+        # The page is current up to this event; the socket replays from here.
+        "latest_event_id": JobEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0,
     }
     return TemplateResponse(request, "admin/jobadmin/monitor.html", context)
 
@@ -132,6 +148,7 @@ def analytics_view(request: HttpRequest) -> HttpResponse:
         "title": "Analytics",
         "ranges": ANALYTICS_RANGES,
         "selected_range": selected,
+        "charts": ANALYTICS_CHARTS,
     }
     return TemplateResponse(request, "admin/jobadmin/analytics.html", context)
 

@@ -88,7 +88,9 @@ def stack(processes: Processes) -> Stack:
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     app = Stack(processes=processes, port=free_port())
     app.extra.append(processes.qcluster())
-    app.extra.append(processes.start("manage.py", "monitor", env=child_env(), name="monitor"))
+    # Metrics and alert rules every second, so the pages have samples and alerts fire quickly.
+    monitor_env = child_env(JOBADMIN_METRICS_INTERVAL="1", JOBADMIN_ALERTS_INTERVAL="1")
+    app.extra.append(processes.start("manage.py", "monitor", env=monitor_env, name="monitor"))
     app.start_web()
     return app
 

@@ -1,0 +1,64 @@
+// The job page follows its job live (channel job:<id>): progress, items, ETA and status.
+// When the job finishes the page reloads once to show the result, error and timeline.
+(function () {
+  "use strict";
+  var LABEL = { queued: "Queued", running: "Running", paused: "Paused", completed: "Completed", failed: "Failed", cancelled: "Cancelled" };
+  var FINISHED = { completed: true, failed: true, cancelled: true };
+
+  function start() {
+    var root = document.querySelector(".ja-jobpage");
+    var indicator = root && root.querySelector("[data-live-indicator]");
+    if (!root || !indicator || !window.JobAdminConnection) return;
+    var id = root.dataset.jobId;
+    var bar = root.querySelector(".ja-live-progress [data-job-progress]");
+    var fill = bar && bar.querySelector(".ja-progress-fill");
+    var text = bar && bar.querySelector(".ja-progress-text");
+    var field = function (name) { return root.querySelector('[data-field="' + name + '"]'); };
+    var latest = null;
+    var frame = false;
+
+    function paint() {
+      frame = false;
+      var job = latest;
+      var progress = Math.max(0, Math.min(100, Math.round(job.progress || 0)));
+      if (fill) {
+        fill.classList.add("ja-live");
+        fill.style.width = "100%";
+        fill.style.transform = "scaleX(" + progress / 100 + ")";
+      }
+      if (text) text.textContent = progress + "%";
+      if (bar) bar.setAttribute("aria-valuenow", String(progress));
+      field("processed").textContent = String(job.processed_items);
+      field("total").textContent = job.total_items === null ? "?" : String(job.total_items);
+      field("errors").textContent = String(job.error_count);
+      field("eta").textContent = job.eta ? new Date(job.eta).toLocaleTimeString() : "—";
+      var badge = field("status").querySelector(".ja-badge");
+      if (badge) {
+        badge.className = "ja-badge ja-status-" + job.status;
+        badge.textContent = LABEL[job.status] || job.status;
+      }
+      root.querySelectorAll("[data-step-index]").forEach(function (li) {
+        var i = parseInt(li.dataset.stepIndex, 10);
+        var state = job.status === "completed" || i < job.current_step ? "done" : i === job.current_step ? "current" : "todo";
+        li.className = "ja-step ja-step-" + state;
+      });
+      if (FINISHED[job.status]) {
+        connection.close();
+        setTimeout(function () { window.location.reload(); }, 800);
+      }
+    }
+
+    var connection = new window.JobAdminConnection({
+      path: root.dataset.wsPath,
+      channels: ["job:" + id],
+      onMessage: function (message) {
+        if (message.type !== "job-update" || !message.job || message.job.id !== id) return;
+        latest = message.job;
+        if (!frame) { frame = true; requestAnimationFrame(paint); }
+      },
+      onState: function (state) { window.JobAdminConnection.paintIndicator(indicator, state); }
+    });
+    connection.connect();
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
+})();
