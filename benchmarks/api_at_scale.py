@@ -143,17 +143,19 @@ def event_rows(job_id: Any, owner: int, created: datetime) -> list[list[Any]]:
 # --- loading --------------------------------------------------------------------------------
 
 
-def prepare_database(backend: str) -> None:
+def prepare_database(backend: str, reuse: bool) -> None:
     if backend == "pg":
         import psycopg
 
-        with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {PG_DB}")
-            conn.execute(f"CREATE DATABASE {PG_DB}")
+        if not reuse:
+            with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {PG_DB}")
+                conn.execute(f"CREATE DATABASE {PG_DB}")
         os.environ["DATABASE_URL"] = f"{PG_URL}/{PG_DB}"
     else:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
+        if not reuse:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
         os.environ["DATABASE_URL"] = f"sqlite:///{SQLITE_PATH}"
     os.environ.pop("REDIS_URL", None)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobadmin.settings")
@@ -241,8 +243,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run(backend: str, rows: int, repeat: int, keep: bool) -> None:
-    prepare_database(backend)
+def reused_sample() -> dict[str, Any]:
+    from django.db.models import Max
+
+    from jobs.models import Job, JobEvent
+
+    job = JobEvent.objects.select_related("job").order_by("-id").first().job  # type: ignore[union-attr]
+    print(f"  reusing {Job.objects.count():,} jobs", flush=True)
+    return {"id": job.pk, "user": job.user_id, "now": Job.objects.aggregate(m=Max("created_at"))["m"]}
+
+
+def run(backend: str, rows: int, repeat: int, keep: bool, reuse: bool) -> None:
+    prepare_database(backend, reuse)
     import django
 
     django.setup()
@@ -254,7 +266,7 @@ def run(backend: str, rows: int, repeat: int, keep: bool) -> None:
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     settings.ALLOWED_HOSTS = ["testserver"]
     call_command("migrate", verbosity=0)
-    sample = load(backend, rows)
+    sample = reused_sample() if reuse else load(backend, rows)
 
     from django.contrib.auth import get_user_model
     from rest_framework.test import APIClient
@@ -321,17 +333,19 @@ def main() -> None:
     parser.add_argument("--backend", choices=["pg", "sqlite", "both"], default="both")
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    parser.add_argument("--reuse", action="store_true", help="time against the databases a --keep run left")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     if args.backend == "both":
         for backend in ("pg", "sqlite"):
             cmd = [sys.executable, __file__, "--rows", str(args.rows), "--backend", backend]
             cmd += ["--repeat", str(args.repeat)] + (["--keep"] if args.keep else [])
+            cmd += ["--reuse"] if args.reuse else []
             subprocess.run(cmd, check=True)
         return
     name = {"pg": "PostgreSQL", "sqlite": "SQLite"}[args.backend]
     print(f"{name}: {args.rows:,} jobs, {args.repeat} timed requests each", flush=True)
-    run(args.backend, args.rows, args.repeat, args.keep)
+    run(args.backend, args.rows, args.repeat, args.keep, args.reuse)
 
 
 if __name__ == "__main__":

@@ -386,6 +386,14 @@ def test_dates_at_the_edge_of_the_calendar_filter_instead_of_failing(client_as, 
     assert len(client.get("/api/jobs/?created_after=0001-01-01T00:00:00%2B10:00").json()["results"]) == 1
 
 
+def test_status_filter_adds_no_distinct_which_would_sort_the_whole_table():
+    from jobs.filters import filter_jobs
+
+    sql = str(filter_jobs(Job.objects.all(), {"status": ["failed", "queued"]}).query)
+    assert "DISTINCT" not in sql.upper()
+    assert "ORDER BY" in sql.upper()
+
+
 def test_job_created_through_the_service_is_visible_in_the_list(client_as, user):
     job = services.job_enqueue(job_type="demo", params={"items": 1}, user=user)
     assert ids(client_as(user).get("/api/jobs/")) == [str(job.pk)]
