@@ -152,6 +152,10 @@ JOB_STATS_INTERVAL = env.float("JOB_STATS_INTERVAL", default=5.0)
 JOBADMIN_METRICS_INTERVAL = env.float("JOBADMIN_METRICS_INTERVAL", default=10.0)
 JOBADMIN_METRICS_RETENTION_DAYS = env.int("JOBADMIN_METRICS_RETENTION_DAYS", default=90)
 JOBADMIN_ALERTS_INTERVAL = env.float("JOBADMIN_ALERTS_INTERVAL", default=5.0)
+# Statistics buckets (monitoring.rollup): folded with the alerts; rebuilt in full this often
+# (deletions); changes this recent are always re-read from the raw rows.
+JOBADMIN_ROLLUP_REBUILD = env.float("JOBADMIN_ROLLUP_REBUILD", default=600.0)
+JOBADMIN_ROLLUP_MARGIN = env.float("JOBADMIN_ROLLUP_MARGIN", default=300.0)
 JOBADMIN_WEBHOOK_TIMEOUT = env.float("JOBADMIN_WEBHOOK_TIMEOUT", default=3.0)
 JOBADMIN_WEBHOOK_RETRIES = env.int("JOBADMIN_WEBHOOK_RETRIES", default=3)
 ALERT_EMAIL_FROM = env.str("ALERT_EMAIL_FROM", default="jobadmin@localhost")
@@ -232,6 +236,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every request while it is missing
 STATICFILES_DIRS: list[Path | tuple[str, Path]] = [BASE_DIR / "static"]
 # Browser libraries installed by `make` (npm ci) from package-lock.json, never committed.
 if (BASE_DIR / "node_modules" / "chart.js" / "dist").is_dir():
