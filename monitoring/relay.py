@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -317,7 +318,7 @@ class Hub:
                 return
             self.channel_name = await self.layer.new_channel("hub.")
             self.tasks.append(asyncio.create_task(self._receive_loop()))
-            if setting("JOBADMIN_RELAY_IN_WEB", not settings.REDIS_URL):
+            if relay_in_web():
                 self.relay = EventRelay(layer=self.layer)
                 self.tasks.append(asyncio.create_task(self.relay.run(self._relay_stop)))
 
@@ -379,6 +380,17 @@ class Hub:
             targets.update(self.members.get(group, ()))
         for subscriber in targets:
             subscriber.deliver(event_id, message["job"], message["kind"], message["text"])
+
+
+def relay_in_web() -> bool:
+    """The embedded default runs the relay in the web process; with Redis, ``monitor`` runs it.
+
+    ``JOBADMIN_RELAY_IN_WEB=1`` puts it in the web process anyway (one daphne, no monitor).
+    """
+    value = setting("JOBADMIN_RELAY_IN_WEB", None)
+    if value is None:
+        value = os.environ.get("JOBADMIN_RELAY_IN_WEB", "") == "1" or not settings.REDIS_URL
+    return bool(value)
 
 
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
