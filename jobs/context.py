@@ -12,6 +12,7 @@ checkpoint costs one attribute read and never a query.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -70,8 +71,6 @@ class JobContext:
         # Set by the heartbeat thread; read at every checkpoint.
         self._signal: str | None = None
         self._control_changed = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # --- API for job functions ------------------------------------------------------------
 
@@ -212,35 +211,13 @@ class JobContext:
         if self._signal == "lost":
             raise JobLost("This worker no longer owns the job.")
 
-    # --- Heartbeat thread ------------------------------------------------------------------
+    # --- Heartbeat ---------------------------------------------------------------------------
 
     def start_heartbeat(self) -> None:
-        self._thread = threading.Thread(target=self._heartbeat_loop, name=f"heartbeat-{self.job_id}", daemon=True)
-        self._thread.start()
+        _heartbeats.add(self)
 
     def stop_heartbeat(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _heartbeat_loop(self) -> None:
-        poll = min(settings.JOBADMIN_HEARTBEAT_INTERVAL, settings.JOBADMIN_CONTROL_POLL)
-        every = max(1, round(settings.JOBADMIN_HEARTBEAT_INTERVAL / poll))
-        tick = 0
-        try:
-            while not self._stop.wait(poll):
-                tick += 1
-                try:
-                    control = services.job_heartbeat(
-                        job_id=self.job_id, worker=self.worker, attempt=self.attempt, write=tick % every == 0
-                    )
-                except Exception:  # a database hiccup must not kill the heartbeat
-                    logger.exception("heartbeat of job %s failed", self.job_id)
-                    close_old_connections()
-                    continue
-                self._apply(control)
-        finally:
-            connection.close()
+        _heartbeats.remove(self)
 
     def _apply(self, control: services.Control) -> None:
         if not control.owned and control.status != JobStatus.CANCELLED:
@@ -256,3 +233,63 @@ class JobContext:
         if pending != self._signal:
             self._signal = pending
             self._control_changed.set()
+
+
+class _Heartbeats:
+    """One daemon thread per process refreshes the heartbeat of every job the process runs.
+
+    A worker runs one job at a time and most jobs are short: starting and joining a
+    thread for each job cost more than a no-op job itself. The thread opens a database
+    connection only when it beats, and closes it whenever no job is left to watch.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._contexts: dict[JobContext, int] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, ctx: JobContext) -> None:
+        with self._lock:
+            self._contexts[ctx] = 0
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="jobadmin-heartbeat", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def remove(self, ctx: JobContext) -> None:
+        with self._lock:
+            self._contexts.pop(ctx, None)
+
+    def _run(self) -> None:
+        poll = min(settings.JOBADMIN_HEARTBEAT_INTERVAL, settings.JOBADMIN_CONTROL_POLL)
+        every = max(1, round(settings.JOBADMIN_HEARTBEAT_INTERVAL / poll))
+        while True:
+            with self._lock:
+                if not self._contexts:
+                    connection.close()
+                    while not self._contexts:
+                        self._wake.wait()
+            time.sleep(poll)
+            with self._lock:
+                for ctx in self._contexts:
+                    self._contexts[ctx] += 1
+                due = list(self._contexts.items())
+            for ctx, tick in due:
+                try:
+                    control = services.job_heartbeat(
+                        job_id=ctx.job_id, worker=ctx.worker, attempt=ctx.attempt, write=tick % every == 0
+                    )
+                except Exception:  # a database hiccup must not kill the heartbeat
+                    logger.exception("heartbeat of job %s failed", ctx.job_id)
+                    close_old_connections()
+                    continue
+                ctx._apply(control)
+
+
+_heartbeats = _Heartbeats()
+# A forked child inherits neither the thread nor a lock it may have held.
+os.register_at_fork(after_in_child=_heartbeats._reset)
