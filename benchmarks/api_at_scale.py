@@ -269,6 +269,7 @@ def run(backend: str, rows: int, repeat: int, keep: bool, reuse: bool) -> None:
     sample = reused_sample() if reuse else load(backend, rows)
 
     from django.contrib.auth import get_user_model
+    from django.test.utils import CaptureQueriesContext
     from rest_framework.test import APIClient
 
     User = get_user_model()  # noqa: N806
@@ -308,19 +309,38 @@ def run(backend: str, rows: int, repeat: int, keep: bool, reuse: bool) -> None:
         ("events page", as_staff, f"/api/jobs/{job_id}/events/"),
         ("queues", as_staff, "/api/queues/"),
     ]
-    print(f"\n  {'request':<44} {'p50 ms':>8} {'p95 ms':>8}  rows")
+    from django.db import connection
+
+    db_time = [0.0]
+
+    def timed(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            db_time[0] += time.perf_counter() - t0
+
+    print(f"\n  {'request':<44} {'p50 ms':>8} {'p95 ms':>8} {'db p50':>8} {'db p95':>8}  rows  queries")
     for label, client, url in cases:
-        response = client.get(url)  # warm-up, and a check that it works at all
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(url)  # warm-up, and a check that it works at all
         assert response.status_code == 200, (url, response.status_code, response.content[:300])
         body = response.json()
         shown = len(body["results"]) if isinstance(body, dict) and "results" in body else "-"
-        timings = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            client.get(url)
-            timings.append((time.perf_counter() - t0) * 1000)
-        print(f"  {label:<44} {statistics.median(timings):8.1f} {percentile(timings, 0.95):8.1f}  {shown}", flush=True)
-    from django.db import connection
+        timings, db_timings = [], []
+        with connection.execute_wrapper(timed):
+            for _ in range(repeat):
+                db_time[0] = 0.0
+                t0 = time.perf_counter()
+                client.get(url)
+                timings.append((time.perf_counter() - t0) * 1000)
+                db_timings.append(db_time[0] * 1000)
+        print(
+            f"  {label:<44} {statistics.median(timings):8.1f} {percentile(timings, 0.95):8.1f}"
+            f" {statistics.median(db_timings):8.1f} {percentile(db_timings, 0.95):8.1f}"
+            f"  {shown!s:>4}  {len(captured.captured_queries)}",
+            flush=True,
+        )
 
     connection.close()
     if not keep:

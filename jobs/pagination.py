@@ -1,8 +1,8 @@
 """Page-number pagination that stays fast on a million rows.
 
 A plain ``COUNT(*)`` over the filtered table on every page is what makes admin lists
-slow at scale. Here the count is *capped*: the database counts at most
-``COUNT_CAP + 1`` matching rows (``SELECT COUNT(*) FROM (... LIMIT cap+1)``), so the
+slow at scale. Here the count is *capped*, and time-boxed (see ``capped_count``): the
+database counts at most ``COUNT_CAP + 1`` matching rows (``SELECT COUNT(*) FROM (... LIMIT cap+1)``), so the
 answer is exact below the cap and ``count_exact: false`` with ``count == COUNT_CAP``
 above it ("10000+"). Whether there is a next page is decided by fetching one row more
 than the page, never from the count, so ``next`` is right on every page.
@@ -14,9 +14,12 @@ A page past the end is an empty page.
 
 from __future__ import annotations
 
+import json
+import time
 from collections import OrderedDict
 from typing import Any
 
+from django.db import OperationalError, connections, transaction
 from django.db.models import QuerySet
 from rest_framework import serializers
 from rest_framework.pagination import BasePagination
@@ -27,6 +30,8 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 COUNT_CAP = 10_000
+# The most an exact count may take before the answer becomes an estimate (see capped_count).
+COUNT_BUDGET_MS = 25.0
 # A sanity bound on the page number; deep offsets cost a scan of the rows skipped, so
 # clients that walk far should narrow with ``created_before`` instead (docs/api.md).
 MAX_PAGE = 1_000_000
@@ -39,13 +44,76 @@ class _PageParams(serializers.Serializer):
     )
 
 
-def capped_count(queryset: QuerySet[Any], cap: int | None = None) -> tuple[int, bool]:
-    """``(count, exact)``: counts at most ``cap + 1`` rows (``COUNT_CAP`` by default)."""
+def capped_count(queryset: QuerySet[Any], cap: int | None = None, budget_ms: float | None = None) -> tuple[int, bool]:
+    """``(count, exact)``: counts at most ``cap + 1`` rows, within a time budget.
+
+    Below the cap an exact count must visit every matching row; for a combination of
+    filters that no single index covers (``status=failed&type=x`` on a million rows) that
+    can cost more than the page itself. So the count runs under ``COUNT_BUDGET_MS``
+    (PostgreSQL: ``statement_timeout`` inside a savepoint; SQLite: a progress handler
+    that interrupts the statement). Past the budget the answer is the planner's row
+    estimate on PostgreSQL (0 on SQLite), clamped to the cap, flagged ``exact: False``;
+    the caller raises it to what the page itself proves exists.
+    """
     cap = COUNT_CAP if cap is None else cap
-    counted = queryset.order_by()[: cap + 1].count()
+    budget_ms = COUNT_BUDGET_MS if budget_ms is None else budget_ms
+    limited = queryset.order_by()[: cap + 1]
+    try:
+        counted = _within_budget(limited.count, budget_ms, queryset.db)
+    except _OverBudget:
+        return min(_estimate(queryset), cap), False
     if counted > cap:
         return cap, False
     return counted, True
+
+
+class _OverBudget(Exception):
+    pass
+
+
+def _within_budget(run: Any, budget_ms: float, alias: str) -> int:
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        try:
+            with transaction.atomic(using=alias):
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL statement_timeout = %s", [max(int(budget_ms), 1)])
+                result = int(run())
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL statement_timeout = DEFAULT")
+                return result
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) == "57014":  # query_canceled
+                raise _OverBudget from None
+            raise
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        raw = connection.connection
+        deadline = time.perf_counter() + budget_ms / 1000
+        raw.set_progress_handler(lambda: int(time.perf_counter() > deadline), 200)
+        try:
+            return int(run())
+        except OperationalError as exc:
+            if "interrupted" in str(exc):
+                raise _OverBudget from None
+            raise
+        finally:
+            raw.set_progress_handler(None, 0)
+    return int(run())
+
+
+def _estimate(queryset: QuerySet[Any]) -> int:
+    """The planner's row estimate for the filtered query (PostgreSQL), else 0."""
+    connection = connections[queryset.db]
+    if connection.vendor != "postgresql":
+        return 0
+    sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 class CappedPageNumberPagination(BasePagination):
@@ -69,9 +137,9 @@ class CappedPageNumberPagination(BasePagination):
             self.count, self.count_exact = len(rows), True
         else:
             self.count, self.count_exact = capped_count(queryset)
-            # A page beyond the cap still knows there are at least this many rows.
-            if not self.count_exact and offset + len(rows) > self.count:
-                self.count = offset + len(rows)
+            # An estimate or a capped count never says less than this page proves exists.
+            if not self.count_exact:
+                self.count = max(self.count, offset + len(rows) + int(self.has_next))
         return rows
 
     def _link(self, page: int | None) -> str | None:
