@@ -32,7 +32,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -171,7 +171,14 @@ class Layer(Protocol):
 
 
 class EventRelay:
-    def __init__(self, *, layer: Any = None, poll: float | None = None, grace: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        layer: Any = None,
+        poll: float | None = None,
+        grace: float | None = None,
+        stats_wanted: Callable[[], bool] | None = None,
+    ) -> None:
         self.layer = layer or get_channel_layer()
         self.poll = poll if poll is not None else float(setting("JOBADMIN_RELAY_POLL", 0.01))
         self.grace = grace if grace is not None else float(setting("JOBADMIN_RELAY_GAP_GRACE", 30.0))
@@ -183,6 +190,10 @@ class EventRelay:
         self.published = 0
         self._executor: ThreadPoolExecutor | None = None  # one thread: one database connection
         self._next_stats = 0.0
+        # Stats are slow (many aggregate queries): their own thread and connection, off the event path.
+        self._stats_executor: ThreadPoolExecutor | None = None
+        self._stats_task: asyncio.Task[None] | None = None
+        self.stats_wanted = stats_wanted or (lambda: True)
         self.stats_computed = 0
 
     # Runs in the relay's own thread, which keeps one database connection.
@@ -232,15 +243,31 @@ class EventRelay:
         await self.publish_in_hand()
         return self.published - before
 
-    async def maybe_stats(self) -> None:
+    def maybe_stats(self) -> None:
+        """Start computing ``job-stats`` once per interval (skipped while one is still running)."""
         now = time.monotonic()
-        if now < self._next_stats:
+        if now < self._next_stats or (self._stats_task is not None and not self._stats_task.done()):
             return
         self._next_stats = now + self.stats_interval
-        body = await self._run_db(stats_body)
-        self.stats_computed += 1
-        text = json.dumps(messages.job_stats(stats=body), cls=DjangoJSONEncoder, separators=(",", ":"))
-        await self.layer.group_send(STATS_GROUP, {"type": STATS_TYPE, "text": text})
+        if self.stats_wanted():
+            self._stats_task = asyncio.create_task(self._publish_stats())
+
+    def _stats_in_thread(self) -> dict[str, Any]:
+        try:
+            return stats_body()
+        finally:
+            close_old_connections()
+
+    async def _publish_stats(self) -> None:
+        if self._stats_executor is None:
+            self._stats_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-stats")
+        try:
+            body = await asyncio.get_running_loop().run_in_executor(self._stats_executor, self._stats_in_thread)
+            self.stats_computed += 1
+            text = json.dumps(messages.job_stats(stats=body), cls=DjangoJSONEncoder, separators=(",", ":"))
+            await self.layer.group_send(STATS_GROUP, {"type": STATS_TYPE, "text": text})
+        except Exception as exc:  # the next interval tries again
+            logger.warning("relay: stats failed: %r", exc)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
@@ -249,7 +276,7 @@ class EventRelay:
             while not stop.is_set():
                 try:
                     published = await self.step()
-                    await self.maybe_stats()
+                    self.maybe_stats()
                     backoff = self.poll
                 except asyncio.CancelledError:
                     raise
@@ -266,6 +293,14 @@ class EventRelay:
 
     async def close(self) -> None:
         """Close the relay thread's database connection (a test database cannot be dropped with it open)."""
+        if self._stats_task is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._stats_task, timeout=10)
+        if self._stats_executor is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.get_running_loop().run_in_executor(self._stats_executor, self._close_db)
+            self._stats_executor.shutdown(wait=False)
+            self._stats_executor = None
         if self._executor is None:
             return
         with contextlib.suppress(Exception):
@@ -319,7 +354,7 @@ class Hub:
             self.channel_name = await self.layer.new_channel("hub.")
             self.tasks.append(asyncio.create_task(self._receive_loop()))
             if relay_in_web():
-                self.relay = EventRelay(layer=self.layer)
+                self.relay = EventRelay(layer=self.layer, stats_wanted=lambda: bool(self.members.get(STATS_GROUP)))
                 self.tasks.append(asyncio.create_task(self.relay.run(self._relay_stop)))
 
     async def stop(self) -> None:
