@@ -17,6 +17,8 @@ for name, value in {
     "JOBADMIN_STALL_THRESHOLD": "3",
     "Q_POLL": "0.05",
     "Q_WORKERS": "2",
+    # The processes fixture waits for the cluster's INFO line "... running.".
+    "Q_LOG_LEVEL": "INFO",
     "JOB_STATS_INTERVAL": "1",
 }.items():
     os.environ.setdefault(name, value)

@@ -1,0 +1,250 @@
+"""Throughput: N no-op jobs through JobAdmin against N bare ``async_task`` calls.
+
+Both run in the same run, on the same broker and database, through one real ``qcluster``
+(2 workers by default), each timed from its first enqueue until all N are done. It runs
+on the embedded default (a scratch SQLite file in WAL mode, the ORM broker) and, when
+``DATABASE_URL`` and ``REDIS_URL`` are set, on PostgreSQL (a scratch database it creates
+and drops) with the Redis broker (its keys are deleted afterwards).
+
+    .venv/bin/python -m benchmarks.throughput                      # SQLite + ORM broker
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/9 \\
+        .venv/bin/python -m benchmarks.throughput                  # and PostgreSQL + Redis
+
+Options: ``--jobs 2000 --workers 2 --rounds 1 --only sqlite|services``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_RATIO = 0.8
+
+
+# --- The parent: scratch databases and clean-up ---------------------------------------------
+
+
+def _run_child(env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.throughput", "--child", "--jobs", str(args.jobs)]
+    cmd += ["--workers", str(args.workers), "--rounds", str(args.rounds)]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _base_env(tag: str, data_dir: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="benchmarks.settings",
+        JOBADMIN_DATA_DIR=data_dir,
+        REDIS_PREFIX=tag,
+        Q_CLUSTER_NAME=tag,
+        LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def run_sqlite(args: argparse.Namespace, tag: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="jobadmin-bench-") as data_dir:
+        return _run_child(_base_env(tag, data_dir), args)
+
+
+def run_services(args: argparse.Namespace, tag: str) -> dict[str, Any]:
+    import psycopg
+    import redis
+
+    server = os.environ["DATABASE_URL"]
+    parts = urlsplit(server)
+    scratch = tag.replace("-", "_")
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{scratch}"')
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        with tempfile.TemporaryDirectory(prefix="jobadmin-bench-") as data_dir:
+            env = _base_env(tag, data_dir)
+            env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{scratch}"))
+            env["REDIS_URL"] = os.environ["REDIS_URL"]
+            return _run_child(env, args)
+    finally:
+        for key in client.scan_iter(match=f"*{tag}*", count=1000):
+            client.delete(key)
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+
+
+def report(name: str, result: dict[str, Any]) -> None:
+    print(f"\n{name}: {result['jobs']} no-op jobs, {result['workers']} workers, broker {result['broker']}")
+    for n, r in enumerate(result["rounds"], start=1):
+        bare, ours = r["bare"], r["jobadmin"]
+        ratio = ours["rate"] / bare["rate"]
+        verdict = "meets" if ratio >= TARGET_RATIO else "misses"
+        print(
+            f"  round {n}: bare async_task {bare['rate']:7.1f} jobs/s (enqueued in {bare['enqueue_s']:.1f} s)   "
+            f"JobAdmin {ours['rate']:7.1f} jobs/s (enqueued in {ours['enqueue_s']:.1f} s)   "
+            f"ratio {ratio:.2f} ({verdict} the {TARGET_RATIO} target)"
+        )
+    print(f"  JobAdmin writes per job: {result['writes_per_job']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--only", choices=["sqlite", "services"])
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    tag = f"jobadmin-bench-{os.getpid()}"
+    if args.only != "services":
+        report("SQLite (WAL) + ORM broker", run_sqlite(args, tag))
+    if args.only != "sqlite":
+        if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
+            report("PostgreSQL + Redis broker", run_services(args, tag))
+        else:
+            print("\nPostgreSQL + Redis: skipped (set DATABASE_URL and REDIS_URL)")
+
+
+# --- The child: one configuration, one cluster, both measurements --------------------------
+
+
+def child(args: argparse.Namespace) -> None:
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    if not settings.REDIS_URL:
+        call_command("createcachetable", verbosity=0)
+
+    log = open(Path(settings.DATA_DIR) / "qcluster.log", "wb")  # noqa: SIM115 - closed below
+    cluster = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env={**os.environ, "Q_WORKERS": str(args.workers)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _warm_up()
+        rounds = []
+        for _ in range(args.rounds):
+            bare = measure_bare(args.jobs)
+            jobadmin = measure_jobadmin(args.jobs)
+            rounds.append({"bare": bare, "jobadmin": jobadmin})
+        result = {
+            "jobs": args.jobs,
+            "workers": args.workers,
+            "broker": "redis" if settings.REDIS_URL else "orm",
+            "rounds": rounds,
+            "writes_per_job": count_writes_per_job(),
+        }
+    finally:
+        cluster.send_signal(signal.SIGTERM)
+        try:
+            cluster.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(cluster.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        cluster.wait()
+        log.close()
+    print(json.dumps(result))
+
+
+def _wait(done: Any, what: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _warm_up() -> None:
+    """Start-up, imports and connections are paid before either measurement."""
+    from django_q.models import Success
+    from django_q.tasks import async_task
+
+    from jobs import services
+    from jobs.models import Job, JobStatus
+
+    async_task("benchmarks.jobs.noop_task", group="warm-up")
+    _wait(lambda: Success.objects.filter(group="warm-up").exists(), "the cluster to start", timeout=60)
+    job = services.job_enqueue(job_type="bench-noop")
+    _wait(lambda: Job.objects.filter(pk=job.pk, status=JobStatus.COMPLETED).exists(), "the warm-up job")
+
+
+def measure_bare(n: int) -> dict[str, float]:
+    from django_q.models import Success
+    from django_q.tasks import async_task
+
+    group = f"bare-{time.monotonic_ns()}"
+    started = time.perf_counter()
+    for _ in range(n):
+        async_task("benchmarks.jobs.noop_task", group=group)
+    enqueued = time.perf_counter() - started
+    _wait(lambda: Success.objects.filter(group=group).count() >= n, "the bare tasks")
+    return {"rate": n / (time.perf_counter() - started), "enqueue_s": enqueued}
+
+
+def measure_jobadmin(n: int) -> dict[str, float]:
+    from jobs import services
+    from jobs.models import Job, JobStatus
+
+    ours = Job.objects.filter(type="bench-noop")
+    before = ours.filter(status=JobStatus.COMPLETED).count()
+    started = time.perf_counter()
+    for _ in range(n):
+        services.job_enqueue(job_type="bench-noop")
+    enqueued = time.perf_counter() - started
+    _wait(lambda: ours.filter(status=JobStatus.COMPLETED).count() - before >= n, "the JobAdmin jobs")
+    elapsed = time.perf_counter() - started
+    left = dict(ours.exclude(status=JobStatus.COMPLETED).values_list("status", "error")[:5])
+    assert not left, f"benchmark jobs did not complete: {left}"
+    return {"rate": n / elapsed, "enqueue_s": enqueued}
+
+
+def count_writes_per_job() -> dict[str, int]:
+    """INSERT/UPDATE/DELETE statements of one job, enqueue to completion, run in-process."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from jobs import services
+    from jobs.tasks import execute_job
+
+    counts: dict[str, int] = {}
+    with CaptureQueriesContext(connection) as enqueue:
+        services.job_enqueue(job_type="bench-noop")
+    worker = "bench:0"
+    with CaptureQueriesContext(connection) as claim:
+        job = services.job_claim(queue="default", worker=worker)
+    assert job is not None
+    with CaptureQueriesContext(connection) as run:
+        execute_job(job, worker=worker)
+    for name, captured in (("enqueue", enqueue), ("claim", claim), ("run", run)):
+        sqls = [q["sql"].lstrip().upper() for q in captured.captured_queries]
+        counts[f"{name}_writes"] = sum(s.startswith(("INSERT", "UPDATE", "DELETE")) for s in sqls)
+        counts[f"{name}_queries"] = len(sqls)
+    return counts
+
+
+if __name__ == "__main__":
+    main()
