@@ -309,6 +309,7 @@ class Bench:
         me.cpu_percent()
         self.daphne_ps.cpu_percent()
         cpu: dict[str, list[float]] = {"daphne": [], "clients": []}
+        daphne_cpu_before = sum(self.daphne_ps.cpu_times()[:2])
         while writer.poll() is None:
             await asyncio.sleep(1)
             rss_samples.append(self.rss())
@@ -317,6 +318,7 @@ class Bench:
         floor_stop.set()
         await asyncio.sleep(self.args.drain)
         rss_samples.append(self.rss())
+        daphne_cpu = sum(self.daphne_ps.cpu_times()[:2]) - daphne_cpu_before
         stop.set()
         received = await collecting
         floor_latencies = await floor
@@ -362,6 +364,7 @@ class Bench:
             "floor_p50": pct(floor_latencies, 0.5),
             "floor_p99": pct(floor_latencies, 0.99),
             "rss_mb": [round(r / 2**20) for r in rss_samples],
+            "cpu_us_per_frame": daphne_cpu / max(1, delivered) * 1e6,
             "cpu": {name: round(sum(v) / max(1, len(v))) for name, v in cpu.items()},
             "elapsed": elapsed,
         }
@@ -384,7 +387,9 @@ async def scenario_steady(bench: Bench, overload: bool) -> None:
     print(f"  commit -> arrival: p50 {ms(result['p50'])}, p99 {ms(result['p99'])}, max {ms(result['max'])}")
     print(f"  bare group_send floor (10 receivers, same event rate): p50 {ms(result['floor_p50'])}, "
           f"p99 {ms(result['floor_p99'])}")  # fmt: skip
-    print(f"  mean CPU during load (% of one core): {result['cpu']}")
+    print(f"  mean CPU during load (% of one core): {result['cpu']}; daphne CPU per delivered frame "
+          f"{result['cpu_us_per_frame']:.0f} us (relay included on the embedded default); load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
     print(f"  final status delivered: {result['finals']} clients; last progress: {result['last_progress']}")
     per_connection = (after - before) / max(1, len(clients)) / 1024
     print(f"  daphne RSS: {before / 2**20:.0f} MB before clients, {after / 2**20:.0f} MB with them "

@@ -76,6 +76,9 @@ class _Entry:
 
 
 class JobsConsumer(AsyncWebsocketConsumer):
+    # Sockets get their events from the process's hub, not from a layer channel of their own:
+    # no per-socket layer channel (a Redis subscription and a receive task each) to keep.
+    channel_layer_alias = "jobadmin-hub-only"
     user: Any
     groups_by_channel: dict[str, str]
 
