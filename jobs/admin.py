@@ -7,6 +7,7 @@ happened, as admin messages.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -313,6 +314,7 @@ class JobAdmin(admin.ModelAdmin):
         extra = dict(extra_context or {})
         if job is not None:
             extra.update(job_page_context(job, request))
+            extra.setdefault("title", f"Job: {job.type}")
         return super().change_view(request, object_id, form_url, extra_context=extra)
 
 
@@ -381,6 +383,7 @@ def job_page_context(job: Job, request: HttpRequest) -> dict[str, Any]:
         "job_duration": format_duration(job_duration_seconds(job)),
         "job_steps": steps,
         "job_result": result,
+        "job_result_json": None if result is None else json.dumps(result.data, indent=2, sort_keys=True, default=str),
         "job_timeline": timeline,
         "job_timeline_truncated": len(events) > len(shown),
         "job_actions": allowed,

@@ -64,7 +64,11 @@ def queue_rows() -> list[dict[str, Any]]:
         )
     }
     rows = []
-    for queue in Queue.objects.order_by("name"):
+    stored = {queue.name: queue for queue in Queue.objects.all()}
+    # A configured queue whose row does not exist yet (it is created on first use) still shows.
+    for name, concurrency in settings.JOBADMIN_QUEUES.items():
+        stored.setdefault(name, Queue(name=name, concurrency=concurrency))
+    for queue in sorted(stored.values(), key=lambda q: q.name):
         found: Any = counts.get(queue.name, {})
         running = int(found.get("running", 0))
         rows.append(

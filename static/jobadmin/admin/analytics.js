@@ -53,8 +53,10 @@
   }
 
   function line(label, values, color, extra) {
+    // Sparse series get visible points, so a single measured bucket still shows.
+    var measured = values.filter(function (v) { return v !== null && v !== undefined; }).length;
     return Object.assign({ label: label, data: values, borderColor: color, backgroundColor: color, spanGaps: true,
-      pointRadius: values.length > 60 ? 0 : 2, tension: 0.2 }, extra || {});
+      pointRadius: measured > 60 ? 0 : 3, tension: 0.2 }, extra || {});
   }
 
   function drawStats(stats) {

@@ -9,11 +9,10 @@
   }
   function check(badge) {
     fetch(badge.dataset.healthUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) { return r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status)); })
+      // 503 still carries the verdict (critical): read the body whatever the status code.
+      .then(function (r) { return r.json(); })
       .then(function (body) {
-        var reasons = [];
-        (body.checks || []).forEach(function (c) { if (c.reason || c.message) reasons.push(c.reason || c.message); });
-        (body.reasons || []).forEach(function (r) { reasons.push(String(r)); });
+        var reasons = (body.reasons || []).map(String);
         paint(badge, body.status || "unknown", reasons);
       })
       .catch(function () { paint(badge, "unknown", ["The health check could not be reached."]); });
