@@ -83,6 +83,9 @@ class Job(models.Model):
             models.Index(fields=["-finished_at"], name="job_finished"),
             models.Index(fields=["-priority", "-created_at"], name="job_priority"),
             models.Index(fields=["-duration"], name="job_duration"),
+            # Statistics: nearest-rank p95 of a window's durations and waits by an index-only scan.
+            models.Index(fields=["duration", "created_at"], name="job_duration_created"),
+            models.Index(fields=["queue_wait", "created_at"], name="job_wait_created"),
             # The dispatcher's claim: best queued job of a queue.
             models.Index(fields=["queue", "-priority", "created_at"], condition=Q(status="queued"), name="job_claim"),
             # Slot counting and stall detection look only at active jobs.

@@ -142,3 +142,38 @@ class Alert(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+
+class JobStatsHour(models.Model):
+    """Pre-aggregated jobs by the hour they were *created* in (UTC), their type and current status.
+
+    Maintained by the monitor (``monitoring.rollup``): an hour is recomputed from the raw rows
+    whenever one of its jobs changes, so a bucket is always the exact aggregate of its hour as
+    of the last fold; readers correct for what changed since (see ``rollup.cohort``).
+    """
+
+    hour = models.DateTimeField()
+    type = models.CharField(max_length=100)
+    status = models.CharField(max_length=16)
+    jobs = models.PositiveIntegerField(default=0)
+    duration_count = models.PositiveIntegerField(default=0)
+    duration_sum = models.FloatField(default=0)
+    queue_wait_count = models.PositiveIntegerField(default=0)
+    queue_wait_sum = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "type", "status"], name="job_stats_hour_key")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.type} {self.status}: {self.jobs}"
+
+
+class RollupState(models.Model):
+    """How far the fold has got: every job change before ``watermark`` is in the buckets."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    watermark = models.DateTimeField(null=True, blank=True)
+    rebuilt_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.watermark}"

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from jobs.models import JobStatus
+from jobs.models import Job, JobStatus
+from monitoring.rollup import rollup_fold, rollup_rebuild
 from monitoring.stats import BadRange, stats_summary
 from tests.monitoring.conftest import NOW, ago, make_job
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(params=["raw", "buckets"])
+def fold(request: pytest.FixtureRequest) -> Any:
+    """Run each figure test twice: straight from the raw rows, and from the hourly buckets."""
+
+    def run() -> None:
+        if request.param == "buckets":
+            rollup_fold(now=NOW)
+
+    return run
 
 
 def _history() -> None:
@@ -39,7 +52,8 @@ def _history() -> None:
     make_job(status="cancelled", created=NOW, finished=NOW)
 
 
-def test_empty_history_gives_zero_counts_and_null_rates() -> None:
+def test_empty_history_gives_zero_counts_and_null_rates(fold: Any) -> None:
+    fold()
     stats = stats_summary(range_name="1d", now=NOW)
 
     assert stats["total"] == 0
@@ -55,26 +69,29 @@ def test_empty_history_gives_zero_counts_and_null_rates() -> None:
     assert all(h == {**h, "created": 0, "completed": 0, "failed": 0} for h in stats["hourly"])
 
 
-def test_one_day_range_counts_every_figure_with_inclusive_start_and_exclusive_end() -> None:
+def test_one_day_range_counts_every_figure_with_inclusive_start_and_exclusive_end(fold: Any) -> None:
     _history()
+    fold()
 
     stats = stats_summary(range_name="1d", now=NOW)
 
     assert stats["window"] == {"range": "1d", "from": ago(days=1).isoformat(), "to": NOW.isoformat()}
+    # The cohort of jobs created in [now - 1 day, now): A, B, D and E (not C, created earlier; not F, at now).
     assert stats["counts"] == {"queued": 1, "running": 1, "paused": 0, "completed": 1, "failed": 1, "cancelled": 0}
     assert stats["total"] == 4
     assert stats["active"] == 1
-    assert stats["finished"] == {"completed": 2, "failed": 1, "cancelled": 0}
-    assert stats["success_rate"] == 66.67
-    assert stats["duration"] == {"count": 3, "mean": pytest.approx(7250 / 3, abs=1e-6), "p95": 7200.0}
+    assert stats["finished"] == {"completed": 1, "failed": 1, "cancelled": 0}
+    assert stats["success_rate"] == 50.0
+    assert stats["duration"] == {"count": 2, "mean": 25.0, "p95": 30.0}
     assert stats["queue_wait"] == {"count": 3, "mean": 25.0, "p95": 60.0}
-    assert stats["throughput_per_hour"] == round(2 / 24, 4)
+    assert stats["throughput_per_hour"] == round(1 / 24, 4)
     # Today (UTC midnight to now, inclusive of now): A, B, D and F were created; A completed, B failed.
     assert stats["today"] == {"total": 4, "completed": 1, "failed": 1}
 
 
-def test_daily_series_covers_seven_days_ending_today() -> None:
+def test_daily_series_covers_seven_days_ending_today(fold: Any) -> None:
     _history()
+    fold()
 
     daily = stats_summary(now=NOW)["daily"]
 
@@ -84,8 +101,9 @@ def test_daily_series_covers_seven_days_ending_today() -> None:
     assert sum(d["completed"] + d["failed"] for d in daily[:-2]) == 0
 
 
-def test_hourly_series_has_24_clock_hours_ending_with_the_current_one() -> None:
+def test_hourly_series_has_24_clock_hours_ending_with_the_current_one(fold: Any) -> None:
     _history()
+    fold()
 
     hourly = {h["hour"][:16]: h for h in stats_summary(now=NOW)["hourly"]}
 
@@ -94,12 +112,13 @@ def test_hourly_series_has_24_clock_hours_ending_with_the_current_one() -> None:
     assert hourly["2026-03-10T12:00"]["created"] == 2  # D and F
     assert hourly["2026-03-10T10:00"] == {**hourly["2026-03-10T10:00"], "created": 1, "completed": 1}
     assert hourly["2026-03-10T09:00"] == {**hourly["2026-03-10T09:00"], "created": 1, "failed": 1}
-    assert hourly["2026-03-09T13:00"] == {**hourly["2026-03-09T13:00"], "created": 0, "completed": 1}
+    assert hourly["2026-03-09T13:00"] == {**hourly["2026-03-09T13:00"], "created": 0, "completed": 0}
     assert sum(h["created"] for h in hourly.values()) == 4
 
 
-def test_one_hour_range_sees_only_the_last_hour() -> None:
+def test_one_hour_range_sees_only_the_last_hour(fold: Any) -> None:
     _history()
+    fold()
 
     stats = stats_summary(range_name="1h", now=NOW)
 
@@ -110,8 +129,9 @@ def test_one_hour_range_sees_only_the_last_hour() -> None:
     assert stats["queue_wait"] == {"count": 1, "mean": 60.0, "p95": 60.0}
 
 
-def test_all_range_counts_everything_and_spreads_throughput_since_the_first_job() -> None:
+def test_all_range_counts_everything_and_spreads_throughput_since_the_first_job(fold: Any) -> None:
     _history()
+    fold()
 
     stats = stats_summary(range_name="all", now=NOW + timedelta(seconds=1))
 
@@ -121,8 +141,9 @@ def test_all_range_counts_everything_and_spreads_throughput_since_the_first_job(
     assert stats["throughput_per_hour"] == round(2 / ((25 * 3600 + 2) / 3600), 4)
 
 
-def test_custom_from_to_window() -> None:
+def test_custom_from_to_window(fold: Any) -> None:
     _history()
+    fold()
 
     stats = stats_summary(start=ago(hours=3).isoformat(), end=ago(hours=2).isoformat(), now=NOW)
 
@@ -143,3 +164,29 @@ def test_custom_from_to_window() -> None:
 def test_bad_ranges_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(BadRange, match=message):
         stats_summary(now=NOW, **kwargs)
+
+
+def test_figures_stay_exact_when_jobs_change_after_the_last_fold() -> None:
+    _history()
+    rollup_fold(now=NOW)
+    # After the fold, with updated_at stamped as the services do: B (failed 3 h ago) is retried and
+    # completes, and a job created 5 h ago (in an hour that has a bucket) completes.
+    Job.objects.filter(status="failed").update(status="completed", updated_at=NOW)
+    late = make_job(status="completed", created=ago(hours=5), started=ago(hours=5), finished=ago(hours=4))
+    Job.objects.filter(pk=late.pk).update(updated_at=NOW)
+
+    stats = stats_summary(range_name="1d", now=NOW)
+
+    assert stats["finished"] == {"completed": 3, "failed": 0, "cancelled": 0}
+    assert stats["duration"]["count"] == 3
+
+
+def test_deleted_jobs_leave_the_buckets_at_the_next_rebuild() -> None:
+    _history()
+    rollup_fold(now=NOW)
+    Job.objects.filter(status="failed").delete()
+    assert stats_summary(range_name="1d", now=NOW)["counts"]["failed"] == 1  # not seen until a rebuild
+
+    rollup_rebuild(now=NOW)
+
+    assert stats_summary(range_name="1d", now=NOW)["counts"]["failed"] == 0

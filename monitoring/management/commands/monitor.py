@@ -2,8 +2,9 @@
 
 Each tick (``JOBADMIN_DISPATCH_INTERVAL``) it sends the dispatcher's safety-net wake-ups
 and settles stalled jobs; every ``JOBADMIN_METRICS_INTERVAL`` it stores a metric sample;
-every ``JOBADMIN_ALERTS_INTERVAL`` it evaluates the alert rules and reports its own
-heartbeat (read by ``/api/health/``). E-mail and webhook notifications run on a small
+every ``JOBADMIN_ALERTS_INTERVAL`` it folds job changes into the statistics buckets
+(``monitoring.rollup``), evaluates the alert rules and reports its own heartbeat (read by
+``/api/health/``). E-mail and webhook notifications run on a small
 thread pool, so a slow receiver never holds up the loop. Exactly one monitor runs: a
 second one waits for the first one's lock.
 """
@@ -28,6 +29,7 @@ from monitoring.health import monitor_heartbeat
 from monitoring.metrics import metrics_sample
 from monitoring.models import Alert
 from monitoring.relay import start_relay_thread
+from monitoring.rollup import rollup_fold, rollup_rebuild, rollup_rebuild_due
 from monitoring.singleton import monitor_lock
 
 
@@ -87,12 +89,19 @@ class Command(BaseCommand):
                     self._guarded("sample", metrics_sample, now=now)
                 if alerting.due(started):
                     self._guarded("heartbeat", monitor_heartbeat, now)
+                    self._guarded("statistics", self._rollup, now)
                     self._guarded("alerts", self._alerts, now, notifier)
                 if options["once"]:
                     break
                 time.sleep(max(0.0, settings.JOBADMIN_DISPATCH_INTERVAL - (time.monotonic() - started)))
             notifier_pool.shutdown(wait=True, cancel_futures=False)
         self.stdout.write("monitor: stopped")
+
+    def _rollup(self, now: datetime) -> None:
+        if rollup_rebuild_due(now):
+            rollup_rebuild(now=now)
+        else:
+            rollup_fold(now=now)
 
     def _alerts(self, now: datetime, notifier: Callable[[Alert], None]) -> None:
         result = alerts_evaluate(now=now, notifier=notifier)

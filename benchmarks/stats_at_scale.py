@@ -1,0 +1,161 @@
+"""How fast statistics, analytics and the other monitoring endpoints answer with a million jobs.
+
+Uses the same history as ``benchmarks/api_at_scale.py`` (its generator: N jobs over 30 days,
+20 types, 50 users, 3 queues, ~5% failed), loaded into scratch databases of its own
+(PostgreSQL ``jobadmin_bench_stats``, SQLite /tmp/jobadmin_bench_stats.sqlite3). Times each
+request through the whole Django/DRF stack (in-process client) and prints p50/p95; then
+runs the real ``manage.py monitor`` against the same database for a while and reports the
+CPU it used.
+
+    .venv/bin/python benchmarks/stats_at_scale.py                       # both backends, 1,000,000 jobs
+    .venv/bin/python benchmarks/stats_at_scale.py --backend pg --rows 200000 --repeat 20 --monitor-seconds 30
+
+Not a test: it prints figures and never fails because the machine was slow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import api_at_scale as base  # noqa: E402
+
+base.PG_DB = "jobadmin_bench_stats"
+base.SQLITE_PATH = Path("/tmp/jobadmin_bench_stats.sqlite3")
+
+
+def monitor_cpu(seconds: float) -> tuple[float, int]:
+    """Run ``manage.py monitor`` for ``seconds``; return its CPU use in % of one core and samples taken."""
+    import psutil
+    from django.db import connection
+
+    from monitoring.models import MetricSample
+
+    before = MetricSample.objects.count()
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "jobadmin.settings", "JOBADMIN_DATA_DIR": "/tmp/jobadmin_bench_data"}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "monitor"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        handle = psutil.Process(proc.pid)
+        time.sleep(5)  # start-up (imports, lock, first sample) is not "idle"
+        cpu0 = sum(handle.cpu_times()[:2])
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        used = sum(handle.cpu_times()[:2]) - cpu0
+        elapsed = time.monotonic() - t0
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    connection.close()
+    return 100 * used / elapsed, MetricSample.objects.count() - before
+
+
+def run(backend: str, rows: int, repeat: int, keep: bool, monitor_seconds: float) -> None:
+    base.prepare_database(backend)
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.ALLOWED_HOSTS = ["testserver"]
+    call_command("migrate", verbosity=0)
+    call_command("createcachetable", verbosity=0)
+    base.load(backend, rows)
+    if backend == "pg":
+        from django.db import connection
+
+        with connection.cursor() as cur:
+            cur.execute("ANALYZE")
+
+    from django.contrib.auth import get_user_model
+    from rest_framework.test import APIClient
+
+    from monitoring.metrics import metrics_sample
+
+    for _ in range(30):  # some samples so that /api/metrics/ has something to average
+        metrics_sample()
+    staff = get_user_model().objects.get(username="bench-user-00")
+    client = APIClient()
+    client.force_authenticate(staff)
+    cases = [(f"/api/stats/?range={r}", f"stats range={r}") for r in ("1h", "1d", "7d", "30d", "all")]
+    for path in ("types", "users", "errors", "peak-hours"):
+        cases += [
+            (f"/api/analytics/{path}/", f"analytics/{path} (7d)"),
+            (f"/api/analytics/{path}/?range=all", f"analytics/{path} all"),
+        ]
+    for metric in ("throughput", "success_rate", "duration", "queue_wait"):
+        cases.append((f"/api/analytics/trends/?metric={metric}&interval=1h&range=1d", f"trends {metric} 1h/1d"))
+    cases += [
+        ("/api/analytics/trends/?metric=throughput&interval=1d&range=30d", "trends throughput 1d/30d"),
+        ("/api/analytics/trends/?metric=duration&interval=5m&range=1d", "trends duration 5m/1d"),
+        ("/api/metrics/?interval=1m&range=1h", "metrics 1m/1h"),
+        ("/api/health/", "health (staff)"),
+        ("/metrics", "prometheus /metrics"),
+    ]
+    print(f"\n  {'request':<36} {'p50 ms':>8} {'p95 ms':>8}")
+    for url, label in cases:
+        response = client.get(url, REMOTE_ADDR="127.0.0.1")
+        assert response.status_code == 200, (url, response.status_code, response.content[:300])
+        timings = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            client.get(url, REMOTE_ADDR="127.0.0.1")
+            timings.append((time.perf_counter() - t0) * 1000)
+        print(f"  {label:<36} {statistics.median(timings):8.1f} {base.percentile(timings, 0.95):8.1f}", flush=True)
+    if monitor_seconds > 0:
+        cpu, samples = monitor_cpu(monitor_seconds)
+        print(f"\n  monitor loop, idle, {monitor_seconds:.0f} s: {cpu:.2f}% of one core ({samples} samples taken)")
+    from django.db import connection
+
+    connection.close()
+    if not keep:
+        base.drop_database(backend)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--backend", choices=["pg", "sqlite", "both"], default="both")
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--monitor-seconds", type=float, default=60)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    args = parser.parse_args()
+    if args.backend == "both":
+        for backend in ("pg", "sqlite"):
+            cmd = [
+                sys.executable,
+                __file__,
+                "--rows",
+                str(args.rows),
+                "--backend",
+                backend,
+                "--repeat",
+                str(args.repeat),
+            ]
+            cmd += ["--monitor-seconds", str(args.monitor_seconds)] + (["--keep"] if args.keep else [])
+            subprocess.run(cmd, check=True)
+        return
+    name = {"pg": "PostgreSQL", "sqlite": "SQLite"}[args.backend]
+    print(f"{name}: {args.rows:,} jobs, {args.repeat} timed requests each", flush=True)
+    run(args.backend, args.rows, args.repeat, args.keep, args.monitor_seconds)
+
+
+if __name__ == "__main__":
+    main()
