@@ -114,6 +114,11 @@ def browser() -> Iterator[Any]:
             yield instance
         finally:
             instance.close()
+            # ORM calls made while Playwright's loop was current may have opened their own
+            # connection; close it so the test database can be dropped at the end.
+            from django.db import connections
+
+            connections.close_all()
 
 
 @pytest.fixture
