@@ -66,17 +66,17 @@ def monitor_cpu(seconds: float) -> tuple[float, int]:
 
 
 def run(backend: str, rows: int, repeat: int, keep: bool, monitor_seconds: float) -> None:
-    base.prepare_database(backend)
+    base.prepare_database(backend, False)
     import django
 
     django.setup()
     from django.conf import settings
     from django.core.management import call_command
 
+    call_command("migrate", verbosity=0)
+    call_command("createcachetable", verbosity=0)  # for the monitor process (its DatabaseCache)
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     settings.ALLOWED_HOSTS = ["testserver"]
-    call_command("migrate", verbosity=0)
-    call_command("createcachetable", verbosity=0)
     base.load(backend, rows)
     if backend == "pg":
         from django.db import connection
@@ -88,6 +88,14 @@ def run(backend: str, rows: int, repeat: int, keep: bool, monitor_seconds: float
     from rest_framework.test import APIClient
 
     from monitoring.metrics import metrics_sample
+    from monitoring.rollup import rollup_fold, rollup_rebuild
+
+    t0 = time.perf_counter()
+    buckets = rollup_rebuild()
+    print(f"  statistics buckets rebuilt: {buckets:,} rows in {time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
+    rollup_fold()
+    print(f"  one fold with nothing changed: {1000 * (time.perf_counter() - t0):.1f} ms", flush=True)
 
     for _ in range(30):  # some samples so that /api/metrics/ has something to average
         metrics_sample()
