@@ -29,7 +29,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, Q
 from django.utils import timezone
 from rest_framework.utils.encoders import JSONEncoder
 
@@ -104,9 +104,14 @@ def queue_active_count(queue: str) -> int:
 
 def _slot_freed(queue: str, now: datetime) -> None:
     """A job of ``queue`` stopped holding a slot: give back one wake-up that found none."""
-    if not Job.objects.filter(queue=queue, status=JobStatus.QUEUED).filter(_due(now)).exists():
-        return
-    if Queue.objects.filter(name=queue, missed_wakeups__gt=0).update(missed_wakeups=F("missed_wakeups") - 1):
+    runnable = Job.objects.filter(queue=queue, status=JobStatus.QUEUED).filter(_due(now))
+    # One statement: it runs for every finished job.
+    given_back = (
+        Queue.objects.filter(name=queue, missed_wakeups__gt=0)
+        .filter(Exists(runnable))
+        .update(missed_wakeups=F("missed_wakeups") - 1)
+    )
+    if given_back:
         _wake_on_commit(queue)
 
 

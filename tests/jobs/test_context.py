@@ -94,8 +94,8 @@ def test_progress_reports_eta_from_the_observed_rate():
 
     eta = ctx.values()["eta"]
     assert eta is not None
-    # 10 items in ≥ 50 ms: the other 90 need at least 0.45 s more.
-    assert (eta - timezone.now()).total_seconds() >= 0.4
+    # 10 items in ≥ 50 ms: the other 90 need at least 0.45 s more (less what this line took).
+    assert (eta - timezone.now()).total_seconds() >= 0.3
 
 
 @pytest.mark.django_db
