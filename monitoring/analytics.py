@@ -64,18 +64,14 @@ def analytics_types(*, window: Window) -> list[dict[str, Any]]:
 
 
 def analytics_users(*, window: Window, limit: int = 10) -> list[dict[str, Any]]:
-    """The ``limit`` users who created the most jobs in the window (ties by user id)."""
-    rows = list(
-        Job.objects.filter(_in("created_at", window), user__isnull=False)
-        .order_by()
-        .values("user")
-        .annotate(
-            total=Count("pk"),
-            completed=Count("pk", filter=Q(status=JobStatus.COMPLETED)),
-            failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
-        )
-        .order_by("-total", "user")[:limit]
-    )
+    """The ``limit`` users who created the most jobs in the window (ties by user id), from the buckets."""
+    per_user: dict[int, dict[str, Any]] = {}
+    for row in rollup.cohort_users(start=window.start, end=window.end):
+        u = per_user.setdefault(row["user"], {"user": row["user"], "total": 0, "completed": 0, "failed": 0})
+        u["total"] += row["jobs"]
+        if row["status"] in (JobStatus.COMPLETED, JobStatus.FAILED):
+            u[row["status"]] += row["jobs"]
+    rows = sorted(per_user.values(), key=lambda u: (-u["total"], u["user"]))[:limit]
     names = dict(get_user_model().objects.filter(pk__in=[r["user"] for r in rows]).values_list("pk", "username"))
     return [
         {**row, "username": names.get(row["user"], ""), "success_rate": _rate(row["completed"], row["failed"])}
@@ -84,32 +80,42 @@ def analytics_users(*, window: Window, limit: int = 10) -> list[dict[str, Any]]:
 
 
 def analytics_errors(*, window: Window, limit: int = 20, recent: int = 10) -> dict[str, Any]:
-    """Failed jobs finished in the window, grouped by the first 200 characters of their error."""
+    """Failed jobs finished in the window, grouped by the first 200 characters of their error.
+
+    One grouped query by (message, type); the groups are folded in Python.
+    """
     failed = Job.objects.filter(_in("finished_at", window), status=JobStatus.FAILED)
-    groups = (
+    rows = (
         failed.order_by()
         .annotate(key=Substr("error", 1, ERROR_KEY_LENGTH))
-        .values("key")
+        .values("key", "type")
         .annotate(count=Count("pk"), last_seen=Max("finished_at"))
-        .order_by("-count", "-last_seen", "key")[:limit]
     )
-    grouped = []
-    for group in groups:
-        types = sorted(
-            set(failed.filter(error__startswith=group["key"]).values_list("type", flat=True).distinct()[:20])
-        )
-        grouped.append(
-            {
-                "message": group["key"],
-                "count": group["count"],
-                "last_seen": group["last_seen"].isoformat() if group["last_seen"] else None,
-                "types": types,
-            }
-        )
+    groups: dict[str, dict[str, Any]] = {}
+    total = 0
+    for row in rows:
+        total += row["count"]
+        group = groups.setdefault(row["key"], {"message": row["key"], "count": 0, "last_seen": None, "types": set()})
+        group["count"] += row["count"]
+        group["types"].add(row["type"])
+        if row["last_seen"] is not None and (group["last_seen"] is None or row["last_seen"] > group["last_seen"]):
+            group["last_seen"] = row["last_seen"]
+    ranked = sorted(
+        groups.values(),
+        key=lambda g: (-g["count"], -(g["last_seen"].timestamp() if g["last_seen"] else 0), g["message"]),
+    )[:limit]
     latest = failed.order_by("-finished_at", "-id").values("id", "type", "error", "finished_at", "user")[:recent]
     return {
-        "total": failed.count(),
-        "groups": grouped,
+        "total": total,
+        "groups": [
+            {
+                "message": g["message"],
+                "count": g["count"],
+                "last_seen": g["last_seen"].isoformat() if g["last_seen"] else None,
+                "types": sorted(g["types"]),
+            }
+            for g in ranked
+        ],
         "recent": [
             {**row, "id": str(row["id"]), "finished_at": row["finished_at"].isoformat() if row["finished_at"] else None}
             for row in latest

@@ -177,3 +177,18 @@ class RollupState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.watermark}"
+
+
+class JobStatsUserHour(models.Model):
+    """Jobs by creation hour (UTC), owner and current status: the buckets of the top-users view."""
+
+    hour = models.DateTimeField()
+    user = models.IntegerField(help_text="The owner's id (jobs without an owner are not counted).")
+    status = models.CharField(max_length=16)
+    jobs = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "user", "status"], name="job_stats_user_hour_key")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h user {self.user} {self.status}: {self.jobs}"

@@ -32,7 +32,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from jobs.models import Job
-from monitoring.models import JobStatsHour, RollupState
+from monitoring.models import JobStatsHour, JobStatsUserHour, RollupState
 
 STATE = "jobs"
 HOUR = timedelta(hours=1)
@@ -62,10 +62,6 @@ def _raw_aggregates() -> dict[str, Any]:
     }
 
 
-def _bucket_aggregates() -> dict[str, Any]:
-    return {name: Sum(name) for name in FIGURES}
-
-
 def _hour_rows(hours: Q) -> list[JobStatsHour]:
     rows: Any = (
         Job.objects.filter(hours)
@@ -87,6 +83,17 @@ def _hour_rows(hours: Q) -> list[JobStatsHour]:
         )
         for row in rows
     ]
+
+
+def _user_hour_rows(hours: Q) -> list[JobStatsUserHour]:
+    rows: Any = (
+        Job.objects.filter(hours, user__isnull=False)
+        .order_by()
+        .annotate(hour=TruncHour("created_at", tzinfo=UTC))
+        .values("hour", "user", "status")
+        .annotate(jobs=Count("pk"))
+    )
+    return [JobStatsUserHour(hour=r["hour"], user=r["user"], status=r["status"], jobs=r["jobs"]) for r in rows]
 
 
 def _hours_q(hours: Iterable[datetime]) -> Q:
@@ -115,6 +122,8 @@ def rollup_rebuild(*, now: datetime | None = None) -> int:
         rows = _hour_rows(Q())
         JobStatsHour.objects.all().delete()
         JobStatsHour.objects.bulk_create(rows, batch_size=5000)
+        JobStatsUserHour.objects.all().delete()
+        JobStatsUserHour.objects.bulk_create(_user_hour_rows(Q()), batch_size=5000)
         RollupState.objects.update_or_create(name=STATE, defaults={"watermark": now, "rebuilt_at": now})
     return len(rows)
 
@@ -132,6 +141,8 @@ def rollup_fold(*, now: datetime | None = None) -> int:
             rows = _hour_rows(_hours_q(hours))
             JobStatsHour.objects.filter(hour__in=list(hours)).delete()
             JobStatsHour.objects.bulk_create(rows, batch_size=5000)
+            JobStatsUserHour.objects.filter(hour__in=list(hours)).delete()
+            JobStatsUserHour.objects.bulk_create(_user_hour_rows(_hours_q(hours)), batch_size=5000)
         RollupState.objects.filter(name=STATE).update(watermark=now)
     return len(hours)
 
@@ -147,6 +158,34 @@ def cohort(*, start: datetime | None, end: datetime, dims: tuple[str, ...]) -> l
     Each row: the dims plus ``jobs``, ``duration_count``, ``duration_sum``, ``queue_wait_count``,
     ``queue_wait_sum``. "hour" is the UTC creation hour.
     """
+    return _cohort(
+        start=start, end=end, dims=dims, model=JobStatsHour, figures=FIGURES, raw_aggregates=_raw_aggregates()
+    )
+
+
+def cohort_users(*, start: datetime | None, end: datetime) -> list[dict[str, Any]]:
+    """Jobs with an owner created in ``[start, end)`` by ``user`` (id) and ``status``: ``jobs``."""
+    return _cohort(
+        start=start,
+        end=end,
+        dims=("user", "status"),
+        model=JobStatsUserHour,
+        figures=("jobs",),
+        raw_aggregates={"jobs": Count("pk")},
+        raw_filter=Q(user__isnull=False),
+    )
+
+
+def _cohort(
+    *,
+    start: datetime | None,
+    end: datetime,
+    dims: tuple[str, ...],
+    model: Any,
+    figures: tuple[str, ...],
+    raw_aggregates: dict[str, Any],
+    raw_filter: Q | None = None,
+) -> list[dict[str, Any]]:
     state = RollupState.objects.filter(name=STATE).values_list("watermark", flat=True).first()
     raw: Q
     bucket_q: Q | None = None
@@ -167,26 +206,28 @@ def cohort(*, start: datetime | None, end: datetime, dims: tuple[str, ...]) -> l
             bucket_q = Q(hour__lt=last_full) & (Q(hour__gte=first_full) if first_full is not None else Q())
             if dirty:
                 bucket_q &= ~Q(hour__in=list(dirty))
-    merged: dict[tuple[Any, ...], dict[str, float]] = defaultdict(lambda: dict.fromkeys(FIGURES, 0.0))
-    raw_dims = dims
-    raw_qs = Job.objects.filter(raw).order_by()
+    merged: dict[tuple[Any, ...], dict[str, float]] = defaultdict(lambda: dict.fromkeys(figures, 0.0))
+    raw_qs = Job.objects.filter(raw)
+    if raw_filter is not None:
+        raw_qs = raw_qs.filter(raw_filter)
+    raw_qs = raw_qs.order_by()
     if "hour" in dims:
         raw_qs = raw_qs.annotate(hour=TruncHour("created_at", tzinfo=UTC))
-    for row in raw_qs.values(*raw_dims).annotate(**_raw_aggregates()):
+    for row in raw_qs.values(*dims).annotate(**raw_aggregates):
         key = tuple(floor_hour(row[d]) if d == "hour" else row[d] for d in dims)
-        for name in FIGURES:
+        for name in figures:
             merged[key][name] += row[name] or 0
     if bucket_q is not None:
-        for row in JobStatsHour.objects.filter(bucket_q).order_by().values(*dims).annotate(**_bucket_aggregates()):
+        sums = {name: Sum(name) for name in figures}
+        for row in model.objects.filter(bucket_q).order_by().values(*dims).annotate(**sums):
             key = tuple(floor_hour(row[d]) if d == "hour" else row[d] for d in dims)
-            for name in FIGURES:
+            for name in figures:
                 merged[key][name] += row[name] or 0
     out = []
-    for key, figures in merged.items():
+    for key, values in merged.items():
         row_out: dict[str, Any] = dict(zip(dims, key, strict=True))
-        for name in FIGURES:
-            value = figures[name]
-            row_out[name] = value if name.endswith("_sum") else int(value)
+        for name in figures:
+            row_out[name] = values[name] if name.endswith("_sum") else int(values[name])
         out.append(row_out)
     return out
 

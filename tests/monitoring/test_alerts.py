@@ -347,3 +347,16 @@ def test_alerts_api_is_for_staff_only(api_client: Any, user: Any) -> None:
 def test_acknowledging_an_unknown_alert_is_404(api_client: Any, staff_user: Any) -> None:
     api_client.force_authenticate(staff_user)
     assert api_client.post("/api/alerts/999999/acknowledge/").status_code == 404
+
+
+def test_disabling_a_rule_resolves_its_open_alerts() -> None:
+    from monitoring.alerts import alerts_disabled_resolve
+
+    _failure_burst()
+    rule = AlertRule.objects.get(name="failure-burst")
+    alert = alerts_evaluate(now=NOW, rules=[rule]).opened[0]
+    AlertRule.objects.filter(pk=rule.pk).update(enabled=False)
+
+    assert alerts_disabled_resolve(now=NOW) == 1
+    alert.refresh_from_db()
+    assert alert.status == AlertStatus.RESOLVED

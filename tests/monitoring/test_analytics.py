@@ -275,3 +275,23 @@ def test_stats_equal_a_reference_computed_over_the_raw_jobs(
     assert stats["queue_wait"]["p95"] == expected["wait_p95"]
     assert {r["type"]: r["total"] for r in analytics_types(window=window)} == expected["types"]
     assert sorted(r["hour"] for r in analytics_peak_hours(window=window, limit=24)) == expected["hours"]
+
+
+def test_top_users_from_the_buckets_follow_changes_after_the_fold() -> None:
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    _history([alice, bob])
+    rollup_fold(now=NOW - timedelta(seconds=1))
+    # After the fold: bob's failed job completes, and bob gets two more jobs (stamped as the services do).
+    Job.objects.filter(user=bob, status="failed", created_at__gte=ago(days=1)).update(
+        status="completed", updated_at=NOW
+    )
+    for minutes in (30, 90):
+        job = make_job(status="queued", created=ago(minutes=minutes), user=bob)
+        Job.objects.filter(pk=job.pk).update(updated_at=NOW)
+
+    rows = analytics_users(window=DAY)
+
+    assert [(r["username"], r["total"], r["completed"], r["failed"]) for r in rows] == [
+        ("alice", 3, 2, 1),
+        ("bob", 3, 1, 0),
+    ]
