@@ -278,11 +278,12 @@ def test_stats_equal_a_reference_computed_over_the_raw_jobs(
 
 
 def test_top_users_from_the_buckets_follow_changes_after_the_fold() -> None:
-    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
-    _history([alice, bob])
+    users: list[Any] = [UserFactory(username="alice"), UserFactory(username="bob")]
+    bob = users[1]
+    _history(users)
     rollup_fold(now=NOW - timedelta(seconds=1))
     # After the fold: bob's failed job completes, and bob gets two more jobs (stamped as the services do).
-    Job.objects.filter(user=bob, status="failed", created_at__gte=ago(days=1)).update(
+    Job.objects.filter(user_id=bob.pk, status="failed", created_at__gte=ago(days=1)).update(
         status="completed", updated_at=NOW
     )
     for minutes in (30, 90):
