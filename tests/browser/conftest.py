@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -83,7 +84,7 @@ class Stack:
 
 
 @pytest.fixture
-def stack(processes: Processes) -> Stack:
+def stack(processes: Processes) -> Iterator[Stack]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     app = Stack(processes=processes, port=free_port())
@@ -92,7 +93,11 @@ def stack(processes: Processes) -> Stack:
     monitor_env = child_env(JOBADMIN_METRICS_INTERVAL="1", JOBADMIN_ALERTS_INTERVAL="1")
     app.extra.append(processes.start("manage.py", "monitor", env=monitor_env, name="monitor"))
     app.start_web()
-    return app
+    yield app
+    for proc in [app.web, *reversed(app.extra)]:
+        started = time.monotonic()
+        processes.stop(proc, timeout=10)
+        print(f"stopped {proc.args[1:3]} in {time.monotonic() - started:.1f} s")
 
 
 @pytest.fixture

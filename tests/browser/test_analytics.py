@@ -64,9 +64,11 @@ def test_analytics_draws_every_chart_with_data(page: Any) -> None:
         drawn = page.eval_on_selector_all("figure[data-chart]", "fs => fs.filter(f => f.dataset.drawn).length")
         assert drawn == 11, name
 
+    # One test: each browser test starts its own servers, and the seeded history serves both.
+    check_dark_theme_and_tablet_width(page)
 
-def test_staff_pages_in_dark_theme_and_at_tablet_width(page: Any) -> None:
-    seed_history()
+
+def check_dark_theme_and_tablet_width(page: Any) -> None:
     page.set_viewport_size({"width": 768, "height": 1024})
     page.emulate_media(color_scheme="dark")
     page.goto("/admin/")

@@ -8,7 +8,6 @@ import pytest
 
 from jobs.models import Job, JobStatus
 from tests.browser.conftest import screenshot
-from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
@@ -25,22 +24,8 @@ def enqueue_demo(page: Any, *, items: int, delay_ms: int) -> Job:
     return Job.objects.get(pk=job_id)
 
 
-def test_enqueue_a_demo_job_through_the_form_and_it_runs(page: Any) -> None:
-    job = enqueue_demo(page, items=10, delay_ms=50)
-    assert page.get_by_text(f"Queued demo job {job.pk}").is_visible()
-    wait_for(
-        lambda: Job.objects.get(pk=job.pk).status == JobStatus.COMPLETED,
-        timeout=30,
-        interval=0.2,
-        message="the demo job did not complete",
-    )
-    page.reload()
-    assert page.locator("[data-field=status]").inner_text().strip() == "Completed"
-    assert page.locator("table.ja-timeline").get_by_text("completed").count() >= 1
-    screenshot(page, "job-page")
-
-
-def test_invalid_enqueue_input_shows_errors_and_queues_nothing(page: Any) -> None:
+def test_enqueue_through_the_form_refuses_bad_input_then_follows_a_job_live(page: Any) -> None:
+    # Invalid input: field errors, nothing queued. (One test: each one starts its own servers.)
     page.goto("/admin/jobs/job/enqueue/demo/")
     page.get_by_label("Items:", exact=True).fill("0")
     page.get_by_role("button", name="Enqueue").click()
@@ -48,3 +33,20 @@ def test_invalid_enqueue_input_shows_errors_and_queues_nothing(page: Any) -> Non
     assert page.locator(".field-items .errorlist").inner_text()
     assert not Job.objects.exists()
     screenshot(page, "enqueue-errors")
+
+    job = enqueue_demo(page, items=60, delay_ms=100)
+    assert page.get_by_text(f"Queued demo job {job.pk}").is_visible()
+    # The job page follows the job over the websocket: the bar moves without a reload ...
+    page.wait_for_selector(".ja-jobpage [data-live-indicator][data-state=live]")
+    page.evaluate("window.__sameDocument = true")
+    page.wait_for_function(
+        """() => Number(document.querySelector('.ja-live-progress [role=progressbar]')
+                   .getAttribute('aria-valuenow')) >= 10 && window.__sameDocument === true""",
+        timeout=20000,
+    )
+    # ... and reloads once when the job is done, to show the result and the timeline.
+    page.wait_for_function("() => window.__sameDocument === undefined", timeout=30000)
+    page.wait_for_selector("[data-field=status] .ja-status-completed")
+    assert Job.objects.get(pk=job.pk).status == JobStatus.COMPLETED
+    assert page.locator("table.ja-timeline").get_by_text("completed").count() >= 1
+    screenshot(page, "job-page")
