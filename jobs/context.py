@@ -235,11 +235,24 @@ class JobContext:
             self._control_changed.set()
 
 
+class _Beat:
+    """A watched job's schedule: polled every ``poll`` seconds from its start, written every ``every`` polls."""
+
+    __slots__ = ("due", "every", "poll", "tick")
+
+    def __init__(self) -> None:
+        self.poll = min(settings.JOBADMIN_HEARTBEAT_INTERVAL, settings.JOBADMIN_CONTROL_POLL)
+        self.every = max(1, round(settings.JOBADMIN_HEARTBEAT_INTERVAL / self.poll))
+        self.tick = 0
+        self.due = time.monotonic() + self.poll
+
+
 class _Heartbeats:
     """One daemon thread per process refreshes the heartbeat of every job the process runs.
 
     A worker runs one job at a time and most jobs are short: starting and joining a
-    thread for each job cost more than a no-op job itself. The thread opens a database
+    thread for each job cost more than a no-op job itself. Each job is first polled one
+    interval after it starts, as with a thread of its own. The thread opens a database
     connection only when it beats, and closes it whenever no job is left to watch.
     """
 
@@ -249,12 +262,12 @@ class _Heartbeats:
     def _reset(self) -> None:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._contexts: dict[JobContext, int] = {}
+        self._contexts: dict[JobContext, _Beat] = {}
         self._thread: threading.Thread | None = None
 
     def add(self, ctx: JobContext) -> None:
         with self._lock:
-            self._contexts[ctx] = 0
+            self._contexts[ctx] = _Beat()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="jobadmin-heartbeat", daemon=True)
                 self._thread.start()
@@ -264,24 +277,33 @@ class _Heartbeats:
         with self._lock:
             self._contexts.pop(ctx, None)
 
-    def _run(self) -> None:
-        poll = min(settings.JOBADMIN_HEARTBEAT_INTERVAL, settings.JOBADMIN_CONTROL_POLL)
-        every = max(1, round(settings.JOBADMIN_HEARTBEAT_INTERVAL / poll))
-        while True:
-            with self._lock:
+    def _due(self) -> list[tuple[JobContext, bool]]:
+        """Wait until some job is due; return each due job and whether to write its heartbeat."""
+        with self._lock:
+            while True:
                 if not self._contexts:
                     connection.close()
                     while not self._contexts:
                         self._wake.wait()
-            time.sleep(poll)
-            with self._lock:
-                for ctx in self._contexts:
-                    self._contexts[ctx] += 1
-                due = list(self._contexts.items())
-            for ctx, tick in due:
+                now = time.monotonic()
+                wait = min(beat.due for beat in self._contexts.values()) - now
+                if wait <= 0:
+                    break
+                self._wake.wait(wait)
+            due = []
+            for ctx, beat in self._contexts.items():
+                if beat.due <= now:
+                    beat.tick += 1
+                    beat.due = now + beat.poll
+                    due.append((ctx, beat.tick % beat.every == 0))
+            return due
+
+    def _run(self) -> None:
+        while True:
+            for ctx, write in self._due():
                 try:
                     control = services.job_heartbeat(
-                        job_id=ctx.job_id, worker=ctx.worker, attempt=ctx.attempt, write=tick % every == 0
+                        job_id=ctx.job_id, worker=ctx.worker, attempt=ctx.attempt, write=write
                     )
                 except Exception:  # a database hiccup must not kill the heartbeat
                     logger.exception("heartbeat of job %s failed", ctx.job_id)
