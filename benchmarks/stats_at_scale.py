@@ -128,6 +128,12 @@ def run(backend: str, rows: int, repeat: int, keep: bool, monitor_seconds: float
             timings.append((time.perf_counter() - t0) * 1000)
         print(f"  {label:<36} {statistics.median(timings):8.1f} {base.percentile(timings, 0.95):8.1f}", flush=True)
     if monitor_seconds > 0:
+        # Idle: the same history, but nothing queued or running (the generator leaves the newest
+        # 0.2% live with stale heartbeats, which the monitor would otherwise settle as stalled).
+        from jobs.models import Job
+
+        Job.objects.filter(status__in=["queued", "running", "paused"]).update(status="cancelled", heartbeat_at=None)
+        rollup_rebuild()
         cpu, samples = monitor_cpu(monitor_seconds)
         print(f"\n  monitor loop, idle, {monitor_seconds:.0f} s: {cpu:.2f}% of one core ({samples} samples taken)")
     from django.db import connection

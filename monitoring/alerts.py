@@ -176,8 +176,8 @@ def alerts_evaluate(
                     _record(alert)
                     result.resolved.append(alert)
                 else:
-                    finding = breaching[subject]
-                    Alert.objects.filter(pk=alert.pk).update(value=finding.value, updated_at=now)
+                    # Still firing: nothing to write (``value`` stays the one it fired with), so an
+                    # idle loop with many open alerts does not rewrite them every few seconds.
                     result.still_open += 1
             for subject, finding in breaching.items():
                 if subject in open_alerts:
