@@ -123,7 +123,7 @@ def test_monitor_stays_smooth_with_200_active_jobs(page: Any) -> None:
         f"(mean {result['flushMs'] / max(result['flushes'], 1):.2f} ms, max {result['maxFlushMs']:.2f} ms of script)"
     )
     assert result["rows"] >= 200
-    assert result["sent"] >= 2000
+    assert result["sent"] >= 1000  # the feeder is a timer: a loaded machine sends fewer
     # Updates are batched into at most one DOM flush per frame, and each flush costs at
     # most one layout (the slack covers the page's own load and the polled queue figures).
     assert result["flushes"] <= len(frames) + 2
