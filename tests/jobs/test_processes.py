@@ -189,6 +189,8 @@ def test_a_job_sleeping_past_its_timeout_is_stopped_by_the_alarm(processes, test
 
 
 def test_a_job_reporting_progress_past_its_timeout_is_stopped(processes, test_job_types):
+    # In django-q2's main thread the alarm usually fires first; the checkpoint path alone
+    # is tested outside the main thread in test_context.py.
     qcluster(processes)
     job = services.job_enqueue(job_type="test-spinner")
 
