@@ -14,7 +14,8 @@ from jobs.models import Job, JobEvent, JobStatus
 from jobs.registry import all_job_types, get_job_type
 from jobs.tasks import run_next
 
-pytestmark = pytest.mark.django_db
+# Committed rows: the worker's heartbeat thread reads the job over its own connection.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def run(job_type: str, params: dict, user=None) -> Job:
@@ -72,8 +73,10 @@ def test_purge_history_deletes_old_finished_jobs_and_events_in_batches_and_keeps
     job = run("purge-history", {})
 
     assert job.status == JobStatus.COMPLETED, job.error
-    assert job.result.data["jobs"] == 5
-    assert job.result.data["events"] == 0, "the old jobs' events went with their jobs"
+    purged = job.result.data
+    assert purged is not None
+    assert purged["jobs"] == 5
+    assert purged["events"] == 0, "the old jobs' events went with their jobs"
     assert set(Job.objects.values_list("pk", flat=True)) == {recent.pk, old_but_queued.pk, job.pk}
 
 
@@ -81,7 +84,7 @@ def test_every_builtin_type_publishes_its_params_as_json_schema():
     names = {t.name for t in all_job_types()}
     assert {"demo", "export-jobs", "purge-history"} <= names
 
-    schema = get_job_type("demo").params_json_schema()
+    schema: dict = get_job_type("demo").params_json_schema()
     assert schema["type"] == "object"
     assert schema["additionalProperties"] is False
     assert schema["properties"]["items"] == {

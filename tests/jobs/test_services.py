@@ -75,11 +75,23 @@ def cancelled(**kwargs: Any) -> Job:
     return services.job_cancel(job=job)
 
 
+def last_event(job: Job) -> JobEvent:
+    event = job.events.order_by("id").last()
+    assert event is not None
+    return event
+
+
+def claim() -> Job:
+    claimed = services.job_claim(queue="default", worker=WORKER)
+    assert claimed is not None
+    return claimed
+
+
 def kinds(job: Job) -> list[str]:
     return list(job.events.order_by("id").values_list("kind", flat=True))
 
 
-def snapshot(job: Job) -> tuple[dict[str, Any], int]:
+def snapshot(job: Job) -> tuple[Any, int]:
     row = Job.objects.filter(pk=job.pk).values().get()
     return row, JobEvent.objects.count()
 
@@ -210,7 +222,7 @@ def test_cancel_of_a_queued_job_is_immediate(user):
 
     assert job.status == JobStatus.CANCELLED
     assert job.finished_at is not None
-    event = job.events.last()
+    event = last_event(job)
     assert (event.kind, event.actor_id) == (EventKind.CANCELLED, user.pk)
 
 
@@ -275,7 +287,7 @@ def test_pause_of_a_running_job_takes_effect_at_a_checkpoint_and_resume_lets_it_
     assert job.status == JobStatus.RUNNING
     assert not job.pause_requested
     assert kinds(job)[-3:] == [EventKind.PAUSE_REQUESTED, EventKind.PAUSED, EventKind.RESUMED]
-    assert job.events.last().actor_id == user.pk
+    assert last_event(job).actor_id == user.pk
 
 
 def test_resume_before_the_pause_took_effect_withdraws_it():
@@ -351,19 +363,19 @@ def test_a_failure_with_attempts_left_queues_the_next_attempt_after_an_exponenti
     job.refresh_from_db()
     assert job.status == JobStatus.QUEUED
     assert job.error == "RuntimeError: first"
+    assert job.run_after is not None
     assert 9.5 <= (job.run_after - before).total_seconds() <= 11
 
     Job.objects.filter(pk=job.pk).update(run_after=timezone.now())
-    job = services.job_claim(queue="default", worker=WORKER)
-    assert job is not None
+    job = claim()
     assert job.attempts == 2
     services.job_fail(job_id=job.pk, worker=WORKER, attempt=2, error="RuntimeError: second")
     job.refresh_from_db()
+    assert job.run_after is not None
     assert 14.5 <= (job.run_after - timezone.now()).total_seconds() <= 15.5, "backoff doubles, capped at 15 s"
 
     Job.objects.filter(pk=job.pk).update(run_after=timezone.now())
-    job = services.job_claim(queue="default", worker=WORKER)
-    assert job is not None
+    job = claim()
     services.job_fail(job_id=job.pk, worker=WORKER, attempt=3, error="RuntimeError: third")
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
@@ -383,7 +395,7 @@ def test_retry_by_hand_queues_a_new_attempt_and_keeps_the_old_error_in_the_histo
     assert job.error == ""
     assert job.finished_at is None
     assert job.max_attempts == job.attempts + 1
-    event = job.events.last()
+    event = last_event(job)
     assert (event.kind, event.actor_id, event.payload["previous_error"]) == (EventKind.RETRIED, user.pk, old_error)
     claimed = services.job_claim(queue="default", worker=WORKER)
     assert claimed is not None
@@ -419,7 +431,7 @@ def test_cleanup_fails_a_stalled_job_and_records_who_asked(staff_user):
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
     assert "stopped sending heartbeats" in job.error
-    event = job.events.last()
+    event = last_event(job)
     assert (event.kind, event.actor_id) == (EventKind.STALLED, staff_user.pk)
     fresh.refresh_from_db()
     assert fresh.status == JobStatus.RUNNING

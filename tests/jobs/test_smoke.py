@@ -7,7 +7,7 @@ from jobs.models import EventKind, JobStatus
 from jobs.tasks import run_next
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_demo_job_runs_to_completion_when_a_worker_claims_it(user):
     job = services.job_enqueue(job_type="demo", params={"items": 5, "delay_ms": 0}, user=user)
     assert job.status == JobStatus.QUEUED
