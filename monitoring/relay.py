@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections, connection
@@ -51,6 +51,7 @@ STATS_TYPE = "relay.stats"
 STATS_GROUP = "jobs.stats"
 ALL_GROUP = "jobs.all"
 ALERTS_GROUP = "jobs.alerts"
+HUB_CAPACITY = 100_000
 
 
 def setting(name: str, default: Any) -> Any:
@@ -352,6 +353,11 @@ class Hub:
             if self.channel_name:
                 return
             self.channel_name = await self.layer.new_channel("hub.")
+            if isinstance(self.layer, InMemoryChannelLayer):
+                # The in-process layer's default capacity (100) would drop events of a burst
+                # silently (group_send ignores ChannelFull), and channels 4.3 does not apply
+                # its channel_capacity option: size the hub's queue here.
+                self.layer.channels[self.channel_name] = asyncio.Queue(maxsize=HUB_CAPACITY)
             self.tasks.append(asyncio.create_task(self._receive_loop()))
             if relay_in_web():
                 self.relay = EventRelay(layer=self.layer, stats_wanted=lambda: bool(self.members.get(STATS_GROUP)))

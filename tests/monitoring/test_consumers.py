@@ -507,3 +507,22 @@ def test_progress_is_not_conflated_when_the_socket_keeps_up() -> None:
     consumer.deliver(1, "j1", "progress", "p1")
     consumer.deliver(2, "j1", "progress", "p2")
     assert [entry.text for entry in consumer.outbox] == ["p1", "p2"]
+
+
+@database_sync_to_async
+def burst(job: Job, count: int) -> list[int]:
+    with transaction.atomic():
+        return [record_job_event(job=job, kind=EventKind.LOG).id for _ in range(count)]
+
+
+def test_a_burst_of_400_non_progress_events_arrives_complete_and_in_order(user: Any) -> None:
+    async def scenario() -> None:
+        communicator = await connect(user)
+        job = await make_job(user)
+        assert (await receive(communicator))["kind"] == "created"
+        ids = await burst(job, 400)  # one relay read; more than the conflation threshold, none conflatable
+        got = [(await receive(communicator))["event_id"] for _ in ids]
+        assert got == ids
+        await communicator.disconnect()
+
+    run(scenario)
