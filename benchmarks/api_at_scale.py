@@ -248,7 +248,10 @@ def reused_sample() -> dict[str, Any]:
 
     from jobs.models import Job, JobEvent
 
-    job = JobEvent.objects.select_related("job").order_by("-id").first().job  # type: ignore[union-attr]
+    event = JobEvent.objects.select_related("job").order_by("-id").first()
+    if event is None or event.job is None:
+        raise SystemExit("No scratch data to reuse: run once with --keep first.")
+    job = event.job
     print(f"  reusing {Job.objects.count():,} jobs", flush=True)
     return {"id": job.pk, "user": job.user_id, "now": Job.objects.aggregate(m=Max("created_at"))["m"]}
 
