@@ -147,6 +147,8 @@ JOBADMIN_STALL_THRESHOLD = env.float("JOBADMIN_STALL_THRESHOLD", default=60.0)
 JOBADMIN_LONG_RUNNING_THRESHOLD = env.float("JOBADMIN_LONG_RUNNING_THRESHOLD", default=1800.0)
 # Progress reports are coalesced into at most one write per interval.
 JOBADMIN_PROGRESS_INTERVAL = env.float("JOBADMIN_PROGRESS_INTERVAL", default=0.5)
+# A wake-up keeps claiming jobs of its queue for this long before handing over.
+JOBADMIN_WAKEUP_BUDGET = env.float("JOBADMIN_WAKEUP_BUDGET", default=5.0)
 JOBADMIN_DISPATCH_INTERVAL = env.float("JOBADMIN_DISPATCH_INTERVAL", default=1.0)
 JOBADMIN_HISTORY_DAYS = env.int("JOBADMIN_HISTORY_DAYS", default=30)
 JOBADMIN_PURGE_BATCH = env.int("JOBADMIN_PURGE_BATCH", default=2000)
@@ -223,6 +225,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Alerts and jobs both have a "status" field with different choices.
+    "ENUM_NAME_OVERRIDES": {"AlertStatusEnum": "monitoring.models.AlertStatus"},
 }
 
 # --- The rest -------------------------------------------------------------------------------
