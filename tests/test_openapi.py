@@ -87,3 +87,36 @@ def test_api_conforms_to_its_schema(case: Any, scene: dict[str, Any]) -> None:
     if (case.method.upper(), case.path) in STATEFUL_ACCEPTANCE:
         excluded.append(positive_data_acceptance)
     case.call_and_validate(headers={"Authorization": f"Token {scene['token']}"}, excluded_checks=excluded)
+
+
+@pytest.mark.django_db
+def test_schema_and_interactive_docs_are_served_and_list_every_jobs_operation(client: Any) -> None:
+    response = client.get("/api/schema/?format=json")
+    assert response.status_code == 200
+    paths = json.loads(response.content)["paths"]
+    expected = {
+        "/api/auth/token/": {"post"},
+        "/api/jobs/": {"get", "post"},
+        "/api/jobs/{id}/": {"get"},
+        "/api/jobs/{id}/result/": {"get"},
+        "/api/jobs/{id}/events/": {"get"},
+        "/api/jobs/{id}/cancel/": {"post"},
+        "/api/jobs/{id}/retry/": {"post"},
+        "/api/jobs/{id}/pause/": {"post"},
+        "/api/jobs/{id}/resume/": {"post"},
+        "/api/jobs/bulk/": {"post"},
+        "/api/jobs/cleanup-stalled/": {"post"},
+        "/api/job-types/": {"get"},
+        "/api/job-types/{name}/": {"get"},
+        "/api/queues/": {"get"},
+        "/api/queues/{name}/": {"get"},
+        "/api/queues/{name}/pause/": {"post"},
+        "/api/queues/{name}/resume/": {"post"},
+    }
+    for path, methods in expected.items():
+        assert methods <= set(paths[path]), path
+    assert set(paths["/api/jobs/{id}/cancel/"]["post"]["responses"]) >= {"200", "401", "403", "404", "409", "429"}
+    list_params = {p["name"] for p in paths["/api/jobs/"]["get"]["parameters"]}
+    assert list_params >= {"status", "type", "queue", "user", "created_after", "created_before", "search"}
+    assert list_params >= {"ordering", "page", "page_size", "id"}
+    assert client.get("/api/docs/").status_code == 200
