@@ -15,7 +15,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -24,7 +23,8 @@ from django.utils import timezone
 from jobs import services
 from jobs.events import job_snapshot
 from jobs.exceptions import JobError
-from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobEvent, JobStatus, Queue
+from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobEvent, JobStatus
+from jobs.selectors import queue_overview
 
 # The monitor renders at most this many active jobs; the rest are counted.
 MONITOR_MAX_JOBS = 500
@@ -52,36 +52,14 @@ def _staff(request: HttpRequest) -> None:
 
 
 def queue_rows() -> list[dict[str, Any]]:
-    """Depth (queued), running, capacity and utilisation of every queue."""
-    counts = {
-        row["queue"]: row
-        for row in Job.objects.filter(status__in=[JobStatus.QUEUED, *ACTIVE_STATUSES])
-        .order_by()
-        .values("queue")
-        .annotate(
-            queued=Count("id", filter=Q(status=JobStatus.QUEUED)),
-            running=Count("id", filter=Q(status__in=ACTIVE_STATUSES)),
-        )
-    }
-    rows = []
-    stored = {queue.name: queue for queue in Queue.objects.all()}
-    # A configured queue whose row does not exist yet (it is created on first use) still shows.
-    for name, concurrency in settings.JOBADMIN_QUEUES.items():
-        stored.setdefault(name, Queue(name=name, concurrency=concurrency))
-    for queue in sorted(stored.values(), key=lambda q: q.name):
-        found: Any = counts.get(queue.name, {})
-        running = int(found.get("running", 0))
-        rows.append(
-            {
-                "name": queue.name,
-                "queued": int(found.get("queued", 0)),
-                "running": running,
-                "capacity": queue.concurrency,
-                "utilisation": round(100 * running / queue.concurrency) if queue.concurrency else 0,
-                "paused": queue.paused,
-            }
-        )
-    return rows
+    """Depth (queued), running, capacity and utilisation (in percent) of every queue."""
+    return [{**row, "utilisation": round(100 * row["utilisation"])} for row in queue_overview()]
+
+
+def _count(status: str) -> int:
+    # An equality on status reads only the live rows through the status index (see
+    # jobs.selectors.queue_overview for why ``status IN`` is avoided).
+    return Job.objects.filter(status=status).count()
 
 
 def monitor_state() -> dict[str, Any]:
@@ -90,20 +68,23 @@ def monitor_state() -> dict[str, Any]:
     return {
         "queues": queue_rows(),
         "stalled": services.stalled_jobs_queryset().count(),
-        "long_running": Job.objects.filter(status__in=ACTIVE_STATUSES, started_at__lt=long_cutoff).count(),
-        "active": Job.objects.filter(status__in=ACTIVE_STATUSES).count(),
-        "queued": Job.objects.filter(status=JobStatus.QUEUED).count(),
+        "long_running": sum(
+            Job.objects.filter(status=status, started_at__lt=long_cutoff).count() for status in ACTIVE_STATUSES
+        ),
+        "active": sum(_count(status) for status in ACTIVE_STATUSES),
+        "queued": _count(JobStatus.QUEUED),
         "at": timezone.now().isoformat(),
     }
 
 
 def monitor_view(request: HttpRequest) -> HttpResponse:
     _staff(request)
-    active = list(
-        Job.objects.filter(status__in=[*ACTIVE_STATUSES, JobStatus.QUEUED]).order_by("-status", "created_at")[
-            :MONITOR_MAX_JOBS
-        ]
-    )
+    # Running first, then paused, then queued, oldest first; one indexed query per status.
+    active: list[Job] = []
+    for status in (JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.QUEUED):
+        room = MONITOR_MAX_JOBS - len(active)
+        if room > 0:
+            active.extend(Job.objects.filter(status=status).order_by("created_at")[:room])
     feed = list(
         Job.objects.filter(status__in=FINISHED_STATUSES, finished_at__isnull=False).order_by("-finished_at")[:FEED_SIZE]
     )

@@ -19,7 +19,8 @@ def enqueue_demo(page: Any, *, items: int, delay_ms: int) -> Job:
     page.get_by_label("Items:", exact=True).fill(str(items))
     page.get_by_label("Delay ms:", exact=True).fill(str(delay_ms))
     page.get_by_role("button", name="Enqueue").click()
-    page.wait_for_url("**/admin/jobs/job/*/change/")
+    # Generous: on SQLite the enqueue waits for the write lock behind the workers and monitor.
+    page.wait_for_url("**/admin/jobs/job/*/change/", timeout=40000)
     job_id = page.url.rstrip("/").split("/")[-2]
     return Job.objects.get(pk=job_id)
 
