@@ -444,7 +444,7 @@ class JobResultAdmin(admin.ModelAdmin):
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
     list_display = ["name", "concurrency", "paused"]
-    readonly_fields = ["paused", "missed_wakeups"]
+    readonly_fields = ["paused", "pending_wakeups"]
     actions = ["pause_queues", "resume_queues"]
 
     def _run(self, request: HttpRequest, queryset: QuerySet[Queue], pause: bool) -> None:

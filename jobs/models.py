@@ -129,8 +129,8 @@ class Queue(models.Model):
     name = models.CharField(max_length=50, primary_key=True)
     concurrency = models.PositiveSmallIntegerField(default=5)
     paused = models.BooleanField(default=False)
-    # Wake-ups that found no free slot; a finishing job sends one back for each.
-    missed_wakeups = models.PositiveIntegerField(default=0)
+    # Wake-ups sent and not yet taken by a worker; at most `concurrency` are needed.
+    pending_wakeups = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["name"]

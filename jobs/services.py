@@ -29,7 +29,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import Exists, F, Q
+from django.db.models import F, Q
 from django.utils import timezone
 from rest_framework.utils.encoders import JSONEncoder
 
@@ -82,16 +82,48 @@ def _queue(name: str) -> Queue:
 
 
 def send_wakeups(queue: str, count: int = 1) -> None:
-    """Ask the workers to claim up to ``count`` jobs of ``queue`` (now, outside any transaction)."""
+    """Send ``count`` wake-ups for ``queue`` to the broker now (outside any transaction).
+
+    Callers count them in ``Queue.pending_wakeups`` first (see ``_request_wakeups``).
+    """
     from django_q.tasks import async_task
 
     for _ in range(count):
         async_task(RUN_TASK, queue, save=False, task_name=f"run-next:{queue}")
 
 
-def _wake_on_commit(queue: str, count: int = 1) -> None:
-    if count > 0:
-        transaction.on_commit(lambda: send_wakeups(queue, count))
+def _request_wakeups(queue: str, count: int = 1, *, force: bool = False) -> int:
+    """Inside a transaction: count wake-ups for ``queue`` and send them after the commit.
+
+    A wake-up keeps claiming jobs of its queue until none is left (see
+    ``jobs.tasks.run_next``), so no more than ``concurrency`` of them need to be in flight;
+    beyond that a request sends nothing. ``force`` sends regardless (the dispatcher's
+    safety net, which resets the count when the broker is empty).
+    """
+    sent = 0
+    for _ in range(count):
+        queues = Queue.objects.filter(name=queue)
+        if not force:
+            queues = queues.filter(pending_wakeups__lt=F("concurrency"))
+        if not queues.update(pending_wakeups=F("pending_wakeups") + 1):
+            break
+        sent += 1
+    if sent:
+        transaction.on_commit(lambda: send_wakeups(queue, sent))
+    return sent
+
+
+def wakeup_received(queue: str) -> None:
+    """A wake-up left the broker and a worker took it: it is no longer in flight."""
+    Queue.objects.filter(name=queue, pending_wakeups__gt=0).update(pending_wakeups=F("pending_wakeups") - 1)
+
+
+def wakeup_if_waiting(queue: str) -> int:
+    """Hand the queue's remaining runnable jobs to a fresh wake-up (at the back of the broker)."""
+    with transaction.atomic():
+        if Job.objects.filter(queue=queue, status=JobStatus.QUEUED).filter(_due(timezone.now())).exists():
+            return _request_wakeups(queue)
+    return 0
 
 
 def _due(now: datetime) -> Q:
@@ -102,17 +134,11 @@ def queue_active_count(queue: str) -> int:
     return Job.objects.filter(queue=queue, status__in=ACTIVE_STATUSES).count()
 
 
-def _slot_freed(queue: str, now: datetime) -> None:
-    """A job of ``queue`` stopped holding a slot: give back one wake-up that found none."""
+def _slot_freed_without_worker(queue: str, now: datetime) -> None:
+    """A slot was freed by the system or a person, not by a worker that goes on claiming."""
     runnable = Job.objects.filter(queue=queue, status=JobStatus.QUEUED).filter(_due(now))
-    # One statement: it runs for every finished job.
-    given_back = (
-        Queue.objects.filter(name=queue, missed_wakeups__gt=0)
-        .filter(Exists(runnable))
-        .update(missed_wakeups=F("missed_wakeups") - 1)
-    )
-    if given_back:
-        _wake_on_commit(queue)
+    if runnable.exists():
+        _request_wakeups(queue)
 
 
 def queue_pause(*, name: str, actor: Any = None) -> Queue:
@@ -138,16 +164,17 @@ def queue_resume(*, name: str, actor: Any = None) -> Queue:
         record_event(kind=EventKind.QUEUE_RESUMED, payload={"queue": name}, actor_id=_actor_id(actor))
         now = timezone.now()
         waiting = Job.objects.filter(queue=name, status=JobStatus.QUEUED).filter(_due(now)).count()
-        _wake_on_commit(name, min(waiting, max(queue.concurrency - queue_active_count(name), 0)))
+        _request_wakeups(name, min(waiting, max(queue.concurrency - queue_active_count(name), 0)))
     return queue
 
 
 def dispatch_tick(*, since: datetime | None = None, now: datetime | None = None) -> int:
     """The monitor's safety net; returns the number of wake-ups sent.
 
-    Wakes queues whose retry back-off expired since ``since``, and queues that have
-    runnable jobs and free slots while no wake-up is waiting in the broker (so a lost
-    wake-up, for instance from a killed worker, never strands a job).
+    Wakes queues whose retry back-off expired since ``since``. And when the broker holds
+    no wake-up at all, the in-flight counts are reset and every queue with runnable jobs
+    and free slots is woken, so a lost wake-up (a killed worker, a flushed broker) never
+    strands a job for longer than one tick.
     """
     from django_q.brokers import get_broker
 
@@ -156,18 +183,18 @@ def dispatch_tick(*, since: datetime | None = None, now: datetime | None = None)
     sent = 0
     for queue in Queue.objects.filter(paused=False):
         free = queue.concurrency - queue_active_count(queue.name)
-        if free <= 0:
-            continue
         waiting = Job.objects.filter(queue=queue.name, status=JobStatus.QUEUED)
-        wanted = 0
-        if since is not None:
-            wanted = waiting.filter(run_after__gt=since, run_after__lte=now).count()
-        if idle_broker:
-            wanted = max(wanted, waiting.filter(_due(now)).count())
-        count = min(wanted, free)
-        if count:
-            send_wakeups(queue.name, count)
-            sent += count
+        with transaction.atomic():
+            if idle_broker:
+                Queue.objects.filter(pk=queue.pk).update(pending_wakeups=0)
+            if free <= 0:
+                continue
+            wanted = 0
+            if since is not None:
+                wanted = waiting.filter(run_after__gt=since, run_after__lte=now).count()
+            if idle_broker:
+                wanted = max(wanted, waiting.filter(_due(now)).count())
+            sent += _request_wakeups(queue.name, min(wanted, free), force=True)
     return sent
 
 
@@ -210,7 +237,7 @@ def job_enqueue(
             updated_at=now,
         )
         record_job_event(job=job, kind=EventKind.CREATED, actor_id=_actor_id(actor or owner))
-        _wake_on_commit(queue_name)
+        _request_wakeups(queue_name)
     return job
 
 
@@ -233,9 +260,9 @@ def job_claim(*, queue: str, worker: str) -> Job | None:
         except Queue.DoesNotExist:
             return None
         candidates = Job.objects.filter(queue=queue, status=JobStatus.QUEUED).filter(_due(now))
+        # Full or paused: the workers holding the slots claim the next jobs themselves when
+        # they finish, and resuming the queue sends wake-ups.
         if q.paused or queue_active_count(queue) >= q.concurrency:
-            if candidates.exists():
-                Queue.objects.filter(pk=q.pk).update(missed_wakeups=F("missed_wakeups") + 1)
             return None
         job = candidates.order_by("-priority", "created_at").select_for_update(skip_locked=True).first()
         if job is None:
@@ -395,7 +422,6 @@ def job_complete(
                 stored.file.save(result_file[0], ContentFile(result_file[1]), save=False)
             stored.save()
         record_job_event(job=job, kind=EventKind.COMPLETED)
-        _slot_freed(job.queue, now)
     return True
 
 
@@ -459,8 +485,7 @@ def job_fail(
             job.worker = ""
             extra["retry_at"] = job.run_after.isoformat()
             fields = ["status", "run_after", "heartbeat_at", "worker"]
-            if delay <= 0:
-                _wake_on_commit(job.queue)
+            # A worker claims a due retry itself; the system (stall clean-up) wakes one.
         else:
             job.status = JobStatus.FAILED
             _finish(job, now)
@@ -471,7 +496,8 @@ def job_fail(
             [*(values or {}).keys(), *fields, "error", "traceback", "eta", "pause_requested", "cancel_requested"],
         )
         record_job_event(job=job, kind=kind, actor_id=_actor_id(actor), extra=extra)
-        _slot_freed(job.queue, now)
+        if worker is None:
+            _slot_freed_without_worker(job.queue, now)
     return job
 
 
@@ -497,7 +523,6 @@ def job_mark_cancelled(*, job_id: Any, worker: str, attempt: int, values: dict[s
         _finish(job, now)
         _save(job, now, [*values.keys(), *_FINISH_FIELDS, "status", "eta"])
         record_job_event(job=job, kind=EventKind.CANCELLED)
-        _slot_freed(job.queue, now)
     return True
 
 
@@ -518,9 +543,8 @@ def job_cancel(*, job: Job, actor: Any = None) -> Job:
             job.eta = None
             _finish(job, now)
             _save(job, now, ["status", "cancel_requested", "pause_requested", "eta", *_FINISH_FIELDS])
+            # A paused job's worker unwinds and, like every worker, claims the next job.
             record_job_event(job=job, kind=EventKind.CANCELLED, actor_id=_actor_id(actor))
-            if was_active:
-                _slot_freed(job.queue, now)
         elif job.status == JobStatus.RUNNING:
             if job.cancel_requested:
                 raise TransitionNotAllowed(
@@ -629,7 +653,7 @@ def job_retry(*, job: Job, actor: Any = None) -> Job:
         record_job_event(
             job=job, kind=EventKind.RETRIED, actor_id=_actor_id(actor), extra={"previous_error": previous_error}
         )
-        _wake_on_commit(job.queue)
+        _request_wakeups(job.queue)
     return job
 
 

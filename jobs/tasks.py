@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
+
 from jobs import services
 from jobs.context import JobContext
 from jobs.exceptions import JobCancelled, JobLost, JobTimedOut
@@ -26,13 +28,26 @@ logger = logging.getLogger(__name__)
 
 
 def run_next(queue: str) -> str | None:
-    """Claim and run one job of ``queue``; returns its id, or None if nothing was runnable."""
+    """A wake-up: claim and run jobs of ``queue`` until none is runnable.
+
+    Looping saves a broker round trip per job; after ``JOBADMIN_WAKEUP_BUDGET`` seconds
+    the worker hands what is left to a fresh wake-up at the back of the broker, so other
+    queues get their turn and the task stays far below django-q2's timeout. Returns the id
+    of the first job run, or None if there was nothing to run.
+    """
+    services.wakeup_received(queue)
     worker = services.worker_name()
-    job = services.job_claim(queue=queue, worker=worker)
-    if job is None:
-        return None
-    execute_job(job, worker=worker)
-    return str(job.pk)
+    deadline = time.monotonic() + settings.JOBADMIN_WAKEUP_BUDGET
+    first: str | None = None
+    while True:
+        job = services.job_claim(queue=queue, worker=worker)
+        if job is None:
+            return first
+        execute_job(job, worker=worker)
+        first = first or str(job.pk)
+        if time.monotonic() >= deadline:
+            services.wakeup_if_waiting(queue)
+            return first
 
 
 @contextmanager

@@ -170,7 +170,7 @@ def test_claim_takes_the_highest_priority_then_the_oldest_job():
     assert low.status == JobStatus.QUEUED
 
 
-def test_claim_holds_the_queue_concurrency_limit_and_counts_the_missed_wakeup():
+def test_claim_holds_the_queue_concurrency_limit():
     Queue.objects.filter(name="high").update(concurrency=2)
     for _ in range(3):
         enqueue(queue="high")
@@ -180,7 +180,6 @@ def test_claim_holds_the_queue_concurrency_limit_and_counts_the_missed_wakeup():
     assert services.job_claim(queue="high", worker=WORKER) is None
 
     assert Job.objects.filter(queue="high", status=JobStatus.RUNNING).count() == 2
-    assert Queue.objects.get(name="high").missed_wakeups == 1
 
 
 def test_a_paused_job_keeps_its_slot():
@@ -493,21 +492,52 @@ def test_unknown_queue_cannot_be_paused():
         services.queue_pause(name="nope")
 
 
-def test_finishing_a_job_gives_back_a_missed_wakeup(django_capture_on_commit_callbacks):
-    Queue.objects.filter(name="high").update(concurrency=1)
-    first = running(queue="high")
-    enqueue(queue="high")
-    assert services.job_claim(queue="high", worker=WORKER) is None
-    assert Queue.objects.get(name="high").missed_wakeups == 1
+def test_enqueue_sends_no_more_wakeups_than_the_queue_can_use(django_capture_on_commit_callbacks):
+    Queue.objects.filter(name="high").update(concurrency=2)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        services.job_complete(job_id=first.pk, worker=WORKER, attempt=1, values={})
+        for _ in range(7):
+            enqueue(queue="high")
 
-    assert len(callbacks) == 1, "one wake-up for the job that waited"
-    assert Queue.objects.get(name="high").missed_wakeups == 0
+    assert len(callbacks) == 2, "a wake-up claims jobs until its queue is empty: two cover a limit of two"
+    assert Queue.objects.get(name="high").pending_wakeups == 2
+
+    services.wakeup_received("high")
+    assert Queue.objects.get(name="high").pending_wakeups == 1
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        enqueue(queue="high")
+    assert len(callbacks) == 1
 
 
-def test_dispatch_tick_wakes_queues_whose_backoff_expired_and_idle_queues_with_work():
+def test_cleaning_up_a_stalled_job_wakes_a_worker_for_the_jobs_waiting_behind_it(
+    django_capture_on_commit_callbacks,
+):
+    Queue.objects.filter(name="high").update(concurrency=1, pending_wakeups=1)
+    stalled = running(queue="high")
+    enqueue(queue="high")
+    services.wakeup_received("high")
+    _stale(stalled)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        services.jobs_cleanup_stalled()
+
+    assert len(callbacks) == 1
+
+
+def test_dispatch_tick_resets_the_inflight_count_when_the_broker_is_empty():
+    broker = get_broker()
+    broker.purge_queue()
+    Queue.objects.filter(name="default").update(pending_wakeups=5)
+    enqueue()  # sends nothing: the count says five are in flight
+
+    assert services.dispatch_tick() == 1
+    assert Queue.objects.get(name="default").pending_wakeups == 1
+    broker.purge_queue()
+
+
+def test_dispatch_tick_wakes_queues_whose_backoff_expired_and_idle_queues_with_work(
+    django_capture_on_commit_callbacks,
+):
     broker = get_broker()
     broker.purge_queue()
     job = enqueue()
@@ -516,6 +546,7 @@ def test_dispatch_tick_wakes_queues_whose_backoff_expired_and_idle_queues_with_w
     assert services.dispatch_tick() == 0, "nothing is due yet"
 
     later = timezone.now() + timedelta(seconds=31)
-    assert services.dispatch_tick(since=timezone.now(), now=later) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.dispatch_tick(since=timezone.now(), now=later) == 1
     assert broker.queue_size() == 1
     broker.purge_queue()

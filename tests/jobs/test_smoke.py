@@ -3,7 +3,7 @@
 import pytest
 
 from jobs import services
-from jobs.models import EventKind, JobStatus
+from jobs.models import EventKind, JobStatus, Queue
 from jobs.tasks import run_next
 
 
@@ -22,3 +22,33 @@ def test_demo_job_runs_to_completion_when_a_worker_claims_it(user):
     assert kinds[0] == EventKind.CREATED
     assert kinds[1] == EventKind.STARTED
     assert kinds[-1] == EventKind.COMPLETED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_wakeup_runs_every_job_of_its_queue_in_priority_order():
+    low = services.job_enqueue(job_type="demo", params={"items": 1, "delay_ms": 0}, priority=0)
+    high = services.job_enqueue(job_type="demo", params={"items": 1, "delay_ms": 0}, priority=9)
+    other_queue = services.job_enqueue(job_type="demo", params={"items": 1, "delay_ms": 0}, queue="batch")
+
+    assert run_next("default") == str(high.pk)
+
+    low.refresh_from_db()
+    high.refresh_from_db()
+    other_queue.refresh_from_db()
+    assert low.status == high.status == JobStatus.COMPLETED
+    assert high.started_at < low.started_at
+    assert other_queue.status == JobStatus.QUEUED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wakeup_hands_over_after_its_time_budget(settings):
+    settings.JOBADMIN_WAKEUP_BUDGET = 0
+    first = services.job_enqueue(job_type="demo", params={"items": 1, "delay_ms": 0})
+    second = services.job_enqueue(job_type="demo", params={"items": 1, "delay_ms": 0})
+    Queue.objects.filter(name="default").update(pending_wakeups=0)
+
+    assert run_next("default") == str(first.pk)
+
+    second.refresh_from_db()
+    assert second.status == JobStatus.QUEUED
+    assert Queue.objects.get(name="default").pending_wakeups == 1, "a fresh wake-up was sent for the rest"
