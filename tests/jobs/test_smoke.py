@@ -36,6 +36,8 @@ def test_one_wakeup_runs_every_job_of_its_queue_in_priority_order():
     high.refresh_from_db()
     other_queue.refresh_from_db()
     assert low.status == high.status == JobStatus.COMPLETED
+    assert high.started_at is not None
+    assert low.started_at is not None
     assert high.started_at < low.started_at
     assert other_queue.status == JobStatus.QUEUED
 
