@@ -222,20 +222,22 @@ def job_enqueue(
         raise QueueNotFound(queue_name)
     owner = user if user is not None and getattr(user, "is_authenticated", False) else None
     now = timezone.now()
+    # Built before BEGIN: on SQLite the transaction holds the database's write lock.
+    job = Job(
+        type=jtype.name,
+        params=_json_safe(clean),
+        queue=queue_name,
+        priority=jtype.priority if priority is None else priority,
+        user=owner,
+        steps=list(jtype.steps),
+        max_attempts=jtype.max_attempts,
+        timeout=jtype.timeout,
+        created_at=now,
+        updated_at=now,
+    )
     with transaction.atomic():
         _queue(queue_name)
-        job = Job.objects.create(
-            type=jtype.name,
-            params=_json_safe(clean),
-            queue=queue_name,
-            priority=jtype.priority if priority is None else priority,
-            user=owner,
-            steps=list(jtype.steps),
-            max_attempts=jtype.max_attempts,
-            timeout=jtype.timeout,
-            created_at=now,
-            updated_at=now,
-        )
+        job.save(force_insert=True)
         record_job_event(job=job, kind=EventKind.CREATED, actor_id=_actor_id(actor or owner))
         _request_wakeups(queue_name)
     return job
@@ -396,26 +398,36 @@ def job_complete(
     values: dict[str, Any],
     result: Any = None,
     result_file: tuple[str, bytes] | None = None,
+    job: Job | None = None,
 ) -> bool:
-    """The job function returned: store the result and finish the job."""
+    """The job function returned: store the result and finish the job.
+
+    ``job`` is the worker's copy from the claim: with it the finish is one conditional
+    ``UPDATE`` (it only matches while this worker still owns the job) and no re-read.
+    """
     now = timezone.now()
     with transaction.atomic():
-        try:
-            job = _owned(job_id, worker, attempt).select_for_update().get()
-        except Job.DoesNotExist:
+        if job is None:
+            try:
+                job = _owned(job_id, worker, attempt).select_for_update().get()
+            except Job.DoesNotExist:
+                return False
+        changes: dict[str, Any] = {
+            **values,
+            "status": JobStatus.COMPLETED,
+            "progress": 100,
+            "eta": None,
+            "pause_requested": False,
+            "cancel_requested": False,
+            "finished_at": now,
+            "duration": (now - job.started_at).total_seconds() if job.started_at else None,
+            "heartbeat_at": None,
+            "updated_at": now,
+        }
+        if not _owned(job_id, worker, attempt).update(**changes):
             return False
-        for name, value in values.items():
+        for name, value in changes.items():
             setattr(job, name, value)
-        job.status = JobStatus.COMPLETED
-        job.progress = 100
-        job.eta = None
-        job.pause_requested = job.cancel_requested = False
-        _finish(job, now)
-        _save(
-            job,
-            now,
-            [*values.keys(), *_FINISH_FIELDS, "status", "progress", "eta", "pause_requested", "cancel_requested"],
-        )
         if result is not None or result_file is not None:
             stored = JobResult(job=job, data=_json_result(result))
             if result_file is not None:

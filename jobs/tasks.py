@@ -97,7 +97,7 @@ def execute_job(job: Job, *, worker: str) -> None:
             with _alarm(job.timeout):
                 result = jtype.func(ctx, job.params)
             ctx.flush_pending()
-            services.job_complete(**ids, values=ctx.values(), result=result, result_file=ctx.result_file)
+            services.job_complete(**ids, values=ctx.values(), result=result, result_file=ctx.result_file, job=job)
         except JobCancelled:
             services.job_mark_cancelled(**ids, values=ctx.values())
         except JobTimedOut as exc:
