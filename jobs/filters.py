@@ -13,6 +13,7 @@ from typing import Any
 import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
+from django.core.validators import ProhibitNullCharactersValidator
 from django.db.models import F, Q, QuerySet
 from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import extend_schema_field
@@ -63,6 +64,24 @@ class SafeIsoDateTimeField(IsoDateTimeField):
         return result
 
 
+class AnyTextField(forms.CharField):
+    """Any string, NUL included: a name containing NUL cannot be stored (PostgreSQL text
+    refuses it), so it is a valid query that matches nothing, not bad input."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.validators = [v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)]
+
+
+class TextFilter(django_filters.CharFilter):
+    field_class = AnyTextField
+
+    def filter(self, qs: Any, value: Any) -> Any:
+        if value and "\x00" in value:
+            return qs.none()
+        return super().filter(qs, value)
+
+
 class SafeIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = SafeIsoDateTimeField
 
@@ -97,14 +116,12 @@ class JobFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(
         choices=JobStatus.choices, distinct=False, label="Status (repeat for several)"
     )
-    type = django_filters.CharFilter(field_name="type", label="Job type")
-    queue = django_filters.CharFilter(field_name="queue", label="Queue name")
+    type = TextFilter(field_name="type", label="Job type")
+    queue = TextFilter(field_name="queue", label="Queue name")
     user = UserIdFilter(field_name="user_id", min_value=1, max_value=MAX_INT, label="Owner's user id")
     created_after = SafeIsoDateTimeFilter(field_name="created_at", lookup_expr="gte", label="Created at or after")
     created_before = SafeIsoDateTimeFilter(field_name="created_at", lookup_expr="lt", label="Created before")
-    search = django_filters.CharFilter(
-        method="filter_search", label="Search: a job id, a type prefix or a creator's username prefix"
-    )
+    search = TextFilter(method="filter_search", label="Search: a job id, a type prefix or a creator's username prefix")
     ordering = django_filters.ChoiceFilter(
         method="filter_ordering",
         choices=ORDERING_CHOICES,
@@ -127,6 +144,8 @@ class JobFilter(django_filters.FilterSet):
         value = value.strip()
         if not value:
             return queryset
+        if "\x00" in value:
+            return queryset.none()
         try:
             return queryset.filter(pk=uuid.UUID(value))
         except ValueError:
