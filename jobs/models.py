@@ -10,7 +10,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 from django.utils import timezone
 
 
@@ -86,10 +85,10 @@ class Job(models.Model):
             # Statistics: nearest-rank p95 of a window's durations and waits by an index-only scan.
             models.Index(fields=["duration", "created_at"], name="job_duration_created"),
             models.Index(fields=["queue_wait", "created_at"], name="job_wait_created"),
-            # The dispatcher's claim: best queued job of a queue.
-            models.Index(fields=["queue", "-priority", "created_at"], condition=Q(status="queued"), name="job_claim"),
-            # Slot counting and stall detection look only at active jobs.
-            models.Index(fields=["queue", "status"], condition=Q(status__in=["running", "paused"]), name="job_active"),
+            # The dispatcher: the best queued job of a queue, and the count of its active
+            # jobs. Not a partial index: SQLite cannot use one when the status comes in as
+            # a bound parameter, and then each claim scanned the queue's whole history.
+            models.Index(fields=["queue", "status", "-priority", "created_at"], name="job_dispatch"),
         ]
 
     def __str__(self) -> str:
