@@ -693,7 +693,9 @@ def jobs_cleanup_stalled(*, actor: Any = None, now: datetime | None = None) -> l
     """
     now = now or timezone.now()
     outcomes = []
-    for job in stalled_jobs_queryset(now).only("id", "type", "started_at", "timeout", "worker"):
+    # No ordering: Job's default (-created_at) makes SQLite walk the whole created_at index
+    # instead of the status index, every monitor tick.
+    for job in stalled_jobs_queryset(now).order_by().only("id", "type", "started_at", "timeout", "worker"):
         jtype = _type_or_none(job.type)
         timed_out = job.started_at is not None and (now - job.started_at).total_seconds() > job.timeout
         if timed_out:

@@ -77,16 +77,23 @@ def measure(rule: AlertRule, now: datetime) -> list[Finding]:
         failed = Job.objects.filter(status=JobStatus.FAILED, finished_at__gte=since, finished_at__lt=_until(now))
         return [Finding("", float(failed.count()))]
     if metric == Metric.STALLED_JOBS:
-        settled = JobEvent.objects.filter(
-            kind=EventKind.STALLED, created_at__gte=since, created_at__lt=_until(now), job__isnull=False
-        ).values_list("job_id", flat=True)
+        # order_by(): the models' default orderings would make SQLite scan an index in that order.
+        settled = (
+            JobEvent.objects.filter(
+                kind=EventKind.STALLED, created_at__gte=since, created_at__lt=_until(now), job__isnull=False
+            )
+            .order_by()
+            .values_list("job_id", flat=True)
+        )
         found: dict[str, Finding] = {}
-        for job_id in [*settled, *stalled_jobs_queryset(now).values_list("id", flat=True)]:
+        for job_id in [*settled, *stalled_jobs_queryset(now).order_by().values_list("id", flat=True)]:
             found[f"job:{job_id}"] = Finding(f"job:{job_id}", 1.0, job_id)
         return list(found.values())
     if metric == Metric.LONG_RUNNING:
-        rows = Job.objects.filter(status__in=ACTIVE_STATUSES, started_at__isnull=False).values_list(
-            "id", "type", "started_at"
+        rows = (
+            Job.objects.filter(status__in=ACTIVE_STATUSES, started_at__isnull=False)
+            .order_by()
+            .values_list("id", "type", "started_at")
         )
         return [
             Finding(f"job:{job_id}", (now - started).total_seconds(), job_id, job_type)
