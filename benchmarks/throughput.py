@@ -94,6 +94,11 @@ def report(name: str, result: dict[str, Any]) -> None:
             f"JobAdmin {ours['rate']:7.1f} jobs/s (enqueued in {ours['enqueue_s']:.1f} s)   "
             f"ratio {ratio:.2f} ({verdict} the {TARGET_RATIO} target)"
         )
+        drain = r["drain"]["rate"]
+        print(
+            f"           workers alone (jobs enqueued beforehand into a paused queue, then resumed): "
+            f"JobAdmin {drain:7.1f} jobs/s, {drain / bare['rate']:.2f} of bare async_task end to end"
+        )
     print(f"  JobAdmin writes per job: {result['writes_per_job']}")
 
 
@@ -147,7 +152,8 @@ def child(args: argparse.Namespace) -> None:
         for _ in range(args.rounds):
             bare = measure_bare(args.jobs)
             jobadmin = measure_jobadmin(args.jobs)
-            rounds.append({"bare": bare, "jobadmin": jobadmin})
+            drain = measure_jobadmin_drain(args.jobs)
+            rounds.append({"bare": bare, "jobadmin": jobadmin, "drain": drain})
         result = {
             "jobs": args.jobs,
             "workers": args.workers,
@@ -220,6 +226,22 @@ def measure_jobadmin(n: int) -> dict[str, float]:
     left = dict(ours.exclude(status=JobStatus.COMPLETED).values_list("status", "error")[:5])
     assert not left, f"benchmark jobs did not complete: {left}"
     return {"rate": n / elapsed, "enqueue_s": enqueued}
+
+
+def measure_jobadmin_drain(n: int) -> dict[str, float]:
+    """The workers' side alone: n jobs wait in a paused queue, then the queue is resumed."""
+    from jobs import services
+    from jobs.models import Job, JobStatus
+
+    ours = Job.objects.filter(type="bench-noop")
+    before = ours.filter(status=JobStatus.COMPLETED).count()
+    services.queue_pause(name="default")
+    for _ in range(n):
+        services.job_enqueue(job_type="bench-noop")
+    started = time.perf_counter()
+    services.queue_resume(name="default")
+    _wait(lambda: ours.filter(status=JobStatus.COMPLETED).count() - before >= n, "the drained JobAdmin jobs")
+    return {"rate": n / (time.perf_counter() - started)}
 
 
 def count_writes_per_job() -> dict[str, int]:
