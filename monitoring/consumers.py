@@ -97,6 +97,7 @@ class JobsConsumer(AsyncWebsocketConsumer):
         self.refused = 0
         self.last_rate_error = 0.0
         self.closing = False
+        self.counted = False  # in the hub's count of open sockets
 
     async def connect(self) -> None:
         self.init_state(self.scope.get("user"))
@@ -108,6 +109,8 @@ class JobsConsumer(AsyncWebsocketConsumer):
         self.sender = asyncio.create_task(self._send_loop())
         own = f"user:{self.user.pk}"
         await self._join(own, f"user.{self.user.pk}")
+        get_hub().socket_opened()
+        self.counted = True
         await self._send(messages.welcome(user=self.user, latest_event_id=await _latest_event_id(), channels=[own]))
 
     async def disconnect(self, code: int) -> None:
@@ -115,6 +118,9 @@ class JobsConsumer(AsyncWebsocketConsumer):
         if getattr(self, "sender", None) is not None and self.sender is not None:
             self.sender.cancel()
         hub = get_hub()
+        if getattr(self, "counted", False):
+            self.counted = False
+            hub.socket_closed()
         for group in list(getattr(self, "groups_by_channel", {}).values()):
             await hub.leave(group, self)
 

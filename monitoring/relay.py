@@ -31,18 +31,24 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from functools import partial
 from typing import Any, Protocol
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
+from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections, connection
+from django.utils import timezone
 
 from jobs.models import EventKind, JobEvent
 from monitoring import messages
+from monitoring.metrics import EVENT_LAG_CACHE_KEY, WS_CONNECTIONS_CACHE_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +58,19 @@ STATS_GROUP = "jobs.stats"
 ALL_GROUP = "jobs.all"
 ALERTS_GROUP = "jobs.alerts"
 HUB_CAPACITY = 100_000
+
+# Live gauges in the cache (read by monitoring.metrics and /metrics). On the embedded default
+# the cache is a DatabaseCache, so every write is a database write: at most one per interval.
+LAG_TTL = 60.0  # a relay that died stops reporting: its lag disappears instead of freezing
+LAG_IDLE_REFRESH = 20.0  # an idle relay re-states its 0 this often
+WS_TTL = 30.0  # a process's socket count lives this long unless refreshed
+WS_REFRESH = 10.0  # a process with open sockets refreshes its count this often
+WS_REGISTRY_KEY = f"{WS_CONNECTIONS_CACHE_KEY}:processes"
+
+
+def gauge_interval() -> float:
+    """The shortest time between two writes of one gauge (``JOBADMIN_GAUGE_INTERVAL``, 1 s)."""
+    return float(setting("JOBADMIN_GAUGE_INTERVAL", 1.0))
 
 
 def setting(name: str, default: Any) -> Any:
@@ -96,6 +115,59 @@ def stats_body() -> dict[str, Any]:
     from monitoring.stats import stats_summary
 
     return dict(stats_summary())
+
+
+_gauge_executor: ThreadPoolExecutor | None = None
+
+
+async def in_gauge_thread(fn: Callable[[], Any]) -> Any:
+    """Run a gauge write in its own thread: never on the event path (the relay's database
+    thread, the consumers' sync thread), where a slow or unreachable cache would delay events."""
+    global _gauge_executor
+    if _gauge_executor is None:
+        _gauge_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-gauges")
+
+    def call() -> Any:
+        try:
+            return fn()
+        finally:
+            connection.close()  # the DatabaseCache's connection: a test database must be droppable
+
+    return await asyncio.get_running_loop().run_in_executor(_gauge_executor, call)
+
+
+def store_event_lag(value: float) -> None:
+    try:
+        cache.set(EVENT_LAG_CACHE_KEY, round(value, 3), timeout=LAG_TTL)
+    except Exception as exc:  # a cache that is away must not stop the relay
+        logger.warning("relay: storing the event lag failed: %r", exc)
+
+
+def ws_process_key(token: str) -> str:
+    return f"{WS_CONNECTIONS_CACHE_KEY}:{token}"
+
+
+def ws_connections_store(*, token: str, count: int) -> int:
+    """Store one process's open sockets and the total over live processes; returns the total.
+
+    Each process writes its count under its own key with a TTL (a process that dies stops
+    counting after ``WS_TTL``), lists itself in a small registry (no key scan: works on the
+    database and the Redis cache alike), and writes the sum of the live counts under
+    ``WS_CONNECTIONS_CACHE_KEY``, the key the readers use. Two processes updating the
+    registry at once may drop one entry; its owner puts it back on its next refresh.
+    """
+    now = time.time()
+    registry = {t: expiry for t, expiry in dict(cache.get(WS_REGISTRY_KEY) or {}).items() if expiry > now}
+    if count > 0:
+        cache.set(ws_process_key(token), count, timeout=WS_TTL)
+        registry[token] = now + WS_TTL
+    else:
+        cache.delete(ws_process_key(token))
+        registry.pop(token, None)
+    counts = cache.get_many([ws_process_key(t) for t in registry]) if registry else {}
+    total = sum(max(int(value), 0) for value in counts.values())
+    cache.set_many({WS_REGISTRY_KEY: registry, WS_CONNECTIONS_CACHE_KEY: total}, timeout=WS_TTL)
+    return total
 
 
 # --- routing -------------------------------------------------------------------------------
@@ -196,6 +268,14 @@ class EventRelay:
         self._stats_task: asyncio.Task[None] | None = None
         self.stats_wanted = stats_wanted or (lambda: True)
         self.stats_computed = 0
+        # Event lag: the oldest ``created_at`` in hand, the worst lag not yet stored, write pacing.
+        self.gauge_interval = gauge_interval()
+        self._hand_oldest: datetime | None = None
+        self._lag_pending: float | None = None
+        self._lag_next_write = 0.0
+        self._lag_written: float | None = None
+        self._lag_written_at = 0.0
+        self._lag_task: asyncio.Task[None] | None = None
 
     # Runs in the relay's own thread, which keeps one database connection.
     def _read(self) -> list[dict[str, Any]]:
@@ -241,8 +321,41 @@ class EventRelay:
                 event = layer_event(row)
                 if event is not None:
                     self.in_hand.append((event, list(event["groups"])))
+                    created = row["created_at"]
+                    if isinstance(created, datetime) and (self._hand_oldest is None or created < self._hand_oldest):
+                        self._hand_oldest = created
         await self.publish_in_hand()
-        return self.published - before
+        if self._hand_oldest is not None:
+            # Everything in hand is out: how late the oldest of it went.
+            lag = max((timezone.now() - self._hand_oldest).total_seconds() * 1000, 0.0)
+            self._lag_pending = max(self._lag_pending or 0.0, lag)
+            self._hand_oldest = None
+        published = self.published - before
+        self._report_lag(idle=not published)
+        return published
+
+    def _report_lag(self, *, idle: bool) -> None:
+        """Store the worst lag since the last write, or 0 when idle; at most once per interval,
+        in the background (one write at a time)."""
+        now = time.monotonic()
+        if now < self._lag_next_write or (self._lag_task is not None and not self._lag_task.done()):
+            return
+        if self._lag_pending is not None:
+            value = self._lag_pending
+        elif idle and (self._lag_written != 0.0 or now - self._lag_written_at >= LAG_IDLE_REFRESH):
+            value = 0.0
+        else:
+            return
+        self._lag_pending = None
+        self._lag_next_write = now + self.gauge_interval
+        self._lag_written, self._lag_written_at = value, now
+        self._lag_task = asyncio.create_task(in_gauge_thread(partial(store_event_lag, value)))
+
+    async def wait_gauges(self) -> None:
+        """Wait for the lag write in flight, if any."""
+        if self._lag_task is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._lag_task, timeout=10)
 
     def maybe_stats(self) -> None:
         """Start computing ``job-stats`` once per interval (skipped while one is still running)."""
@@ -294,6 +407,7 @@ class EventRelay:
 
     async def close(self) -> None:
         """Close the relay thread's database connection (a test database cannot be dropped with it open)."""
+        await self.wait_gauges()
         if self._stats_task is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(self._stats_task, timeout=10)
@@ -347,6 +461,11 @@ class Hub:
         self.relay: EventRelay | None = None
         self._started = asyncio.Lock()
         self._relay_stop = asyncio.Event()
+        # Open sockets of this process, stored for the websocket-connections gauge.
+        self.token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.sockets = 0
+        self.sockets_stored: int | None = None
+        self._sockets_changed = asyncio.Event()
 
     async def start(self) -> None:
         async with self._started:
@@ -359,6 +478,7 @@ class Hub:
                 # its channel_capacity option: size the hub's queue here.
                 self.layer.channels[self.channel_name] = asyncio.Queue(maxsize=HUB_CAPACITY)
             self.tasks.append(asyncio.create_task(self._receive_loop()))
+            self.tasks.append(asyncio.create_task(self._sockets_loop()))
             if relay_in_web():
                 self.relay = EventRelay(layer=self.layer, stats_wanted=lambda: bool(self.members.get(STATS_GROUP)))
                 self.tasks.append(asyncio.create_task(self.relay.run(self._relay_stop)))
@@ -372,6 +492,37 @@ class Hub:
                 await asyncio.wait_for(task, timeout=5)
         self.tasks.clear()
         self.channel_name = ""
+        if self.sockets_stored:  # leave the gauge as this process found it
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(in_gauge_thread(partial(ws_connections_store, token=self.token, count=0)), 5)
+            self.sockets_stored = 0
+
+    def socket_opened(self) -> None:
+        self.sockets += 1
+        self._sockets_changed.set()
+
+    def socket_closed(self) -> None:
+        self.sockets = max(self.sockets - 1, 0)
+        self._sockets_changed.set()
+
+    async def _sockets_loop(self) -> None:
+        """Store the socket count on a change (at most once per interval) and every WS_REFRESH while > 0."""
+        while True:
+            if self.sockets:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._sockets_changed.wait(), WS_REFRESH)
+            else:
+                await self._sockets_changed.wait()
+            self._sockets_changed.clear()
+            count = self.sockets
+            if count == 0 and self.sockets_stored == 0:
+                continue
+            try:
+                await in_gauge_thread(partial(ws_connections_store, token=self.token, count=count))
+                self.sockets_stored = count
+            except Exception as exc:  # the cache is away: try again on the next change or refresh
+                logger.warning("hub: storing the socket count failed: %r", exc)
+            await asyncio.sleep(gauge_interval())
 
     async def join(self, group: str, subscriber: Any) -> None:
         await self.start()
