@@ -35,6 +35,11 @@ OUTBOX_MAX = 5000
 REPLAY_PAGE = 500
 REPLAY_MAX = 10_000
 SEEN_MAX = 8192
+# After a subscription, the log is read again for what the live path may have missed: the
+# layer can accept a group_add before its subscription is effective (a Redis that just came
+# back), and an event published in that window reaches nobody. ``seen`` drops repeats.
+CATCH_UP_AFTER = (1.0, 4.0)  # seconds after subscribing
+CATCH_UP_MARGIN = 200  # event ids below the subscription's latest id that are read again
 
 
 def _encode(message: dict[str, Any]) -> str:
@@ -98,6 +103,7 @@ class JobsConsumer(AsyncWebsocketConsumer):
         self.last_rate_error = 0.0
         self.closing = False
         self.counted = False  # in the hub's count of open sockets
+        self.catch_ups: set[asyncio.Task[None]] = set()
 
     async def connect(self) -> None:
         self.init_state(self.scope.get("user"))
@@ -117,6 +123,8 @@ class JobsConsumer(AsyncWebsocketConsumer):
         self.closing = True
         if getattr(self, "sender", None) is not None and self.sender is not None:
             self.sender.cancel()
+        for task in list(getattr(self, "catch_ups", ())):
+            task.cancel()
         hub = get_hub()
         if getattr(self, "counted", False):
             self.counted = False
@@ -279,6 +287,25 @@ class JobsConsumer(AsyncWebsocketConsumer):
             self.replaying -= 1
             self.wake.set()
         await self._send(messages.subscribed(channel=channel, since=since, replayed=replayed, latest_event_id=latest))
+        if group != STATS_GROUP:
+            anchor = latest if since is None else max(since, latest - CATCH_UP_MARGIN)
+            task = asyncio.create_task(self._catch_up(channel, group, anchor))
+            self.catch_ups.add(task)
+            task.add_done_callback(self.catch_ups.discard)
+
+    async def _catch_up(self, channel: str, group: str, anchor: int) -> None:
+        """Read the log again after the subscription settled; events already sent are skipped."""
+        waited = 0.0
+        for delay in CATCH_UP_AFTER:
+            await asyncio.sleep(delay - waited)
+            waited = delay
+            if self.closing or self.groups_by_channel.get(channel) != group:
+                return
+            rows = await _replay(group, anchor, REPLAY_PAGE)
+            for row in rows:
+                message = event_message(row)
+                if message is not None and self._mark_seen(row["id"]):
+                    await self._send(message)
 
     async def _send_replay(self, channel: str, group: str, since: int) -> int:
         sent = 0

@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from jobs.models import Job, JobEvent
+from monitoring.consumers import CATCH_UP_AFTER
 from tests.conftest import child_env, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
@@ -72,6 +73,18 @@ async def until(ws: ClientConnection, predicate: Any, sink: list[dict[str, Any]]
         message = await next_message(ws, max(0.1, deadline - time.monotonic()))
         sink.append(message)
         if predicate(message):
+            return
+
+
+async def keep_listening(ws: ClientConnection, sink: list[dict[str, Any]], seconds: float) -> None:
+    """Collect what else arrives for ``seconds``: a client stays connected after the job ends,
+    and the server's catch-up reads of the log (monitoring.consumers.CATCH_UP_AFTER) may
+    still bring events the live path missed."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            sink.append(await next_message(ws, left))
+        except TimeoutError:
             return
 
 
@@ -252,6 +265,7 @@ def test_when_the_layer_dies_mid_job_resuming_subscribers_lose_nothing(
                     assert (await next_message(ws))["type"] == "welcome"
                     await ws.send(json.dumps({"type": "subscribe", "channel": f"job:{job_id}", "since": last}))
                     await until(ws, lambda m: m.get("job", {}).get("status") in FINAL, attempt)
+                    await keep_listening(ws, attempt, max(CATCH_UP_AFTER) + 1)
                     return received + attempt
             except (OSError, TimeoutError, ConnectionClosed):
                 await asyncio.sleep(0.5)

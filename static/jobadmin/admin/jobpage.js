@@ -15,6 +15,7 @@
     var text = bar && bar.querySelector(".ja-progress-text");
     var field = function (name) { return root.querySelector('[data-field="' + name + '"]'); };
     var latest = null;
+    var newestEvent = 0;  // event_id of the snapshot in `latest`
     var frame = false;
 
     function paint() {
@@ -53,6 +54,10 @@
       channels: ["job:" + id],
       onMessage: function (message) {
         if (message.type !== "job-update" || !message.job || message.job.id !== id) return;
+        // Events can arrive late and out of order (a catch-up after a layer outage): an older
+        // snapshot never overwrites a newer one.
+        if (message.event_id <= newestEvent) return;
+        newestEvent = message.event_id;
         latest = message.job;
         if (!frame) { frame = true; requestAnimationFrame(paint); }
       },

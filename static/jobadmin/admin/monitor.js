@@ -12,6 +12,7 @@
   var root, body, emptyNote, feedList, toasts, indicator, jobUrl;
   var rows = new Map();      // job id -> row record (DOM nodes and the values they show)
   var pending = new Map();   // job id -> newest snapshot not yet drawn
+  var newestEvent = new Map();  // job id -> event_id of the newest snapshot received
   var feedPending = [];
   var frameRequested = false;
   var stats = { messages: 0, flushes: 0, writes: 0, flushMs: 0, maxFlushMs: 0 };
@@ -247,6 +248,11 @@
   function handle(message) {
     stats.messages += 1;
     if (message.type === "job-update" && message.job && message.job.id) {
+      // Events can arrive late and out of order (a catch-up after a layer outage): an older
+      // snapshot of a job never overwrites a newer one.
+      var newest = newestEvent.get(message.job.id) || 0;
+      if (message.event_id <= newest) return;
+      newestEvent.set(message.job.id, message.event_id);
       pending.set(message.job.id, message.job);
       requestFrame();
       if (!ACTIVE[message.job.status] || message.kind === "created" || message.kind === "started") pollSoon();
