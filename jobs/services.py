@@ -318,6 +318,17 @@ def _owned(job_id: Any, worker: str, attempt: int) -> Any:
     return Job.objects.filter(pk=job_id, worker=worker, attempts=attempt, status__in=ACTIVE_STATUSES)
 
 
+def _owned_locked(job_id: Any, worker: str, attempt: int, values: dict[str, Any] | None = None) -> Job | None:
+    """The job under a row lock if this worker still owns the attempt, with ``values`` applied."""
+    try:
+        job = _owned(job_id, worker, attempt).select_for_update().get()
+    except Job.DoesNotExist:
+        return None
+    for name, value in (values or {}).items():
+        setattr(job, name, value)
+    return job
+
+
 def job_heartbeat(*, job_id: Any, worker: str, attempt: int, write: bool = True) -> Control:
     """Refresh the heartbeat (when ``write``) and read back the control flags."""
     if write:
@@ -350,12 +361,9 @@ def job_report(
     """Write a (coalesced) progress or step report; False when the worker lost the job."""
     now = timezone.now()
     with transaction.atomic():
-        try:
-            job = _owned(job_id, worker, attempt).select_for_update().get()
-        except Job.DoesNotExist:
+        job = _owned_locked(job_id, worker, attempt, values)
+        if job is None:
             return False
-        for name, value in values.items():
-            setattr(job, name, value)
         job.heartbeat_at = now
         _save(job, now, [*values.keys(), "heartbeat_at"])
         record_job_event(job=job, kind=kind, extra=extra)
@@ -376,11 +384,8 @@ def job_mark_paused(*, job_id: Any, worker: str, attempt: int, values: dict[str,
     """At a checkpoint: a requested pause takes effect (the job blocks in place)."""
     now = timezone.now()
     with transaction.atomic():
-        try:
-            job = _owned(job_id, worker, attempt).select_for_update().get()
-        except Job.DoesNotExist:
-            return False
-        if job.status != JobStatus.RUNNING or not job.pause_requested:
+        job = _owned_locked(job_id, worker, attempt)
+        if job is None or job.status != JobStatus.RUNNING or not job.pause_requested:
             return False
         for name, value in values.items():
             setattr(job, name, value)
@@ -408,9 +413,8 @@ def job_complete(
     now = timezone.now()
     with transaction.atomic():
         if job is None:
-            try:
-                job = _owned(job_id, worker, attempt).select_for_update().get()
-            except Job.DoesNotExist:
+            job = _owned_locked(job_id, worker, attempt)
+            if job is None:
                 return False
         changes: dict[str, Any] = {
             **values,
@@ -524,12 +528,9 @@ def job_mark_cancelled(*, job_id: Any, worker: str, attempt: int, values: dict[s
     """At a checkpoint: a requested cancel took effect and the job function unwound."""
     now = timezone.now()
     with transaction.atomic():
-        try:
-            job = _owned(job_id, worker, attempt).select_for_update().get()
-        except Job.DoesNotExist:
+        job = _owned_locked(job_id, worker, attempt, values)
+        if job is None:
             return False
-        for name, value in values.items():
-            setattr(job, name, value)
         job.status = JobStatus.CANCELLED
         job.eta = None
         _finish(job, now)
