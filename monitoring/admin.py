@@ -10,6 +10,7 @@ from django.http import HttpRequest
 
 from jobs.exceptions import TransitionNotAllowed
 from monitoring import alerts
+from monitoring.metrics import SERIES_FIELDS
 from monitoring.models import Alert, AlertRule, MetricSample
 
 
@@ -70,19 +71,7 @@ class AlertAdmin(admin.ModelAdmin):
 
 @admin.register(MetricSample)
 class MetricSampleAdmin(admin.ModelAdmin):
-    list_display = [
-        "sampled_at",
-        "cpu_percent",
-        "memory_percent",
-        "disk_percent",
-        "load_1",
-        "queued_jobs",
-        "running_jobs",
-        "live_workers",
-        "jobs_per_minute",
-        "failure_rate",
-        "event_lag_ms",
-    ]
+    list_display = ["sampled_at", *SERIES_FIELDS]
     date_hierarchy = "sampled_at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
