@@ -218,8 +218,6 @@ def job_enqueue(
     jtype = get_job_type(job_type)
     clean = jtype.validate_params(params)
     queue_name = queue or jtype.queue
-    if queue_name not in settings.JOBADMIN_QUEUES and not Queue.objects.filter(name=queue_name).exists():
-        raise QueueNotFound(queue_name)
     owner = user if user is not None and getattr(user, "is_authenticated", False) else None
     now = timezone.now()
     # Built before BEGIN: on SQLite the transaction holds the database's write lock.
@@ -236,7 +234,7 @@ def job_enqueue(
         updated_at=now,
     )
     with transaction.atomic():
-        _queue(queue_name)
+        _queue(queue_name)  # raises QueueNotFound before anything is written
         job.save(force_insert=True)
         record_job_event(job=job, kind=EventKind.CREATED, actor_id=_actor_id(actor or owner))
         _request_wakeups(queue_name)
@@ -501,7 +499,6 @@ def job_fail(
             job.worker = ""
             extra["retry_at"] = job.run_after.isoformat()
             fields = ["status", "run_after", "heartbeat_at", "worker"]
-            # A worker claims a due retry itself; the system (stall clean-up) wakes one.
         else:
             job.status = JobStatus.FAILED
             _finish(job, now)
@@ -512,6 +509,8 @@ def job_fail(
             [*(values or {}).keys(), *fields, "error", "traceback", "eta", "pause_requested", "cancel_requested"],
         )
         record_job_event(job=job, kind=kind, actor_id=_actor_id(actor), extra=extra)
+        # A failing worker goes on claiming (a due retry included); when the system failed
+        # the job, a waiting job needs a wake-up. Back-offs are woken by the dispatch tick.
         if worker is None:
             _slot_freed_without_worker(job.queue, now)
     return job
