@@ -7,6 +7,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from jobs import rows
 from jobs.models import Job, JobEvent
 
 
@@ -50,7 +51,7 @@ def record_job_event(
     payload: dict[str, Any] = {"job": job_snapshot(job)}
     if extra:
         payload.update(extra)
-    return JobEvent.objects.create(
+    event = JobEvent(
         kind=kind,
         job=job,
         owner_id=job.user_id,
@@ -58,8 +59,12 @@ def record_job_event(
         payload=payload,
         created_at=job.updated_at or timezone.now(),
     )
+    rows.insert(event)
+    return event
 
 
 def record_event(*, kind: str, payload: dict[str, Any], actor_id: int | None = None) -> JobEvent:
     """An event that belongs to no job (queue changes, alerts)."""
-    return JobEvent.objects.create(kind=kind, actor_id=actor_id, payload=payload, created_at=timezone.now())
+    event = JobEvent(kind=kind, actor_id=actor_id, payload=payload, created_at=timezone.now())
+    rows.insert(event)
+    return event

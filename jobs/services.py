@@ -28,11 +28,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from rest_framework.utils.encoders import JSONEncoder
 
+from jobs import rows
 from jobs.events import record_event, record_job_event
 from jobs.exceptions import QueueNotFound, TransitionNotAllowed
 from jobs.models import ACTIVE_STATUSES, EventKind, Job, JobResult, JobStatus, Queue
@@ -81,6 +82,21 @@ def _queue(name: str) -> Queue:
         return queue
 
 
+def _wakeups_wanted(name: str) -> bool:
+    """Whether ``name`` has room for another wake-up in flight; raises ``QueueNotFound``.
+
+    The enqueue path's one read of the queue (plain SQL, see ``jobs.rows``).
+    """
+    row = rows.fetch_one(
+        "SELECT pending_wakeups, concurrency FROM jobs_queue WHERE name = %s",
+        [name],
+    )
+    if row is None:
+        queue = _queue(name)
+        row = (queue.pending_wakeups, queue.concurrency)
+    return bool(row[0] < row[1])
+
+
 def send_wakeups(queue: str, count: int = 1) -> None:
     """Send ``count`` wake-ups for ``queue`` to the broker now (outside any transaction).
 
@@ -92,6 +108,9 @@ def send_wakeups(queue: str, count: int = 1) -> None:
         async_task(RUN_TASK, queue, save=False, task_name=f"run-next:{queue}")
 
 
+_COUNT_WAKEUP = "UPDATE jobs_queue SET pending_wakeups = pending_wakeups + 1 WHERE name = %s"
+
+
 def _request_wakeups(queue: str, count: int = 1, *, force: bool = False) -> int:
     """Inside a transaction: count wake-ups for ``queue`` and send them after the commit.
 
@@ -100,14 +119,14 @@ def _request_wakeups(queue: str, count: int = 1, *, force: bool = False) -> int:
     beyond that a request sends nothing. ``force`` sends regardless (the dispatcher's
     safety net, which resets the count when the broker is empty).
     """
+    sql = _COUNT_WAKEUP if force else _COUNT_WAKEUP + " AND pending_wakeups < concurrency"
     sent = 0
-    for _ in range(count):
-        queues = Queue.objects.filter(name=queue)
-        if not force:
-            queues = queues.filter(pending_wakeups__lt=F("concurrency"))
-        if not queues.update(pending_wakeups=F("pending_wakeups") + 1):
-            break
-        sent += 1
+    with connection.cursor() as cursor:
+        for _ in range(count):
+            cursor.execute(sql, [queue])
+            if not cursor.rowcount:
+                break
+            sent += 1
     if sent:
         transaction.on_commit(lambda: send_wakeups(queue, sent))
     return sent
@@ -234,10 +253,11 @@ def job_enqueue(
         updated_at=now,
     )
     with transaction.atomic():
-        _queue(queue_name)  # raises QueueNotFound before anything is written
-        job.save(force_insert=True)
+        wake = _wakeups_wanted(queue_name)  # raises QueueNotFound before anything is written
+        rows.insert(job)
         record_job_event(job=job, kind=EventKind.CREATED, actor_id=_actor_id(actor or owner))
-        _request_wakeups(queue_name)
+        if wake:
+            _request_wakeups(queue_name)
     return job
 
 
@@ -254,17 +274,27 @@ def job_claim(*, queue: str, worker: str) -> Job | None:
     job is started by exactly one claim.
     """
     now = timezone.now()
+    lock = connection.features.has_select_for_update
     with transaction.atomic():
-        try:
-            q = Queue.objects.select_for_update().get(name=queue)
-        except Queue.DoesNotExist:
-            return None
-        candidates = Job.objects.filter(queue=queue, status=JobStatus.QUEUED).filter(_due(now))
+        # Plain SQL (see jobs.rows): these run for every job a worker takes.
+        q = rows.fetch_one(
+            "SELECT paused, concurrency FROM jobs_queue WHERE name = %s" + (" FOR UPDATE" if lock else ""), [queue]
+        )
         # Full or paused: the workers holding the slots claim the next jobs themselves when
         # they finish, and resuming the queue sends wake-ups.
-        if q.paused or queue_active_count(queue) >= q.concurrency:
+        if q is None or q[0]:
             return None
-        job = candidates.order_by("-priority", "created_at").select_for_update(skip_locked=True).first()
+        active = rows.fetch_one(
+            "SELECT COUNT(*) FROM jobs_job WHERE queue = %s AND status IN (%s, %s)", [queue, *ACTIVE_STATUSES]
+        )
+        if active is None or active[0] >= q[1]:
+            return None
+        job = rows.select_one(
+            Job,
+            "WHERE queue = %s AND status = %s AND (run_after IS NULL OR run_after <= %s) "
+            "ORDER BY priority DESC, created_at LIMIT 1" + (" FOR UPDATE SKIP LOCKED" if lock else ""),
+            [queue, JobStatus.QUEUED, connection.ops.adapt_datetimefield_value(now)],
+        )
         if job is None:
             return None
         attempt = job.attempts + 1
@@ -291,7 +321,7 @@ def job_claim(*, queue: str, worker: str) -> Job | None:
         }
         # Conditional on the status we read (and on the attempt count, for SQLite where
         # the row lock above is a no-op): exactly one claim can win.
-        if not Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED, attempts=job.attempts).update(**values):
+        if not rows.update(Job, values, pk=job.pk, status=JobStatus.QUEUED, attempts=job.attempts):
             return None
         for name, value in values.items():
             setattr(job, name, value)
@@ -426,7 +456,7 @@ def job_complete(
             "heartbeat_at": None,
             "updated_at": now,
         }
-        if not _owned(job_id, worker, attempt).update(**changes):
+        if not rows.update(Job, changes, pk=job_id, worker=worker, attempts=attempt, status__in=ACTIVE_STATUSES):
             return False
         for name, value in changes.items():
             setattr(job, name, value)

@@ -1,0 +1,162 @@
+"""Single-row SQL for the statements every job runs: its inserts, its claim and its finish.
+
+A job writes its own row three times and appends three events (docs/engine.md), and the
+throughput benchmark showed that most of that time was Django building statements, not
+the database running them: a model ``save()`` of ``Job`` spends ~0.3 ms compiling an
+``INSERT`` and preparing 31 values one field method at a time. The helpers here build
+each statement once per model, column list and database vendor, adapt only the values
+that need it (datetimes, UUIDs, JSON) and reuse the text. They write exactly what
+``Model.save(force_insert=True)`` and ``QuerySet.update()`` would write, which
+``tests/jobs/test_rows.py`` checks on SQLite and PostgreSQL, and are called only from
+``jobs.services`` and ``jobs.events``, inside their transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import Any
+
+from django.db import connection
+from django.db.models import Field, ForeignKey, Model
+
+Adapter = Callable[[Any], Any]
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _adapter(field: Field[Any, Any]) -> Adapter:
+    """What turns this field's Python value into the driver's parameter, on ``connection``."""
+    if isinstance(field, ForeignKey):
+        return _adapter(field.target_field)
+    kind = field.get_internal_type()
+    if kind == "DateTimeField":
+        return connection.ops.adapt_datetimefield_value
+    if kind in ("UUIDField", "JSONField"):
+        # Both take strings or objects; the field's own preparation is the reference.
+        return lambda value: field.get_db_prep_save(value, connection)
+    return _identity
+
+
+@cache
+def _columns(model: type[Model], vendor: str, names: tuple[str, ...]) -> tuple[tuple[str, str, Adapter], ...]:
+    """(attribute, quoted column, adapter) of each named field, in order."""
+    out = []
+    for name in names:
+        field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+        assert isinstance(field, Field)
+        out.append((field.attname, connection.ops.quote_name(str(field.column)), _adapter(field)))
+    return tuple(out)
+
+
+@cache
+def _insert_sql(model: type[Model], vendor: str) -> tuple[str, tuple[tuple[str, str, Adapter], ...], bool]:
+    meta = model._meta
+    auto_pk = meta.auto_field is not None
+    names = tuple(f.name for f in meta.concrete_fields if not (auto_pk and f.primary_key))
+    columns = _columns(model, vendor, names)
+    sql = "INSERT INTO {} ({}) VALUES ({})".format(
+        connection.ops.quote_name(meta.db_table),
+        ", ".join(column for _, column, _ in columns),
+        ", ".join(["%s"] * len(columns)),
+    )
+    if auto_pk:
+        sql += " RETURNING " + connection.ops.quote_name(str(meta.pk.column))
+    return sql, columns, auto_pk
+
+
+def insert(obj: Model) -> None:
+    """``obj.save(force_insert=True)`` for a model whose fields need no ``pre_save`` hook.
+
+    An auto-increment primary key comes back with ``RETURNING`` (SQLite 3.35+, PostgreSQL)
+    and is set on ``obj``. No signals are sent: nothing in the project listens to these
+    models' ``post_save``.
+    """
+    sql, columns, auto_pk = _insert_sql(type(obj), connection.vendor)
+    params = [adapt(getattr(obj, attname)) for attname, _, adapt in columns]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if auto_pk:
+            obj.pk = cursor.fetchone()[0]
+    obj._state.adding = False
+    obj._state.db = connection.alias
+
+
+@cache
+def _update_sql(
+    model: type[Model], vendor: str, names: tuple[str, ...], where: tuple[tuple[str, int], ...]
+) -> tuple[str, tuple[tuple[str, str, Adapter], ...], tuple[tuple[str, str, Adapter], ...]]:
+    sets = _columns(model, vendor, names)
+    conditions = _columns(model, vendor, tuple(name for name, _ in where))
+    clauses = []
+    for (_, column, _), (_, count) in zip(conditions, where, strict=True):
+        clauses.append(f"{column} = %s" if count == 0 else f"{column} IN ({', '.join(['%s'] * count)})")
+    sql = "UPDATE {} SET {} WHERE {}".format(
+        connection.ops.quote_name(model._meta.db_table),
+        ", ".join(f"{column} = %s" for _, column, _ in sets),
+        " AND ".join(clauses),
+    )
+    return sql, sets, conditions
+
+
+def update(model: type[Model], values: dict[str, Any], **where: Any) -> int:
+    """``model.objects.filter(**where).update(**values)`` for plain values; returns the row count.
+
+    ``where`` takes field names (equality) and ``<field>__in`` with a tuple or list.
+    """
+    names = tuple(values)
+    shape = tuple((key[:-4], len(value)) if key.endswith("__in") else (key, 0) for key, value in where.items())
+    sql, sets, wheres = _update_sql(model, connection.vendor, names, tuple(shape))
+    params = [adapt(values[name]) for name, (_, _, adapt) in zip(names, sets, strict=True)]
+    for value, (_, count), (_, _, adapt) in zip(where.values(), shape, wheres, strict=True):
+        if count:
+            params.extend(adapt(v) for v in value)
+        else:
+            params.append(adapt(value))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+@cache
+def _select_sql(model: type[Model], vendor: str) -> tuple[str, list[str], list[tuple[int, list[Any]]]]:
+    meta = model._meta
+    fields = list(meta.concrete_fields)
+    converters = []
+    for index, field in enumerate(fields):
+        col = field.get_col(meta.db_table)
+        found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if found:
+            converters.append((index, [(converter, col) for converter in found]))
+    sql = "SELECT {} FROM {} ".format(
+        ", ".join(connection.ops.quote_name(str(f.column)) for f in fields), connection.ops.quote_name(meta.db_table)
+    )
+    return sql, [f.attname for f in fields], converters
+
+
+def select_one(model: type[Model], tail: str, params: Sequence[Any]) -> Any:
+    """The first ``model`` row of ``SELECT <every column> FROM <table> <tail>``, or None.
+
+    Values go through the same converters as the ORM's (datetimes, UUIDs, JSON on SQLite).
+    """
+    head, attnames, converters = _select_sql(model, connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(head + tail, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    for index, chain in converters:
+        value = values[index]
+        for converter, col in chain:
+            value = converter(value, col, connection)
+        values[index] = value
+    return model.from_db(connection.alias, attnames, values)
+
+
+def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
