@@ -7,6 +7,12 @@ answer is exact below the cap and ``count_exact: false`` with ``count == COUNT_C
 above it ("10000+"). Whether there is a next page is decided by fetching one row more
 than the page, never from the count, so ``next`` is right on every page.
 
+Pages after the first are read by a *deferred join*: first the ids of the page, from
+the ordering's index alone (``SELECT id ... ORDER BY ... OFFSET n LIMIT k``: an
+index-only scan on PostgreSQL, a covering-index scan on SQLite, no table row read for
+the rows skipped), then those few rows in full by primary key. Offset pagination reads
+every row it skips; this way what it skips is index entries, not wide job rows.
+
 ``page`` and ``page_size`` are validated: anything that is not a positive integer, or a
 page size above ``MAX_PAGE_SIZE``, is a 400 with a field message (never a 404 or 500).
 A page past the end is an empty page.
@@ -116,6 +122,24 @@ def _estimate(queryset: QuerySet[Any]) -> int:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
+def page_rows(queryset: QuerySet[Any], offset: int, limit: int) -> list[Any]:
+    """Rows ``offset`` to ``offset + limit`` of an ordered queryset, in its order.
+
+    The first page is one plain query. Deeper pages are a deferred join: the page's ids
+    come from the ordering's index (the skipped rows are index entries only), then the
+    rows themselves by primary key, put back in the order of the ids. Same rows in the
+    same order as ``queryset[offset:offset + limit]`` (the orderings end in a unique
+    tiebreaker, so that order is total); a row deleted between the two reads is left out.
+    """
+    if offset == 0:
+        return list(queryset[:limit])
+    ids = list(queryset.values_list("pk", flat=True)[offset : offset + limit])
+    if not ids:
+        return []
+    by_pk = {row.pk: row for row in queryset.order_by().filter(pk__in=ids)}
+    return [by_pk[pk] for pk in ids if pk in by_pk]
+
+
 class CappedPageNumberPagination(BasePagination):
     page_query_param = "page"
     page_size_query_param = "page_size"
@@ -129,7 +153,7 @@ class CappedPageNumberPagination(BasePagination):
         self.page_size: int = params.validated_data["page_size"]
         self.request = request
         offset = (self.page - 1) * self.page_size
-        rows = list(queryset[offset : offset + self.page_size + 1])
+        rows = page_rows(queryset, offset, self.page_size + 1)
         self.has_next = len(rows) > self.page_size
         rows = rows[: self.page_size]
         if self.page == 1 and not self.has_next:

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import SkipField, empty
+from rest_framework.relations import PKOnlyObject
+from rest_framework.settings import api_settings
 
 from jobs.models import Job, JobEvent, JobResult, JobStatus
 from jobs.registry import UnknownJobType, get_job_type
@@ -24,7 +29,97 @@ class JobResultSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
 
-class JobSerializer(serializers.ModelSerializer):
+# How FastReadMixin turns one kind of field's value into JSON, for the types the database
+# hands back; any other value goes through the field's own ``to_representation``.
+_RAW, _STR, _INT, _FLOAT, _BOOL, _DATETIME, _FIELD, _GENERIC = range(8)
+
+
+class FastReadMixin:
+    """``to_representation`` without DRF's per-field machinery, same output.
+
+    A list of 500 jobs is 16,000 field values. DRF resolves each through
+    ``field.get_attribute`` (a generic dotted-path walk with exception handling),
+    ``field.to_representation`` and, for every datetime, ``enforce_timezone`` with a
+    fresh lookup of the current time zone: about 0.1 ms per row, most of a 500-row
+    page. This reads each model attribute directly and converts by the field's class,
+    once planned per serializer; anything it does not know for certain (dotted sources,
+    method fields, other field classes, unexpected value types) takes DRF's own path.
+    ``tests/jobs/test_api.py`` checks the output against DRF's field by field.
+    """
+
+    def _read_plan(self) -> list[tuple[str, str, int, Any]]:
+        plan: list[tuple[str, str, int, Any]] | None = self.__dict__.get("_fast_read_plan")
+        if plan is None:
+            plan = [self._plan_field(field) for field in self._readable_fields]  # type: ignore[attr-defined]
+            self.__dict__["_fast_read_plan"] = plan
+        return plan
+
+    def _plan_field(self, field: Any) -> tuple[str, str, int, Any]:
+        name: str = field.field_name
+        model = self.Meta.model  # type: ignore[attr-defined]
+        attnames = {f.name: f.attname for f in model._meta.concrete_fields}
+        source = field.source_attrs[0] if len(field.source_attrs) == 1 else None
+        if isinstance(field, serializers.PrimaryKeyRelatedField):
+            if source in attnames and field.use_pk_only_optimization() and field.pk_field is None:
+                return name, attnames[source], _RAW, field
+            return name, "", _GENERIC, field
+        is_property = isinstance(getattr(model, source or "", None), property)
+        if source is None or (source not in attnames and not is_property) or source != attnames.get(source, source):
+            return name, "", _GENERIC, field
+        kind = _FIELD
+        if isinstance(field, serializers.JSONField) and not field.binary:
+            kind = _RAW
+        elif type(field) in (serializers.CharField, serializers.ChoiceField):
+            kind = _STR
+        elif type(field) is serializers.UUIDField and field.uuid_format == "hex_verbose":
+            kind = _STR
+        elif type(field) is serializers.IntegerField:
+            kind = _INT
+        elif type(field) is serializers.FloatField:
+            kind = _FLOAT
+        elif type(field) is serializers.BooleanField:
+            kind = _BOOL
+        elif (
+            type(field) is serializers.DateTimeField
+            and getattr(field, "format", empty) is empty
+            and str(api_settings.DATETIME_FORMAT).lower() == "iso-8601"
+            and not hasattr(field, "timezone")
+        ):
+            kind = _DATETIME
+        return name, source, kind, field
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        zone = timezone.get_current_timezone()
+        ret: dict[str, Any] = {}
+        for name, attr, kind, field in self._read_plan():
+            if kind == _GENERIC:
+                try:
+                    value = field.get_attribute(instance)
+                except SkipField:
+                    continue
+                check = value.pk if isinstance(value, PKOnlyObject) else value
+                ret[name] = None if check is None else field.to_representation(value)
+                continue
+            value = getattr(instance, attr)
+            if value is None or kind == _RAW:
+                ret[name] = value
+            elif kind == _DATETIME and type(value) is datetime and value.tzinfo is not None:
+                text = value.astimezone(zone).isoformat()
+                ret[name] = text[:-6] + "Z" if text.endswith("+00:00") else text
+            elif kind == _STR:
+                ret[name] = str(value)
+            elif kind == _INT and type(value) is int:
+                ret[name] = value
+            elif kind == _FLOAT and type(value) is float:
+                ret[name] = value
+            elif kind == _BOOL and type(value) is bool:
+                ret[name] = value
+            else:
+                ret[name] = field.to_representation(value)
+        return ret
+
+
+class JobSerializer(FastReadMixin, serializers.ModelSerializer):
     step_name = serializers.CharField(read_only=True)
     username = serializers.CharField(source="user.username", read_only=True, allow_null=True)
 

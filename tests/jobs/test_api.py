@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.cache import cache
 from django.core.files.base import ContentFile
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from jobs import services
@@ -440,3 +442,152 @@ def test_status_filter_adds_no_distinct_which_would_sort_the_whole_table():
 def test_job_created_through_the_service_is_visible_in_the_list(client_as, user):
     job = services.job_enqueue(job_type="demo", params={"items": 1}, user=user)
     assert ids(client_as(user).get("/api/jobs/")) == [str(job.pk)]
+
+
+# --- scale: deep pages, the list's read path, the indexes --------------------------------------
+
+
+def _tied_jobs(user: Any) -> list[Job]:
+    """Jobs with many ties in every ordering key (same created_at, duration, status, priority)."""
+    base = timezone.now() - timedelta(hours=1)
+    jobs = []
+    for i in range(23):
+        finished = i % 3 != 0
+        jobs.append(
+            Job(
+                type="demo",
+                user=user,
+                status=JobStatus.COMPLETED if finished else JobStatus.RUNNING,
+                created_at=base + timedelta(minutes=i // 4),
+                updated_at=base + timedelta(minutes=i // 5),
+                started_at=base + timedelta(minutes=i // 6),
+                finished_at=base + timedelta(minutes=i // 4 + 1) if finished else None,
+                duration=float(i % 4) if finished else None,
+                priority=i % 2,
+            )
+        )
+    return Job.objects.bulk_create(jobs)
+
+
+@pytest.mark.parametrize(
+    "key", ["-created_at", "created_at", "-duration", "duration", "status", "-priority", "finished_at"]
+)
+def test_a_deferred_join_page_is_the_plain_offset_page(user, key):
+    from jobs.filters import ordering_terms
+    from jobs.pagination import page_rows
+
+    _tied_jobs(user)
+    _tied_jobs(None)
+    queryset = Job.objects.filter(user=user).order_by(*ordering_terms(key))
+    everything = [job.pk for job in queryset]
+    assert len(everything) == len(set(everything)) == 23
+
+    for offset in (0, 1, 4, 9, 20, 22, 23, 30):
+        for limit in (1, 4, 7):
+            assert [job.pk for job in page_rows(queryset, offset, limit)] == everything[offset : offset + limit]
+            assert [job.pk for job in page_rows(queryset, offset, limit)] == [
+                job.pk for job in queryset[offset : offset + limit]
+            ]
+
+
+@pytest.mark.parametrize("key", ["-created_at", "duration", "-duration", "status", "-finished_at"])
+def test_walking_every_page_lists_each_job_once_in_order(client_as, user, key):
+    from jobs.filters import ordering_terms
+
+    _tied_jobs(user)
+    client = client_as(user)
+    expected = [str(pk) for pk in Job.objects.order_by(*ordering_terms(key)).values_list("pk", flat=True)]
+
+    seen: list[str] = []
+    url: str | None = f"/api/jobs/?ordering={key}&page_size=4"
+    while url:
+        body = client.get(url).json()
+        seen += [row["id"] for row in body["results"]]
+        url = body["next"]
+    assert seen == expected
+
+
+def test_a_deep_page_reads_only_ids_past_the_offset(user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from jobs.filters import ordering_terms
+    from jobs.pagination import page_rows
+
+    _tied_jobs(user)
+    queryset = Job.objects.order_by(*ordering_terms("-created_at"))
+    with CaptureQueriesContext(connection) as queries:
+        rows = page_rows(queryset, 10, 5)
+
+    assert len(rows) == 5
+    offset_query, rows_query = (q["sql"] for q in queries.captured_queries)
+    assert "OFFSET" in offset_query.upper()
+    select_list = offset_query.upper().split(" FROM ")[0]
+    assert "PARAMS" not in select_list  # the ids alone
+    assert "TYPE" not in select_list
+    assert "OFFSET" not in rows_query.upper()
+    assert " IN (" in rows_query.upper()
+
+
+def _jobs_of_every_shape(user: Any, other: Any) -> list[Job]:
+    now = timezone.now()
+    return [
+        JobFactory.create(user=user),
+        JobFactory.create(user=None, params={}, steps=[]),
+        JobFactory.create(
+            user=other,
+            status=JobStatus.FAILED,
+            started_at=now - timedelta(seconds=90, microseconds=1234),
+            finished_at=now,
+            duration=90.0,
+            queue_wait=0.25,
+            progress=33.3,
+            current_step=1,
+            total_items=10,
+            processed_items=3,
+            error_count=1,
+            eta=now + timedelta(minutes=5),
+            attempts=2,
+            max_attempts=3,
+            error="RuntimeError: boom",
+            traceback="Traceback ...",
+            heartbeat_at=now,
+            worker="host:1",
+            run_after=now,
+            cancel_requested=True,
+            params={"items": 10, "nested": {"a": [1, None, "x"]}},
+        ),
+        JobFactory.create(user=user, status=JobStatus.RUNNING, progress=0, current_step=7),
+    ]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "America/St_Johns"])
+def test_the_fast_job_representation_equals_drf_field_by_field(user, other_user, zone):
+    from rest_framework import serializers as drf
+
+    from jobs.serializers import JobDetailSerializer, JobSerializer
+
+    _jobs_of_every_shape(user, other_user)
+    with timezone.override(zone):
+        for serializer_class in (JobSerializer, JobDetailSerializer):
+            for job in Job.objects.select_related("user").order_by("created_at"):
+                fast = serializer_class(job).data
+                drf_own = drf.ModelSerializer.to_representation(serializer_class(job), job)
+                assert dict(fast) == dict(drf_own)
+                assert list(fast) == list(drf_own)  # same keys in the same order
+
+
+def test_the_list_endpoint_returns_what_drf_would(client_as, staff_user, user, other_user):
+    from rest_framework import serializers as drf
+
+    from jobs.serializers import JobSerializer
+
+    _jobs_of_every_shape(user, other_user)
+    rows = client_as(staff_user).get("/api/jobs/?ordering=created_at").json()["results"]
+    expected = [
+        drf.ModelSerializer.to_representation(JobSerializer(job), job)
+        for job in Job.objects.select_related("user").order_by("created_at", "-id")
+    ]
+    assert rows == [json.loads(json.dumps(row, cls=DjangoJSONEncoder)) for row in expected]
+    assert rows[1]["user"] is None
+    assert rows[1]["username"] is None
