@@ -39,15 +39,15 @@ def run_next(queue: str) -> str | None:
     worker = services.worker_name()
     deadline = time.monotonic() + settings.JOBADMIN_WAKEUP_BUDGET
     first: str | None = None
-    while True:
-        job = services.job_claim(queue=queue, worker=worker)
-        if job is None:
-            return first
-        execute_job(job, worker=worker)
+    job = services.job_claim(queue=queue, worker=worker)
+    while job is not None:
         first = first or str(job.pk)
         if time.monotonic() >= deadline:
+            execute_job(job, worker=worker)
             services.wakeup_if_waiting(queue)
             return first
+        job = execute_job(job, worker=worker, claim_next=queue)
+    return first
 
 
 @contextmanager
@@ -76,8 +76,12 @@ def _alarm(seconds: int) -> Iterator[None]:
             signal.alarm(max(1, previous_left - int(time.monotonic() - started)))
 
 
-def execute_job(job: Job, *, worker: str) -> None:
-    """Run a claimed job to one of its ends; never raises for the job's own errors."""
+def execute_job(job: Job, *, worker: str, claim_next: str | None = None) -> Job | None:
+    """Run a claimed job to one of its ends; never raises for the job's own errors.
+
+    With ``claim_next``, the worker's next job of that queue is claimed (in the same
+    transaction as the finish when the job completes) and returned.
+    """
     try:
         jtype = get_job_type(job.type)
     except LookupError:
@@ -88,7 +92,7 @@ def execute_job(job: Job, *, worker: str) -> None:
             retry=False,
             error=f"Unknown job type {job.type!r}: it is not registered in this worker.",
         )
-        return
+        return _claim(claim_next, worker)
     ctx = JobContext(job, worker=worker)
     ctx.start_heartbeat()
     ids: dict[str, Any] = {"job_id": job.pk, "worker": worker, "attempt": job.attempts}
@@ -97,7 +101,11 @@ def execute_job(job: Job, *, worker: str) -> None:
             with _alarm(job.timeout):
                 result = jtype.func(ctx, job.params)
             ctx.flush_pending()
-            services.job_complete(**ids, values=ctx.values(), result=result, result_file=ctx.result_file, job=job)
+            finish = {**ids, "values": ctx.values(), "result": result, "result_file": ctx.result_file, "job": job}
+            if claim_next is None:
+                services.job_complete(**finish)
+                return None
+            return services.job_complete_and_claim(queue=claim_next, **finish)
         except JobCancelled:
             services.job_mark_cancelled(**ids, values=ctx.values())
         except JobTimedOut as exc:
@@ -117,8 +125,14 @@ def execute_job(job: Job, *, worker: str) -> None:
         # Recording the outcome failed (the database went away?): the job keeps its stale
         # heartbeat and the stall clean-up settles it.
         logger.exception("could not record the outcome of job %s", job.pk)
+        return None
     finally:
         ctx.stop_heartbeat()
+    return _claim(claim_next, worker)
+
+
+def _claim(queue: str | None, worker: str) -> Job | None:
+    return services.job_claim(queue=queue, worker=worker) if queue is not None else None
 
 
 def enqueue_scheduled(job_type: str, **params: Any) -> str:

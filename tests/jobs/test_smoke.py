@@ -1,10 +1,11 @@
 """A job runs in-process from enqueue to completion (the engine's happy path)."""
 
 import pytest
+from django.db import connection
 
 from jobs import services
-from jobs.models import EventKind, JobStatus, Queue
-from jobs.tasks import run_next
+from jobs.models import EventKind, JobEvent, JobStatus, Queue
+from jobs.tasks import execute_job, run_next
 
 
 @pytest.mark.django_db(transaction=True)
@@ -54,3 +55,41 @@ def test_a_wakeup_hands_over_after_its_time_budget(settings):
     second.refresh_from_db()
     assert second.status == JobStatus.QUEUED
     assert Queue.objects.get(name="default").pending_wakeups == 1, "a fresh wake-up was sent for the rest"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_draining_worker_finishes_a_job_and_claims_the_next_in_one_transaction():
+    first = services.job_enqueue(job_type="demo", params={"items": 1, "delay_ms": 0}, priority=5)
+    second = services.job_enqueue(job_type="demo", params={"items": 1, "delay_ms": 0})
+    claimed = services.job_claim(queue="default", worker="w:1")
+    assert claimed is not None
+    assert claimed.pk == first.pk
+
+    following = execute_job(claimed, worker="w:1", claim_next="default")
+
+    assert following is not None
+    assert following.pk == second.pk
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == JobStatus.COMPLETED
+    assert (second.status, second.worker) == (JobStatus.RUNNING, "w:1")
+    done = JobEvent.objects.get(job=first, kind=EventKind.COMPLETED)
+    started = JobEvent.objects.get(job=second, kind=EventKind.STARTED)
+    assert started.id == done.id + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_next_claim_never_undoes_the_finish(monkeypatch):
+    job = services.job_enqueue(job_type="demo", params={"items": 1, "delay_ms": 0})
+    claimed = services.job_claim(queue="default", worker="w:1")
+
+    def broken_claim(**kwargs):
+        with connection.cursor() as cursor:  # a real error from the database
+            cursor.execute("SELECT * FROM no_such_table")
+
+    monkeypatch.setattr(services, "job_claim", broken_claim)
+
+    assert execute_job(claimed, worker="w:1", claim_next="default") is None
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert job.events.filter(kind=EventKind.COMPLETED).count() == 1
