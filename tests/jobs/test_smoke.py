@@ -82,6 +82,7 @@ def test_a_draining_worker_finishes_a_job_and_claims_the_next_in_one_transaction
 def test_a_failing_next_claim_never_undoes_the_finish(monkeypatch):
     job = services.job_enqueue(job_type="demo", params={"items": 1, "delay_ms": 0})
     claimed = services.job_claim(queue="default", worker="w:1")
+    assert claimed is not None
 
     def broken_claim(**kwargs):
         with connection.cursor() as cursor:  # a real error from the database
