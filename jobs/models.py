@@ -82,6 +82,9 @@ class Job(models.Model):
             models.Index(fields=["-finished_at"], name="job_finished"),
             models.Index(fields=["-priority", "-created_at"], name="job_priority"),
             models.Index(fields=["-duration"], name="job_duration"),
+            # The list filtered by status and ordered by duration (both directions): SQLite
+            # otherwise sorts every job of the status (50,000 failed of a million: 110 ms).
+            models.Index(fields=["status", "duration", "created_at"], name="job_status_duration"),
             # Statistics: nearest-rank p95 of a window's durations and waits by an index-only scan.
             models.Index(fields=["duration", "created_at"], name="job_duration_created"),
             models.Index(fields=["queue_wait", "created_at"], name="job_wait_created"),
