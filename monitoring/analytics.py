@@ -7,12 +7,11 @@ Definitions follow ``monitoring.stats``: a job belongs to a window by ``created_
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Max, Q, Sum
-from django.db.models.functions import Substr, TruncDay, TruncHour, TruncMinute
+from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 
 from jobs.models import Job, JobStatus
@@ -27,7 +26,6 @@ TREND_INTERVALS: dict[str, timedelta] = {
     "1d": timedelta(days=1),
 }
 MAX_TREND_POINTS = 2000
-ERROR_KEY_LENGTH = 200
 
 
 def _rate(completed: int, failed: int) -> float | None:
@@ -82,37 +80,19 @@ def analytics_users(*, window: Window, limit: int = 10) -> list[dict[str, Any]]:
 def analytics_errors(*, window: Window, limit: int = 20, recent: int = 10) -> dict[str, Any]:
     """Failed jobs finished in the window, grouped by the first 200 characters of their error.
 
-    One grouped query by (message, type); the groups are folded in Python.
+    From the error buckets (``rollup.ERRORS``), ranked in the database (see ``rollup.error_summary``).
     """
+    total, ranked = rollup.error_summary(start=window.start, end=window.end, limit=limit)
     failed = Job.objects.filter(_in("finished_at", window), status=JobStatus.FAILED)
-    rows = (
-        failed.order_by()
-        .annotate(key=Substr("error", 1, ERROR_KEY_LENGTH))
-        .values("key", "type")
-        .annotate(count=Count("pk"), last_seen=Max("finished_at"))
-    )
-    groups: dict[str, dict[str, Any]] = {}
-    total = 0
-    for row in rows:
-        total += row["count"]
-        group = groups.setdefault(row["key"], {"message": row["key"], "count": 0, "last_seen": None, "types": set()})
-        group["count"] += row["count"]
-        group["types"].add(row["type"])
-        if row["last_seen"] is not None and (group["last_seen"] is None or row["last_seen"] > group["last_seen"]):
-            group["last_seen"] = row["last_seen"]
-    ranked = sorted(
-        groups.values(),
-        key=lambda g: (-g["count"], -(g["last_seen"].timestamp() if g["last_seen"] else 0), g["message"]),
-    )[:limit]
     latest = failed.order_by("-finished_at", "-id").values("id", "type", "error", "finished_at", "user")[:recent]
     return {
         "total": total,
         "groups": [
             {
                 "message": g["message"],
-                "count": g["count"],
+                "count": g["jobs"],
                 "last_seen": g["last_seen"].isoformat() if g["last_seen"] else None,
-                "types": sorted(g["types"]),
+                "types": g["types"],
             }
             for g in ranked
         ],
@@ -135,6 +115,7 @@ def analytics_trends(*, window: Window, metric: str, interval: str) -> list[dict
     throughput: jobs completed in the bucket (and per hour); success_rate: completed / (completed +
     failed) finished in the bucket; duration: mean run time of jobs finished in the bucket;
     queue_wait: mean wait of jobs started in the bucket. Empty buckets are included (value null or 0).
+    From the per-minute buckets of ``monitoring.rollup`` (finished / started minute), exact.
     """
     if metric not in TREND_METRICS:
         raise BadRange(f"metric: must be one of {', '.join(TREND_METRICS)}")
@@ -149,34 +130,19 @@ def analytics_trends(*, window: Window, metric: str, interval: str) -> list[dict
     points = int((window.end - first_bucket) / step) + 1
     if points > MAX_TREND_POINTS:
         raise BadRange(f"interval: {interval} over this range gives {points} points (at most {MAX_TREND_POINTS})")
-    bounded = Window(name=window.name, start=start, end=window.end)
-    field = "started_at" if metric == "queue_wait" else "finished_at"
     trunc = {"1m": TruncMinute, "5m": TruncMinute, "1h": TruncHour, "1d": TruncDay}[interval]
-    qs = Job.objects.filter(_in(field, bounded))
     if metric == "queue_wait":
-        qs = qs.filter(queue_wait__isnull=False)
-    elif metric == "duration":
-        qs = qs.filter(duration__isnull=False)
+        rows = rollup.started_series(start=start, end=window.end, slot=trunc)
+        n_name, total_name = "queue_wait_count", "queue_wait_sum"
     else:
-        qs = qs.filter(status__in=[JobStatus.COMPLETED, JobStatus.FAILED])
-    value_field = "queue_wait" if metric == "queue_wait" else "duration"
-    rows = (
-        qs.order_by()
-        .annotate(bucket=trunc(field, tzinfo=UTC))
-        .values("bucket")
-        .annotate(
-            n=Count("pk"),
-            total=Sum(value_field),
-            completed=Count("pk", filter=Q(status=JobStatus.COMPLETED)),
-            failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
-        )
-    )
+        rows = rollup.finished_series(start=start, end=window.end, slot=trunc)
+        n_name, total_name = "duration_count", "duration_sum"
     acc: dict[datetime, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for row in rows:
         # Buckets are UTC; 5m folds five truncated minutes into one bucket.
-        key = _bucket_start(row["bucket"], step)
-        for name in ("n", "total", "completed", "failed"):
-            acc[key][name] += row[name] or 0
+        key = _bucket_start(row["slot"], step)
+        for name in (n_name, total_name, "completed", "failed"):
+            acc[key][name] += row.get(name) or 0
     out = []
     hours = step.total_seconds() / 3600
     for i in range(points):
@@ -191,9 +157,9 @@ def analytics_trends(*, window: Window, metric: str, interval: str) -> list[dict
             point["failed"] = int(a.get("failed", 0))
             point["value"] = _rate(point["completed"], point["failed"])
         else:
-            n = int(a.get("n", 0))
+            n = int(a.get(n_name, 0))
             point["count"] = n
-            point["value"] = round(a["total"] / n, 6) if n else None
+            point["value"] = round(a[total_name] / n, 6) if n else None
         out.append(point)
     return out
 

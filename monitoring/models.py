@@ -144,6 +144,14 @@ class Alert(models.Model):
         return self.status in OPEN_STATUSES
 
 
+DURATION_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600)
+
+
+def duration_le_column(bound: float) -> str:
+    """The ``JobStatsHour`` column counting jobs that ran at most ``bound`` seconds."""
+    return "duration_le_" + f"{bound:g}".replace(".", "_")
+
+
 class JobStatsHour(models.Model):
     """Pre-aggregated jobs by the hour they were *created* in (UTC), their type and current status.
 
@@ -160,6 +168,19 @@ class JobStatsHour(models.Model):
     duration_sum = models.FloatField(default=0)
     queue_wait_count = models.PositiveIntegerField(default=0)
     queue_wait_sum = models.FloatField(default=0)
+    # Cumulative histogram of the run time (Prometheus' buckets, see DURATION_BUCKETS): jobs with
+    # duration <= the bound. Columns rather than a table: one bucket row carries the whole histogram.
+    duration_le_0_1 = models.PositiveIntegerField(default=0)
+    duration_le_0_5 = models.PositiveIntegerField(default=0)
+    duration_le_1 = models.PositiveIntegerField(default=0)
+    duration_le_5 = models.PositiveIntegerField(default=0)
+    duration_le_10 = models.PositiveIntegerField(default=0)
+    duration_le_30 = models.PositiveIntegerField(default=0)
+    duration_le_60 = models.PositiveIntegerField(default=0)
+    duration_le_300 = models.PositiveIntegerField(default=0)
+    duration_le_600 = models.PositiveIntegerField(default=0)
+    duration_le_1800 = models.PositiveIntegerField(default=0)
+    duration_le_3600 = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["hour", "type", "status"], name="job_stats_hour_key")]
@@ -192,3 +213,58 @@ class JobStatsUserHour(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H}h user {self.user} {self.status}: {self.jobs}"
+
+
+class JobFinishMinute(models.Model):
+    """Jobs by creation hour (the fold's unit) and the UTC minute they *finished* in: the trends' buckets."""
+
+    hour = models.DateTimeField()
+    minute = models.DateTimeField()
+    completed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    duration_count = models.PositiveIntegerField(default=0)
+    duration_sum = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "minute"], name="job_finish_minute_key")]
+        indexes = [models.Index(fields=["minute"], name="job_finish_minute")]
+
+    def __str__(self) -> str:
+        return f"finished {self.minute:%Y-%m-%d %H:%M} (created {self.hour:%H}h): {self.completed}/{self.failed}"
+
+
+class JobStartMinute(models.Model):
+    """Jobs by creation hour and the UTC minute they *started* in: the queue-wait trend's buckets."""
+
+    hour = models.DateTimeField()
+    minute = models.DateTimeField()
+    queue_wait_count = models.PositiveIntegerField(default=0)
+    queue_wait_sum = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "minute"], name="job_start_minute_key")]
+        indexes = [models.Index(fields=["minute"], name="job_start_minute")]
+
+    def __str__(self) -> str:
+        return f"started {self.minute:%Y-%m-%d %H:%M} (created {self.hour:%H}h): {self.queue_wait_count}"
+
+
+class JobErrorHour(models.Model):
+    """Failed jobs by creation hour, UTC hour of finishing, type and error (its first 200 characters)."""
+
+    hour = models.DateTimeField()
+    finished_hour = models.DateTimeField()
+    type = models.CharField(max_length=100)
+    message = models.TextField()
+    jobs = models.PositiveIntegerField(default=0)
+    last_seen = models.DateTimeField(help_text="The latest finished_at among them.")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["hour"], name="job_error_hour"),
+            models.Index(fields=["finished_hour"], name="job_error_finished"),
+            models.Index(fields=["message"], name="job_error_message"),  # the types of the top groups
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.finished_hour:%Y-%m-%d %H}h {self.type}: {self.jobs} x {self.message[:40]}"

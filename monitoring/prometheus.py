@@ -15,15 +15,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Q, Sum
+from django.db.models import Count
 from django.http import HttpRequest
 from django.utils import timezone
 
 from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES, Job
 from monitoring import metrics, rollup
-from monitoring.models import OPEN_STATUSES, Alert
+from monitoring.models import DURATION_BUCKETS, OPEN_STATUSES, Alert
 
-DURATION_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -65,34 +64,40 @@ def websocket_connections() -> int:
     return max(int(value), 0) if value is not None else 0
 
 
-def _duration_histograms(w: Writer) -> None:
-    aggregates: dict[str, Any] = {
-        f"le_{i}": Count("pk", filter=Q(duration__lte=b)) for i, b in enumerate(DURATION_BUCKETS)
-    }
-    rows: Any = (
-        Job.objects.filter(status__in=FINISHED_STATUSES, duration__isnull=False)
-        .order_by()
-        .values("type")
-        .annotate(n=Count("pk"), total=Sum("duration"), **aggregates)
-        .order_by("type")
+def _jobs_and_histograms(w: Writer) -> None:
+    """Jobs by type and status, and the run-time histograms of the finished ones, from the statistics
+    buckets (exact as of now, see ``monitoring.rollup``) rather than a scan of the table."""
+    rows = rollup.cohort(
+        start=None,
+        end=timezone.now() + timedelta(microseconds=1),
+        dims=("type", "status"),
+        figures=("jobs", "duration_count", "duration_sum", *rollup.HISTOGRAM),
     )
-    w.family("jobadmin_job_duration_seconds", "histogram", "Run time of finished jobs (retained history).")
+    w.family("jobadmin_jobs", "gauge", "Jobs in the retained history by type and status.")
+    for job_row in sorted(rows, key=lambda r: (r["type"], r["status"])):
+        w.sample("jobadmin_jobs", job_row["jobs"], type=job_row["type"], status=job_row["status"])
+    per_type: dict[str, dict[str, float]] = {}
     for row in rows:
-        for i, bound in enumerate(DURATION_BUCKETS):
-            w.sample("jobadmin_job_duration_seconds_bucket", row[f"le_{i}"], type=row["type"], le=_number(float(bound)))
-        w.sample("jobadmin_job_duration_seconds_bucket", row["n"], type=row["type"], le="+Inf")
-        w.sample("jobadmin_job_duration_seconds_sum", float(row["total"] or 0), type=row["type"])
-        w.sample("jobadmin_job_duration_seconds_count", row["n"], type=row["type"])
+        if row["status"] in FINISHED_STATUSES and row["duration_count"]:
+            into = per_type.setdefault(row["type"], defaultdict(float))
+            for name in ("duration_count", "duration_sum", *rollup.HISTOGRAM):
+                into[name] += row[name]
+    w.family("jobadmin_job_duration_seconds", "histogram", "Run time of finished jobs (retained history).")
+    for job_type in sorted(per_type):
+        figures = per_type[job_type]
+        for bound, column in zip(DURATION_BUCKETS, rollup.HISTOGRAM, strict=True):
+            w.sample(
+                "jobadmin_job_duration_seconds_bucket", int(figures[column]), type=job_type, le=_number(float(bound))
+            )
+        n = int(figures["duration_count"])
+        w.sample("jobadmin_job_duration_seconds_bucket", n, type=job_type, le="+Inf")
+        w.sample("jobadmin_job_duration_seconds_sum", float(figures["duration_sum"]), type=job_type)
+        w.sample("jobadmin_job_duration_seconds_count", n, type=job_type)
 
 
 def render() -> str:
     w = Writer()
-    w.family("jobadmin_jobs", "gauge", "Jobs in the retained history by type and status.")
-    # From the statistics buckets (exact as of now, see monitoring.rollup), not a scan of the table.
-    counts = rollup.cohort(start=None, end=timezone.now() + timedelta(microseconds=1), dims=("type", "status"))
-    for job_row in sorted(counts, key=lambda r: (r["type"], r["status"])):
-        w.sample("jobadmin_jobs", job_row["jobs"], type=job_row["type"], status=job_row["status"])
-    _duration_histograms(w)
+    _jobs_and_histograms(w)
     w.family("jobadmin_queue_depth", "gauge", "Queued jobs per queue.")
     for name, depth in sorted(metrics.queue_depth().items()):
         w.sample("jobadmin_queue_depth", depth, queue=name)

@@ -38,6 +38,20 @@ def make_job(
     )
 
 
+@pytest.fixture(params=["raw", "buckets"])
+def fold(request: pytest.FixtureRequest) -> Any:
+    """Run a test twice: figures straight from the raw rows, and from the statistics buckets
+    (``fold()`` folds them as of ``NOW``; without it nothing is folded and every read is raw)."""
+
+    def run() -> None:
+        if request.param == "buckets":
+            from monitoring.rollup import rollup_fold
+
+            rollup_fold(now=NOW)
+
+    return run
+
+
 @pytest.fixture
 def job_at() -> Any:
     return make_job

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -79,8 +79,9 @@ def _history(users: list[Any]) -> None:
     )
 
 
-def test_types_breakdown_counts_outcomes_and_durations_per_type() -> None:
+def test_types_breakdown_counts_outcomes_and_durations_per_type(fold: Any) -> None:
     _history([UserFactory(), UserFactory()])
+    fold()
 
     rows = {r["type"]: r for r in analytics_types(window=DAY)}
 
@@ -108,9 +109,10 @@ def test_types_breakdown_counts_outcomes_and_durations_per_type() -> None:
     }
 
 
-def test_top_users_are_ordered_by_jobs_created() -> None:
+def test_top_users_are_ordered_by_jobs_created(fold: Any) -> None:
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     _history([alice, bob])
+    fold()
 
     rows = analytics_users(window=DAY)
 
@@ -127,8 +129,9 @@ def test_top_users_are_capped_at_ten() -> None:
     assert len(analytics_users(window=DAY)) == 10
 
 
-def test_errors_are_grouped_by_message_with_the_most_recent_listed() -> None:
+def test_errors_are_grouped_by_message_with_the_most_recent_listed(fold: Any) -> None:
     _history([UserFactory(), UserFactory()])
+    fold()
 
     errors = analytics_errors(window=DAY)
 
@@ -144,18 +147,20 @@ def test_errors_are_grouped_by_message_with_the_most_recent_listed() -> None:
     assert [r["type"] for r in errors["recent"]] == ["export-jobs", "demo"]
 
 
-def test_peak_hours_are_the_busiest_hours_of_the_day() -> None:
+def test_peak_hours_are_the_busiest_hours_of_the_day(fold: Any) -> None:
     for hour, count in ((9, 3), (14, 2), (2, 1)):
         for i in range(count):
             make_job(status="queued", created=NOW.replace(hour=hour, minute=i) - timedelta(days=1))
+    fold()
 
     rows = analytics_peak_hours(window=resolve_window(range_name="7d", now=NOW))
 
     assert rows == [{"hour": 9, "count": 3}, {"hour": 14, "count": 2}, {"hour": 2, "count": 1}]
 
 
-def test_trends_bucket_throughput_and_success_rate_per_hour() -> None:
+def test_trends_bucket_throughput_and_success_rate_per_hour(fold: Any) -> None:
     _history([UserFactory(), UserFactory()])
+    fold()
     window = resolve_window(start=ago(hours=6), end=NOW, now=NOW)
 
     throughput = analytics_trends(window=window, metric="throughput", interval="1h")
@@ -168,9 +173,10 @@ def test_trends_bucket_throughput_and_success_rate_per_hour() -> None:
     assert [p["value"] for p in duration] == [None, 30.0, 10.0, 20.0, 5.0, None, None]
 
 
-def test_trends_five_minute_buckets_fold_minutes() -> None:
+def test_trends_five_minute_buckets_fold_minutes(fold: Any) -> None:
     make_job(status="completed", created=ago(minutes=9), started=ago(minutes=9), finished=ago(minutes=8))
     make_job(status="completed", created=ago(minutes=9), started=ago(minutes=9), finished=ago(minutes=6))
+    fold()
     window = resolve_window(start=ago(minutes=10), end=NOW, now=NOW)
 
     points = analytics_trends(window=window, metric="throughput", interval="5m")
@@ -296,3 +302,178 @@ def test_top_users_from_the_buckets_follow_changes_after_the_fold() -> None:
         ("alice", 3, 2, 1),
         ("bob", 3, 1, 0),
     ]
+
+
+# --- Property: trends, grouped errors and the Prometheus histogram from the buckets ------------
+
+MESSAGES = ["", "ValueError: bad", "Zed: late", "Ünïcode: fail", "E" * 250 + "a", "E" * 250 + "b"]
+bucket_job = st.tuples(
+    st.sampled_from(STATUSES),
+    st.integers(min_value=0, max_value=3 * 24 * 3600),  # created, seconds before NOW
+    st.integers(min_value=0, max_value=600),  # wait
+    st.one_of(st.sampled_from([0, 0.05, 0.1, 0.3, 1, 5, 60, 300, 3600, 3601]), st.integers(0, 7200)),  # run time
+    st.sampled_from(["demo", "export-jobs"]),
+    st.sampled_from(MESSAGES),
+)
+change = st.tuples(
+    st.integers(min_value=0, max_value=30),
+    st.sampled_from(STATUSES),
+    st.integers(min_value=0, max_value=2 * 24 * 3600),  # a new finish time, seconds before NOW
+)
+
+
+def _floor(moment: datetime, step: timedelta) -> datetime:
+    epoch = moment.timestamp()
+    return datetime.fromtimestamp(epoch - epoch % step.total_seconds(), tz=UTC)
+
+
+def _trend_reference(jobs: list[Job], start: datetime, end: datetime, metric: str, step: timedelta) -> list[dict]:
+    first = _floor(start, step)
+    field = "started_at" if metric == "queue_wait" else "finished_at"
+    points = []
+    for i in range(int((end - first) / step) + 1):
+        low, high = first + i * step, first + (i + 1) * step
+        sel = [j for j in jobs if (t := getattr(j, field)) is not None and max(low, start) <= t < min(high, end)]
+        completed = sum(j.status == "completed" for j in sel)
+        failed = sum(j.status == "failed" for j in sel)
+        point: dict[str, Any] = {"time": low.isoformat()}
+        if metric == "throughput":
+            point.update(completed=completed, value=round(completed / (step.total_seconds() / 3600), 4))
+        elif metric == "success_rate":
+            rate = round(100 * completed / (completed + failed), 2) if completed + failed else None
+            point.update(completed=completed, failed=failed, value=rate)
+        else:
+            values = [
+                v for j in sel if (v := getattr(j, "queue_wait" if metric == "queue_wait" else "duration")) is not None
+            ]
+            point.update(count=len(values), value=round(sum(values) / len(values), 6) if values else None)
+        points.append(point)
+    return points
+
+
+def _errors_reference(jobs: list[Job], start: datetime, end: datetime, limit: int) -> dict[str, Any]:
+    failed = [j for j in jobs if j.status == "failed" and j.finished_at is not None and start <= j.finished_at < end]
+    groups: dict[str, dict[str, Any]] = {}
+    for j in failed:
+        g = groups.setdefault(
+            j.error[:200], {"message": j.error[:200], "count": 0, "last_seen": j.finished_at, "types": set()}
+        )
+        g["count"] += 1
+        g["last_seen"] = max(g["last_seen"], j.finished_at)
+        g["types"].add(j.type)
+    ranked = sorted(groups.values(), key=lambda g: (-g["count"], -g["last_seen"].timestamp(), g["message"]))[:limit]
+    return {
+        "total": len(failed),
+        "groups": [{**g, "last_seen": g["last_seen"].isoformat(), "types": sorted(g["types"])} for g in ranked],
+    }
+
+
+def _histogram_reference(jobs: list[Job]) -> set[str]:
+    from monitoring.models import DURATION_BUCKETS
+
+    lines = set()
+    for job_type in {j.type for j in jobs}:
+        finished = ("completed", "failed", "cancelled")
+        done = [d for j in jobs if j.type == job_type and j.status in finished and (d := j.duration) is not None]
+        if not done:
+            continue
+        for bound in DURATION_BUCKETS:
+            n = sum(d <= bound for d in done)
+            lines.add(f'jobadmin_job_duration_seconds_bucket{{type="{job_type}",le="{float(bound)!r}"}} {n}')
+        lines.add(f'jobadmin_job_duration_seconds_bucket{{type="{job_type}",le="+Inf"}} {len(done)}')
+        lines.add(f'jobadmin_job_duration_seconds_count{{type="{job_type}"}} {len(done)}')
+    return lines
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    specs=st.lists(bucket_job, max_size=30),
+    range_name=st.sampled_from(["1h", "1d", "7d", "all"]),
+    interval=st.sampled_from(["1m", "5m", "1h", "1d"]),
+    folded=st.booleans(),
+    changes=st.lists(change, max_size=6),
+)
+def test_trends_errors_and_histograms_equal_a_reference_computed_over_the_raw_jobs(
+    specs: list[tuple], range_name: str, interval: str, folded: bool, changes: list[tuple[int, str, int]]
+) -> None:
+    """Random histories, optionally folded and then changed as the services stamp changes (a job
+    retried long after it was created finishes again at another time, with updated_at = now)."""
+    from monitoring.analytics import TREND_INTERVALS, TREND_METRICS
+    from monitoring.prometheus import render
+
+    Job.objects.all().delete()
+    RollupState.objects.all().delete()
+    for status, created_s, wait, run, job_type, message in specs:
+        created = NOW - timedelta(seconds=created_s)
+        started = created + timedelta(seconds=wait) if status != "queued" else None
+        finished = started + timedelta(seconds=run) if started and status != "running" else None
+        make_job(status=status, created=created, started=started, finished=finished, type=job_type, error=message)
+    if folded:
+        rollup_fold(now=NOW - timedelta(seconds=1))
+    ids = list(Job.objects.order_by("created_at", "id").values_list("pk", flat=True))
+    for index, status, finish_back in changes:
+        if not ids:
+            break
+        job = Job.objects.get(pk=ids[index % len(ids)])
+        finished = NOW - timedelta(seconds=finish_back) if status in ("completed", "failed", "cancelled") else None
+        started = finished - timedelta(seconds=7) if finished is not None else job.started_at
+        Job.objects.filter(pk=job.pk).update(
+            status=status,
+            started_at=started,
+            finished_at=finished,
+            duration=7.0 if finished is not None else None,
+            updated_at=NOW,
+        )
+    jobs = list(Job.objects.all())
+    window = resolve_window(range_name=range_name, now=NOW)
+    start = window.start or min((j.created_at for j in jobs), default=NOW)
+    step = TREND_INTERVALS[interval]
+
+    for metric in TREND_METRICS:
+        if int((NOW - _floor(start, step)) / step) + 1 > 2000:
+            with pytest.raises(BadRange):
+                analytics_trends(window=window, metric=metric, interval=interval)
+            continue
+        got = analytics_trends(window=window, metric=metric, interval=interval)
+        expected = _trend_reference(jobs, start, NOW, metric, step)
+        assert [{k: v for k, v in p.items() if k != "value"} for p in got] == [
+            {k: v for k, v in p.items() if k != "value"} for p in expected
+        ], metric
+        assert [p["value"] for p in got] == [
+            pytest.approx(p["value"]) if p["value"] is not None else None for p in expected
+        ], metric
+    errors = analytics_errors(window=window, limit=2)
+    since = window.start or datetime.min.replace(tzinfo=UTC)  # "all": no lower bound (trends: the first job)
+    assert {k: errors[k] for k in ("total", "groups")} == _errors_reference(jobs, since, NOW, limit=2)
+    histogram = {line for line in render().splitlines() if line.startswith("jobadmin_job_duration_seconds_")}
+    assert {line for line in histogram if not line.startswith("jobadmin_job_duration_seconds_sum")} == (
+        _histogram_reference(jobs)
+    )
+
+
+def test_error_groups_changed_after_the_fold_can_overtake_the_folded_ranking() -> None:
+    def failed(message: str, hours: int) -> Job:  # each in an hour of its own
+        return make_job(
+            status="failed",
+            created=ago(hours=hours),
+            started=ago(hours=hours),
+            finished=ago(hours=hours),
+            error=message,
+        )
+
+    for i in range(4):
+        failed("A", 10 + i)
+    for i in range(3):
+        failed("B", 20 + i)
+    for i in range(2):
+        failed("C", 30 + i)
+    late = [make_job(status="completed", created=ago(hours=40 + i), error="C") for i in range(2)]
+    rollup_fold(now=NOW - timedelta(seconds=1))
+    # After the fold, two old jobs of C fail (stamped as the services do): C has 4, as many as A,
+    # and A failed last, so A comes first; B (3) is out of the top 2.
+    Job.objects.filter(pk__in=[j.pk for j in late]).update(status="failed", finished_at=ago(hours=39), updated_at=NOW)
+
+    errors = analytics_errors(window=resolve_window(range_name="7d", now=NOW), limit=2)
+
+    assert errors["total"] == 11
+    assert [(g["message"], g["count"]) for g in errors["groups"]] == [("A", 4), ("C", 4)]

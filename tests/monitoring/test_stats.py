@@ -15,17 +15,6 @@ from tests.monitoring.conftest import NOW, ago, make_job
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(params=["raw", "buckets"])
-def fold(request: pytest.FixtureRequest) -> Any:
-    """Run each figure test twice: straight from the raw rows, and from the hourly buckets."""
-
-    def run() -> None:
-        if request.param == "buckets":
-            rollup_fold(now=NOW)
-
-    return run
-
-
 def _history() -> None:
     # A: completed 2 h ago, waited 10 s, ran 30 s.
     make_job(
