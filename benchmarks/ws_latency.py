@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -119,6 +120,137 @@ def role_relay(args: argparse.Namespace) -> None:
     asyncio.run(main())
 
 
+class Lag:
+    """How late this process's event loop runs a 10 ms timer: high means the clients are the bottleneck."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.task = asyncio.create_task(self.run())
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            self.samples.append(loop.time() - before - 0.01)
+
+
+def role_clients(args: argparse.Namespace) -> None:
+    asyncio.run(clients_main(args))
+
+
+async def clients_main(args: argparse.Namespace) -> None:
+    """``--count`` websocket clients; commands on stdin (stop, ping, close), one JSON reply line each."""
+    from websockets.asyncio.client import connect
+
+    job_ids = json.loads(Path(args.jobs_file).read_text())
+    url = f"ws://127.0.0.1:{args.port}/ws/jobs/?token={args.token}"
+    clients: dict[int, Any] = {}
+    errors = 0
+    gate = asyncio.Semaphore(50)
+
+    async def one(index: int) -> None:
+        nonlocal errors
+        async with gate:
+            try:
+                ws = await connect(url, compression=None, ping_interval=None, max_queue=None, open_timeout=60)
+                await asyncio.wait_for(ws.recv(), 30)  # welcome
+                if job_ids:
+                    job = job_ids[index % len(job_ids)]
+                    await ws.send(json.dumps({"type": "subscribe", "channel": f"job:{job}"}))
+                    await asyncio.wait_for(ws.recv(), 30)  # subscribed
+                clients[index] = ws
+            except Exception:
+                errors += 1
+
+    await asyncio.gather(*(one(args.first + i) for i in range(args.count)))
+    received: dict[int, list[tuple[int, float, str]]] = {index: [] for index in clients}
+
+    async def reader(ws: Any, sink: list[tuple[int, float, str]]) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                frame = await ws.recv()
+                now = time.time()
+                message = json.loads(frame)
+                if message.get("type") == "job-update":
+                    sink.append((message["event_id"], now, message["job"]["status"]))
+
+    readers = [asyncio.create_task(reader(ws, received[i])) for i, ws in clients.items()] if job_ids else []
+    lag = Lag()
+    stdin = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+
+    def reply(**body: Any) -> None:
+        sys.stdout.write(json.dumps(body) + "\n")
+        sys.stdout.flush()
+
+    reply(opened=len(clients), errors=errors)
+    while command := (await stdin.readline()).decode().strip():
+        if command == "stop":
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            with open(args.out, "w") as out:
+                for index, frames in received.items():
+                    out.write(f"c {index}\n")
+                    out.writelines(f"{event_id} {arrived} {status}\n" for event_id, arrived, status in frames)
+            reply(lag_p99=pct(lag.samples, 0.99), lag_max=max(lag.samples, default=0.0))
+        elif command == "ping":
+            pongs = 0
+            sample = list(clients.values())[:: max(1, len(clients) // args.ping_sample)]
+            for ws in sample:
+                with contextlib.suppress(Exception):
+                    await ws.send('{"type":"ping"}')
+                    pongs += json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "pong"
+            still_open = sum(1 for ws in clients.values() if ws.state.name == "OPEN")
+            reply(pongs=pongs, sampled=len(sample), open=still_open)
+        elif command == "close":
+            await asyncio.gather(*(ws.close() for ws in clients.values()), return_exceptions=True)
+            reply(closed=len(clients))
+            return
+
+
+class ClientGroup:
+    """The client processes of one scenario, driven through their stdin."""
+
+    def __init__(self) -> None:
+        self.procs: list[asyncio.subprocess.Process] = []
+        self.outs: list[Path] = []
+        self.opened = 0
+        self.errors = 0
+
+    async def command(self, word: str | None) -> list[dict[str, Any]]:
+        """Send ``word`` to every client process (None: just read), then read each one's reply."""
+        for proc in self.procs:
+            assert proc.stdin is not None
+            if word is not None:
+                proc.stdin.write(f"{word}\n".encode())
+                await proc.stdin.drain()
+        replies = []
+        for proc in self.procs:
+            assert proc.stdout is not None
+            replies.append(json.loads(await proc.stdout.readline()))
+        return replies
+
+    def received(self) -> dict[int, list[tuple[int, float, str]]]:
+        """Frames by client index, in arrival order."""
+        frames: dict[int, list[tuple[int, float, str]]] = {}
+        sink: list[tuple[int, float, str]] = []
+        for out in self.outs:
+            for line in out.read_text().splitlines():
+                first, second, *rest = line.split()
+                if first == "c":
+                    sink = frames[int(second)] = []
+                else:
+                    sink.append((int(first), float(second), rest[0]))
+        return frames
+
+    async def close(self) -> None:
+        await self.command("close")
+        for proc in self.procs:
+            await proc.wait()
+
+
 # --- the parent ----------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as sock:
@@ -182,8 +314,9 @@ class Bench:
     def start_server(self) -> None:
         import psutil
 
+        self.relay: subprocess.Popen[bytes] | None = None
         if self.redis:
-            self.spawn("-m", "benchmarks.ws_latency", "--role", "relay", log="relay.log")
+            self.relay = self.spawn("-m", "benchmarks.ws_latency", "--role", "relay", log="relay.log")
         self.daphne = self.spawn(
             "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "jobadmin.asgi:application", log="daphne.log"
         )
@@ -213,54 +346,29 @@ class Bench:
             for key in client.scan_iter(match=f"*{self.env['REDIS_PREFIX']}*", count=1000):
                 client.delete(key)
 
-    # --- clients ---
-    async def open_clients(self, count: int, job_ids: list[str] | None) -> list[Any]:
-        from websockets.asyncio.client import connect
-
-        url = f"ws://127.0.0.1:{self.port}/ws/jobs/?token={self.token}"
-        clients: list[Any] = [None] * count
-        errors = 0
-        gate = asyncio.Semaphore(50)
-
-        async def one(i: int) -> None:
-            nonlocal errors
-            async with gate:
-                try:
-                    ws = await connect(url, compression=None, ping_interval=None, max_queue=None, open_timeout=60)
-                    await asyncio.wait_for(ws.recv(), 30)  # welcome
-                    if job_ids:
-                        job = job_ids[i % len(job_ids)]
-                        await ws.send(json.dumps({"type": "subscribe", "channel": f"job:{job}"}))
-                        await asyncio.wait_for(ws.recv(), 30)  # subscribed
-                    clients[i] = ws
-                except Exception:
-                    errors += 1
-
-        await asyncio.gather(*(one(i) for i in range(count)))
-        self.connect_errors = errors
-        return [c for c in clients if c is not None]
-
-    async def collect(self, clients: list[Any], until: asyncio.Event) -> list[list[tuple[int, float, str]]]:
-        received: list[list[tuple[int, float, str]]] = [[] for _ in clients]
-
-        async def reader(i: int, ws: Any) -> None:
-            sink = received[i]
-            try:
-                while True:
-                    frame = await ws.recv()
-                    now = time.time()
-                    message = json.loads(frame)
-                    if message.get("type") == "job-update":
-                        sink.append((message["event_id"], now, message["job"]["status"]))
-            except Exception:
-                return
-
-        tasks = [asyncio.create_task(reader(i, ws)) for i, ws in enumerate(clients)]
-        await until.wait()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        return received
+    # --- clients (in their own processes, so that reading frames does not compete with the parent) ---
+    async def open_clients(self, count: int, job_ids: list[str] | None) -> ClientGroup:
+        jobs_file = self.tmp / "client-jobs.json"
+        jobs_file.write_text(json.dumps(job_ids or []))
+        group = ClientGroup()
+        per = -(-count // self.args.client_procs)
+        for n in range(self.args.client_procs):
+            first, last = n * per, min(count, (n + 1) * per)
+            if first >= last:
+                break
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "benchmarks.ws_latency", "--role", "clients", "--port", str(self.port),
+                "--token", self.token, "--first", str(first), "--count", str(last - first),
+                "--jobs-file", str(jobs_file), "--out", str(self.tmp / f"received-{n}.txt"),
+                cwd=ROOT, env=self.env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            group.procs.append(proc)
+            group.outs.append(self.tmp / f"received-{n}.txt")
+        for reply in await group.command(None):
+            group.opened += reply["opened"]
+            group.errors += reply["errors"]
+        self.connect_errors = group.errors
+        return group
 
     async def floor_probe(self, rate: float, stop: asyncio.Event, watchers: int = 10) -> list[float]:
         """A bare group_send of a small message to a group of ``watchers`` receivers, at the event rate."""
@@ -294,12 +402,14 @@ class Bench:
             await layer.group_discard("bench.floor", channel)
         return latencies
 
-    async def run_load(self, *, rate: float, seconds: float, clients: list[Any], job_ids: list[str]) -> dict[str, Any]:
+    async def run_load(
+        self, *, rate: float, seconds: float, clients: ClientGroup, job_ids: list[str]
+    ) -> dict[str, Any]:
+        import psutil
+
         jobs_file = self.tmp / "jobs.json"
         jobs_file.write_text(json.dumps(job_ids))
         out = self.tmp / f"writes-{rate}.txt"
-        stop = asyncio.Event()
-        collecting = asyncio.create_task(self.collect(clients, stop))
         floor_stop = asyncio.Event()
         floor = asyncio.create_task(self.floor_probe(len(job_ids) * rate, floor_stop))
         rss_samples = [self.rss()]
@@ -308,45 +418,52 @@ class Bench:
             "--rate", str(rate), "--seconds", str(seconds), log=f"writer-{rate}.log",
         )  # fmt: skip
         started = time.monotonic()
-        import psutil
-
-        me = psutil.Process()
-        me.cpu_percent()
-        self.daphne_ps.cpu_percent()
-        cpu: dict[str, list[float]] = {"daphne": [], "clients": []}
+        watched = {"daphne": [self.daphne_ps], "clients": [psutil.Process(p.pid) for p in clients.procs]}
+        watched["writer"] = [psutil.Process(writer.pid)]
+        if self.relay is not None:
+            watched["relay"] = [psutil.Process(self.relay.pid)]
+        for procs in watched.values():
+            for proc in procs:
+                proc.cpu_percent()
+        cpu: dict[str, list[float]] = {name: [] for name in watched}
         daphne_cpu_before = sum(self.daphne_ps.cpu_times()[:2])
         while writer.poll() is None:
             await asyncio.sleep(1)
             rss_samples.append(self.rss())
-            cpu["daphne"].append(self.daphne_ps.cpu_percent())
-            cpu["clients"].append(me.cpu_percent())
+            for name, procs in watched.items():
+                with contextlib.suppress(psutil.Error):
+                    cpu[name].append(sum(proc.cpu_percent() for proc in procs))
+        load = os.getloadavg()[0]
         floor_stop.set()
         await asyncio.sleep(self.args.drain)
         rss_samples.append(self.rss())
         daphne_cpu = sum(self.daphne_ps.cpu_times()[:2]) - daphne_cpu_before
-        stop.set()
-        received = await collecting
+        replies = await clients.command("stop")
+        received = clients.received()
         floor_latencies = await floor
         elapsed = time.monotonic() - started
 
         writes: dict[int, tuple[float, str, str]] = {}
         for line in out.read_text().split("\n"):
             if line:
-                event_id, t, job, kind = line.split()
-                writes[int(event_id)] = (float(t), job, kind)
+                raw_id, t, job, kind = line.split()
+                writes[int(raw_id)] = (float(t), job, kind)
         by_job: dict[str, list[int]] = {}
         for event_id, (_, job, _) in writes.items():
             by_job.setdefault(job, []).append(event_id)
         latencies = []
-        finals_ok = last_progress_ok = 0
+        finals_ok = last_progress_ok = out_of_order = 0
         delivered = 0
         expected = 0
-        for i, frames in enumerate(received):
+        for i, frames in received.items():
             job = job_ids[i % len(job_ids)]
             expected += len(by_job.get(job, []))
             got = {event_id for event_id, _, _ in frames}
             delivered += len(frames)
+            previous = 0
             for event_id, arrived, _ in frames:
+                out_of_order += event_id < previous
+                previous = event_id
                 if event_id in writes:
                     latencies.append(arrived - writes[event_id][0])
             ids = sorted(by_job.get(job, []))
@@ -366,11 +483,15 @@ class Bench:
             "max": max(latencies) if latencies else float("nan"),
             "finals": f"{finals_ok}/{len(received)}",
             "last_progress": f"{last_progress_ok}/{len(received)}",
+            "out_of_order": out_of_order,
             "floor_p50": pct(floor_latencies, 0.5),
             "floor_p99": pct(floor_latencies, 0.99),
             "rss_mb": [round(r / 2**20) for r in rss_samples],
             "cpu_us_per_frame": daphne_cpu / max(1, delivered) * 1e6,
             "cpu": {name: round(sum(v) / max(1, len(v))) for name, v in cpu.items()},
+            "client_lag_p99": max(reply["lag_p99"] for reply in replies),
+            "client_lag_max": max(reply["lag_max"] for reply in replies),
+            "load": load,
             "elapsed": elapsed,
         }
 
@@ -385,22 +506,24 @@ async def scenario_steady(bench: Bench, overload: bool) -> None:
     rate = args.rate * (args.overload if overload else 1)
     result = await bench.run_load(rate=rate, seconds=args.seconds, clients=clients, job_ids=job_ids)
     name = "(b) overload" if overload else "(a) steady"
-    print(f"\n{name}: {len(clients)} clients ({bench.connect_errors} failed to connect), {args.jobs} jobs x "
-          f"{rate:g}/s for {args.seconds:g}s -> {result['events_written']} events "
+    print(f"\n{name}: {clients.opened} clients in {len(clients.procs)} processes ({bench.connect_errors} failed to "
+          f"connect), {args.jobs} jobs x {rate:g}/s for {args.seconds:g}s -> {result['events_written']} events "
           f"({result['write_rate']:.0f}/s written), {result['frames_expected']} frames expected")  # fmt: skip
-    print(f"  delivered {result['frames_delivered']} frames = {result['frames_per_s']:.0f} frames/s")
+    print(f"  delivered {result['frames_delivered']} frames = {result['frames_per_s']:.0f} frames/s "
+          f"(the rest conflated); out of event_id order within a job: {result['out_of_order']}")  # fmt: skip
     print(f"  commit -> arrival: p50 {ms(result['p50'])}, p99 {ms(result['p99'])}, max {ms(result['max'])}")
     print(f"  bare group_send floor (10 receivers, same event rate): p50 {ms(result['floor_p50'])}, "
           f"p99 {ms(result['floor_p99'])}")  # fmt: skip
     print(f"  mean CPU during load (% of one core): {result['cpu']}; daphne CPU per delivered frame "
           f"{result['cpu_us_per_frame']:.0f} us (relay included on the embedded default); load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
+          f"{result['load']:.1f} on {os.cpu_count()} cores")  # fmt: skip
+    print(f"  client processes' event-loop lag (are the clients keeping up?): p99 {ms(result['client_lag_p99'])}, "
+          f"max {ms(result['client_lag_max'])}")  # fmt: skip
     print(f"  final status delivered: {result['finals']} clients; last progress: {result['last_progress']}")
-    per_connection = (after - before) / max(1, len(clients)) / 1024
+    per_connection = (after - before) / max(1, clients.opened) / 1024
     print(f"  daphne RSS: {before / 2**20:.0f} MB before clients, {after / 2**20:.0f} MB with them "
           f"({per_connection:.1f} KiB per connection); during load {result['rss_mb']}")  # fmt: skip
-    for ws in clients:
-        await ws.close()
+    await clients.close()
     await asyncio.sleep(1)
 
 
@@ -412,26 +535,20 @@ async def scenario_idle(bench: Bench) -> None:
     connect_s = time.monotonic() - started
     await asyncio.sleep(args.hold)
     after = bench.rss()
-    pongs = 0
-    sample = clients[:: max(1, len(clients) // 100)]
-    for ws in sample:
-        try:
-            await ws.send('{"type":"ping"}')
-            if json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "pong":
-                pongs += 1
-        except Exception:
-            pass
-    still_open = sum(1 for ws in clients if ws.state.name == "OPEN")
-    print(f"\n(c) idle: {len(clients)}/{args.idle} connected in {connect_s:.1f}s, {bench.connect_errors} errors; "
-          f"after {args.hold:g}s {still_open} still open; {pongs}/{len(sample)} sampled pings answered")  # fmt: skip
+    replies = await clients.command("ping")
+    pongs = sum(reply["pongs"] for reply in replies)
+    sampled = sum(reply["sampled"] for reply in replies)
+    still_open = sum(reply["open"] for reply in replies)
+    print(f"\n(c) idle: {clients.opened}/{args.idle} connected in {connect_s:.1f}s, {bench.connect_errors} errors; "
+          f"after {args.hold:g}s {still_open} still open; {pongs}/{sampled} sampled pings answered")  # fmt: skip
     print(f"  daphne RSS {before / 2**20:.0f} -> {after / 2**20:.0f} MB "
-          f"({(after - before) / max(1, len(clients)) / 1024:.1f} KiB per connection)")  # fmt: skip
-    await asyncio.gather(*(ws.close() for ws in clients), return_exceptions=True)
+          f"({(after - before) / max(1, clients.opened) / 1024:.1f} KiB per connection)")  # fmt: skip
+    await clients.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--role", choices=["parent", "writer", "relay"], default="parent")
+    parser.add_argument("--role", choices=["parent", "writer", "relay", "clients"], default="parent")
     parser.add_argument("--only", default="steady,overload,idle")
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=100)
@@ -441,13 +558,21 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=3.0)
     parser.add_argument("--idle", type=int, default=5000)
     parser.add_argument("--hold", type=float, default=10.0)
+    parser.add_argument("--client-procs", type=int, default=2, help="client processes the clients are split over")
     parser.add_argument("--jobs-file")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--token")
+    parser.add_argument("--first", type=int, default=0)
+    parser.add_argument("--count", type=int, default=0)
+    parser.add_argument("--ping-sample", type=int, default=50)
     parser.add_argument("--out")
     args = parser.parse_args()
     if args.role == "writer":
         return role_writer(args)
     if args.role == "relay":
         return role_relay(args)
+    if args.role == "clients":
+        return role_clients(args)
     bench = Bench(args)
     layer = "Redis pub/sub layer, relay in its own process" if bench.redis else "in-memory layer, relay in daphne"
     database = "PostgreSQL" if os.environ.get("DATABASE_URL") else "SQLite"
