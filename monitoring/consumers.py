@@ -5,6 +5,13 @@ events from the process's hub (``monitoring.relay``). Each socket has a bounded 
 drained by one sender task; when a socket falls behind, progress events of a job are
 conflated (the newest replaces a queued older one), status changes never are, and a socket
 whose outbox still overflows is closed with 4408 so that its client resumes with ``since``.
+
+"Behind" is measured in time, not only in queue length: a socket that watches one job
+never has a long outbox, yet under overload its frames can wait seconds (in the layer, the
+hub or the outbox). A job's progress still unsent when a newer one arrives, and already
+``STALE_AFTER`` old (from the change's own time), is replaced by the newer one. A socket
+that keeps up sends every frame (its queued progress is younger than that, or already
+gone); the last progress of a job and every status change always go out.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ MAX_FRAME = 4096  # bytes of one client frame
 RATE = 20.0  # client messages per second, sustained
 BURST = 40.0
 FLOOD_LIMIT = 200  # messages refused for rate before the socket is closed
-CONFLATE_AT = 64  # outbox length from which progress is conflated
+CONFLATE_AT = 64  # outbox length from which progress is conflated, whatever its age
+STALE_AFTER = 0.1  # seconds after the change from which a still-queued progress is replaced
 OUTBOX_MAX = 5000
 REPLAY_PAGE = 500
 REPLAY_MAX = 10_000
@@ -71,13 +79,14 @@ def _stats() -> dict[str, Any]:
 
 
 class _Entry:
-    __slots__ = ("event_id", "job", "kind", "text")
+    __slots__ = ("at", "event_id", "job", "kind", "text")
 
-    def __init__(self, event_id: int, job: str | None, kind: str, text: str) -> None:
+    def __init__(self, event_id: int, job: str | None, kind: str, text: str, at: float | None = None) -> None:
         self.event_id = event_id
         self.job = job
         self.kind = kind
         self.text = text
+        self.at = at  # the time of the change (epoch seconds), if known
 
 
 class JobsConsumer(AsyncWebsocketConsumer):
@@ -133,17 +142,19 @@ class JobsConsumer(AsyncWebsocketConsumer):
             await hub.leave(group, self)
 
     # --- from the hub (synchronous, must not block) ------------------------------------------
-    def deliver(self, event_id: int, job: str | None, kind: str, text: str) -> None:
+    def deliver(self, event_id: int, job: str | None, kind: str, text: str, at: float | None = None) -> None:
         if self.closing or event_id in self.seen:
             return
         if job is not None:
             queued = self.pending_progress.get(job)
-            if kind == EventKind.PROGRESS and queued is not None and len(self.outbox) >= CONFLATE_AT:
-                # Behind: the newest progress of a job replaces its queued one in place.
-                queued.event_id, queued.text = event_id, text
+            if kind == EventKind.PROGRESS and queued is not None and self._behind(queued):
+                # Behind: the newest progress of a job replaces its queued one in place. The
+                # replaced one counts as sent: a catch-up read must not bring it back, late.
+                self._mark_seen(queued.event_id)
+                queued.event_id, queued.text, queued.at = event_id, text, at
                 return
             self.pending_progress.pop(job, None)
-        entry = _Entry(event_id, job, kind, text)
+        entry = _Entry(event_id, job, kind, text, at)
         if job is not None and kind == EventKind.PROGRESS:
             self.pending_progress[job] = entry
         self.outbox.append(entry)
@@ -152,6 +163,10 @@ class JobsConsumer(AsyncWebsocketConsumer):
             asyncio.ensure_future(self.close(code=messages.CLOSE_TOO_SLOW))
             return
         self.wake.set()
+
+    def _behind(self, queued: _Entry) -> bool:
+        """Whether this socket is behind: a long outbox, or a queued progress already stale."""
+        return len(self.outbox) >= CONFLATE_AT or (queued.at is not None and time.time() - queued.at >= STALE_AFTER)
 
     def deliver_stats(self, text: str) -> None:
         if not self.closing:

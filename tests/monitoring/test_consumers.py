@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,7 +25,7 @@ from jobs import services
 from jobs.events import record_event, record_job_event
 from jobs.models import EventKind, Job
 from monitoring import messages
-from monitoring.consumers import CONFLATE_AT, JobsConsumer
+from monitoring.consumers import CONFLATE_AT, STALE_AFTER, JobsConsumer
 from monitoring.relay import get_hub, stop_hub
 from tests.factories import UserFactory
 
@@ -504,9 +505,29 @@ def test_progress_is_conflated_when_behind_but_status_changes_are_kept() -> None
 def test_progress_is_not_conflated_when_the_socket_keeps_up() -> None:
     consumer = JobsConsumer()
     consumer.init_state(None)
-    consumer.deliver(1, "j1", "progress", "p1")
-    consumer.deliver(2, "j1", "progress", "p2")
-    assert [entry.text for entry in consumer.outbox] == ["p1", "p2"]
+    now = time.time()
+    consumer.deliver(1, "j1", "progress", "p1", now)  # fresh: queued for less than STALE_AFTER
+    consumer.deliver(2, "j1", "progress", "p2", now)
+    consumer.deliver(3, "j2", "progress", "p3")  # time of the change unknown: never stale
+    consumer.deliver(4, "j2", "progress", "p4")
+    assert [entry.text for entry in consumer.outbox] == ["p1", "p2", "p3", "p4"]
+
+
+def test_a_socket_behind_in_time_conflates_progress_even_with_a_short_outbox() -> None:
+    """One watched job never fills the outbox; its frames still conflate once they are stale."""
+    consumer = JobsConsumer()
+    consumer.init_state(None)
+    stale = time.time() - STALE_AFTER - 0.05
+    consumer.deliver(1, "j1", "progress", "p1", stale)
+    consumer.deliver(2, "j1", "progress", "p2", stale)  # p1 is stale and unsent: replaced in place
+    consumer.deliver(3, "j1", "progress", "p3", time.time())  # p2 too
+    consumer.deliver(4, "j1", "completed", "s4", time.time())  # a status change is never conflated
+    consumer.deliver(5, "j1", "progress", "p5", stale)  # after the status change: queued afresh
+    assert [(entry.event_id, entry.text) for entry in consumer.outbox] == [(3, "p3"), (4, "s4"), (5, "p5")]
+    consumer.outbox.clear()
+    consumer.pending_progress.clear()  # as the sender does once they are out
+    consumer.deliver(6, "j1", "progress", "p6", stale)  # nothing of j1 queued: sent, however old
+    assert [entry.text for entry in consumer.outbox] == ["p6"]
 
 
 @database_sync_to_async

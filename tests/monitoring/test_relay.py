@@ -14,7 +14,7 @@ from django.db import InterfaceError, OperationalError, connection, connections,
 from jobs import services
 from jobs.events import record_job_event
 from jobs.models import EventKind, Job, JobEvent
-from monitoring.relay import ALL_GROUP, EventRelay, GapTracker
+from monitoring.relay import ALL_GROUP, EVENTS_GROUP, EVENTS_TYPE, EventRelay, GapTracker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,14 +24,17 @@ class RecordingLayer(InMemoryChannelLayer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.sent: list[tuple[str, int]] = []
+        self.sent: list[tuple[str, int]] = []  # (a group the event is for, event id), in publishing order
+        self.messages = 0  # layer messages that carried events
         self.failing = False
-        self.fail_after: int | None = None
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
-        if self.failing or (self.fail_after is not None and len(self.sent) >= self.fail_after):
+        if self.failing:
             raise ConnectionError("layer unreachable")
-        self.sent.append((group, message.get("id", 0)))
+        if message["type"] == EVENTS_TYPE:
+            assert group == EVENTS_GROUP
+            self.messages += 1
+            self.sent.extend((target, event["id"]) for event in message["events"] for target in event["groups"])
         await super().group_send(group, message)
 
 
@@ -80,6 +83,19 @@ def test_each_event_is_published_once_to_the_groups_it_belongs_to(user: Any) -> 
     assert [i for group, i in layer.sent if group == ALL_GROUP] == ids  # in id order
 
 
+def test_a_burst_of_events_travels_in_one_layer_message_per_read(user: Any) -> None:
+    layer = RecordingLayer()
+    relay = new_relay(layer)
+    job = services.job_enqueue(job_type="demo", params={}, user=user)
+    for processed in range(1, 41):
+        progress(job, processed)
+    steps(relay, 2)
+    ids = list(JobEvent.objects.filter(job=job).order_by("id").values_list("id", flat=True))
+    assert len(ids) == 41
+    assert [i for group, i in layer.sent if group == ALL_GROUP] == ids
+    assert layer.messages == 1  # not one group_send per event and group
+
+
 def test_events_from_before_the_relay_started_are_not_published(user: Any) -> None:
     services.job_enqueue(job_type="demo", params={}, user=user)
     layer = RecordingLayer()
@@ -91,13 +107,11 @@ def test_after_a_layer_outage_the_relay_catches_up_and_publishes_each_event_once
     layer = RecordingLayer()
     relay = new_relay(layer)
     job = services.job_enqueue(job_type="demo", params={}, user=user)
-    layer.fail_after = 1  # the layer dies in the middle of the first event's groups
+    layer.failing = True  # the layer is away when the first event is read
 
     async def outage() -> None:
         with pytest.raises(ConnectionError):
-            await relay.step()
-        layer.fail_after = None
-        layer.failing = True
+            await relay.step()  # read, not published: kept in hand
         for processed in range(1, 4):  # the job goes on while the layer is away
             await asyncio.to_thread(progress, job, processed)
             with pytest.raises(ConnectionError):
