@@ -37,7 +37,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 COUNT_CAP = 10_000
 # The most an exact count may take before the answer becomes an estimate (see capped_count).
-COUNT_BUDGET_MS = 25.0
+COUNT_BUDGET_MS = 15.0
 # A sanity bound on the page number; deep offsets cost a scan of the rows skipped, so
 # clients that walk far should narrow with ``created_before`` instead (docs/api.md).
 MAX_PAGE = 1_000_000
