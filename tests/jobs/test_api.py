@@ -636,3 +636,22 @@ def test_the_index_migration_gives_sqlite_statistics_where_there_are_some(user):
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM sqlite_stat1 WHERE idx = 'job_status_duration'")
         assert cursor.fetchone()[0] == 1
+
+
+def test_the_capped_count_selects_no_column_so_an_index_answers_it(user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from jobs.filters import filter_jobs
+    from jobs.pagination import capped_count
+
+    JobFactory.create_batch(4, user=user, status=JobStatus.FAILED)
+    JobFactory.create(user=user)
+    queryset = filter_jobs(Job.objects.select_related("user"), {"status": "failed"})
+    with CaptureQueriesContext(connection) as queries:
+        assert capped_count(queryset) == (4, True)
+    (count_sql,) = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    inner = count_sql.split("FROM (", 1)[1]
+    assert inner.upper().startswith("SELECT 1 ")
+    assert "auth_user" not in count_sql
+    assert capped_count(queryset, cap=3) == (3, False)
