@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,9 +13,18 @@ from channels.layers import InMemoryChannelLayer
 from django.db import InterfaceError, OperationalError, connection, connections, transaction
 
 from jobs import services
-from jobs.events import record_job_event
+from jobs.events import record_event, record_job_event
 from jobs.models import EventKind, Job, JobEvent
-from monitoring.relay import ALL_GROUP, EVENTS_GROUP, EVENTS_TYPE, EventRelay, GapTracker
+from monitoring.relay import (
+    _EVENT_FIELDS,
+    ALL_GROUP,
+    EVENTS_GROUP,
+    EVENTS_TYPE,
+    EventRelay,
+    GapTracker,
+    events_after,
+    events_by_ids,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -94,6 +104,23 @@ def test_a_burst_of_events_travels_in_one_layer_message_per_read(user: Any) -> N
     assert len(ids) == 41
     assert [i for group, i in layer.sent if group == ALL_GROUP] == ids
     assert layer.messages == 1  # not one group_send per event and group
+
+
+def test_the_relays_reads_return_the_rows_the_orm_returns(user: Any) -> None:
+    """On SQLite the relay reads through one aggregated row (see ``_sqlite_events``): same rows."""
+    job = services.job_enqueue(job_type="demo", params={}, user=user)
+    progress(job, 7)
+    record_event(kind=EventKind.ALERT, payload={"alert": {"message": "naïve ✓", "value": 0.5, "nested": [1, None]}})
+    on_the_second = JobEvent.objects.create(
+        kind=EventKind.LOG, job=job, owner_id=None, payload={}, created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    )
+    first = JobEvent.objects.order_by("id").values_list("id", flat=True).first() or 0
+    orm = list(JobEvent.objects.filter(id__gte=first).order_by("id").values(*_EVENT_FIELDS))
+    assert len(orm) >= 4
+    assert events_after(after=first - 1, limit=500) == orm
+    assert events_after(after=first, limit=2) == orm[1:3]
+    assert events_by_ids(ids=[on_the_second.id, first]) == [orm[0], orm[-1]]
+    assert events_after(after=on_the_second.id, limit=500) == []
 
 
 def test_events_from_before_the_relay_started_are_not_published(user: Any) -> None:
