@@ -23,13 +23,14 @@ job whose ``updated_at`` is at or after ``watermark - JOBADMIN_ROLLUP_MARGIN`` i
 every table (``INSERT … SELECT`` in the database), then the watermark moves to the fold's start.
 The margin covers transactions that commit after a later one (ids and timestamps commit out of
 order on PostgreSQL) and small clock differences between machines. Deleted jobs (retention, the
-admin) leave no trace in ``updated_at``, so ``rollup_rebuild`` recomputes everything every
-``JOBADMIN_ROLLUP_REBUILD`` seconds.
+admin) leave no trace in ``updated_at``, so every ``JOBADMIN_ROLLUP_REBUILD`` seconds, and after
+each purge, ``rollup_reconcile`` also recomputes the hours whose job count no longer matches
+(one grouped count over the jobs) instead of rebuilding everything.
 
 Reading (``_read``): whole steps of the window come from a table, except rows of a creation
 hour with a job changed since ``watermark - margin``; those jobs, and those in the partial steps
 at the window's edges, come from the raw rows. So a reader gets the exact figures as of now, not
-as of the last fold — only a deletion since the last rebuild can show. Without a fold ever
+as of the last fold — only a deletion since the last reconcile can show. Without a fold ever
 having run, everything is raw.
 """
 
@@ -230,6 +231,16 @@ def rollup_rebuild(*, now: datetime | None = None) -> int:
     return JobStatsHour.objects.count()
 
 
+def _refresh(hours: set[datetime], now: datetime, **state: Any) -> None:
+    """Recompute ``hours`` in every table and move the watermark to ``now`` (and ``state``), atomically."""
+    with transaction.atomic():
+        if hours:
+            for spec in SPECS:
+                spec.model.objects.filter(hour__in=list(hours)).delete()
+                _recompute(spec, _hours_q(hours))
+        RollupState.objects.filter(name=STATE).update(watermark=now, **state)
+
+
 def rollup_fold(*, now: datetime | None = None) -> int:
     """Recompute the hours touched since the last fold; the first fold rebuilds. Returns hours recomputed."""
     now = now or timezone.now()
@@ -238,22 +249,48 @@ def rollup_fold(*, now: datetime | None = None) -> int:
         rollup_rebuild(now=now)
         return -1
     hours = dirty_hours(state.watermark - _margin())
-    with transaction.atomic():
-        if hours:
-            for spec in SPECS:
-                spec.model.objects.filter(hour__in=list(hours)).delete()
-                _recompute(spec, _hours_q(hours))
-        RollupState.objects.filter(name=STATE).update(watermark=now)
+    _refresh(hours, now)
+    return len(hours)
+
+
+def deleted_hours() -> set[datetime]:
+    """Creation hours whose jobs in the tables are more (or fewer) than in the jobs table: deletions.
+
+    One grouped count over the jobs, against the per-hour sums of ``JobStatsHour``;
+    a job added to an hour changes its ``updated_at`` too, so the fold takes care of it anyway.
+    """
+    raw = dict(
+        Job.objects.order_by().annotate(h=CREATED_HOUR).values("h").annotate(n=Count("pk")).values_list("h", "n")
+    )
+    folded = dict(JobStatsHour.objects.order_by().values("hour").annotate(n=Sum("jobs")).values_list("hour", "n"))
+    raw = {floor_hour(hour): n for hour, n in raw.items()}
+    folded = {floor_hour(hour): n for hour, n in folded.items()}
+    return {hour for hour in raw.keys() | folded.keys() if raw.get(hour, 0) != folded.get(hour, 0)}
+
+
+def rollup_reconcile(*, now: datetime | None = None) -> int:
+    """A fold that also recomputes the hours that lost jobs (``deleted_hours``); returns hours recomputed.
+
+    Instead of a full rebuild: deletions (retention, the admin) leave no ``updated_at`` behind.
+    """
+    now = now or timezone.now()
+    state = RollupState.objects.filter(name=STATE).first()
+    if state is None or state.watermark is None:
+        rollup_rebuild(now=now)
+        return -1
+    hours = dirty_hours(state.watermark - _margin()) | deleted_hours()
+    _refresh(hours, now, rebuilt_at=now)
     return len(hours)
 
 
 def rollup_rebuild_due(now: datetime) -> bool:
+    """Whether ``rollup_reconcile`` is due: every ``JOBADMIN_ROLLUP_REBUILD`` seconds, and after a purge."""
     rebuilt = RollupState.objects.filter(name=STATE).values_list("rebuilt_at", flat=True).first()
     return rebuilt is None or (now - rebuilt).total_seconds() >= settings.JOBADMIN_ROLLUP_REBUILD
 
 
 def jobs_purge_rebuild_batch(batch: int) -> int:
-    """A purger that deletes nothing: after a purge run, rebuild on the next fold (deletions)."""
+    """A purger that deletes nothing: after a purge run, check for deletions on the next fold."""
     RollupState.objects.filter(name=STATE).update(rebuilt_at=None)
     return 0
 
@@ -277,16 +314,20 @@ def _plan(spec: Spec, start: datetime | None, end: datetime) -> tuple[Q, Q | Non
     if first_full is not None and first_full >= last_full:
         return window, None
     dirty = dirty_hours(state - _margin())
-    if spec.field == "created_at":  # only hours inside the whole steps can matter
-        dirty = {h for h in dirty if (first_full is None or h >= first_full) and h < last_full}
-    edges = Q(**{f"{spec.field}__gte": last_full})
+    # A plain OR of ranges, so that SQLite (and PostgreSQL) read index ranges, not the whole window.
+    raw = Q(**{f"{spec.field}__gte": last_full, f"{spec.field}__lt": end})
     bucket_q = Q(**{f"{spec.column}__lt": last_full})
     if first_full is not None:
-        edges |= Q(**{f"{spec.field}__lt": first_full})
+        raw |= Q(**{f"{spec.field}__gte": start, f"{spec.field}__lt": first_full})
         bucket_q &= Q(**{f"{spec.column}__gte": first_full})
+    if spec.field == "created_at":  # a dirty hour inside the whole hours is a whole hour of the window
+        dirty = {h for h in dirty if (first_full is None or h >= first_full) and h < last_full}
+        raw |= _hours_q(dirty)
+    elif dirty:
+        raw |= window & _hours_q(dirty)
     if dirty:
         bucket_q &= ~Q(hour__in=list(dirty))
-    return window & (edges | _hours_q(dirty)), bucket_q
+    return raw, bucket_q
 
 
 def _raw_rows(spec: Spec, raw: Q, dims: tuple[str, ...], names: tuple[str, ...], slot: Any, where: Q | None) -> Any:

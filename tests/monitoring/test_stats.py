@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from jobs.models import Job, JobStatus
-from monitoring.rollup import rollup_fold, rollup_rebuild
+from monitoring.rollup import SPECS, rollup_fold, rollup_rebuild, rollup_reconcile
 from monitoring.stats import BadRange, stats_summary
 from tests.monitoring.conftest import NOW, ago, make_job
 
@@ -179,3 +179,27 @@ def test_deleted_jobs_leave_the_buckets_at_the_next_rebuild() -> None:
     rollup_rebuild(now=NOW)
 
     assert stats_summary(range_name="1d", now=NOW)["counts"]["failed"] == 0
+
+
+def _tables() -> dict[str, list[tuple]]:
+    return {
+        spec.model.__name__: sorted(map(tuple, spec.model.objects.values_list(*[*spec.columns, *spec.figures])))
+        for spec in SPECS
+    }
+
+
+def test_reconcile_finds_the_hours_that_lost_jobs_and_ends_like_a_full_rebuild() -> None:
+    _history()
+    old = make_job(status="completed", created=ago(days=3), started=ago(days=3), finished=ago(days=3), error="x")
+    rollup_fold(now=NOW)
+    rollup_fold(now=NOW + timedelta(hours=1))  # nothing changed since this one
+    Job.objects.filter(pk=old.pk).delete()
+    Job.objects.filter(status="failed").delete()
+
+    recomputed = rollup_reconcile(now=NOW + timedelta(hours=1))  # only the deletions' hours
+
+    assert recomputed == 2
+    assert stats_summary(range_name="all", now=NOW + timedelta(hours=1))["total"] == 5  # A, C, D, E, F
+    reconciled = _tables()
+    rollup_rebuild(now=NOW + timedelta(hours=1))
+    assert reconciled == _tables()

@@ -29,7 +29,7 @@ from monitoring.health import monitor_heartbeat
 from monitoring.metrics import metrics_sample
 from monitoring.models import Alert
 from monitoring.relay import start_relay_thread
-from monitoring.rollup import rollup_fold, rollup_rebuild, rollup_rebuild_due
+from monitoring.rollup import rollup_fold, rollup_rebuild_due, rollup_reconcile
 from monitoring.singleton import monitor_lock
 
 
@@ -99,7 +99,7 @@ class Command(BaseCommand):
 
     def _rollup(self, now: datetime) -> None:
         if rollup_rebuild_due(now):
-            rollup_rebuild(now=now)
+            rollup_reconcile(now=now)
         else:
             rollup_fold(now=now)
 
