@@ -162,7 +162,6 @@ def child(args: argparse.Namespace) -> None:
             "workers": args.workers,
             "broker": "redis" if settings.REDIS_URL else "orm",
             "rounds": rounds,
-            "writes_per_job": count_writes_per_job(),
         }
     finally:
         cluster.send_signal(signal.SIGTERM)
@@ -176,6 +175,8 @@ def child(args: argparse.Namespace) -> None:
             pass
         cluster.wait()
         log.close()
+    # With the cluster stopped, so that no worker takes the jobs it counts.
+    result["writes_per_job"] = count_writes_per_job()
     print(json.dumps(result))
 
 
