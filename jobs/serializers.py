@@ -34,6 +34,15 @@ class JobResultSerializer(serializers.ModelSerializer):
 _RAW, _STR, _INT, _FLOAT, _BOOL, _DATETIME, _FIELD, _GENERIC = range(8)
 
 
+class _Never:
+    """A type no value has."""
+
+
+# The value type each kind passes through unchanged (DRF's str(), int(), float(), bool()
+# of a value of that very type is the value itself).
+_AS_IS: dict[int, type] = {_STR: str, _INT: int, _FLOAT: float, _BOOL: bool, _DATETIME: _Never, _FIELD: _Never}
+
+
 class FastReadMixin:
     """``to_representation`` without DRF's per-field machinery, same output.
 
@@ -101,19 +110,13 @@ class FastReadMixin:
                 ret[name] = None if check is None else field.to_representation(value)
                 continue
             value = getattr(instance, attr)
-            if value is None or kind == _RAW:
+            if value is None or kind == _RAW or type(value) is _AS_IS[kind]:
                 ret[name] = value
             elif kind == _DATETIME and type(value) is datetime and value.tzinfo is not None:
                 text = value.astimezone(zone).isoformat()
                 ret[name] = text[:-6] + "Z" if text.endswith("+00:00") else text
             elif kind == _STR:
                 ret[name] = str(value)
-            elif kind == _INT and type(value) is int:
-                ret[name] = value
-            elif kind == _FLOAT and type(value) is float:
-                ret[name] = value
-            elif kind == _BOOL and type(value) is bool:
-                ret[name] = value
             else:
                 ret[name] = field.to_representation(value)
         return ret
