@@ -16,10 +16,12 @@ Scenarios (``--only steady,overload,idle``):
     bounded and daphne's memory is sampled every second.
 (c) idle — ``--idle`` 5,000 connections held open, then pinged.
 
-The writer is its own process and writes what the engine writes for a progress report
-(the job row and its event, one transaction). On the embedded default the relay runs in
-daphne; with REDIS_URL it runs in its own process, as ``manage.py monitor`` runs it.
-A benchmark, not a test: it prints figures and never fails on a slow machine.
+The writers (``--writers`` 2 processes, the jobs split between them) write what the engine
+writes for a progress report (the job row and its event, one transaction). The clients run
+in ``--client-procs`` 2 processes, which report how late their own event loop runs: the
+clients must not be the bottleneck. On the embedded default the relay runs in daphne; with
+REDIS_URL it runs in its own process, as ``manage.py monitor`` runs it. A benchmark, not a
+test: it prints figures and never fails on a slow machine.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def role_writer(args: argparse.Namespace) -> None:
             cursor.execute("SET synchronous_commit = off")
     job_ids = json.loads(Path(args.jobs_file).read_text())
     jobs = {job.pk: job for job in Job.objects.filter(pk__in=job_ids)}
-    order = [jobs[pk] for pk in sorted(jobs, key=str)]
+    order = [jobs[pk] for pk in sorted(jobs, key=str)][args.part :: args.parts]  # this writer's share
     total = int(len(order) * args.rate * args.seconds)
     interval = 1.0 / (len(order) * args.rate)
     out = open(args.out, "w")  # noqa: SIM115
@@ -409,17 +411,37 @@ class Bench:
 
         jobs_file = self.tmp / "jobs.json"
         jobs_file.write_text(json.dumps(job_ids))
-        out = self.tmp / f"writes-{rate}.txt"
+        parts = self.args.writers
+        outs = [self.tmp / f"writes-{rate}-{part}.txt" for part in range(parts)]
+        logs = [f"writer-{rate}-{part}.log" for part in range(parts)]
         floor_stop = asyncio.Event()
         floor = asyncio.create_task(self.floor_probe(len(job_ids) * rate, floor_stop))
         rss_samples = [self.rss()]
-        writer = self.spawn(
-            "-m", "benchmarks.ws_latency", "--role", "writer", "--jobs-file", str(jobs_file), "--out", str(out),
-            "--rate", str(rate), "--seconds", str(seconds), log=f"writer-{rate}.log",
-        )  # fmt: skip
+        writers = [
+            self.spawn(
+                "-m",
+                "benchmarks.ws_latency",
+                "--role",
+                "writer",
+                "--jobs-file",
+                str(jobs_file),
+                "--out",
+                str(out),
+                "--rate",
+                str(rate),
+                "--seconds",
+                str(seconds),
+                "--part",
+                str(part),
+                "--parts",
+                str(parts),
+                log=log,
+            )  # fmt: skip
+            for part, (out, log) in enumerate(zip(outs, logs, strict=True))
+        ]
         started = time.monotonic()
         watched = {"daphne": [self.daphne_ps], "clients": [psutil.Process(p.pid) for p in clients.procs]}
-        watched["writer"] = [psutil.Process(writer.pid)]
+        watched["writer"] = [psutil.Process(writer.pid) for writer in writers]
         if self.relay is not None:
             watched["relay"] = [psutil.Process(self.relay.pid)]
         for procs in watched.values():
@@ -427,7 +449,7 @@ class Bench:
                 proc.cpu_percent()
         cpu: dict[str, list[float]] = {name: [] for name in watched}
         daphne_cpu_before = sum(self.daphne_ps.cpu_times()[:2])
-        while writer.poll() is None:
+        while any(writer.poll() is None for writer in writers):
             await asyncio.sleep(1)
             rss_samples.append(self.rss())
             for name, procs in watched.items():
@@ -444,7 +466,7 @@ class Bench:
         elapsed = time.monotonic() - started
 
         writes: dict[int, tuple[float, str, str]] = {}
-        for line in out.read_text().split("\n"):
+        for line in (line for out in outs for line in out.read_text().split("\n")):
             if line:
                 raw_id, t, job, kind = line.split()
                 writes[int(raw_id)] = (float(t), job, kind)
@@ -471,7 +493,11 @@ class Bench:
             progress = [e for e in ids if writes[e][2] == "p"]
             finals_ok += bool(final) and final[-1] in got
             last_progress_ok += bool(progress) and progress[-1] in got
-        writer_stats = json.loads((self.tmp / f"writer-{rate}.log").read_text().strip().splitlines()[-1])
+        writer_runs = [json.loads((self.tmp / log).read_text().strip().splitlines()[-1]) for log in logs]
+        writer_stats = {
+            "written": sum(run["written"] for run in writer_runs),
+            "seconds": max(run["seconds"] for run in writer_runs),
+        }
         return {
             "events_written": writer_stats["written"],
             "write_rate": writer_stats["written"] / writer_stats["seconds"],
@@ -558,6 +584,9 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=3.0)
     parser.add_argument("--idle", type=int, default=5000)
     parser.add_argument("--hold", type=float, default=10.0)
+    parser.add_argument("--writers", type=int, default=2, help="writer processes the jobs are split over")
+    parser.add_argument("--part", type=int, default=0)
+    parser.add_argument("--parts", type=int, default=1)
     parser.add_argument("--client-procs", type=int, default=2, help="client processes the clients are split over")
     parser.add_argument("--jobs-file")
     parser.add_argument("--port", type=int)

@@ -20,6 +20,7 @@ from monitoring.relay import (
     ALL_GROUP,
     EVENTS_GROUP,
     EVENTS_TYPE,
+    MAX_GAPS,
     EventRelay,
     GapTracker,
     events_after,
@@ -79,6 +80,8 @@ def test_gap_tracker_keeps_ids_skipped_below_the_cursor_until_they_appear_or_exp
     tracker.expire(now=7.5)  # 14 and 15 never appeared (rolled back): given up after the grace
     assert tracker.gaps == {}
     assert tracker.cursor == 16
+    tracker.absorb([50_016], now=8)  # a huge jump (a log emptied by retention): only the top is watched
+    assert sorted(tracker.gaps) == list(range(50_016 - MAX_GAPS, 50_016))
 
 
 def test_each_event_is_published_once_to_the_groups_it_belongs_to(user: Any) -> None:
