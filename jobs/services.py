@@ -474,18 +474,19 @@ def job_complete_and_claim(*, queue: str, **complete: Any) -> Job | None:
     """``job_complete`` and the worker's next ``job_claim`` in one transaction.
 
     A draining wake-up (``jobs.tasks.run_next``) finishes a job and takes the next one
-    at once: one commit instead of two, and on SQLite one turn of the write lock. The
-    claim runs in a savepoint, so a failed claim never undoes the finish (the wake-up
-    then ends, and the dispatch tick wakes the queue again).
+    at once: one commit instead of two, and on SQLite one turn of the write lock. Should
+    the pair fail in the database, the finish is written again on its own, so a failed
+    claim never loses a result (the wake-up then ends, and the dispatch tick wakes the
+    queue again). No savepoint: on PostgreSQL it would cost two round trips per job.
     """
-    with transaction.atomic():
-        job_complete(**complete)
-        try:
-            with transaction.atomic():
-                return job_claim(queue=queue, worker=complete["worker"])
-        except DatabaseError:
-            logger.exception("could not claim the next job of queue %s", queue)
-            return None
+    try:
+        with transaction.atomic():
+            job_complete(**complete)
+            return job_claim(queue=queue, worker=complete["worker"])
+    except DatabaseError:
+        logger.exception("could not finish job %s together with the next claim", complete["job_id"])
+    job_complete(**complete)
+    return None
 
 
 def _json_result(result: Any) -> Any:
