@@ -65,7 +65,12 @@ async def connect(user: Any, *, welcome: bool = True) -> WebsocketCommunicator:
     if welcome:
         message = await receive(communicator)
         assert message["type"] == "welcome"
-    await get_hub().start()
+    hub = get_hub()
+    await hub.start()
+    # The relay starts from the log's latest event on its first read: an event committed
+    # before that read is "from before the relay started" and never published live.
+    while hub.relay is not None and hub.relay.tracker is None:
+        await asyncio.sleep(0.005)
     return communicator
 
 

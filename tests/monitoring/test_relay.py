@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from monitoring.relay import (
     GapTracker,
     events_after,
     events_by_ids,
+    tune_gc,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -230,3 +232,17 @@ def kill_backend(pid: int) -> None:
             cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
     finally:
         connections.close_all()
+
+
+def test_a_web_process_collects_its_young_generation_less_often(settings: Any) -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, *before[1:])
+        settings.JOBADMIN_WEB_GC_THRESHOLD = 0
+        tune_gc()
+        assert gc.get_threshold()[0] == 700  # 0 keeps Python's
+        settings.JOBADMIN_WEB_GC_THRESHOLD = 20_000
+        tune_gc()
+        assert gc.get_threshold() == (20_000, *before[1:])
+    finally:
+        gc.set_threshold(*before)
