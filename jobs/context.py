@@ -264,14 +264,19 @@ class _Heartbeats:
         self._wake = threading.Condition(self._lock)
         self._contexts: dict[JobContext, _Beat] = {}
         self._thread: threading.Thread | None = None
+        # When the thread's current wait ends (monotonic), or None while it waits for a job.
+        self._sleeping_until: float | None = None
 
     def add(self, ctx: JobContext) -> None:
         with self._lock:
-            self._contexts[ctx] = _Beat()
+            beat = self._contexts[ctx] = _Beat()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="jobadmin-heartbeat", daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            # Wake the thread only if it would sleep past this job's first poll: waking it
+            # for every short job cost a thread switch each (and the GIL hand-over).
+            if self._sleeping_until is None or self._sleeping_until > beat.due:
+                self._wake.notify()
 
     def remove(self, ctx: JobContext) -> None:
         with self._lock:
@@ -283,12 +288,14 @@ class _Heartbeats:
             while True:
                 if not self._contexts:
                     connection.close()
+                    self._sleeping_until = None
                     while not self._contexts:
                         self._wake.wait()
                 now = time.monotonic()
                 wait = min(beat.due for beat in self._contexts.values()) - now
                 if wait <= 0:
                     break
+                self._sleeping_until = now + wait
                 self._wake.wait(wait)
             due = []
             for ctx, beat in self._contexts.items():
