@@ -122,9 +122,21 @@ class FastReadMixin:
         return ret
 
 
+class OwnerUsernameField(serializers.CharField):
+    """The owner's username: ``owner_username`` where the list set it for the whole page
+    (``selectors.attach_owner_usernames``: one query, no user row per job), else
+    ``job.user.username``."""
+
+    def get_attribute(self, instance: Any) -> Any:
+        try:
+            return instance.__dict__["owner_username"]
+        except (AttributeError, KeyError):
+            return super().get_attribute(instance)
+
+
 class JobSerializer(FastReadMixin, serializers.ModelSerializer):
     step_name = serializers.CharField(read_only=True)
-    username = serializers.CharField(source="user.username", read_only=True, allow_null=True)
+    username = OwnerUsernameField(source="user.username", read_only=True, allow_null=True)
 
     class Meta:
         model = Job

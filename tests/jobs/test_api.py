@@ -655,3 +655,27 @@ def test_the_capped_count_selects_no_column_so_an_index_answers_it(user):
     assert inner.upper().startswith("SELECT 1 ")
     assert "auth_user" not in count_sql
     assert capped_count(queryset, cap=3) == (3, False)
+
+
+def test_the_list_reads_owners_usernames_in_one_query_whatever_the_page_size(client_as, staff_user, user, other_user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = client_as(staff_user)
+    JobFactory.create_batch(3, user=user)
+    JobFactory.create(user=other_user)
+    with CaptureQueriesContext(connection) as few:
+        small = client.get("/api/jobs/?page_size=2&page=2").json()["results"]
+    JobFactory.create_batch(20, user=other_user)
+    JobFactory.create(user=None)
+    with CaptureQueriesContext(connection) as many:
+        rows = client.get("/api/jobs/?page_size=20&page=2").json()["results"]
+
+    assert len(small) == 2
+    assert len(rows) == 5
+    assert len(many.captured_queries) == len(few.captured_queries)
+    by_id = {str(job.pk): job for job in Job.objects.select_related("user")}
+    for row in rows + small:
+        job = by_id[row["id"]]
+        assert row["username"] == (job.user.username if job.user else None)
+        assert row["user"] == job.user_id
