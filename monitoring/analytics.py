@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 
 from jobs.models import Job, JobStatus
@@ -130,16 +129,15 @@ def analytics_trends(*, window: Window, metric: str, interval: str) -> list[dict
     points = int((window.end - first_bucket) / step) + 1
     if points > MAX_TREND_POINTS:
         raise BadRange(f"interval: {interval} over this range gives {points} points (at most {MAX_TREND_POINTS})")
-    trunc = {"1m": TruncMinute, "5m": TruncMinute, "1h": TruncHour, "1d": TruncDay}[interval]
     if metric == "queue_wait":
-        rows = rollup.started_series(start=start, end=window.end, slot=trunc)
+        rows = rollup.started_series(start=start, end=window.end, hourly=step >= rollup.HOUR)
         n_name, total_name = "queue_wait_count", "queue_wait_sum"
     else:
-        rows = rollup.finished_series(start=start, end=window.end, slot=trunc)
+        rows = rollup.finished_series(start=start, end=window.end, hourly=step >= rollup.HOUR)
         n_name, total_name = "duration_count", "duration_sum"
     acc: dict[datetime, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for row in rows:
-        # Buckets are UTC; 5m folds five truncated minutes into one bucket.
+        # Rows are per UTC minute or hour; 5m adds up five minutes, 1d twenty-four hours.
         key = _bucket_start(row["slot"], step)
         for name in (n_name, total_name, "completed", "failed"):
             acc[key][name] += row.get(name) or 0

@@ -220,6 +220,7 @@ class JobFinishMinute(models.Model):
 
     hour = models.DateTimeField()
     minute = models.DateTimeField()
+    finished_hour = models.DateTimeField(help_text="The UTC hour of minute: hourly and daily trends group by it.")
     completed = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     duration_count = models.PositiveIntegerField(default=0)
@@ -238,6 +239,7 @@ class JobStartMinute(models.Model):
 
     hour = models.DateTimeField()
     minute = models.DateTimeField()
+    started_hour = models.DateTimeField(help_text="The UTC hour of minute: hourly and daily trends group by it.")
     queue_wait_count = models.PositiveIntegerField(default=0)
     queue_wait_sum = models.FloatField(default=0)
 
