@@ -96,11 +96,16 @@ def run(backend: str, rows: int, repeat: int, keep: bool, reuse: bool, monitor_s
     t0 = time.perf_counter()
     buckets = rollup_rebuild()
     print(f"  statistics buckets rebuilt: {buckets:,} cohort rows in {time.perf_counter() - t0:.1f} s")
-    if backend == "pg":  # fresh tables: give the planner their statistics, as autovacuum would
+    if backend == "pg":
+        # As after the monitor's first fold into empty tables (a --reuse run's rebuild leaves the
+        # previous rows dead until autovacuum): compact tables, with the planner's statistics.
         from django.db import connection
 
+        from monitoring.rollup import SPECS
+
         with connection.cursor() as cur:
-            cur.execute("ANALYZE")
+            for spec in SPECS:
+                cur.execute(f"VACUUM FULL ANALYZE {spec.model._meta.db_table}")
     t0 = time.perf_counter()
     rollup_fold()
     print(f"  one fold with nothing changed: {1000 * (time.perf_counter() - t0):.1f} ms", flush=True)
