@@ -25,6 +25,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db import OperationalError, connections, transaction
 from django.db.models import QuerySet, Value
 from rest_framework import serializers
@@ -67,7 +68,10 @@ def capped_count(queryset: QuerySet[Any], cap: int | None = None, budget_ms: flo
     # on the filtered columns then answers alone (on SQLite the UUID key is not in the
     # other indexes, so selecting it read a table row per job counted: 10,001 lookups).
     limited = queryset.order_by().annotate(_one=Value(1)).values("_one")[: cap + 1]
-    sql, params = limited.query.sql_with_params()
+    try:
+        sql, params = limited.query.sql_with_params()
+    except EmptyResultSet:  # ``.none()`` or a filter that can match nothing: no SQL at all
+        return 0, True
 
     def count() -> int:
         with connections[queryset.db].cursor() as cursor:

@@ -679,3 +679,21 @@ def test_the_list_reads_owners_usernames_in_one_query_whatever_the_page_size(cli
         job = by_id[row["id"]]
         assert row["username"] == (job.user.username if job.user else None)
         assert row["user"] == job.user_id
+
+
+@pytest.mark.parametrize("search", ["%00", "a%00b"])
+def test_a_deep_page_of_a_list_that_matches_nothing_is_empty_not_a_500(client_as, user, search):
+    # A NUL in a text filter makes the queryset .none(): no SQL can be built for its count.
+    JobFactory.create_batch(3, user=user)
+    response = client_as(user).get(f"/api/jobs/?search={search}&page=59141&page_size=290")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["results"], body["count"], body["count_exact"], body["next"]) == ([], 0, True, None)
+    assert client_as(user).get("/api/jobs/?type=%00&page=2").json()["results"] == []
+
+
+def test_the_capped_count_of_an_empty_queryset_is_an_exact_zero():
+    from jobs.pagination import capped_count
+
+    assert capped_count(Job.objects.none()) == (0, True)
+    assert capped_count(Job.objects.filter(pk__in=[])) == (0, True)
