@@ -193,6 +193,7 @@ def test_reconcile_finds_the_hours_that_lost_jobs_and_ends_like_a_full_rebuild()
     old = make_job(status="completed", created=ago(days=3), started=ago(days=3), finished=ago(days=3), error="x")
     rollup_fold(now=NOW)
     rollup_fold(now=NOW + timedelta(hours=1))  # nothing changed since this one
+    assert rollup_reconcile(now=NOW + timedelta(hours=1)) == 0  # nothing deleted: nothing to redo
     Job.objects.filter(pk=old.pk).delete()
     Job.objects.filter(status="failed").delete()
 
