@@ -83,10 +83,6 @@ def floor_hour(moment: datetime) -> datetime:
     return _floor(moment, HOUR)
 
 
-def ceil_hour(moment: datetime) -> datetime:
-    return _ceil(moment, HOUR)
-
-
 def _margin() -> timedelta:
     return timedelta(seconds=settings.JOBADMIN_ROLLUP_MARGIN)
 
