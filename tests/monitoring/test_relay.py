@@ -21,6 +21,7 @@ from monitoring.relay import (
     ALL_GROUP,
     EVENTS_GROUP,
     EVENTS_TYPE,
+    GAP_SWEEP,
     MAX_GAPS,
     EventRelay,
     GapTracker,
@@ -84,6 +85,17 @@ def test_gap_tracker_keeps_ids_skipped_below_the_cursor_until_they_appear_or_exp
     assert tracker.cursor == 16
     tracker.absorb([50_016], now=8)  # a huge jump (a log emptied by retention): only the top is watched
     assert sorted(tracker.gaps) == list(range(50_016 - MAX_GAPS, 50_016))
+
+
+def test_young_gaps_are_read_again_on_every_poll_older_ones_in_a_sweep() -> None:
+    tracker = GapTracker(cursor=10, grace=30)
+    tracker.absorb([12], now=100)
+    assert tracker.due(now=100) == [11]  # the first call sweeps
+    assert tracker.due(now=100.2) == [11]  # young: on every poll
+    assert tracker.due(now=101.2) == [11]  # old now, but a sweep is due
+    tracker.absorb([15], now=101.4)
+    assert sorted(tracker.due(now=101.5)) == [13, 14]  # 11 is old and no sweep is due
+    assert sorted(tracker.due(now=101.2 + GAP_SWEEP)) == [11, 13, 14]  # the next sweep
 
 
 def test_each_event_is_published_once_to_the_groups_it_belongs_to(user: Any) -> None:
