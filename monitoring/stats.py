@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import F, Q, QuerySet
+from django.db import connection
+from django.db.models import DateTimeField, F, Func, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -99,22 +100,31 @@ def _in(field: str, window: Window) -> Q:
     return q
 
 
-def percentile(queryset: QuerySet[Job], field: str, *, count: int, fraction: float = 0.95) -> float | None:
-    """Nearest-rank percentile of ``field`` over ``queryset``, given ``count`` non-null values.
+# From this many values on, SQLite is kept off the ``created_at`` index for the p95 (see ``percentile``).
+SQLITE_WALK_MIN = 5_000
+
+
+def percentile(window: Window, field: str, *, count: int, fraction: float = 0.95) -> float | None:
+    """Nearest-rank percentile of ``field`` over the jobs created in ``window``, given ``count`` non-null values.
 
     Walks the ``(field, created_at)`` index from the top, so the p95 of a million rows reads
     5% of the index instead of sorting the set; portable (SQLite has no percentile function).
+    SQLite's planner has no range statistics and reads a bounded window through the
+    ``created_at`` index and sorts it (1.3 s for 30 days of a million jobs): from
+    ``SQLITE_WALK_MIN`` values on, ``+created_at`` keeps it off that index, so it walks
+    ``(field, created_at)`` too; below, sorting the window is the cheaper plan.
     """
     if count <= 0:
         return None
     rank = math.ceil(fraction * count)
     offset = count - rank
-    value = (
-        queryset.filter(**{f"{field}__isnull": False})
-        .order_by(F(field).desc())
-        .values_list(field, flat=True)[offset : offset + 1]
-        .first()
-    )
+    values = Job.objects.filter(**{f"{field}__isnull": False})
+    if connection.vendor == "sqlite" and count >= SQLITE_WALK_MIN:
+        plus = Func(F("created_at"), template="+%(expressions)s", output_field=DateTimeField())
+        values = values.annotate(created=plus).filter(_in("created", window))
+    else:
+        values = values.filter(_in("created_at", window))
+    value = values.order_by(F(field).desc()).values_list(field, flat=True)[offset : offset + 1].first()
     return float(value) if value is not None else None
 
 
@@ -208,7 +218,6 @@ def stats_summary(*, range_name: str = "1d", start: Any = None, end: Any = None,
     window = resolve_window(range_name=range_name, start=start, end=end, now=now)
     summary = _summarise(rollup.cohort(start=window.start, end=window.end, dims=("status",)))
     counts: dict[str, int] = summary["counts"]
-    created = Job.objects.filter(_in("created_at", window))
     duration_n, wait_n = int(summary["duration_count"]), int(summary["queue_wait_count"])
     if window.start is not None:
         hours = (window.end - window.start).total_seconds() / 3600
@@ -227,12 +236,12 @@ def stats_summary(*, range_name: str = "1d", start: Any = None, end: Any = None,
         "duration": {
             "count": duration_n,
             "mean": _mean(summary["duration_sum"], duration_n),
-            "p95": percentile(created, "duration", count=duration_n),
+            "p95": percentile(window, "duration", count=duration_n),
         },
         "queue_wait": {
             "count": wait_n,
             "mean": _mean(summary["queue_wait_sum"], wait_n),
-            "p95": percentile(created, "queue_wait", count=wait_n),
+            "p95": percentile(window, "queue_wait", count=wait_n),
         },
         "throughput_per_hour": round(completed / hours, 4) if hours > 0 else 0.0,
         **_series(now),
