@@ -158,8 +158,9 @@ JOB_STATS_INTERVAL = env.float("JOB_STATS_INTERVAL", default=5.0)
 JOBADMIN_METRICS_INTERVAL = env.float("JOBADMIN_METRICS_INTERVAL", default=10.0)
 JOBADMIN_METRICS_RETENTION_DAYS = env.int("JOBADMIN_METRICS_RETENTION_DAYS", default=90)
 JOBADMIN_ALERTS_INTERVAL = env.float("JOBADMIN_ALERTS_INTERVAL", default=5.0)
-# Statistics buckets (monitoring.rollup): folded with the alerts; rebuilt in full this often
-# (deletions); changes this recent are always re-read from the raw rows.
+# Statistics buckets (monitoring.rollup): folded with the alerts; this often the fold also
+# recomputes the hours that lost jobs (deletions); changes this recent are always re-read
+# from the raw rows.
 JOBADMIN_ROLLUP_REBUILD = env.float("JOBADMIN_ROLLUP_REBUILD", default=600.0)
 JOBADMIN_ROLLUP_MARGIN = env.float("JOBADMIN_ROLLUP_MARGIN", default=300.0)
 JOBADMIN_WEBHOOK_TIMEOUT = env.float("JOBADMIN_WEBHOOK_TIMEOUT", default=3.0)
