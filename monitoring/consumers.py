@@ -30,7 +30,17 @@ from django.core.serializers.json import DjangoJSONEncoder
 from jobs.models import EventKind, Job
 from jobs.selectors import job_visible_queryset
 from monitoring import messages
-from monitoring.relay import ALERTS_GROUP, ALL_GROUP, STATS_GROUP, get_hub, latest_event_id, replay_events, stats_body
+from monitoring.relay import (
+    ALERTS_GROUP,
+    ALL_GROUP,
+    STATS_GROUP,
+    events_by_ids,
+    get_hub,
+    latest_event_id,
+    replay_event_ids,
+    replay_events,
+    stats_body,
+)
 from monitoring.relay import message_for as event_message
 
 MAX_FRAME = 4096  # bytes of one client frame
@@ -71,6 +81,13 @@ def _job_access(user: Any, job_id: str) -> str:
 @database_sync_to_async
 def _replay(group: str, after: int, limit: int) -> list[dict[str, Any]]:
     return replay_events(group=group, after=after, limit=limit)
+
+
+@database_sync_to_async
+def _missing(group: str, after: int, limit: int, seen: Any) -> list[dict[str, Any]]:
+    """The events of ``group`` after ``after`` that are not in ``seen``: ids first, rows only for those."""
+    wanted = [event_id for event_id in replay_event_ids(group=group, after=after, limit=limit) if event_id not in seen]
+    return events_by_ids(ids=wanted) if wanted else []
 
 
 @database_sync_to_async
@@ -316,8 +333,7 @@ class JobsConsumer(AsyncWebsocketConsumer):
             waited = delay
             if self.closing or self.groups_by_channel.get(channel) != group:
                 return
-            rows = await _replay(group, anchor, REPLAY_PAGE)
-            for row in rows:
+            for row in await _missing(group, anchor, REPLAY_PAGE, frozenset(self.seen)):
                 message = event_message(row)
                 if message is not None and self._mark_seen(row["id"]):
                     await self._send(message)
