@@ -153,6 +153,9 @@ JOBADMIN_DISPATCH_INTERVAL = env.float("JOBADMIN_DISPATCH_INTERVAL", default=1.0
 JOBADMIN_HISTORY_DAYS = env.int("JOBADMIN_HISTORY_DAYS", default=30)
 JOBADMIN_PURGE_BATCH = env.int("JOBADMIN_PURGE_BATCH", default=2000)
 JOB_STATS_INTERVAL = env.float("JOB_STATS_INTERVAL", default=5.0)
+# Web processes: the garbage collector's young generation (monitoring.relay.tune_gc); 0 keeps
+# Python's 700, under which delivering frames triggered full collections that stalled sockets.
+JOBADMIN_WEB_GC_THRESHOLD = env.int("JOBADMIN_WEB_GC_THRESHOLD", default=20_000)
 
 # --- Monitoring (docs/monitoring.md) ----------------------------------------------------------
 JOBADMIN_METRICS_INTERVAL = env.float("JOBADMIN_METRICS_INTERVAL", default=10.0)
