@@ -474,6 +474,9 @@ class Bench:
         for event_id, (_, job, _) in writes.items():
             by_job.setdefault(job, []).append(event_id)
         latencies = []
+        # Latency by the second of the run its change was written in: a stall shows as a bad second.
+        first_write = min((t for t, _, _ in writes.values()), default=0.0)
+        by_second: dict[int, list[float]] = {}
         finals_ok = last_progress_ok = out_of_order = 0
         delivered = 0
         expected = 0
@@ -488,6 +491,7 @@ class Bench:
                 previous = event_id
                 if event_id in writes:
                     latencies.append(arrived - writes[event_id][0])
+                    by_second.setdefault(int(writes[event_id][0] - first_write), []).append(latencies[-1])
             ids = sorted(by_job.get(job, []))
             final = [e for e in ids if writes[e][2] == "f"]
             progress = [e for e in ids if writes[e][2] == "p"]
@@ -507,6 +511,7 @@ class Bench:
             "p50": pct(latencies, 0.5),
             "p99": pct(latencies, 0.99),
             "max": max(latencies) if latencies else float("nan"),
+            "p99_by_second": [round(pct(v, 0.99) * 1000) for _, v in sorted(by_second.items())],
             "finals": f"{finals_ok}/{len(received)}",
             "last_progress": f"{last_progress_ok}/{len(received)}",
             "out_of_order": out_of_order,
@@ -538,6 +543,7 @@ async def scenario_steady(bench: Bench, overload: bool) -> None:
     print(f"  delivered {result['frames_delivered']} frames = {result['frames_per_s']:.0f} frames/s "
           f"(the rest conflated); out of event_id order within a job: {result['out_of_order']}")  # fmt: skip
     print(f"  commit -> arrival: p50 {ms(result['p50'])}, p99 {ms(result['p99'])}, max {ms(result['max'])}")
+    print(f"  p99 (ms) of the changes written in each second of the run: {result['p99_by_second']}")
     print(f"  bare group_send floor (10 receivers, same event rate): p50 {ms(result['floor_p50'])}, "
           f"p99 {ms(result['floor_p99'])}")  # fmt: skip
     print(f"  mean CPU during load (% of one core): {result['cpu']}; daphne CPU per delivered frame "
