@@ -20,6 +20,7 @@ import asyncio
 import json
 import time
 import uuid
+import weakref
 from collections import OrderedDict, deque
 from typing import Any
 
@@ -84,10 +85,71 @@ def _replay(group: str, after: int, limit: int) -> list[dict[str, Any]]:
 
 
 @database_sync_to_async
-def _missing(group: str, after: int, limit: int, seen: Any) -> list[dict[str, Any]]:
-    """The events of ``group`` after ``after`` that are not in ``seen``: ids first, rows only for those."""
-    wanted = [event_id for event_id in replay_event_ids(group=group, after=after, limit=limit) if event_id not in seen]
-    return events_by_ids(ids=wanted) if wanted else []
+def _event_ids(group: str, after: int, limit: int) -> list[int]:
+    return replay_event_ids(group=group, after=after, limit=limit)
+
+
+@database_sync_to_async
+def _event_ids_of_groups(anchors: dict[str, int], limit: int) -> dict[str, list[int]]:
+    return {group: replay_event_ids(group=group, after=after, limit=limit) for group, after in anchors.items()}
+
+
+@database_sync_to_async
+def _events(ids: list[int]) -> list[dict[str, Any]]:
+    return events_by_ids(ids=ids)
+
+
+class _SharedIdReads:
+    """A process's catch-up reads of the log, gathered: one read per channel per ``SLOT``.
+
+    A thousand sockets that subscribed in the same second catch up in the same second, and a
+    read per socket, each its own hop to the database thread, held up every socket of the
+    process (p99 of the steady benchmark 80-135 ms on PostgreSQL; 24 ms without the
+    catch-ups). Requests are served at the next multiple of ``SLOT`` on the loop's clock:
+    all channels due in one slot are read in one hop, each once, after the smallest anchor
+    asked for it; each socket keeps the ids past its own and reads rows only for those it
+    has not seen.
+    """
+
+    SLOT = 1.0
+
+    def __init__(self) -> None:
+        self.anchors: dict[str, int] = {}
+        self.ready: asyncio.Future[dict[str, list[int]]] | None = None
+
+    async def ids_after(self, group: str, after: int, limit: int) -> list[int]:
+        loop = asyncio.get_running_loop()
+        if self.ready is None:
+            self.ready = loop.create_future()
+            next_slot = (loop.time() // self.SLOT + 1) * self.SLOT
+            loop.call_at(next_slot, lambda: asyncio.ensure_future(self._read(limit)))
+        anchors = self.anchors  # this slot's; the read swaps in a fresh one
+        anchors[group] = min(anchors.get(group, after), after)
+        found = await asyncio.shield(self.ready)
+        ids = found.get(group, [])
+        if len(ids) >= limit and after > anchors[group]:
+            return await _event_ids(group, after, limit)  # a full page may stop short of this socket's ids
+        return [event_id for event_id in ids if event_id > after]
+
+    async def _read(self, limit: int) -> None:
+        anchors, ready = self.anchors, self.ready
+        self.anchors, self.ready = {}, None
+        assert ready is not None
+        try:
+            ready.set_result(await _event_ids_of_groups(anchors, limit))
+        except Exception as exc:
+            ready.set_exception(exc)
+
+
+_shared_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedIdReads] = weakref.WeakKeyDictionary()
+
+
+def _shared_id_reads() -> _SharedIdReads:
+    loop = asyncio.get_running_loop()
+    reads = _shared_reads.get(loop)
+    if reads is None:
+        reads = _shared_reads[loop] = _SharedIdReads()
+    return reads
 
 
 @database_sync_to_async
@@ -333,7 +395,9 @@ class JobsConsumer(AsyncWebsocketConsumer):
             waited = delay
             if self.closing or self.groups_by_channel.get(channel) != group:
                 return
-            for row in await _missing(group, anchor, REPLAY_PAGE, frozenset(self.seen)):
+            ids = await _shared_id_reads().ids_after(group, anchor, REPLAY_PAGE)
+            wanted = [event_id for event_id in ids if event_id not in self.seen]
+            for row in await _events(wanted) if wanted else ():
                 message = event_message(row)
                 if message is not None and self._mark_seen(row["id"]):
                     await self._send(message)

@@ -552,3 +552,38 @@ def test_a_burst_of_400_non_progress_events_arrives_complete_and_in_order(user: 
         await communicator.disconnect()
 
     run(scenario)
+
+
+def test_catch_ups_that_fall_due_together_share_one_read_per_channel(user: Any, monkeypatch: Any) -> None:
+    from monitoring import consumers
+
+    first, second = (services.job_enqueue(job_type="demo", params={"items": 1, "delay_ms": 0}) for _ in range(2))
+    ids = [record_job_event(job=first, kind=EventKind.PROGRESS).id for _ in range(3)]
+    other = record_job_event(job=second, kind=EventKind.PROGRESS).id
+    hops: list[dict[str, int]] = []
+    real = consumers._event_ids_of_groups
+
+    async def counted(anchors: dict[str, int], limit: int) -> dict[str, list[int]]:
+        hops.append(dict(anchors))
+        return await real(anchors, limit)
+
+    monkeypatch.setattr(consumers, "_event_ids_of_groups", counted)
+    monkeypatch.setattr(consumers._SharedIdReads, "SLOT", 0.2)
+
+    async def scenario() -> None:
+        reads = consumers._SharedIdReads()
+        a, b = f"job.{first.pk}", f"job.{second.pk}"
+        results = await asyncio.gather(
+            reads.ids_after(a, ids[0], 500),
+            reads.ids_after(a, 0, 500),
+            reads.ids_after(a, ids[1], 500),
+            reads.ids_after(b, 0, 500),
+        )
+        assert results[0] == ids[1:]
+        assert results[1][-3:] == ids  # the job's `created` event comes first
+        assert results[2] == ids[2:]
+        assert results[3][-1] == other
+
+    run(scenario)
+    assert len(hops) == 1, "one hop to the database for every socket due in the slot"
+    assert hops[0][f"job.{first.pk}"] == 0, "read once per channel, from the smallest anchor"
