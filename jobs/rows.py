@@ -108,7 +108,7 @@ def update(model: type[Model], values: dict[str, Any], **where: Any) -> int:
     """
     names = tuple(values)
     shape = tuple((key[:-4], len(value)) if key.endswith("__in") else (key, 0) for key, value in where.items())
-    sql, sets, wheres = _update_sql(model, connection.vendor, names, tuple(shape))
+    sql, sets, wheres = _update_sql(model, connection.vendor, names, shape)
     params = [adapt(values[name]) for name, (_, _, adapt) in zip(names, sets, strict=True)]
     for value, (_, count), (_, _, adapt) in zip(where.values(), shape, wheres, strict=True):
         if count:
