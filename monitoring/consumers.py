@@ -85,11 +85,6 @@ def _replay(group: str, after: int, limit: int) -> list[dict[str, Any]]:
 
 
 @database_sync_to_async
-def _event_ids(group: str, after: int, limit: int) -> list[int]:
-    return replay_event_ids(group=group, after=after, limit=limit)
-
-
-@database_sync_to_async
 def _event_ids_of_groups(anchors: dict[str, int], limit: int) -> dict[str, list[int]]:
     return {group: replay_event_ids(group=group, after=after, limit=limit) for group, after in anchors.items()}
 
@@ -105,13 +100,14 @@ class _SharedIdReads:
     A thousand sockets that subscribed in the same second catch up in the same second, and a
     read per socket, each its own hop to the database thread, held up every socket of the
     process (p99 of the steady benchmark 80-135 ms on PostgreSQL; 24 ms without the
-    catch-ups). Requests are served at the next multiple of ``SLOT`` on the loop's clock:
+    catch-ups). Requests are served at the next multiple of ``SLOT`` on the loop's clock
+    (``_catch_up`` asks up to one slot early, so a catch-up is never later than its delay):
     all channels due in one slot are read in one hop, each once, after the smallest anchor
     asked for it; each socket keeps the ids past its own and reads rows only for those it
     has not seen.
     """
 
-    SLOT = 1.0
+    SLOT = 0.5
 
     def __init__(self) -> None:
         self.anchors: dict[str, int] = {}
@@ -128,7 +124,8 @@ class _SharedIdReads:
         found = await asyncio.shield(self.ready)
         ids = found.get(group, [])
         if len(ids) >= limit and after > anchors[group]:
-            return await _event_ids(group, after, limit)  # a full page may stop short of this socket's ids
+            # A full page may stop short of this socket's ids: read from its own anchor.
+            return (await _event_ids_of_groups({group: after}, limit))[group]
         return [event_id for event_id in ids if event_id > after]
 
     async def _read(self, limit: int) -> None:
@@ -389,10 +386,12 @@ class JobsConsumer(AsyncWebsocketConsumer):
 
     async def _catch_up(self, channel: str, group: str, anchor: int) -> None:
         """Read the log again after the subscription settled; events already sent are skipped."""
-        waited = 0.0
+        # The shared read serves at the next slot boundary: ask up to one slot early, so
+        # that each catch-up runs between ``delay - SLOT`` and ``delay``, never later.
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         for delay in CATCH_UP_AFTER:
-            await asyncio.sleep(delay - waited)
-            waited = delay
+            await asyncio.sleep(max(0.0, start + delay - _SharedIdReads.SLOT - loop.time()))
             if self.closing or self.groups_by_channel.get(channel) != group:
                 return
             ids = await _shared_id_reads().ids_after(group, anchor, REPLAY_PAGE)
