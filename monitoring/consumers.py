@@ -1,8 +1,9 @@
 """The websocket consumer at ``/ws/jobs/`` (protocol: docs/websocket.md).
 
 It forwards: permissions come from ``jobs.selectors``, replay from the event log, live
-events from the process's hub (``monitoring.relay``). Each socket has a bounded outbox
-drained by one sender task; when a socket falls behind, progress events of a job are
+events from the process's hub (``monitoring.relay``). Each socket has a bounded outbox;
+the outboxes that received frames are drained together once per event-loop turn (see
+``_Flusher``); when a socket falls behind, progress events of a job are
 conflated (the newest replaces a queued older one), status changes never are, and a socket
 whose outbox still overflows is closed with 4408 so that its client resumes with ``since``.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 import weakref
@@ -43,6 +45,8 @@ from monitoring.relay import (
     stats_body,
 )
 from monitoring.relay import message_for as event_message
+
+logger = logging.getLogger(__name__)
 
 MAX_FRAME = 4096  # bytes of one client frame
 RATE = 20.0  # client messages per second, sustained
@@ -154,6 +158,51 @@ def _stats() -> dict[str, Any]:
     return stats_body()
 
 
+class _Flusher:
+    """Sends the frames that the hub queued on sockets, once per event-loop turn, for all of them.
+
+    A sender task per socket cost a wake-up per socket per relay batch (an ``Event`` set, a
+    future, a task step, a new wait): about a third of daphne's main thread under the
+    overload benchmark (py-spy). Here the first socket that gets a frame in a turn schedules
+    one task that drains every such socket in turn. The hub hands over everything the layer
+    has already received before that task runs, so a socket that is behind conflates its
+    progress in its outbox, not in the layer's queue. Daphne's ``send`` does not wait (it
+    hands the frame to Twisted's buffer), so one socket does not hold up the others.
+    """
+
+    def __init__(self) -> None:
+        self.ready: dict[JobsConsumer, None] = {}  # insertion-ordered, each socket once
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, consumer: JobsConsumer) -> None:
+        self.ready[consumer] = None
+        if self.task is None:
+            self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while self.ready:
+                ready, self.ready = self.ready, {}
+                for consumer in ready:
+                    try:
+                        await consumer._drain()
+                    except Exception:  # one broken socket must not stop the others
+                        logger.exception("websocket: sending queued frames failed")
+        finally:
+            self.task = None
+
+
+_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = weakref.WeakKeyDictionary()
+
+
+def _flusher() -> _Flusher:
+    loop = asyncio.get_running_loop()
+    flusher = _flushers.get(loop)
+    if flusher is None:
+        flusher = _flushers[loop] = _Flusher()
+    return flusher
+
+
 class _Entry:
     __slots__ = ("at", "event_id", "job", "kind", "text")
 
@@ -180,8 +229,7 @@ class JobsConsumer(AsyncWebsocketConsumer):
         self.pending_progress: dict[str, _Entry] = {}
         self.seen: OrderedDict[int, None] = OrderedDict()
         self.replaying = 0
-        self.wake = asyncio.Event()
-        self.sender: asyncio.Task[None] | None = None
+        self.flusher: _Flusher | None = None  # the process's, once connected
         self.tokens = BURST
         self.refilled = time.monotonic()
         self.refused = 0
@@ -192,12 +240,12 @@ class JobsConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.init_state(self.scope.get("user"))
+        self.flusher = _flusher()
         await self.accept()
         if not (self.user and self.user.is_authenticated):
             # Accept first so that the client sees the close code, not a bare 403.
             await self.close(code=messages.CLOSE_UNAUTHENTICATED)
             return
-        self.sender = asyncio.create_task(self._send_loop())
         own = f"user:{self.user.pk}"
         await self._join(own, f"user.{self.user.pk}")
         get_hub().socket_opened()
@@ -206,8 +254,6 @@ class JobsConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
-        if getattr(self, "sender", None) is not None and self.sender is not None:
-            self.sender.cancel()
         for task in list(getattr(self, "catch_ups", ())):
             task.cancel()
         hub = get_hub()
@@ -238,7 +284,8 @@ class JobsConsumer(AsyncWebsocketConsumer):
             self.closing = True
             asyncio.ensure_future(self.close(code=messages.CLOSE_TOO_SLOW))
             return
-        self.wake.set()
+        if not self.replaying:
+            self._flush_soon()
 
     def _behind(self, queued: _Entry) -> bool:
         """Whether this socket is behind: a long outbox, or a queued progress already stale."""
@@ -247,7 +294,12 @@ class JobsConsumer(AsyncWebsocketConsumer):
     def deliver_stats(self, text: str) -> None:
         if not self.closing:
             self.outbox.append(_Entry(0, None, "stats", text))
-            self.wake.set()
+            if not self.replaying:
+                self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        if self.flusher is not None:  # None only before connect (unit tests of the outbox)
+            self.flusher.add(self)
 
     def _mark_seen(self, event_id: int) -> bool:
         """False if the event was already sent on this socket."""
@@ -258,17 +310,15 @@ class JobsConsumer(AsyncWebsocketConsumer):
             self.seen.popitem(last=False)
         return True
 
-    async def _send_loop(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            while self.outbox and not self.replaying:
-                entry = self.outbox.popleft()
-                if entry.job is not None and self.pending_progress.get(entry.job) is entry:
-                    del self.pending_progress[entry.job]
-                if entry.event_id and not self._mark_seen(entry.event_id):
-                    continue
-                await self.send(text_data=entry.text)
+    async def _drain(self) -> None:
+        """Send the outbox (called by the process's ``_Flusher``; held back during a replay)."""
+        while self.outbox and not self.replaying and not self.closing:
+            entry = self.outbox.popleft()
+            if entry.job is not None and self.pending_progress.get(entry.job) is entry:
+                del self.pending_progress[entry.job]
+            if entry.event_id and not self._mark_seen(entry.event_id):
+                continue
+            await self.send(text_data=entry.text)
 
     async def _send(self, message: dict[str, Any]) -> None:
         await self.send(text_data=_encode(message))
@@ -376,7 +426,8 @@ class JobsConsumer(AsyncWebsocketConsumer):
                 replayed = await self._send_replay(channel, group, since)
         finally:
             self.replaying -= 1
-            self.wake.set()
+            if not self.replaying and self.outbox:
+                self._flush_soon()
         await self._send(messages.subscribed(channel=channel, since=since, replayed=replayed, latest_event_id=latest))
         if group != STATS_GROUP:
             anchor = latest if since is None else max(since, latest - CATCH_UP_MARGIN)
