@@ -105,6 +105,10 @@ else:
     # Persistent connections: a worker that reconnects per task loses an order of magnitude.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # The job engine's hot statements (jobs.rows) are prepared once per connection; the
+    # ORM keeps client-side binding. Off behind a transaction-pooling PgBouncer < 1.21.
+    if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

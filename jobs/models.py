@@ -33,8 +33,15 @@ class Job(models.Model):
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     queue = models.CharField(max_length=50, default="default")
     priority = models.SmallIntegerField(default=0, help_text="Higher runs first within a queue.")
+    # No index of its own: ``job_user_created`` starts with it, and each index costs every
+    # write of the row (a job's row is written three times).
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+        db_index=False,
     )
 
     created_at = models.DateTimeField(default=timezone.now)
@@ -125,7 +132,7 @@ class JobResult(models.Model):
 class Queue(models.Model):
     """A queue's concurrency limit and pause switch, shared by every worker process.
 
-    The row is also the lock that serialises claims within the queue.
+    The limit is kept by the queue's ``QueueSlot`` rows.
     """
 
     name = models.CharField(max_length=50, primary_key=True)
@@ -140,6 +147,30 @@ class Queue(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class QueueSlot(models.Model):
+    """One unit of a queue's concurrency: a running or paused job holds one.
+
+    A claim takes a free slot under a row lock that skips the slots other claims hold
+    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so the claims of one queue do not wait
+    for each other's commits and the limit still holds across every worker process.
+    A raised limit takes effect at once: the first claim that finds no free slot adds the
+    missing rows. Slots numbered at or above a lowered limit are never taken again, and
+    while their jobs run the queue claims nothing, so the new limit is never exceeded.
+    Written only by ``jobs.services``.
+    """
+
+    queue = models.CharField(max_length=50)
+    number = models.PositiveSmallIntegerField()
+    job = models.OneToOneField(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="slot")
+
+    class Meta:
+        ordering = ["queue", "number"]
+        constraints = [models.UniqueConstraint(fields=["queue", "number"], name="queueslot_queue_number")]
+
+    def __str__(self) -> str:
+        return f"{self.queue}#{self.number}"
 
 
 class EventKind(models.TextChoices):
@@ -172,7 +203,8 @@ class JobEvent(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     kind = models.CharField(max_length=32, choices=EventKind.choices)
-    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    # Indexed by ``event_job`` (job, id) alone.
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.CASCADE, related_name="events", db_index=False)
     # The job owner at the time, so the relay can route to `user.<id>` without a join.
     owner_id = models.IntegerField(null=True, blank=True)
     actor = models.ForeignKey(

@@ -9,6 +9,12 @@ that need it (datetimes, UUIDs, JSON) and reuse the text. They write exactly wha
 ``Model.save(force_insert=True)`` and ``QuerySet.update()`` would write, which
 ``tests/jobs/test_rows.py`` checks on SQLite and PostgreSQL, and are called only from
 ``jobs.services`` and ``jobs.events``, inside their transactions.
+
+On PostgreSQL they also skip the server's parse and plan: they run on a server-side
+binding cursor, so psycopg prepares each statement once per connection (after
+``prepare_threshold`` runs, see ``DATABASE_PREPARED_STATEMENTS`` in the settings). Parsing,
+analysing and planning were a third of the server's CPU time per job (``perf``, see
+docs/benchmarks.md). The ORM keeps Django's default client-side binding.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from functools import cache
 from typing import Any
 
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Field, ForeignKey, Model
 
 Adapter = Callable[[Any], Any]
@@ -38,6 +45,26 @@ def _adapter(field: Field[Any, Any]) -> Adapter:
         # Both take strings or objects; the field's own preparation is the reference.
         return lambda value: field.get_db_prep_save(value, connection)
     return _identity
+
+
+def _cursor() -> CursorWrapper:
+    """``connection.cursor()``; on PostgreSQL with server-side binding, which psycopg can prepare.
+
+    Wrapped like Django's own cursors, so errors become ``django.db`` errors. While
+    queries are logged (``DEBUG``, ``CaptureQueriesContext``) Django's own cursor is used:
+    its log cannot show the text of a prepared statement.
+    """
+    if connection.vendor != "postgresql" or connection.queries_logged:
+        return connection.cursor()
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    cursor_class: Any = ServerBindingCursor  # the stubs know neither its arguments
+    with connection.wrap_database_errors:
+        raw = cursor_class(connection.connection)
+    return connection.make_cursor(raw)
 
 
 @cache
@@ -76,7 +103,7 @@ def insert(obj: Model) -> None:
     """
     sql, columns, auto_pk = _insert_sql(type(obj), connection.vendor)
     params = [adapt(getattr(obj, attname)) for attname, _, adapt in columns]
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, params)
         if auto_pk:
             obj.pk = cursor.fetchone()[0]
@@ -115,7 +142,7 @@ def update(model: type[Model], values: dict[str, Any], **where: Any) -> int:
             params.extend(adapt(v) for v in value)
         else:
             params.append(adapt(value))
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
 
@@ -142,7 +169,7 @@ def select_one(model: type[Model], tail: str, params: Sequence[Any]) -> Any:
     Values go through the same converters as the ORM's (datetimes, UUIDs, JSON on SQLite).
     """
     head, attnames, converters = _select_sql(model, connection.vendor)
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(head + tail, params)
         row = cursor.fetchone()
     if row is None:
@@ -157,6 +184,13 @@ def select_one(model: type[Model], tail: str, params: Sequence[Any]) -> Any:
 
 
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
+
+
+def execute(sql: str, params: Sequence[Any]) -> int:
+    """Run one statement; returns the row count."""
+    with _cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount

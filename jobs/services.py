@@ -36,7 +36,7 @@ from rest_framework.utils.encoders import JSONEncoder
 from jobs import rows
 from jobs.events import record_event, record_job_event
 from jobs.exceptions import QueueNotFound, TransitionNotAllowed
-from jobs.models import ACTIVE_STATUSES, EventKind, Job, JobResult, JobStatus, Queue
+from jobs.models import ACTIVE_STATUSES, EventKind, Job, JobResult, JobStatus, Queue, QueueSlot
 from jobs.registry import get_job_type
 
 logger = logging.getLogger(__name__)
@@ -150,11 +150,82 @@ def _due(now: datetime) -> Q:
 
 
 def queue_active_count(queue: str) -> int:
-    """Running and paused jobs of ``queue`` (plain SQL: every claim asks, see ``jobs.rows``)."""
-    row = rows.fetch_one(
-        "SELECT COUNT(*) FROM jobs_job WHERE queue = %s AND status IN (%s, %s)", [queue, *ACTIVE_STATUSES]
-    )
+    """Running and paused jobs of ``queue``: the slots they hold (see ``QueueSlot``)."""
+    row = rows.fetch_one("SELECT COUNT(*) FROM jobs_queueslot WHERE queue = %s AND job_id IS NOT NULL", [queue])
     return int(row[0]) if row else 0
+
+
+# A free slot of a queue that is not paused, below its concurrency, while no job holds a
+# slot above it (after a lowered limit: no claims until those jobs end, so the new limit is
+# never exceeded). Plain SQL (jobs.rows): every claim asks.
+_FREE_SLOT = (
+    "SELECT s.id FROM jobs_queueslot s INNER JOIN jobs_queue q ON q.name = s.queue "
+    "WHERE s.queue = %s AND s.job_id IS NULL AND s.number < q.concurrency AND NOT q.paused "
+    "AND NOT EXISTS (SELECT 1 FROM jobs_queueslot o WHERE o.queue = s.queue "
+    "AND o.number >= q.concurrency AND o.job_id IS NOT NULL) "
+    "ORDER BY s.number LIMIT 1"
+)
+
+
+def _take_free_slot(queue: str) -> int | None:
+    """Inside the claim's transaction: lock a free slot of ``queue`` and return its id.
+
+    On PostgreSQL the slots other claims hold are skipped, so claims of one queue do not
+    wait for each other's commits. When none is free and unlocked: a queue without all
+    its slot rows (new, or its limit was raised) gets them; otherwise the claim waits for
+    the claims holding free-looking slots to commit, and takes one they did not use.
+    """
+    if not connection.features.has_select_for_update_skip_locked:
+        # SQLite: the transaction holds the database's write lock; nothing runs beside it.
+        row = rows.fetch_one(_FREE_SLOT, [queue])
+        if row is None and _add_missing_slots(queue):
+            row = rows.fetch_one(_FREE_SLOT, [queue])
+        return row[0] if row else None
+    row = rows.fetch_one(_FREE_SLOT + " FOR UPDATE OF s SKIP LOCKED", [queue])
+    if row is None and _add_missing_slots(queue):
+        row = rows.fetch_one(_FREE_SLOT + " FOR UPDATE OF s SKIP LOCKED", [queue])
+    if row is None:
+        row = rows.fetch_one(_FREE_SLOT + " FOR UPDATE OF s", [queue])
+    return row[0] if row else None
+
+
+def _add_missing_slots(queue: str) -> bool:
+    """Create the slot rows ``queue``'s concurrency asks for and it lacks; True if it lacked any."""
+    row = rows.fetch_one(
+        "SELECT q.concurrency, (SELECT COUNT(*) FROM jobs_queueslot s "
+        "WHERE s.queue = q.name AND s.number < q.concurrency) FROM jobs_queue q WHERE q.name = %s",
+        [queue],
+    )
+    if row is None or row[1] >= row[0]:
+        return False
+    QueueSlot.objects.bulk_create(
+        [QueueSlot(queue=queue, number=number) for number in range(row[0])], ignore_conflicts=True
+    )
+    return True
+
+
+def _release_slot(job_id: Any) -> None:
+    """Inside the transaction that ends a job's active state: its slot is free again."""
+    rows.execute("UPDATE jobs_queueslot SET job_id = NULL WHERE job_id = %s", [_uuid_param(job_id)])
+
+
+def _uuid_param(value: Any) -> Any:
+    return Job._meta.pk.get_db_prep_value(value, connection)
+
+
+def release_orphaned_slots() -> int:
+    """Free slots held by jobs that are no longer running or paused; returns how many.
+
+    Every transition out of those states frees its slot in its own transaction, so this
+    finds nothing unless a job's status was changed behind ``jobs.services`` (by SQL, say).
+    The monitor runs it with the dispatch tick. A slot taken or freed meanwhile is never
+    a match: both changes commit together with the job's status.
+    """
+    return rows.execute(
+        "UPDATE jobs_queueslot SET job_id = NULL WHERE job_id IS NOT NULL AND NOT EXISTS ("
+        "SELECT 1 FROM jobs_job j WHERE j.id = jobs_queueslot.job_id AND j.status IN (%s, %s))",
+        list(ACTIVE_STATUSES),
+    )
 
 
 def _slot_freed_without_worker(queue: str, now: datetime) -> None:
@@ -197,11 +268,16 @@ def dispatch_tick(*, since: datetime | None = None, now: datetime | None = None)
     Wakes queues whose retry back-off expired since ``since``. And when the broker holds
     no wake-up at all, the in-flight counts are reset and every queue with runnable jobs
     and free slots is woken, so a lost wake-up (a killed worker, a flushed broker) never
-    strands a job for longer than one tick.
+    strands a job for longer than one tick. Slots held by jobs that are no longer active
+    are freed first (``release_orphaned_slots``).
     """
     from django_q.brokers import get_broker
 
     now = now or timezone.now()
+    with transaction.atomic():
+        orphaned = release_orphaned_slots()
+    if orphaned:
+        logger.warning("freed %d queue slot(s) held by jobs that were no longer active", orphaned)
     idle_broker = get_broker().queue_size() == 0
     sent = 0
     for queue in Queue.objects.filter(paused=False):
@@ -273,24 +349,20 @@ def _json_safe(data: dict[str, Any]) -> dict[str, Any]:
 def job_claim(*, queue: str, worker: str) -> Job | None:
     """Atomically take the best runnable job of ``queue`` for ``worker``, or None.
 
-    The queue row is locked for the claim, so the concurrency limit holds across every
-    worker process, and the conditional update makes a re-delivered wake-up harmless: a
-    job is started by exactly one claim.
+    The job takes a free slot of its queue (see ``QueueSlot``), so the concurrency limit
+    holds across every worker process, and the conditional update makes a re-delivered
+    wake-up harmless: a job is started by exactly one claim.
     """
     now = timezone.now()
-    lock = connection.features.has_select_for_update
+    lock = connection.features.has_select_for_update_skip_locked
     # No savepoint when nested (job_complete_and_claim): the claim is all or nothing anyway.
     with transaction.atomic(savepoint=False):
-        # Plain SQL (see jobs.rows): these run for every job a worker takes.
-        q = rows.fetch_one(
-            "SELECT paused, concurrency FROM jobs_queue WHERE name = %s" + (" FOR UPDATE" if lock else ""), [queue]
-        )
         # Full or paused: the workers holding the slots claim the next jobs themselves when
         # they finish, and resuming the queue sends wake-ups.
-        if q is None or q[0]:
+        slot = _take_free_slot(queue)
+        if slot is None:
             return None
-        if queue_active_count(queue) >= q[1]:
-            return None
+        # Plain SQL (see jobs.rows): these run for every job a worker takes.
         job = rows.select_one(
             Job,
             "WHERE queue = %s AND status = %s AND (run_after IS NULL OR run_after <= %s) "
@@ -321,10 +393,11 @@ def job_claim(*, queue: str, worker: str) -> Job | None:
             "cancel_requested": False,
             "pause_requested": False,
         }
-        # Conditional on the status we read (and on the attempt count, for SQLite where
-        # the row lock above is a no-op): exactly one claim can win.
+        # Conditional on the status we read (and on the attempt count, for SQLite, which
+        # has no row locks): exactly one claim can win.
         if not rows.update(Job, values, pk=job.pk, status=JobStatus.QUEUED, attempts=job.attempts):
             return None
+        rows.execute("UPDATE jobs_queueslot SET job_id = %s WHERE id = %s", [_uuid_param(job.pk), slot])
         for name, value in values.items():
             setattr(job, name, value)
         record_job_event(job=job, kind=EventKind.STARTED, extra={"attempt": job.attempts})
@@ -460,6 +533,7 @@ def job_complete(
         }
         if not rows.update(Job, changes, pk=job_id, worker=worker, attempts=attempt, status__in=ACTIVE_STATUSES):
             return False
+        _release_slot(job_id)
         for name, value in changes.items():
             setattr(job, name, value)
         if result is not None or result_file is not None:
@@ -559,6 +633,7 @@ def job_fail(
             now,
             [*(values or {}).keys(), *fields, "error", "traceback", "eta", "pause_requested", "cancel_requested"],
         )
+        _release_slot(job.pk)
         record_job_event(job=job, kind=kind, actor_id=_actor_id(actor), extra=extra)
         # A failing worker goes on claiming (a due retry included); when the system failed
         # the job, a waiting job needs a wake-up. Back-offs are woken by the dispatch tick.
@@ -585,6 +660,7 @@ def job_mark_cancelled(*, job_id: Any, worker: str, attempt: int, values: dict[s
         job.eta = None
         _finish(job, now)
         _save(job, now, [*values.keys(), *_FINISH_FIELDS, "status", "eta"])
+        _release_slot(job.pk)
         record_job_event(job=job, kind=EventKind.CANCELLED)
     return True
 
@@ -606,6 +682,8 @@ def job_cancel(*, job: Job, actor: Any = None) -> Job:
             job.eta = None
             _finish(job, now)
             _save(job, now, ["status", "cancel_requested", "pause_requested", "eta", *_FINISH_FIELDS])
+            if was_active:
+                _release_slot(job.pk)
             # A paused job's worker unwinds and, like every worker, claims the next job.
             record_job_event(job=job, kind=EventKind.CANCELLED, actor_id=_actor_id(actor))
         elif job.status == JobStatus.RUNNING:

@@ -16,7 +16,7 @@ from rest_framework.exceptions import ValidationError
 
 from jobs import services
 from jobs.exceptions import QueueNotFound, TransitionNotAllowed
-from jobs.models import EventKind, Job, JobEvent, JobStatus, Queue
+from jobs.models import EventKind, Job, JobEvent, JobStatus, Queue, QueueSlot
 from jobs.registry import UnknownJobType, job
 
 pytestmark = pytest.mark.django_db
@@ -550,3 +550,118 @@ def test_dispatch_tick_wakes_queues_whose_backoff_expired_and_idle_queues_with_w
         assert services.dispatch_tick(since=timezone.now(), now=later) == 1
     assert broker.queue_size() == 1
     broker.purge_queue()
+
+
+# --- Queue slots: the concurrency limit's bookkeeping ---------------------------------------
+
+
+def held_slots(queue: str = "high") -> set[Any]:
+    return set(QueueSlot.objects.filter(queue=queue, job__isnull=False).values_list("job_id", flat=True))
+
+
+def _end_by_completing(job: Job) -> None:
+    assert services.job_complete(job_id=job.pk, worker=WORKER, attempt=job.attempts, values={})
+
+
+def _end_by_failing(job: Job) -> None:
+    assert services.job_fail(job_id=job.pk, worker=WORKER, attempt=job.attempts, error="boom") is not None
+
+
+def _end_by_failing_into_a_retry(job: Job) -> None:
+    Job.objects.filter(pk=job.pk).update(max_attempts=5)
+    done = services.job_fail(job_id=job.pk, worker=WORKER, attempt=job.attempts, error="boom")
+    assert done is not None
+    assert done.status == JobStatus.QUEUED
+
+
+def _end_by_cancelling_at_a_checkpoint(job: Job) -> None:
+    services.job_cancel(job=job)
+    assert services.job_mark_cancelled(job_id=job.pk, worker=WORKER, attempt=job.attempts, values={})
+
+
+def _end_by_cancelling_it_paused(job: Job) -> None:
+    services.job_pause(job=job)
+    assert services.job_mark_paused(job_id=job.pk, worker=WORKER, attempt=job.attempts, values={})
+    assert held_slots() == {job.pk}, "a paused job keeps its slot"
+    services.job_cancel(job=Job.objects.get(pk=job.pk))
+
+
+def _end_by_stalling(job: Job) -> None:
+    _stale(job)
+    assert len(services.jobs_cleanup_stalled()) == 1
+
+
+@pytest.mark.parametrize(
+    "end",
+    [
+        _end_by_completing,
+        _end_by_failing,
+        _end_by_failing_into_a_retry,
+        _end_by_cancelling_at_a_checkpoint,
+        _end_by_cancelling_it_paused,
+        _end_by_stalling,
+    ],
+)
+def test_every_way_out_of_running_frees_the_slot(end):
+    Queue.objects.filter(name="high").update(concurrency=1)
+    job = running(queue="high")
+    waiting = enqueue(queue="high")
+    assert held_slots() == {job.pk}
+    assert services.job_claim(queue="high", worker=WORKER) is None, "the one slot is taken"
+
+    end(job)
+
+    assert Job.objects.get(pk=job.pk).status not in (JobStatus.RUNNING, JobStatus.PAUSED)
+    assert held_slots() == set()
+    claimed = services.job_claim(queue="high", worker=WORKER)
+    assert claimed is not None
+    assert claimed.pk in (waiting.pk, job.pk)  # a job queued again for a retry may come first
+    assert held_slots() == {claimed.pk}
+
+
+def test_a_raised_limit_takes_effect_at_once_and_a_lowered_one_as_jobs_end():
+    Queue.objects.filter(name="high").update(concurrency=1)
+    first = running(queue="high")
+    for _ in range(3):
+        enqueue(queue="high")
+    assert services.job_claim(queue="high", worker=WORKER) is None
+
+    Queue.objects.filter(name="high").update(concurrency=3)
+    second = services.job_claim(queue="high", worker=WORKER)
+    third = services.job_claim(queue="high", worker=WORKER)
+    assert second is not None
+    assert third is not None
+    assert QueueSlot.objects.filter(queue="high").count() == 3
+
+    Queue.objects.filter(name="high").update(concurrency=1)
+    _end_by_completing(first)
+    assert services.job_claim(queue="high", worker=WORKER) is None, "two still run, the limit is one"
+    _end_by_completing(third)
+    assert services.job_claim(queue="high", worker=WORKER) is None, "one still runs"
+    _end_by_completing(second)
+    assert services.job_claim(queue="high", worker=WORKER) is not None
+    assert services.queue_active_count("high") == 1
+    assert services.job_claim(queue="high", worker=WORKER) is None
+
+
+def test_a_slot_left_behind_by_a_change_outside_the_services_is_freed_by_the_dispatch_tick():
+    Queue.objects.filter(name="high").update(concurrency=1)
+    job = running(queue="high")
+    enqueue(queue="high")
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.COMPLETED)  # behind services' back
+    assert services.job_claim(queue="high", worker=WORKER) is None
+
+    services.dispatch_tick()
+
+    assert held_slots() == set()
+    assert services.job_claim(queue="high", worker=WORKER) is not None
+
+
+def test_deleting_an_active_job_frees_its_slot():
+    Queue.objects.filter(name="high").update(concurrency=1)
+    job = running(queue="high")
+    enqueue(queue="high")
+
+    Job.objects.filter(pk=job.pk).delete()
+
+    assert services.job_claim(queue="high", worker=WORKER) is not None
