@@ -128,11 +128,7 @@ def _update_sql(
     return sql, sets, conditions
 
 
-def update(model: type[Model], values: dict[str, Any], **where: Any) -> int:
-    """``model.objects.filter(**where).update(**values)`` for plain values; returns the row count.
-
-    ``where`` takes field names (equality) and ``<field>__in`` with a tuple or list.
-    """
+def _update_statement(model: type[Model], values: dict[str, Any], where: dict[str, Any]) -> tuple[str, list[Any]]:
     names = tuple(values)
     shape = tuple((key[:-4], len(value)) if key.endswith("__in") else (key, 0) for key, value in where.items())
     sql, sets, wheres = _update_sql(model, connection.vendor, names, shape)
@@ -142,13 +138,38 @@ def update(model: type[Model], values: dict[str, Any], **where: Any) -> int:
             params.extend(adapt(v) for v in value)
         else:
             params.append(adapt(value))
+    return sql, params
+
+
+def update(model: type[Model], values: dict[str, Any], **where: Any) -> int:
+    """``model.objects.filter(**where).update(**values)`` for plain values; returns the row count.
+
+    ``where`` takes field names (equality) and ``<field>__in`` with a tuple or list.
+    """
+    sql, params = _update_statement(model, values, where)
     with _cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
 
 
+def update_returning(model: type[Model], values: dict[str, Any], **where: Any) -> Any:
+    """``update()`` of at most one row, returning it as it is after the change, or None.
+
+    One statement (``UPDATE … RETURNING``, SQLite 3.35+ and PostgreSQL) where the ORM
+    needs a locked read, a save and a re-read.
+    """
+    sql, params = _update_statement(model, values, where)
+    columns, attnames, converters = _returning(model, connection.vendor)
+    with _cursor() as cursor:
+        cursor.execute(sql + columns, params)
+        row = cursor.fetchone()
+    return None if row is None else _instance(model, attnames, converters, row)
+
+
 @cache
-def _select_sql(model: type[Model], vendor: str) -> tuple[str, list[str], list[tuple[int, list[Any]]]]:
+def _select_columns(model: type[Model], vendor: str) -> tuple[str, list[str], list[tuple[int, list[Any]]]]:
+    """Every concrete column quoted and joined, their attribute names, and the converters
+    the ORM applies to them when it reads (datetimes, UUIDs, JSON on SQLite)."""
     meta = model._meta
     fields = list(meta.concrete_fields)
     converters = []
@@ -157,10 +178,30 @@ def _select_sql(model: type[Model], vendor: str) -> tuple[str, list[str], list[t
         found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
         if found:
             converters.append((index, [(converter, col) for converter in found]))
-    sql = "SELECT {} FROM {} ".format(
-        ", ".join(connection.ops.quote_name(str(f.column)) for f in fields), connection.ops.quote_name(meta.db_table)
-    )
-    return sql, [f.attname for f in fields], converters
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+    return columns, [f.attname for f in fields], converters
+
+
+@cache
+def _select_sql(model: type[Model], vendor: str) -> tuple[str, list[str], list[tuple[int, list[Any]]]]:
+    columns, attnames, converters = _select_columns(model, vendor)
+    return f"SELECT {columns} FROM {connection.ops.quote_name(model._meta.db_table)} ", attnames, converters
+
+
+@cache
+def _returning(model: type[Model], vendor: str) -> tuple[str, list[str], list[tuple[int, list[Any]]]]:
+    columns, attnames, converters = _select_columns(model, vendor)
+    return f" RETURNING {columns}", attnames, converters
+
+
+def _instance(model: type[Model], attnames: list[str], converters: list[tuple[int, list[Any]]], row: Any) -> Any:
+    values = list(row)
+    for index, chain in converters:
+        value = values[index]
+        for converter, col in chain:
+            value = converter(value, col, connection)
+        values[index] = value
+    return model.from_db(connection.alias, attnames, values)
 
 
 def select_one(model: type[Model], tail: str, params: Sequence[Any]) -> Any:
@@ -172,15 +213,7 @@ def select_one(model: type[Model], tail: str, params: Sequence[Any]) -> Any:
     with _cursor() as cursor:
         cursor.execute(head + tail, params)
         row = cursor.fetchone()
-    if row is None:
-        return None
-    values = list(row)
-    for index, chain in converters:
-        value = values[index]
-        for converter, col in chain:
-            value = converter(value, col, connection)
-        values[index] = value
-    return model.from_db(connection.alias, attnames, values)
+    return None if row is None else _instance(model, attnames, converters, row)
 
 
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:

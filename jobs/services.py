@@ -461,14 +461,24 @@ def job_report(
     kind: str = EventKind.PROGRESS,
     extra: dict[str, Any] | None = None,
 ) -> bool:
-    """Write a (coalesced) progress or step report; False when the worker lost the job."""
+    """Write a (coalesced) progress or step report; False when the worker lost the job.
+
+    One conditional ``UPDATE … RETURNING`` (plain SQL, see ``jobs.rows``): it only
+    matches while this worker owns the attempt, and the event's snapshot is the row as
+    written, flags set by people included.
+    """
     now = timezone.now()
-    with transaction.atomic():
-        job = _owned_locked(job_id, worker, attempt, values)
+    with transaction.atomic(savepoint=False):
+        job = rows.update_returning(
+            Job,
+            {**values, "heartbeat_at": now, "updated_at": now},
+            pk=job_id,
+            worker=worker,
+            attempts=attempt,
+            status__in=ACTIVE_STATUSES,
+        )
         if job is None:
             return False
-        job.heartbeat_at = now
-        _save(job, now, [*values.keys(), "heartbeat_at"])
         record_job_event(job=job, kind=kind, extra=extra)
     return True
 

@@ -116,3 +116,26 @@ def test_select_one_reads_what_the_orm_reads() -> None:
     assert not found._state.adding
     assert _fields(found) == _fields(Job.objects.get(pk=job.pk))
     assert rows.select_one(Job, "WHERE queue = %s", ["nowhere"]) is None
+
+
+def test_update_returning_writes_what_update_writes_and_returns_the_row_as_the_orm_reads_it() -> None:
+    job = _job(status=JobStatus.RUNNING, worker="w:1", attempts=2)
+    job.save()
+    twin = _job(job.created_at, status=JobStatus.RUNNING, worker="w:1", attempts=2, user=job.user)
+    twin.save()
+    now = timezone.now()
+    values = {"processed_items": 7, "progress": 42.5, "eta": now + timedelta(seconds=3), "steps": ["A", "B"]}
+
+    assert rows.update_returning(Job, values, pk=job.pk, worker="w:2", attempts=2) is None
+    assert Job.objects.get(pk=job.pk).processed_items == 0
+
+    returned = rows.update_returning(Job, values, pk=str(job.pk), worker="w:1", status__in=("running", "paused"))
+    assert Job.objects.filter(pk=twin.pk).update(**values) == 1
+
+    assert isinstance(returned, Job)
+    assert not returned._state.adding
+    stored, reference = _fields(Job.objects.get(pk=job.pk)), _fields(Job.objects.get(pk=twin.pk))
+    assert _fields(returned) == stored
+    assert stored.pop("id") != reference.pop("id")
+    assert stored == reference
+    assert stored["progress"] == 42.5
