@@ -221,11 +221,17 @@ def release_orphaned_slots() -> int:
     The monitor runs it with the dispatch tick. A slot taken or freed meanwhile is never
     a match: both changes commit together with the job's status.
     """
-    return rows.execute(
-        "UPDATE jobs_queueslot SET job_id = NULL WHERE job_id IS NOT NULL AND NOT EXISTS ("
-        "SELECT 1 FROM jobs_job j WHERE j.id = jobs_queueslot.job_id AND j.status IN (%s, %s))",
-        list(ACTIVE_STATUSES),
+    orphaned = (
+        "FROM jobs_queueslot WHERE job_id IS NOT NULL AND NOT EXISTS ("
+        "SELECT 1 FROM jobs_job j WHERE j.id = jobs_queueslot.job_id AND j.status IN (%s, %s))"
     )
+    # Read first: on SQLite a write transaction every tick would take the write lock.
+    if rows.fetch_one(f"SELECT 1 {orphaned} LIMIT 1", list(ACTIVE_STATUSES)) is None:
+        return 0
+    with transaction.atomic():
+        return rows.execute(
+            f"UPDATE jobs_queueslot SET job_id = NULL WHERE id IN (SELECT id {orphaned})", list(ACTIVE_STATUSES)
+        )
 
 
 def _slot_freed_without_worker(queue: str, now: datetime) -> None:
@@ -274,8 +280,7 @@ def dispatch_tick(*, since: datetime | None = None, now: datetime | None = None)
     from django_q.brokers import get_broker
 
     now = now or timezone.now()
-    with transaction.atomic():
-        orphaned = release_orphaned_slots()
+    orphaned = release_orphaned_slots()
     if orphaned:
         logger.warning("freed %d queue slot(s) held by jobs that were no longer active", orphaned)
     idle_broker = get_broker().queue_size() == 0
