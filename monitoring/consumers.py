@@ -318,7 +318,8 @@ class JobsConsumer(AsyncWebsocketConsumer):
                 del self.pending_progress[entry.job]
             if entry.event_id and not self._mark_seen(entry.event_id):
                 continue
-            await self.send(text_data=entry.text)
+            # What ``send(text_data=...)`` sends, without its two coroutine layers per frame.
+            await self.base_send({"type": "websocket.send", "text": entry.text})
 
     async def _send(self, message: dict[str, Any]) -> None:
         await self.send(text_data=_encode(message))
