@@ -69,7 +69,9 @@ def _save(job: Job, now: datetime, fields: Iterable[str]) -> None:
 def queue_ensure_defaults() -> None:
     """Create the queues named in ``JOBADMIN_QUEUES`` that do not exist yet."""
     for name, concurrency in settings.JOBADMIN_QUEUES.items():
-        Queue.objects.get_or_create(name=name, defaults={"concurrency": concurrency})
+        _, created = Queue.objects.get_or_create(name=name, defaults={"concurrency": concurrency})
+        if created:
+            queue_add_missing_slots(name)
 
 
 def _queue(name: str) -> Queue:
@@ -78,7 +80,12 @@ def _queue(name: str) -> Queue:
     except Queue.DoesNotExist:
         if name not in settings.JOBADMIN_QUEUES:
             raise QueueNotFound(name) from None
-        queue, _ = Queue.objects.get_or_create(name=name, defaults={"concurrency": settings.JOBADMIN_QUEUES[name]})
+        queue, created = Queue.objects.get_or_create(
+            name=name, defaults={"concurrency": settings.JOBADMIN_QUEUES[name]}
+        )
+        if created:
+            # Now, not in the first claims: those would wait for each other's new rows.
+            queue_add_missing_slots(name)
         return queue
 
 
@@ -178,18 +185,18 @@ def _take_free_slot(queue: str) -> int | None:
     if not connection.features.has_select_for_update_skip_locked:
         # SQLite: the transaction holds the database's write lock; nothing runs beside it.
         row = rows.fetch_one(_FREE_SLOT, [queue])
-        if row is None and _add_missing_slots(queue):
+        if row is None and queue_add_missing_slots(queue):
             row = rows.fetch_one(_FREE_SLOT, [queue])
         return row[0] if row else None
     row = rows.fetch_one(_FREE_SLOT + " FOR UPDATE OF s SKIP LOCKED", [queue])
-    if row is None and _add_missing_slots(queue):
+    if row is None and queue_add_missing_slots(queue):
         row = rows.fetch_one(_FREE_SLOT + " FOR UPDATE OF s SKIP LOCKED", [queue])
     if row is None:
         row = rows.fetch_one(_FREE_SLOT + " FOR UPDATE OF s", [queue])
     return row[0] if row else None
 
 
-def _add_missing_slots(queue: str) -> bool:
+def queue_add_missing_slots(queue: str) -> bool:
     """Create the slot rows ``queue``'s concurrency asks for and it lacks; True if it lacked any."""
     row = rows.fetch_one(
         "SELECT q.concurrency, (SELECT COUNT(*) FROM jobs_queueslot s "

@@ -82,6 +82,7 @@ def claim_with_lock_timeout(queue: str, seconds: float) -> Job | None:
 def limit(queue: str, concurrency: int) -> None:
     # Tables are emptied between these tests (transaction=True): the row may not exist yet.
     Queue.objects.update_or_create(name=queue, defaults={"concurrency": concurrency})
+    services.queue_add_missing_slots(queue)
 
 
 def enqueue(queue: str, count: int) -> list[Job]:
