@@ -587,3 +587,42 @@ def test_catch_ups_that_fall_due_together_share_one_read_per_channel(user: Any, 
     run(scenario)
     assert len(hops) == 1, "one hop to the database for every socket due in the slot"
     assert hops[0][f"job.{first.pk}"] == 0, "read once per channel, from the smallest anchor"
+
+
+def test_one_flush_per_loop_turn_sends_every_socket_its_frames_in_order_and_holds_a_replaying_one() -> None:
+    """The hub's frames are queued; one task per turn drains every socket that got some."""
+    from monitoring import consumers
+
+    async def scenario() -> None:
+        sent: dict[int, list[str]] = {}
+        sockets = []
+        for index in range(3):
+            consumer = JobsConsumer()
+            consumer.init_state(None)
+            consumer.flusher = consumers._flusher()
+
+            async def base_send(message: dict[str, Any], index: int = index) -> None:
+                assert message["type"] == "websocket.send"
+                sent.setdefault(index, []).append(message["text"])
+
+            consumer.base_send = base_send
+            sockets.append(consumer)
+        sockets[2].replaying = 1  # its replay is still going out
+        tasks_before = len(asyncio.all_tasks())
+        for event_id in (1, 2, 3):
+            for index, consumer in enumerate(sockets):
+                consumer.deliver(event_id, f"job-{index}", "created", f"s{index}e{event_id}")
+        assert sent == {}  # nothing is sent from inside the hub's dispatch
+        assert len(asyncio.all_tasks()) == tasks_before + 1  # one flush task for all sockets
+        await asyncio.sleep(0)
+        assert sent == {0: ["s0e1", "s0e2", "s0e3"], 1: ["s1e1", "s1e2", "s1e3"]}
+        assert [entry.text for entry in sockets[2].outbox] == ["s2e1", "s2e2", "s2e3"]
+        sockets[2].replaying = 0  # as _subscribe does when the replay is out
+        sockets[2]._flush_soon()
+        await asyncio.sleep(0)
+        assert sent[2] == ["s2e1", "s2e2", "s2e3"]
+        sockets[0].deliver(2, "job-0", "created", "again")  # already sent on this socket
+        await asyncio.sleep(0)
+        assert sent[0] == ["s0e1", "s0e2", "s0e3"]
+
+    run(scenario)
