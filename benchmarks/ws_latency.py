@@ -16,8 +16,9 @@ Scenarios (``--only steady,overload,idle``):
     bounded and daphne's memory is sampled every second.
 (c) idle — ``--idle`` 5,000 connections held open, then pinged.
 
-The writers (``--writers`` 2 processes, the jobs split between them) write what the engine
-writes for a progress report (the job row and its event, one transaction). The clients run
+The writers (``--writers`` 2 processes, the jobs split between them) write a progress report
+through the engine's own ``jobs.services.job_report`` (the job row and its event, one
+transaction), as a worker that owns the job does. The clients run
 in ``--client-procs`` 2 processes, which report how late their own event loop runs: the
 clients must not be the bottleneck. On the embedded default the relay runs in daphne; with
 REDIS_URL it runs in its own process, as ``manage.py monitor`` runs it. A benchmark, not a
@@ -69,6 +70,7 @@ def role_writer(args: argparse.Namespace) -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
+    from jobs import services
     from jobs.events import record_job_event
     from jobs.models import EventKind, Job
 
@@ -82,6 +84,15 @@ def role_writer(args: argparse.Namespace) -> None:
     order = [jobs[pk] for pk in sorted(jobs, key=str)][args.part :: args.parts]  # this writer's share
     total = int(len(order) * args.rate * args.seconds)
     interval = 1.0 / (len(order) * args.rate)
+    # The report goes through the engine's job_report, unchanged; only the event it records
+    # is kept here, for its id.
+    recorded: list[Any] = []
+
+    def keep_event(**kwargs: Any) -> Any:
+        recorded.append(record_job_event(**kwargs))
+        return recorded[-1]
+
+    services.record_job_event = keep_event  # type: ignore[assignment]
     out = open(args.out, "w")  # noqa: SIM115
     start = time.monotonic()
     for n in range(total):
@@ -92,11 +103,11 @@ def role_writer(args: argparse.Namespace) -> None:
         job = order[n % len(order)]
         job.processed_items += 1
         job.progress = min(99.0, job.processed_items / 10)
-        job.updated_at = timezone.now()
-        with transaction.atomic():
-            job.save(update_fields=["processed_items", "progress", "updated_at"])
-            event = record_job_event(job=job, kind=EventKind.PROGRESS)
-        out.write(f"{event.id} {time.time()} {job.pk} p\n")
+        recorded.clear()
+        values = {"processed_items": job.processed_items, "progress": job.progress}
+        if not services.job_report(job_id=job.pk, worker=BENCH_WORKER, attempt=1, values=values):
+            raise SystemExit(f"job {job.pk} is not owned by the benchmark's worker")
+        out.write(f"{recorded[-1].id} {time.time()} {job.pk} p\n")
     # Each job's final state comes in its own report slot, paced like the reports: a steady
     # load has jobs ending at their own times. (Writing all of them in one instant made the
     # run's last 1,000 frames a burst that alone set the p99 of (a): 60-160 ms on Redis.)
@@ -104,6 +115,7 @@ def role_writer(args: argparse.Namespace) -> None:
         delay = start + (total + i) * interval - time.monotonic()
         if delay > 0:
             time.sleep(delay)
+        job.refresh_from_db()
         job.status = "completed"
         job.progress = 100.0
         job.updated_at = timezone.now()
@@ -113,6 +125,9 @@ def role_writer(args: argparse.Namespace) -> None:
         out.write(f"{event.id} {time.time()} {job.pk} f\n")
     out.close()
     print(json.dumps({"written": total + len(order), "seconds": time.monotonic() - start}))
+
+
+BENCH_WORKER = "ws-latency-writer"  # the worker the benchmark's running jobs belong to
 
 
 def role_relay(args: argparse.Namespace) -> None:
@@ -316,7 +331,16 @@ class Bench:
 
         now = timezone.now()
         jobs = [
-            Job(type="demo", status="running", user=self.owner, queue="default", created_at=now, updated_at=now)
+            Job(
+                type="demo",
+                status="running",
+                user=self.owner,
+                queue="default",
+                worker=BENCH_WORKER,
+                attempts=1,
+                created_at=now,
+                updated_at=now,
+            )
             for _ in range(count)
         ]
         Job.objects.bulk_create(jobs)
