@@ -72,6 +72,11 @@ def coalesce_tcp_writes() -> bool:
 
     if getattr(tcp.Connection, "_jobadmin_coalesced", False):
         return False
+    # It uses these parts of Twisted (26.x); a Twisted without them keeps its own write path.
+    if not all(hasattr(tcp.Connection, name) for name in ("dataBuffer", "offset", "doWrite", "_maybePauseProducer")):
+        return False
+    if not hasattr(reactor, "_disconnectSelectable"):
+        return False
     original_write = tcp.Connection.write
     pending: list[Any] = []
 
