@@ -160,6 +160,9 @@ JOB_STATS_INTERVAL = env.float("JOB_STATS_INTERVAL", default=5.0)
 # Web processes: the garbage collector's young generation (monitoring.relay.tune_gc); 0 keeps
 # Python's 700, under which delivering frames triggered full collections that stalled sockets.
 JOBADMIN_WEB_GC_THRESHOLD = env.int("JOBADMIN_WEB_GC_THRESHOLD", default=20_000)
+# Daphne sends each connection's websocket frames once per event-loop turn instead of
+# registering the socket for writability per frame (jobadmin/tcp_writes.py).
+JOBADMIN_COALESCE_TCP_WRITES = env.bool("JOBADMIN_COALESCE_TCP_WRITES", default=True)
 
 # --- Monitoring (docs/monitoring.md) ----------------------------------------------------------
 JOBADMIN_METRICS_INTERVAL = env.float("JOBADMIN_METRICS_INTERVAL", default=10.0)
