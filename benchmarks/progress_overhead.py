@@ -1,4 +1,5 @@
-"""The cost of ``ctx.progress``: a million calls in a tight loop, and the rows they write.
+"""The cost of ``ctx.progress``: a million calls in a tight loop, the rows they write, and
+what one written report costs.
 
 Claims a job on a scratch SQLite database (a temporary folder, removed afterwards) and
 drives its ``JobContext`` as a job function would, with the default coalescing interval
@@ -83,6 +84,16 @@ def run(calls: int, seconds: float) -> None:
     elapsed = time.perf_counter() - started
     rows = events.count() - before
     print(f"{n:,} calls over {elapsed:.1f} s: {rows} progress events written, {rows / elapsed:.1f} per second")
+
+    # What one of those writes costs: the report itself (job row and event, one transaction).
+    writes = 2000
+    started = time.perf_counter()
+    for i in range(writes):
+        assert services.job_report(
+            job_id=job.pk, worker="bench:0", attempt=job.attempts, values={"processed_items": i, "progress": i / 20}
+        )
+    elapsed = time.perf_counter() - started
+    print(f"{writes:,} written reports (services.job_report): {elapsed / writes * 1e3:.3f} ms each")
 
 
 if __name__ == "__main__":
