@@ -182,16 +182,14 @@ def _take_free_slot(queue: str) -> int | None:
     its slot rows (new, or its limit was raised) gets them; otherwise the claim waits for
     the claims holding free-looking slots to commit, and takes one they did not use.
     """
-    if not connection.features.has_select_for_update_skip_locked:
-        # SQLite: the transaction holds the database's write lock; nothing runs beside it.
-        row = rows.fetch_one(_FREE_SLOT, [queue])
-        if row is None and queue_add_missing_slots(queue):
-            row = rows.fetch_one(_FREE_SLOT, [queue])
-        return row[0] if row else None
-    row = rows.fetch_one(_FREE_SLOT + " FOR UPDATE OF s SKIP LOCKED", [queue])
+    # SQLite has no row locks: its transaction holds the database's write lock, so nothing
+    # runs beside the claim and there is nothing to skip or to wait for.
+    locking = connection.features.has_select_for_update_skip_locked
+    skipping = _FREE_SLOT + (" FOR UPDATE OF s SKIP LOCKED" if locking else "")
+    row = rows.fetch_one(skipping, [queue])
     if row is None and queue_add_missing_slots(queue):
-        row = rows.fetch_one(_FREE_SLOT + " FOR UPDATE OF s SKIP LOCKED", [queue])
-    if row is None:
+        row = rows.fetch_one(skipping, [queue])
+    if row is None and locking:
         row = rows.fetch_one(_FREE_SLOT + " FOR UPDATE OF s", [queue])
     return row[0] if row else None
 
@@ -213,11 +211,7 @@ def queue_add_missing_slots(queue: str) -> bool:
 
 def _release_slot(job_id: Any) -> None:
     """Inside the transaction that ends a job's active state: its slot is free again."""
-    rows.execute("UPDATE jobs_queueslot SET job_id = NULL WHERE job_id = %s", [_uuid_param(job_id)])
-
-
-def _uuid_param(value: Any) -> Any:
-    return Job._meta.pk.get_db_prep_value(value, connection)
+    rows.update(QueueSlot, {"job": None}, job=job_id)
 
 
 def release_orphaned_slots() -> int:
@@ -409,7 +403,7 @@ def job_claim(*, queue: str, worker: str) -> Job | None:
         # has no row locks): exactly one claim can win.
         if not rows.update(Job, values, pk=job.pk, status=JobStatus.QUEUED, attempts=job.attempts):
             return None
-        rows.execute("UPDATE jobs_queueslot SET job_id = %s WHERE id = %s", [_uuid_param(job.pk), slot])
+        rows.update(QueueSlot, {"job": job.pk}, pk=slot)
         for name, value in values.items():
             setattr(job, name, value)
         record_job_event(job=job, kind=EventKind.STARTED, extra={"attempt": job.attempts})
