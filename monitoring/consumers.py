@@ -24,7 +24,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict, deque
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -142,15 +142,21 @@ class _SharedIdReads:
             ready.set_exception(exc)
 
 
-_shared_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedIdReads] = weakref.WeakKeyDictionary()
+_T = TypeVar("_T")
+# One instance of each per-process helper class per event loop (tests run several loops).
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[type, Any]] = weakref.WeakKeyDictionary()
+
+
+def _loop_single(cls: type[_T]) -> _T:
+    """The running loop's instance of ``cls``, made on first use."""
+    instances = _per_loop.setdefault(asyncio.get_running_loop(), {})
+    if cls not in instances:
+        instances[cls] = cls()
+    return cast(_T, instances[cls])
 
 
 def _shared_id_reads() -> _SharedIdReads:
-    loop = asyncio.get_running_loop()
-    reads = _shared_reads.get(loop)
-    if reads is None:
-        reads = _shared_reads[loop] = _SharedIdReads()
-    return reads
+    return _loop_single(_SharedIdReads)
 
 
 @database_sync_to_async
@@ -192,15 +198,8 @@ class _Flusher:
             self.task = None
 
 
-_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = weakref.WeakKeyDictionary()
-
-
 def _flusher() -> _Flusher:
-    loop = asyncio.get_running_loop()
-    flusher = _flushers.get(loop)
-    if flusher is None:
-        flusher = _flushers[loop] = _Flusher()
-    return flusher
+    return _loop_single(_Flusher)
 
 
 class _Entry:
