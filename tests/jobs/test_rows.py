@@ -77,11 +77,17 @@ def test_insert_returns_the_auto_increment_key() -> None:
     assert _fields(JobEvent.objects.get(pk=second.pk)) == _fields(second)
 
 
-def test_update_matches_queryset_update_and_its_conditions() -> None:
+def _running_pair() -> tuple[Job, Job]:
+    """Two stored running jobs alike in every field but the id: one changed each way."""
     job = _job(status=JobStatus.RUNNING, worker="w:1", attempts=2)
     job.save()
     twin = _job(job.created_at, status=JobStatus.RUNNING, worker="w:1", attempts=2, user=job.user)
     twin.save()
+    return job, twin
+
+
+def test_update_matches_queryset_update_and_its_conditions() -> None:
+    job, twin = _running_pair()
     now = timezone.now()
     values = {
         "status": JobStatus.COMPLETED,
@@ -119,10 +125,7 @@ def test_select_one_reads_what_the_orm_reads() -> None:
 
 
 def test_update_returning_writes_what_update_writes_and_returns_the_row_as_the_orm_reads_it() -> None:
-    job = _job(status=JobStatus.RUNNING, worker="w:1", attempts=2)
-    job.save()
-    twin = _job(job.created_at, status=JobStatus.RUNNING, worker="w:1", attempts=2, user=job.user)
-    twin.save()
+    job, twin = _running_pair()
     now = timezone.now()
     values = {"processed_items": 7, "progress": 42.5, "eta": now + timedelta(seconds=3), "steps": ["A", "B"]}
 
