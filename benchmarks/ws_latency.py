@@ -132,7 +132,7 @@ BENCH_WORKER = "ws-latency-writer"  # the worker the benchmark's running jobs be
 
 def role_relay(args: argparse.Namespace) -> None:
     _setup_django()
-    from monitoring.relay import EventRelay
+    from live.relay import EventRelay
 
     relay = EventRelay()
 

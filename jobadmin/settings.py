@@ -52,6 +52,9 @@ INSTALLED_APPS = [
     "django_q",
     "jobs",
     "monitoring",
+    "live",
+    "console",
+    "jobadmin",
 ]
 
 MIDDLEWARE = [
@@ -157,11 +160,11 @@ JOBADMIN_DISPATCH_INTERVAL = env.float("JOBADMIN_DISPATCH_INTERVAL", default=1.0
 JOBADMIN_HISTORY_DAYS = env.int("JOBADMIN_HISTORY_DAYS", default=30)
 JOBADMIN_PURGE_BATCH = env.int("JOBADMIN_PURGE_BATCH", default=2000)
 JOB_STATS_INTERVAL = env.float("JOB_STATS_INTERVAL", default=5.0)
-# Web processes: the garbage collector's young generation (monitoring.relay.tune_gc); 0 keeps
+# Web processes: the garbage collector's young generation (live.relay.tune_gc); 0 keeps
 # Python's 700, under which delivering frames triggered full collections that stalled sockets.
 JOBADMIN_WEB_GC_THRESHOLD = env.int("JOBADMIN_WEB_GC_THRESHOLD", default=20_000)
 # Daphne sends each connection's websocket frames once per event-loop turn instead of
-# registering the socket for writability per frame (jobadmin/tcp_writes.py).
+# registering the socket for writability per frame (live/transport.py).
 JOBADMIN_COALESCE_TCP_WRITES = env.bool("JOBADMIN_COALESCE_TCP_WRITES", default=True)
 
 # --- Monitoring (docs/monitoring.md) ----------------------------------------------------------

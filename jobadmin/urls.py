@@ -8,7 +8,7 @@ from monitoring.views import prometheus_metrics
 
 urlpatterns = [
     # Staff pages beside the model admin (monitor, analytics); before the admin so they win.
-    path("admin/", include("monitoring.admin_views")),
+    path("admin/", include("console.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("jobs.urls")),
     path("api/", include("monitoring.urls")),

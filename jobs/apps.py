@@ -6,8 +6,12 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
+        from django.conf import settings
+
         # Registering the built-in job types is the one import-time effect of this app.
         from jobs import job_types  # noqa: F401
+        from jobs.duties import DispatchDuty, register_duty
         from jobs.registry import autodiscover
 
         autodiscover()
+        register_duty("dispatch", run=DispatchDuty(), interval=lambda: settings.JOBADMIN_DISPATCH_INTERVAL)

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -6,6 +8,24 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self) -> None:
+        from django.conf import settings
+
+        from jobs.duties import register_duty
+        from monitoring import duties
+        from monitoring.health import monitor_heartbeat
+        from monitoring.metrics import metrics_sample
+
+        def metrics(now: Any) -> None:
+            metrics_sample(now=now)
+
+        def every_alerts_interval() -> float:
+            return settings.JOBADMIN_ALERTS_INTERVAL
+
+        register_duty("metrics", run=metrics, interval=lambda: settings.JOBADMIN_METRICS_INTERVAL)
+        register_duty("heartbeat", run=monitor_heartbeat, interval=every_alerts_interval)
+        register_duty("statistics", run=duties.statistics_fold, interval=every_alerts_interval)
+        register_duty("alerts", run=duties.alerts_run, interval=every_alerts_interval, stop=duties.notifiers_drain)
+
         # Retention: the scheduled purge-history job also purges old metric samples and
         # resolved alerts, in batches (jobs.retention never imports monitoring).
         from jobs.retention import register_purger

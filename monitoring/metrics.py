@@ -19,7 +19,7 @@ from monitoring.models import MetricSample
 # The live layer's relay stores its lag here (milliseconds, float), see docs/monitoring.md.
 EVENT_LAG_CACHE_KEY = "monitoring:event_lag_ms"
 # Open websocket connections over all web processes (each hub stores its own count with a TTL
-# and the sum here, see monitoring.relay.ws_connections_store).
+# and the sum here, see live.relay.ws_connections_store).
 WS_CONNECTIONS_CACHE_KEY = "monitoring:ws_connections"
 MONITOR_HEARTBEAT_CACHE_KEY = "monitoring:monitor_heartbeat"
 

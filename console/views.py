@@ -1,7 +1,7 @@
 """Staff pages beside the model admin: the live monitor and the analytics page.
 
 They live under ``/admin/`` and are wrapped with ``admin.site.admin_view`` (staff login,
-no caching, CSRF), mounted by ``jobadmin/urls.py`` ahead of the admin site's own URLs.
+no caching, CSRF), mounted by ``console/urls.py`` (through ``jobadmin/urls.py``) ahead of the admin site's own URLs.
 The monitor page renders the current state on the server, then the browser keeps it live
 from the websocket (``job-update``, ``job-stats``, ``job-alert``) and polls
 ``monitor/state/`` for queue figures and the stalled count.
@@ -17,7 +17,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import reverse
 from django.utils import timezone
 
 from jobs import services
@@ -136,23 +136,3 @@ def analytics_view(request: HttpRequest) -> HttpResponse:
         "charts": ANALYTICS_CHARTS,
     }
     return TemplateResponse(request, "admin/jobadmin/analytics.html", context)
-
-
-def _wrap(view: Any) -> Any:
-    return admin.site.admin_view(view)
-
-
-urlpatterns: list[URLPattern] = [
-    path("monitor/", _wrap(monitor_view), name="jobadmin-monitor"),
-    path("monitor/state/", _wrap(monitor_state_view), name="jobadmin-monitor-state"),
-    path(
-        "monitor/queues/<str:name>/pause/", _wrap(queue_action_view), {"action": "pause"}, name="jobadmin-queue-pause"
-    ),
-    path(
-        "monitor/queues/<str:name>/resume/",
-        _wrap(queue_action_view),
-        {"action": "resume"},
-        name="jobadmin-queue-resume",
-    ),
-    path("analytics/", _wrap(analytics_view), name="jobadmin-analytics"),
-]

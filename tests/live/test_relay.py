@@ -16,7 +16,7 @@ from django.db import InterfaceError, OperationalError, connection, connections,
 from jobs import services
 from jobs.events import record_event, record_job_event
 from jobs.models import EventKind, Job, JobEvent
-from monitoring.relay import (
+from live.relay import (
     _EVENT_FIELDS,
     ALL_GROUP,
     EVENTS_GROUP,
@@ -27,8 +27,8 @@ from monitoring.relay import (
     GapTracker,
     events_after,
     events_by_ids,
-    tune_gc,
 )
+from live.transport import tune_gc
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,4 +1,4 @@
-"""``jobadmin.tcp_writes`` on a real Twisted asyncio reactor, in a child process.
+"""``live.transport`` on a real Twisted asyncio reactor, in a child process.
 
 Each run serves one TCP connection that writes small chunks, a chunk far larger than the
 socket buffer (so the kernel takes only part of it and the reactor's writability path
@@ -29,7 +29,7 @@ asyncio.set_event_loop(loop)
 asyncioreactor.install(loop)
 from twisted.internet import protocol, reactor
 
-from jobadmin.tcp_writes import coalesce_tcp_writes
+from live.transport import coalesce_tcp_writes
 
 coalesce = sys.argv[1] == "on"
 installed = coalesce_tcp_writes() if coalesce else False

@@ -11,8 +11,8 @@ from django.db import transaction
 from jobs import services
 from jobs.events import record_event
 from jobs.models import EventKind
-from monitoring import messages
-from monitoring.relay import message_for, replay_events
+from live import messages
+from live.relay import message_for, replay_events
 
 ALERT = {
     "id": 3,

@@ -2,6 +2,6 @@
 
 from django.urls import path
 
-from monitoring.consumers import JobsConsumer
+from live.consumers import JobsConsumer
 
 websocket_urlpatterns: list = [path("ws/jobs/", JobsConsumer.as_asgi())]

@@ -24,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from jobs.models import Job, JobEvent
-from monitoring.consumers import CATCH_UP_AFTER
+from live.consumers import CATCH_UP_AFTER
 from tests.conftest import child_env, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
@@ -78,7 +78,7 @@ async def until(ws: ClientConnection, predicate: Any, sink: list[dict[str, Any]]
 
 async def keep_listening(ws: ClientConnection, sink: list[dict[str, Any]], seconds: float) -> None:
     """Collect what else arrives for ``seconds``: a client stays connected after the job ends,
-    and the server's catch-up reads of the log (monitoring.consumers.CATCH_UP_AFTER) may
+    and the server's catch-up reads of the log (live.consumers.CATCH_UP_AFTER) may
     still bring events the live path missed."""
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:

@@ -24,9 +24,9 @@ from django.test import Client
 from jobs import services
 from jobs.events import record_event, record_job_event
 from jobs.models import EventKind, Job
-from monitoring import messages
-from monitoring.consumers import CONFLATE_AT, STALE_AFTER, JobsConsumer
-from monitoring.relay import get_hub, stop_hub
+from live import messages
+from live.consumers import CONFLATE_AT, STALE_AFTER, JobsConsumer
+from live.relay import get_hub, stop_hub
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -555,7 +555,7 @@ def test_a_burst_of_400_non_progress_events_arrives_complete_and_in_order(user: 
 
 
 def test_catch_ups_that_fall_due_together_share_one_read_per_channel(user: Any, monkeypatch: Any) -> None:
-    from monitoring import consumers
+    from live import consumers
 
     first, second = (services.job_enqueue(job_type="demo", params={"items": 1, "delay_ms": 0}) for _ in range(2))
     ids = [record_job_event(job=first, kind=EventKind.PROGRESS).id for _ in range(3)]
@@ -591,7 +591,7 @@ def test_catch_ups_that_fall_due_together_share_one_read_per_channel(user: Any, 
 
 def test_one_flush_per_loop_turn_sends_every_socket_its_frames_in_order_and_holds_a_replaying_one() -> None:
     """The hub's frames are queued; one task per turn drains every socket that got some."""
-    from monitoring import consumers
+    from live import consumers
 
     async def scenario() -> None:
         sent: dict[int, list[str]] = {}

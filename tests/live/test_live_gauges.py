@@ -17,9 +17,8 @@ from django.utils import timezone
 
 from jobs import services
 from jobs.models import JobEvent
-from monitoring import metrics, prometheus
-from monitoring.consumers import JobsConsumer
-from monitoring.relay import (
+from live.consumers import JobsConsumer
+from live.relay import (
     WS_REGISTRY_KEY,
     EventRelay,
     get_hub,
@@ -27,6 +26,7 @@ from monitoring.relay import (
     ws_connections_store,
     ws_process_key,
 )
+from monitoring import metrics, prometheus
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

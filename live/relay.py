@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -52,7 +51,8 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from jobs.models import EventKind, JobEvent
-from monitoring import messages
+from live import messages
+from live.transport import tune_gc
 from monitoring.metrics import EVENT_LAG_CACHE_KEY, WS_CONNECTIONS_CACHE_KEY
 
 logger = logging.getLogger(__name__)
@@ -663,22 +663,6 @@ class LocalLayer:
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         if group == EVENTS_GROUP:
             self.hub.dispatch(message)
-
-
-def tune_gc() -> None:
-    """Fewer young-generation collections in a web process that serves sockets.
-
-    Delivering frames allocates fast (messages, frames, buffers), and with Python's default
-    threshold (700) daphne under overload ran ~70 young and, every few seconds, a full
-    collection over every object of 1,000 connections: 3.4 s of collection in a 25 s run,
-    full ones of 0.4-0.8 s that stalled every socket (measured with gc.callbacks). A young
-    generation of ``JOBADMIN_WEB_GC_THRESHOLD`` (20,000; 0 keeps Python's) made it 0.3 s, no
-    full collection, and 20 % less CPU per frame; the memory cost is the young objects.
-    """
-    threshold = int(setting("JOBADMIN_WEB_GC_THRESHOLD", 20_000))
-    current = gc.get_threshold()
-    if threshold > current[0]:
-        gc.set_threshold(threshold, *current[1:])
 
 
 def relay_in_web() -> bool:

@@ -1,7 +1,7 @@
 """The websocket consumer at ``/ws/jobs/`` (protocol: docs/websocket.md).
 
 It forwards: permissions come from ``jobs.selectors``, replay from the event log, live
-events from the process's hub (``monitoring.relay``). Each socket has a bounded outbox;
+events from the process's hub (``live.relay``). Each socket has a bounded outbox;
 the outboxes that received frames are drained together once per event-loop turn (see
 ``_Flusher``); when a socket falls behind, progress events of a job are
 conflated (the newest replaces a queued older one), status changes never are, and a socket
@@ -32,8 +32,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from jobs.models import EventKind, Job
 from jobs.selectors import job_visible_queryset
-from monitoring import messages
-from monitoring.relay import (
+from live import messages
+from live.relay import (
     ALERTS_GROUP,
     ALL_GROUP,
     STATS_GROUP,
@@ -44,7 +44,7 @@ from monitoring.relay import (
     replay_events,
     stats_body,
 )
-from monitoring.relay import message_for as event_message
+from live.relay import message_for as event_message
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,79 @@
+"""The monitor's duties: what ``manage.py monitor`` runs, registered by the app that owns it.
+
+Each app registers its duties in ``AppConfig.ready()``: the engine its safety net (the
+dispatch tick and the stall sweep), ``monitoring`` its metric samples, statistics folds
+and alert rules, ``live`` its relay. The monitor command names none of them: each loop
+turn it runs, in registration order, every periodic duty whose interval has passed, and it
+starts every background duty once. A duty that raises is reported and runs again at its
+next turn; one failing duty never stops another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Duty:
+    """Periodic work: ``run(now)`` every ``interval()`` seconds (read when the loop starts)."""
+
+    name: str
+    run: Callable[[datetime], Any]
+    interval: Callable[[], float]
+    # Called once when the monitor stops (e.g. to drain a notifier pool).
+    stop: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class BackgroundDuty:
+    """Work with a life of its own (a thread), started once when the monitor starts leading."""
+
+    name: str
+    start: Callable[[], Any]
+    enabled: Callable[[], bool]
+
+
+_periodic: dict[str, Duty] = {}
+_background: dict[str, BackgroundDuty] = {}
+
+
+def register_duty(
+    name: str,
+    *,
+    run: Callable[[datetime], Any],
+    interval: Callable[[], float],
+    stop: Callable[[], None] | None = None,
+) -> None:
+    """Register (or replace, by name) a periodic duty of the monitor."""
+    _periodic[name] = Duty(name=name, run=run, interval=interval, stop=stop)
+
+
+def register_background_duty(name: str, *, start: Callable[[], Any], enabled: Callable[[], bool]) -> None:
+    """Register (or replace, by name) a duty that the monitor starts once, when ``enabled()``."""
+    _background[name] = BackgroundDuty(name=name, start=start, enabled=enabled)
+
+
+def periodic_duties() -> list[Duty]:
+    return list(_periodic.values())
+
+
+def background_duties() -> list[BackgroundDuty]:
+    return list(_background.values())
+
+
+class DispatchDuty:
+    """The engine's safety net, each monitor tick: wake-ups the broker lost or that a retry's
+    back-off delayed, then the stall sweep, so that no job stays queued or running forever."""
+
+    def __init__(self) -> None:
+        self.since: datetime | None = None
+
+    def __call__(self, now: datetime) -> None:
+        from jobs import services
+
+        services.dispatch_tick(since=self.since, now=now)
+        services.jobs_cleanup_stalled(now=now)
+        self.since = now
