@@ -37,12 +37,12 @@ from jobs.models import Job, JobResult
 from jobs.pagination import CappedPageNumberPagination
 from jobs.permissions import CanActOnJob, CanManageOthersJobs, CanPauseQueue
 from jobs.registry import UnknownJobType, all_job_types, get_job_type
+from jobs.schema import errors
 from jobs.serializers import (
     AuthTokenResponseSerializer,
     BulkActionSerializer,
     BulkResponseSerializer,
     CleanupStalledResponseSerializer,
-    ErrorSerializer,
     JobDetailSerializer,
     JobEnqueueSerializer,
     JobEventListSerializer,
@@ -53,24 +53,9 @@ from jobs.serializers import (
     JobSerializer,
     JobTypeSerializer,
     QueueSerializer,
-    TransitionErrorSerializer,
 )
 
 logger = logging.getLogger(__name__)
-
-_ERRORS = {
-    400: OpenApiResponse(OpenApiTypes.OBJECT, description="Bad input: field name → list of messages."),
-    401: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
-    403: OpenApiResponse(ErrorSerializer, description="Authenticated but not allowed (or CSRF failed)."),
-    404: OpenApiResponse(ErrorSerializer, description="No such object, or one the caller may not see."),
-    409: OpenApiResponse(TransitionErrorSerializer, description="Illegal transition; `status` is the current one."),
-    429: OpenApiResponse(ErrorSerializer, description="Throttled; see the Retry-After header."),
-}
-
-
-def errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """The documented error responses of an operation (401 and 429 apply to all)."""
-    return {code: _ERRORS[code] for code in sorted({401, 429, *codes})}
 
 
 class EnqueueRateThrottle(UserRateThrottle):
@@ -390,11 +375,7 @@ class TokenView(ObtainAuthToken):
     @extend_schema(
         summary="Get an API token",
         request=AuthTokenSerializer,
-        responses={
-            200: AuthTokenResponseSerializer,
-            400: _ERRORS[400],
-            429: _ERRORS[429],
-        },
+        responses={200: AuthTokenResponseSerializer, **errors(400, anonymous=True)},
         auth=[],
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -1,14 +1,20 @@
 """Websocket messages: one builder and one JSON Schema per server-to-client type.
 
 Like zulip's ``event_types.py``: the builders are the only place a message is shaped,
-and ``tests/monitoring/test_messages.py`` checks every builder's output against its
-schema, so a frontend can trust the shapes documented in ``docs/websocket.md``.
-Fields may be added; none may be renamed.
+and ``tests/live/test_messages.py`` checks every builder's output against its schema,
+so a frontend can trust the shapes documented in ``docs/websocket.md``. Every schema
+names all of its message's fields and refuses any other: a field is added here and in
+its builder together; none is renamed.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from jobs.models import EventKind, JobStatus
+from jobs.schema import serializer_json_schema
+from monitoring.models import AlertStatus
+from monitoring.serializers import StatsSerializer
 
 # --- error codes -------------------------------------------------------------------------
 BAD_JSON = "bad-json"
@@ -36,6 +42,10 @@ CLOSE_FLOOD = 4429  # kept flooding after rate-limit errors
 CLOSE_TOO_SLOW = 4408  # could not keep up even with progress conflated: resume with since
 
 CHANNEL_PATTERN = r"^(job:[0-9a-fA-F-]{32,36}|user:[0-9]+|stats|alerts|all)$"
+# The event kinds a ``job-update`` carries: every kind of a job's own event (not alerts, not queues).
+JOB_EVENT_KINDS = [
+    kind for kind in EventKind.values if kind not in (EventKind.ALERT, EventKind.QUEUE_PAUSED, EventKind.QUEUE_RESUMED)
+]
 
 
 def welcome(*, user: Any, latest_event_id: int, channels: list[str]) -> dict[str, Any]:
@@ -80,119 +90,125 @@ def job_alert(*, event_id: int, alert: dict[str, Any]) -> dict[str, Any]:
     return {"type": "job-alert", "event_id": event_id, "alert": alert}
 
 
-def error(*, code: str, message: str, channel: str | None = None, **extra: Any) -> dict[str, Any]:
+def error(*, code: str, message: str, channel: str | None = None, last_event_id: int | None = None) -> dict[str, Any]:
+    """``channel``: the channel a refused or failed (un)subscribe named; ``last_event_id``: where a
+    truncated replay stopped (subscribe again with ``since`` set to it)."""
     body: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if channel is not None:
         body["channel"] = channel
-    body.update(extra)
+    if last_event_id is not None:
+        body["last_event_id"] = last_event_id
     return body
 
 
-def _object(type_name: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {"type": {"const": type_name}, **properties},
-        "required": ["type", *required],
-    }
+def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """An object with exactly these fields (the ``required`` ones always): any other is refused."""
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
 
+def _message(type_name: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return _object({"type": {"const": type_name}, **properties}, ["type", *required])
+
+
+_str = {"type": "string"}
+_int = {"type": "integer"}
+_count = {"type": "integer", "minimum": 0}
+_event_id = {"type": "integer", "minimum": 1}
+_time = {"type": "string", "format": "date-time"}
 _nullable_str = {"type": ["string", "null"]}
 _nullable_int = {"type": ["integer", "null"]}
+_nullable_time = {"type": ["string", "null"], "format": "date-time"}
 
-JOB_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string"},
-        "type": {"type": "string"},
-        "status": {"type": "string"},
-        "progress": {"type": "number"},
-        "current_step": {"type": "integer"},
-        "step_name": {"type": "string"},
-        "processed_items": {"type": "integer"},
+# The job as ``jobs.events.job_snapshot`` builds it: every field, always present.
+JOB_SCHEMA: dict[str, Any] = _object(
+    {
+        "id": {"type": "string", "format": "uuid"},
+        "type": _str,
+        "status": {"enum": list(JobStatus.values)},
+        "queue": _str,
+        "priority": _int,
+        "progress": {"type": "number", "minimum": 0, "maximum": 100},
+        "current_step": _count,
+        "step_name": _str,
+        "steps": {"type": "array", "items": _str},
+        "processed_items": _count,
         "total_items": _nullable_int,
-        "error_count": {"type": "integer"},
-        "eta": _nullable_str,
-        "updated_at": _nullable_str,
+        "error_count": _count,
+        "eta": _nullable_time,
+        "attempts": _count,
+        "max_attempts": _count,
+        "error": _str,
+        "created_at": _nullable_time,
+        "started_at": _nullable_time,
+        "finished_at": _nullable_time,
+        "updated_at": _nullable_time,
         "user": _nullable_int,
+        "worker": _str,
+        "cancel_requested": {"type": "boolean"},
+        "pause_requested": {"type": "boolean"},
     },
-    "required": [
-        "id",
-        "type",
-        "status",
-        "progress",
-        "current_step",
-        "step_name",
-        "processed_items",
-        "total_items",
-        "error_count",
-        "eta",
-        "updated_at",
-        "user",
-    ],
-}
+    required=[],  # filled in below: every field named above
+)
+JOB_SCHEMA["required"] = list(JOB_SCHEMA["properties"])
 
-ALERT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "integer"},
-        "rule": {"type": "string"},
-        "severity": {"type": "string"},
-        "message": {"type": "string"},
-        "job": _nullable_str,
-        "created_at": {"type": "string"},
+# The alert as ``monitoring.alerts.alert_payload`` builds it.
+ALERT_SCHEMA: dict[str, Any] = _object(
+    {
+        "id": _int,
+        "rule": _str,
+        "severity": {"enum": ["info", "warning", "critical"]},
+        "message": _str,
+        "job": {"type": ["string", "null"], "format": "uuid"},
+        "subject": _str,
+        "value": {"type": ["number", "null"]},
+        "status": {"enum": list(AlertStatus.values)},
+        "created_at": _time,
+        "updated_at": _time,
     },
-    "required": ["id", "rule", "severity", "message", "job", "created_at"],
+    required=[],
+)
+ALERT_SCHEMA["required"] = list(ALERT_SCHEMA["properties"])
+
+# ``job-stats`` carries the body of ``GET /api/stats/``: its schema is that endpoint's serializer's.
+STATS_SCHEMA: dict[str, Any] = {
+    key: value for key, value in serializer_json_schema(StatsSerializer, "response").items() if key != "$schema"
 }
 
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "welcome": _object(
+    "welcome": _message(
         "welcome",
         {
-            "user": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "integer"},
-                    "username": {"type": "string"},
-                    "is_staff": {"type": "boolean"},
-                },
-                "required": ["id", "username", "is_staff"],
-            },
-            "latest_event_id": {"type": "integer", "minimum": 0},
+            "user": _object(
+                {"id": _int, "username": _str, "is_staff": {"type": "boolean"}}, ["id", "username", "is_staff"]
+            ),
+            "latest_event_id": _count,
             "channels": {"type": "array", "items": {"type": "string", "pattern": CHANNEL_PATTERN}},
         },
         ["user", "latest_event_id", "channels"],
     ),
-    "subscribed": _object(
+    "subscribed": _message(
         "subscribed",
         {
             "channel": {"type": "string", "pattern": CHANNEL_PATTERN},
             "since": _nullable_int,
-            "replayed": {"type": "integer", "minimum": 0},
-            "latest_event_id": {"type": "integer", "minimum": 0},
+            "replayed": _count,
+            "latest_event_id": _count,
         },
         ["channel", "since", "replayed", "latest_event_id"],
     ),
-    "unsubscribed": _object("unsubscribed", {"channel": {"type": "string"}}, ["channel"]),
-    "pong": _object("pong", {}, []),
-    "job-update": _object(
+    "unsubscribed": _message("unsubscribed", {"channel": _str}, ["channel"]),
+    # ``ts`` is the client's own ``ping`` value, echoed as it came (any JSON).
+    "pong": _message("pong", {"ts": {}}, []),
+    "job-update": _message(
         "job-update",
-        {
-            "event_id": {"type": "integer", "minimum": 1},
-            "kind": {"type": "string"},
-            "job": JOB_SCHEMA,
-            "created_at": _nullable_str,
-        },
-        ["event_id", "kind", "job"],
+        {"event_id": _event_id, "kind": {"enum": JOB_EVENT_KINDS}, "job": JOB_SCHEMA, "created_at": _nullable_time},
+        ["event_id", "kind", "job", "created_at"],
     ),
-    "job-stats": _object("job-stats", {"stats": {"type": "object"}}, ["stats"]),
-    "job-alert": _object(
-        "job-alert",
-        {"event_id": {"type": "integer", "minimum": 1}, "alert": ALERT_SCHEMA},
-        ["event_id", "alert"],
-    ),
-    "error": _object(
+    "job-stats": _message("job-stats", {"stats": STATS_SCHEMA}, ["stats"]),
+    "job-alert": _message("job-alert", {"event_id": _event_id, "alert": ALERT_SCHEMA}, ["event_id", "alert"]),
+    "error": _message(
         "error",
-        {"code": {"enum": list(ERROR_CODES)}, "message": {"type": "string"}, "channel": {"type": "string"}},
+        {"code": {"enum": list(ERROR_CODES)}, "message": _str, "channel": _str, "last_event_id": _count},
         ["code", "message"],
     ),
 }

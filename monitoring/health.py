@@ -22,6 +22,9 @@ from jobs.models import ACTIVE_STATUSES, Job, JobStatus
 from monitoring import metrics
 
 HEALTHY, WARNING, CRITICAL = "healthy", "warning", "critical"
+STATUSES = (HEALTHY, WARNING, CRITICAL)
+# The checks of a report, in its order (``monitoring.serializers.HealthSerializer`` names each).
+CHECKS = ("database", "broker", "channel_layer", "workers", "monitor", "jobs")
 _ORDER = {HEALTHY: 0, WARNING: 1, CRITICAL: 2}
 
 

@@ -6,8 +6,11 @@ from typing import Any
 
 from rest_framework import serializers
 
+from jobs.models import JobStatus
 from monitoring.analytics import TREND_INTERVALS, TREND_METRICS
-from monitoring.metrics import INTERVALS
+from monitoring.health import CHECKS as HEALTH_CHECKS
+from monitoring.health import STATUSES as HEALTH_STATUSES
+from monitoring.metrics import INTERVALS, SERIES_FIELDS
 from monitoring.models import Alert, AlertStatus
 from monitoring.stats import RANGES
 
@@ -63,3 +66,216 @@ class AlertSerializer(serializers.ModelSerializer):
             "notifications",
         ]
         read_only_fields = fields
+
+
+# --- Output serializers: the bodies of the monitoring API, as the OpenAPI document shows them.
+# The views answer through them, and ``live.messages`` derives the ``job-stats`` schema from
+# ``StatsSerializer``, so the websocket and ``GET /api/stats/`` share one declared shape.
+
+
+def _counts_by_status() -> dict[str, serializers.Field]:
+    return {status: serializers.IntegerField(min_value=0) for status in JobStatus.values}
+
+
+class WindowSerializer(serializers.Serializer):
+    range = serializers.ChoiceField(choices=[*RANGES, "custom"], help_text="'custom' when from/to were given.")
+    to = serializers.DateTimeField()
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {**super().get_fields(), "from": serializers.DateTimeField(allow_null=True, help_text="null: all")}
+
+
+StatusCountsSerializer = type("StatusCountsSerializer", (serializers.Serializer,), _counts_by_status())
+
+
+class FinishedCountsSerializer(serializers.Serializer):
+    completed = serializers.IntegerField(min_value=0)
+    failed = serializers.IntegerField(min_value=0)
+    cancelled = serializers.IntegerField(min_value=0)
+
+
+class DistributionSerializer(serializers.Serializer):
+    count = serializers.IntegerField(min_value=0)
+    mean = serializers.FloatField(allow_null=True, help_text="Seconds; null when count is 0.")
+    p95 = serializers.FloatField(allow_null=True, help_text="Seconds, nearest rank; null when count is 0.")
+
+
+class TodaySerializer(serializers.Serializer):
+    total = serializers.IntegerField(min_value=0)
+    completed = serializers.IntegerField(min_value=0)
+    failed = serializers.IntegerField(min_value=0)
+
+
+class DailySerializer(serializers.Serializer):
+    date = serializers.DateField()
+    completed = serializers.IntegerField(min_value=0)
+    failed = serializers.IntegerField(min_value=0)
+
+
+class HourlySerializer(serializers.Serializer):
+    hour = serializers.DateTimeField()
+    created = serializers.IntegerField(min_value=0)
+    completed = serializers.IntegerField(min_value=0)
+    failed = serializers.IntegerField(min_value=0)
+
+
+class SystemSerializer(serializers.Serializer):
+    cpu_percent = serializers.FloatField(allow_null=True)
+    memory_percent = serializers.FloatField(allow_null=True)
+    queue_size = serializers.IntegerField(min_value=0)
+    sampled_at = serializers.DateTimeField(allow_null=True, help_text="null: measured by this request.")
+
+
+class StatsSerializer(serializers.Serializer):
+    """``GET /api/stats/``, also the ``stats`` of the ``job-stats`` websocket message."""
+
+    window = WindowSerializer()
+    generated_at = serializers.DateTimeField()
+    counts = StatusCountsSerializer()
+    total = serializers.IntegerField(min_value=0)
+    active = serializers.IntegerField(min_value=0)
+    finished = FinishedCountsSerializer()
+    success_rate = serializers.FloatField(allow_null=True, help_text="Percent; null when nothing finished.")
+    duration = DistributionSerializer()
+    queue_wait = DistributionSerializer()
+    throughput_per_hour = serializers.FloatField()
+    today = TodaySerializer()
+    daily = DailySerializer(many=True)
+    hourly = HourlySerializer(many=True)
+    system = SystemSerializer()
+
+
+class TypeFiguresSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    total = serializers.IntegerField(min_value=0)
+    queued = serializers.IntegerField(min_value=0)
+    active = serializers.IntegerField(min_value=0, help_text="Running and paused.")
+    completed = serializers.IntegerField(min_value=0)
+    failed = serializers.IntegerField(min_value=0)
+    cancelled = serializers.IntegerField(min_value=0)
+    success_rate = serializers.FloatField(allow_null=True)
+    duration_mean = serializers.FloatField(allow_null=True)
+
+
+class AnalyticsTypesSerializer(serializers.Serializer):
+    window = WindowSerializer()
+    results = TypeFiguresSerializer(many=True)
+
+
+class UserFiguresSerializer(serializers.Serializer):
+    user = serializers.IntegerField()
+    username = serializers.CharField(allow_blank=True)
+    total = serializers.IntegerField(min_value=0)
+    completed = serializers.IntegerField(min_value=0)
+    failed = serializers.IntegerField(min_value=0)
+    success_rate = serializers.FloatField(allow_null=True)
+
+
+class AnalyticsUsersSerializer(serializers.Serializer):
+    window = WindowSerializer()
+    results = UserFiguresSerializer(many=True)
+
+
+class ErrorGroupSerializer(serializers.Serializer):
+    message = serializers.CharField(allow_blank=True, help_text="The error's first 200 characters.")
+    count = serializers.IntegerField(min_value=0)
+    last_seen = serializers.DateTimeField(allow_null=True)
+    types = serializers.ListField(child=serializers.CharField())
+
+
+class RecentErrorSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    type = serializers.CharField()
+    error = serializers.CharField(allow_blank=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    user = serializers.IntegerField(allow_null=True)
+
+
+class AnalyticsErrorsSerializer(serializers.Serializer):
+    window = WindowSerializer()
+    total = serializers.IntegerField(min_value=0)
+    groups = ErrorGroupSerializer(many=True)
+    recent = RecentErrorSerializer(many=True)
+
+
+class TrendPointSerializer(serializers.Serializer):
+    time = serializers.DateTimeField()
+    value = serializers.FloatField(allow_null=True)
+    completed = serializers.IntegerField(required=False, help_text="throughput and success_rate")
+    failed = serializers.IntegerField(required=False, help_text="success_rate")
+    count = serializers.IntegerField(required=False, help_text="duration and queue_wait: jobs averaged")
+
+
+class AnalyticsTrendsSerializer(serializers.Serializer):
+    window = WindowSerializer()
+    metric = serializers.ChoiceField(choices=list(TREND_METRICS))
+    interval = serializers.ChoiceField(choices=list(TREND_INTERVALS))
+    points = TrendPointSerializer(many=True)
+
+
+class PeakHourSerializer(serializers.Serializer):
+    hour = serializers.IntegerField(min_value=0, max_value=23)
+    count = serializers.IntegerField(min_value=0)
+
+
+class AnalyticsPeakHoursSerializer(serializers.Serializer):
+    window = WindowSerializer()
+    results = PeakHourSerializer(many=True)
+
+
+MetricPointSerializer = type(
+    "MetricPointSerializer",
+    (serializers.Serializer,),
+    {
+        "time": serializers.DateTimeField(),
+        "samples": serializers.IntegerField(min_value=0),
+        **{name: serializers.FloatField(allow_null=True) for name in SERIES_FIELDS},
+    },
+)
+
+
+class MetricsSeriesSerializer(serializers.Serializer):
+    window = WindowSerializer()
+    interval = serializers.ChoiceField(choices=list(INTERVALS))
+    points = MetricPointSerializer(many=True)
+
+
+class HealthCheckSerializer(serializers.Serializer):
+    """One check; the details beside ``status`` and ``reason`` depend on the check and are absent when it failed."""
+
+    status = serializers.ChoiceField(choices=HEALTH_STATUSES)
+    reason = serializers.CharField(allow_blank=True)
+    # database
+    vendor = serializers.CharField(required=False)
+    latency_ms = serializers.FloatField(required=False)
+    # broker
+    broker = serializers.CharField(required=False)
+    pending_wakeups = serializers.IntegerField(required=False)
+    # channel layer
+    layer = serializers.CharField(required=False)
+    # workers
+    workers = serializers.IntegerField(required=False)
+    clusters = serializers.IntegerField(required=False)
+    # monitor
+    last_seen_seconds = serializers.FloatField(required=False)
+    # jobs
+    failures = serializers.IntegerField(required=False)
+    failures_window_seconds = serializers.IntegerField(required=False)
+    active = serializers.IntegerField(required=False)
+    long_running = serializers.IntegerField(required=False)
+
+
+HealthChecksSerializer = type(
+    "HealthChecksSerializer",
+    (serializers.Serializer,),
+    {name: HealthCheckSerializer() for name in HEALTH_CHECKS},
+)
+
+
+class HealthSerializer(serializers.Serializer):
+    """The verdict; ``reasons`` and ``checks`` only for staff (anyone may ask for the verdict)."""
+
+    status = serializers.ChoiceField(choices=HEALTH_STATUSES)
+    checked_at = serializers.DateTimeField()
+    reasons = serializers.ListField(child=serializers.CharField(), required=False)
+    checks = HealthChecksSerializer(required=False)

@@ -13,7 +13,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
@@ -23,13 +23,22 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs.pagination import CappedPageNumberPagination
+from jobs.schema import errors
 from monitoring import alerts, analytics, health, metrics, prometheus
 from monitoring.models import Alert, MetricSample
 from monitoring.serializers import (
     AlertQuerySerializer,
     AlertSerializer,
+    AnalyticsErrorsSerializer,
+    AnalyticsPeakHoursSerializer,
+    AnalyticsTrendsSerializer,
+    AnalyticsTypesSerializer,
+    AnalyticsUsersSerializer,
+    HealthSerializer,
     MetricsQuerySerializer,
+    MetricsSeriesSerializer,
     RangeQuerySerializer,
+    StatsSerializer,
     TrendQuerySerializer,
 )
 from monitoring.stats import BadRange, Window, resolve_window, stats_summary
@@ -60,35 +69,48 @@ class StaffAPIView(APIView):
 
 
 class StatsView(StaffAPIView):
-    @extend_schema(parameters=RANGE_PARAMS, responses={200: OpenApiTypes.OBJECT}, summary="Job statistics")
+    @extend_schema(
+        parameters=RANGE_PARAMS, responses={200: StatsSerializer, **errors(400, 403)}, summary="Job statistics"
+    )
     def get(self, request: Request) -> Response:
         data = _query(RangeQuerySerializer, request)
         try:
             body = stats_summary(range_name=data.get("range") or "1d", start=data.get("from"), end=data.get("to"))
         except BadRange as exc:
             raise ValidationError({str(exc).split(":")[0]: [str(exc)]}) from None
-        return Response(body)
+        return Response(StatsSerializer(body).data)
 
 
 class AnalyticsTypesView(StaffAPIView):
-    @extend_schema(parameters=RANGE_PARAMS, responses={200: OpenApiTypes.OBJECT}, summary="Per job type")
+    @extend_schema(
+        parameters=RANGE_PARAMS, responses={200: AnalyticsTypesSerializer, **errors(400, 403)}, summary="Per job type"
+    )
     def get(self, request: Request) -> Response:
         window = _window(request, "7d")
-        return Response({"window": window.as_dict(), "results": analytics.analytics_types(window=window)})
+        body = {"window": window.as_dict(), "results": analytics.analytics_types(window=window)}
+        return Response(AnalyticsTypesSerializer(body).data)
 
 
 class AnalyticsUsersView(StaffAPIView):
-    @extend_schema(parameters=RANGE_PARAMS, responses={200: OpenApiTypes.OBJECT}, summary="Top 10 users")
+    @extend_schema(
+        parameters=RANGE_PARAMS, responses={200: AnalyticsUsersSerializer, **errors(400, 403)}, summary="Top 10 users"
+    )
     def get(self, request: Request) -> Response:
         window = _window(request, "7d")
-        return Response({"window": window.as_dict(), "results": analytics.analytics_users(window=window)})
+        body = {"window": window.as_dict(), "results": analytics.analytics_users(window=window)}
+        return Response(AnalyticsUsersSerializer(body).data)
 
 
 class AnalyticsErrorsView(StaffAPIView):
-    @extend_schema(parameters=RANGE_PARAMS, responses={200: OpenApiTypes.OBJECT}, summary="Grouped errors")
+    @extend_schema(
+        parameters=RANGE_PARAMS,
+        responses={200: AnalyticsErrorsSerializer, **errors(400, 403)},
+        summary="Grouped errors",
+    )
     def get(self, request: Request) -> Response:
         window = _window(request, "7d")
-        return Response({"window": window.as_dict(), **analytics.analytics_errors(window=window)})
+        body = {"window": window.as_dict(), **analytics.analytics_errors(window=window)}
+        return Response(AnalyticsErrorsSerializer(body).data)
 
 
 class AnalyticsTrendsView(StaffAPIView):
@@ -98,7 +120,7 @@ class AnalyticsTrendsView(StaffAPIView):
             OpenApiParameter("metric", str, enum=list(analytics.TREND_METRICS)),
             OpenApiParameter("interval", str, enum=list(analytics.TREND_INTERVALS)),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: AnalyticsTrendsSerializer, **errors(400, 403)},
         summary="A metric over time",
     )
     def get(self, request: Request) -> Response:
@@ -108,22 +130,26 @@ class AnalyticsTrendsView(StaffAPIView):
             points = analytics.analytics_trends(window=window, metric=data["metric"], interval=data["interval"])
         except BadRange as exc:
             raise ValidationError({str(exc).split(":")[0]: [str(exc)]}) from None
-        return Response(
-            {"window": window.as_dict(), "metric": data["metric"], "interval": data["interval"], "points": points}
-        )
+        body = {"window": window.as_dict(), "metric": data["metric"], "interval": data["interval"], "points": points}
+        return Response(AnalyticsTrendsSerializer(body).data)
 
 
 class AnalyticsPeakHoursView(StaffAPIView):
-    @extend_schema(parameters=RANGE_PARAMS, responses={200: OpenApiTypes.OBJECT}, summary="Top 5 hours of the day")
+    @extend_schema(
+        parameters=RANGE_PARAMS,
+        responses={200: AnalyticsPeakHoursSerializer, **errors(400, 403)},
+        summary="Top 5 hours of the day",
+    )
     def get(self, request: Request) -> Response:
         window = _window(request, "7d")
-        return Response({"window": window.as_dict(), "results": analytics.analytics_peak_hours(window=window)})
+        body = {"window": window.as_dict(), "results": analytics.analytics_peak_hours(window=window)}
+        return Response(AnalyticsPeakHoursSerializer(body).data)
 
 
 class MetricsView(StaffAPIView):
     @extend_schema(
         parameters=[*RANGE_PARAMS, OpenApiParameter("interval", str, enum=list(metrics.INTERVALS))],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: MetricsSeriesSerializer, **errors(400, 403)},
         summary="System metric time series",
     )
     def get(self, request: Request) -> Response:
@@ -135,14 +161,22 @@ class MetricsView(StaffAPIView):
         else:
             start = window.start
         points = metrics.metrics_series(interval=data["interval"], start=start, end=window.end)
-        return Response({"window": window.as_dict(), "interval": data["interval"], "points": points})
+        body = {"window": window.as_dict(), "interval": data["interval"], "points": points}
+        return Response(MetricsSeriesSerializer(body).data)
 
 
 class HealthView(APIView):
     permission_classes = [AllowAny]
     throttle_classes: list = []
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT}, summary="Health verdict")
+    @extend_schema(
+        responses={
+            200: HealthSerializer,
+            503: OpenApiResponse(HealthSerializer, description="The database is unreachable."),
+        },
+        summary="Health verdict",
+        description="Anyone may ask for the verdict; `reasons` and `checks` are shown to staff only.",
+    )
     def get(self, request: Request) -> Response:
         report = health.health_report()
         code = (
@@ -152,7 +186,7 @@ class HealthView(APIView):
         )
         if not (request.user and request.user.is_staff):
             report = {"status": report["status"], "checked_at": report["checked_at"]}
-        return Response(report, status=code)
+        return Response(HealthSerializer(report).data, status=code)
 
 
 class AlertListView(ListAPIView):
@@ -165,7 +199,9 @@ class AlertListView(ListAPIView):
             OpenApiParameter("status", str, many=True, enum=["open", "acknowledged", "resolved"]),
             OpenApiParameter("severity", str, enum=["info", "warning", "critical"]),
             OpenApiParameter("rule", str),
-        ]
+        ],
+        responses={200: AlertSerializer(many=True), **errors(400, 403)},
+        summary="Alerts, newest first",
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
@@ -185,7 +221,7 @@ class AlertListView(ListAPIView):
 class AlertActionView(StaffAPIView):
     action_name = ""
 
-    @extend_schema(request=None, responses={200: AlertSerializer})
+    @extend_schema(request=None, responses={200: AlertSerializer, **errors(403, 404, 409)})
     def post(self, request: Request, pk: int) -> Response:
         alert = get_object_or_404(Alert, pk=pk)
         if self.action_name == "acknowledge":

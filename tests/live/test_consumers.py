@@ -115,7 +115,11 @@ def alert_event() -> int:
         "severity": "critical",
         "message": "5 failures in 1 minute",
         "job": None,
+        "subject": "",
+        "value": 5.0,
+        "status": "open",
         "created_at": "2026-01-01T00:00:00+00:00",
+        "updated_at": "2026-01-01T00:00:00+00:00",
     }
     with transaction.atomic():
         return record_event(kind=EventKind.ALERT, payload={"alert": alert}).id
