@@ -251,7 +251,7 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
             "transaction: one job's refusal never undoes another's success, and no job is half-changed."
         ),
         request=BulkActionSerializer,
-        responses={200: BulkResponseSerializer, **errors(400)},
+        responses={200: BulkResponseSerializer, **errors(400, 403)},
     )
     @action(detail=False, methods=["post"])
     def bulk(self, request: Request) -> Response:

@@ -15,7 +15,22 @@ from monitoring.models import Alert, AlertStatus
 from monitoring.stats import RANGES
 
 
-class RangeQuerySerializer(serializers.Serializer):
+class QuerySerializer(serializers.Serializer):
+    """Query parameters. An empty value is not a value of its type: ``?to=`` is a 400, as in the jobs list
+    (``jobs.filters.NON_EMPTY``), where DRF would otherwise take it for an absent parameter."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        blank: dict[str, Any] = {
+            str(name): ["This value may not be empty."]
+            for name in self.fields
+            if name in data and "" in (data.getlist(name) if hasattr(data, "getlist") else [data.get(name)])
+        }
+        if blank:
+            raise serializers.ValidationError(blank)
+        return super().to_internal_value(data)
+
+
+class RangeQuerySerializer(QuerySerializer):
     range = serializers.ChoiceField(choices=list(RANGES), required=False)
     to = serializers.DateTimeField(required=False)
 
@@ -34,7 +49,7 @@ class MetricsQuerySerializer(RangeQuerySerializer):
     interval = serializers.ChoiceField(choices=list(INTERVALS), default="1m")
 
 
-class AlertQuerySerializer(serializers.Serializer):
+class AlertQuerySerializer(QuerySerializer):
     status = serializers.MultipleChoiceField(choices=AlertStatus.choices, required=False)
     severity = serializers.ChoiceField(choices=["info", "warning", "critical"], required=False)
     rule = serializers.CharField(required=False)
@@ -43,8 +58,12 @@ class AlertQuerySerializer(serializers.Serializer):
 class AlertSerializer(serializers.ModelSerializer):
     rule: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="name", read_only=True)
     job = serializers.UUIDField(source="job_id", read_only=True, allow_null=True)
-    acknowledged_by: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    resolved_by: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    acknowledged_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    resolved_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Alert

@@ -198,7 +198,7 @@ class AlertListView(ListAPIView):
         parameters=[
             OpenApiParameter("status", str, many=True, enum=["open", "acknowledged", "resolved"]),
             OpenApiParameter("severity", str, enum=["info", "warning", "critical"]),
-            OpenApiParameter("rule", str),
+            OpenApiParameter("rule", str, allow_blank=False, description="A rule's name."),
         ],
         responses={200: AlertSerializer(many=True), **errors(400, 403)},
         summary="Alerts, newest first",
