@@ -31,9 +31,11 @@ run: $(STAMP) $(NODE_STAMP)
 	$(PY) manage.py createcachetable
 	PORT=$(PORT) $(PY) manage.py runall --port $(PORT)
 
+# ruff, and the import contract of pyproject.toml's [tool.importlinter] (apps import downwards only).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy .

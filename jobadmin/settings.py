@@ -163,6 +163,16 @@ JOB_STATS_INTERVAL = env.float("JOB_STATS_INTERVAL", default=5.0)
 # Web processes: the garbage collector's young generation (live.relay.tune_gc); 0 keeps
 # Python's 700, under which delivering frames triggered full collections that stalled sockets.
 JOBADMIN_WEB_GC_THRESHOLD = env.int("JOBADMIN_WEB_GC_THRESHOLD", default=20_000)
+# The relay (live.relay): how often it reads the event log for new rows, and how long it
+# waits for an event id that was skipped (a transaction still open, or rolled back).
+JOBADMIN_RELAY_POLL = env.float("JOBADMIN_RELAY_POLL", default=0.01)
+JOBADMIN_RELAY_GAP_GRACE = env.float("JOBADMIN_RELAY_GAP_GRACE", default=30.0)
+# Where the relay runs: in the web process on the embedded default (no Redis: the channel
+# layer lives in that process); with Redis in `monitor`, unless this puts it in the web
+# process anyway (one daphne, no monitor).
+JOBADMIN_RELAY_IN_WEB = env.bool("JOBADMIN_RELAY_IN_WEB", default=False) or not REDIS_URL
+# The shortest time between two writes of one live gauge to the cache (relay lag, sockets).
+JOBADMIN_GAUGE_INTERVAL = env.float("JOBADMIN_GAUGE_INTERVAL", default=1.0)
 # Daphne sends each connection's websocket frames once per event-loop turn instead of
 # registering the socket for writability per frame (live/transport.py).
 JOBADMIN_COALESCE_TCP_WRITES = env.bool("JOBADMIN_COALESCE_TCP_WRITES", default=True)
@@ -272,6 +282,12 @@ MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media")))
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Alert e-mails of a rule without recipients go to these (Django's own setting).
+ADMINS: list[tuple[str, str]] = []
+
+# `manage.py runall` (`make run`): where the web server listens unless --host/--port say.
+RUNALL_HOST = env.str("HOST", default="127.0.0.1")
+RUNALL_PORT = env.int("PORT", default=8000)
 
 LOGGING = {
     "version": 1,

@@ -76,11 +76,7 @@ WS_REGISTRY_KEY = f"{WS_CONNECTIONS_CACHE_KEY}:processes"
 
 def gauge_interval() -> float:
     """The shortest time between two writes of one gauge (``JOBADMIN_GAUGE_INTERVAL``, 1 s)."""
-    return float(setting("JOBADMIN_GAUGE_INTERVAL", 1.0))
-
-
-def setting(name: str, default: Any) -> Any:
-    return getattr(settings, name, default)
+    return float(settings.JOBADMIN_GAUGE_INTERVAL)
 
 
 # --- selectors (sync; called through database_sync_to_async or the relay's thread) -------
@@ -332,9 +328,9 @@ class EventRelay:
         stats_wanted: Callable[[], bool] | None = None,
     ) -> None:
         self.layer = layer or get_channel_layer()
-        self.poll = poll if poll is not None else float(setting("JOBADMIN_RELAY_POLL", 0.01))
-        self.grace = grace if grace is not None else float(setting("JOBADMIN_RELAY_GAP_GRACE", 30.0))
-        self.stats_interval = float(setting("JOB_STATS_INTERVAL", 5.0))
+        self.poll = poll if poll is not None else float(settings.JOBADMIN_RELAY_POLL)
+        self.grace = grace if grace is not None else float(settings.JOBADMIN_RELAY_GAP_GRACE)
+        self.stats_interval = float(settings.JOB_STATS_INTERVAL)
         self.batch = 500
         self.tracker: GapTracker | None = None
         # Read but not yet published, oldest first.
@@ -670,10 +666,7 @@ def relay_in_web() -> bool:
 
     ``JOBADMIN_RELAY_IN_WEB=1`` puts it in the web process anyway (one daphne, no monitor).
     """
-    value = setting("JOBADMIN_RELAY_IN_WEB", None)
-    if value is None:
-        value = os.environ.get("JOBADMIN_RELAY_IN_WEB", "") == "1" or not settings.REDIS_URL
-    return bool(value)
+    return bool(settings.JOBADMIN_RELAY_IN_WEB)
 
 
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}

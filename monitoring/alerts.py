@@ -260,7 +260,7 @@ def alert_resolve(*, alert: Alert, actor: Any) -> Alert:
 
 def _recipients(rule: AlertRule) -> list[str]:
     listed = [r.strip() for r in rule.email_recipients.split(",") if r.strip()]
-    return listed or [email for _, email in getattr(settings, "ADMINS", [])]
+    return listed or [email for _, email in settings.ADMINS]
 
 
 def send_alert_email(alert: Alert) -> str:

@@ -5,7 +5,6 @@ Ctrl-C (or SIGTERM) stops all three; if one of them dies, the others are stopped
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -20,8 +19,8 @@ class Command(BaseCommand):
     help = "Run daphne, the django-q2 cluster and the monitor loop together."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--host", default=settings.RUNALL_HOST)
+        parser.add_argument("--port", type=int, default=settings.RUNALL_PORT)
 
     def handle(self, *args: Any, **options: Any) -> None:
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
