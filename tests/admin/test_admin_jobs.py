@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from jobs import services
 from jobs.models import EventKind, Job, JobEvent, JobResult, JobStatus, Queue
-from tests.factories import UserFactory
+from tests.factories import JobFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -21,9 +21,8 @@ CHANGELIST = "admin:jobs_job_changelist"
 
 
 def make_job(**fields: Any) -> Job:
-    defaults: dict[str, Any] = {"type": "demo", "params": {"items": 5, "delay_ms": 0}, "steps": ["Prepare", "Process"]}
-    defaults.update(fields)
-    return Job.objects.create(**defaults)
+    defaults: dict[str, Any] = {"user": None, "params": {"items": 5, "delay_ms": 0}, "steps": ["Prepare", "Process"]}
+    return JobFactory.create(**{**defaults, **fields})
 
 
 def running_job(**fields: Any) -> Job:

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from jobs import services
 from jobs.models import EventKind, Job, JobEvent, JobStatus, Queue
-from tests.factories import UserFactory
+from tests.factories import JobFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,7 @@ def staff_client(client: Any, superuser: Any) -> Any:
 
 
 def make_job(**fields: Any) -> Job:
-    return Job.objects.create(type="demo", steps=["Prepare", "Process"], **fields)
+    return JobFactory.create(**{"user": None, "steps": ["Prepare", "Process"], **fields})
 
 
 @pytest.mark.parametrize("name", ["jobadmin-monitor", "jobadmin-monitor-state", "jobadmin-analytics"])

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from jobs.models import Job
+from tests.factories import JobFactory
 
 NOW = datetime(2026, 3, 10, 12, 30, tzinfo=UTC)
 
@@ -23,7 +24,7 @@ def make_job(
     user: Any = None,
     error: str = "",
 ) -> Job:
-    return Job.objects.create(
+    return JobFactory.create(
         type=type,
         status=status,
         queue=queue,
