@@ -1,7 +1,7 @@
 """A job runs in-process from enqueue to completion (the engine's happy path)."""
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from jobs import services
 from jobs.models import EventKind, JobEvent, JobStatus, Queue
@@ -57,13 +57,36 @@ def test_a_wakeup_hands_over_after_its_time_budget(settings):
     assert Queue.objects.get(name="default").pending_wakeups == 1, "a fresh wake-up was sent for the rest"
 
 
+def _commits(monkeypatch):
+    """What each commit of the test's connection made durable: the (job, kind) of its new events.
+
+    A spy on the real ``commit`` (which still runs): the events are read inside the
+    transaction, just before it commits, so a pair of events in one entry was one transaction.
+    """
+    real_connection = connections["default"]
+    real_commit = real_connection.commit
+    commits: list[set[tuple[str, str]]] = []
+    seen = {"id": JobEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0}
+
+    def commit():
+        rows = list(JobEvent.objects.filter(id__gt=seen["id"]).values_list("id", "job_id", "kind"))
+        if rows:
+            seen["id"] = max(row[0] for row in rows)
+        commits.append({(str(job_id), kind) for _, job_id, kind in rows})
+        real_commit()
+
+    monkeypatch.setattr(real_connection, "commit", commit)
+    return commits
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_draining_worker_finishes_a_job_and_claims_the_next_in_one_transaction():
+def test_a_draining_worker_finishes_a_job_and_claims_the_next_in_one_transaction(monkeypatch):
     first = services.job_enqueue(job_type="demo", params={"items": 1, "delay_ms": 0}, priority=5)
     second = services.job_enqueue(job_type="demo", params={"items": 1, "delay_ms": 0})
     claimed = services.job_claim(queue="default", worker="w:1")
     assert claimed is not None
     assert claimed.pk == first.pk
+    commits = _commits(monkeypatch)
 
     following = execute_job(claimed, worker="w:1", claim_next="default")
 
@@ -73,9 +96,9 @@ def test_a_draining_worker_finishes_a_job_and_claims_the_next_in_one_transaction
     second.refresh_from_db()
     assert first.status == JobStatus.COMPLETED
     assert (second.status, second.worker) == (JobStatus.RUNNING, "w:1")
-    done = JobEvent.objects.get(job=first, kind=EventKind.COMPLETED)
-    started = JobEvent.objects.get(job=second, kind=EventKind.STARTED)
-    assert started.id == done.id + 1
+    # One commit made both durable: the finish of the first and the start of the second.
+    pair = {(str(first.pk), EventKind.COMPLETED), (str(second.pk), EventKind.STARTED)}
+    assert [events for events in commits if events & pair] == [pair]
 
 
 @pytest.mark.django_db(transaction=True)
