@@ -9,12 +9,11 @@ its builder together; none is renamed.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from jobs.models import EventKind, JobStatus
-from jobs.schema import serializer_json_schema
 from monitoring.models import AlertStatus
-from monitoring.serializers import StatsSerializer
 
 # --- error codes -------------------------------------------------------------------------
 BAD_JSON = "bad-json"
@@ -169,46 +168,64 @@ ALERT_SCHEMA: dict[str, Any] = _object(
 )
 ALERT_SCHEMA["required"] = list(ALERT_SCHEMA["properties"])
 
-# ``job-stats`` carries the body of ``GET /api/stats/``: its schema is that endpoint's serializer's.
-STATS_SCHEMA: dict[str, Any] = {
-    key: value for key, value in serializer_json_schema(StatsSerializer, "response").items() if key != "$schema"
-}
 
-SCHEMAS: dict[str, dict[str, Any]] = {
-    "welcome": _message(
-        "welcome",
-        {
-            "user": _object(
-                {"id": _int, "username": _str, "is_staff": {"type": "boolean"}}, ["id", "username", "is_staff"]
-            ),
-            "latest_event_id": _count,
-            "channels": {"type": "array", "items": {"type": "string", "pattern": CHANNEL_PATTERN}},
-        },
-        ["user", "latest_event_id", "channels"],
-    ),
-    "subscribed": _message(
-        "subscribed",
-        {
-            "channel": {"type": "string", "pattern": CHANNEL_PATTERN},
-            "since": _nullable_int,
-            "replayed": _count,
-            "latest_event_id": _count,
-        },
-        ["channel", "since", "replayed", "latest_event_id"],
-    ),
-    "unsubscribed": _message("unsubscribed", {"channel": _str}, ["channel"]),
-    # ``ts`` is the client's own ``ping`` value, echoed as it came (any JSON).
-    "pong": _message("pong", {"ts": {}}, []),
-    "job-update": _message(
-        "job-update",
-        {"event_id": _event_id, "kind": {"enum": JOB_EVENT_KINDS}, "job": JOB_SCHEMA, "created_at": _nullable_time},
-        ["event_id", "kind", "job", "created_at"],
-    ),
-    "job-stats": _message("job-stats", {"stats": STATS_SCHEMA}, ["stats"]),
-    "job-alert": _message("job-alert", {"event_id": _event_id, "alert": ALERT_SCHEMA}, ["event_id", "alert"]),
-    "error": _message(
-        "error",
-        {"code": {"enum": list(ERROR_CODES)}, "message": _str, "channel": _str, "last_event_id": _count},
-        ["code", "message"],
-    ),
-}
+# ``job-stats`` carries the body of ``GET /api/stats/``: its schema is that endpoint's serializer's.
+# The schemas are built on first use (tests, docs), not when a process imports the builders:
+# deriving the stats schema loads drf-spectacular's inspector.
+def _stats_schema() -> dict[str, Any]:
+    from jobs.schema import serializer_json_schema
+    from monitoring.serializers import StatsSerializer
+
+    schema = serializer_json_schema(StatsSerializer, "response")
+    return {key: value for key, value in schema.items() if key != "$schema"}
+
+
+@cache
+def _schemas() -> dict[str, dict[str, Any]]:
+    return {
+        "welcome": _message(
+            "welcome",
+            {
+                "user": _object(
+                    {"id": _int, "username": _str, "is_staff": {"type": "boolean"}}, ["id", "username", "is_staff"]
+                ),
+                "latest_event_id": _count,
+                "channels": {"type": "array", "items": {"type": "string", "pattern": CHANNEL_PATTERN}},
+            },
+            ["user", "latest_event_id", "channels"],
+        ),
+        "subscribed": _message(
+            "subscribed",
+            {
+                "channel": {"type": "string", "pattern": CHANNEL_PATTERN},
+                "since": _nullable_int,
+                "replayed": _count,
+                "latest_event_id": _count,
+            },
+            ["channel", "since", "replayed", "latest_event_id"],
+        ),
+        "unsubscribed": _message("unsubscribed", {"channel": _str}, ["channel"]),
+        # ``ts`` is the client's own ``ping`` value, echoed as it came (any JSON).
+        "pong": _message("pong", {"ts": {}}, []),
+        "job-update": _message(
+            "job-update",
+            {"event_id": _event_id, "kind": {"enum": JOB_EVENT_KINDS}, "job": JOB_SCHEMA, "created_at": _nullable_time},
+            ["event_id", "kind", "job", "created_at"],
+        ),
+        "job-stats": _message("job-stats", {"stats": _stats_schema()}, ["stats"]),
+        "job-alert": _message("job-alert", {"event_id": _event_id, "alert": ALERT_SCHEMA}, ["event_id", "alert"]),
+        "error": _message(
+            "error",
+            {"code": {"enum": list(ERROR_CODES)}, "message": _str, "channel": _str, "last_event_id": _count},
+            ["code", "message"],
+        ),
+    }
+
+
+def __getattr__(name: str) -> Any:
+    """``SCHEMAS`` (message type -> JSON Schema) and ``STATS_SCHEMA``, built on first use."""
+    if name == "SCHEMAS":
+        return _schemas()
+    if name == "STATS_SCHEMA":
+        return _schemas()["job-stats"]["properties"]["stats"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
