@@ -1,0 +1,149 @@
+"""Actions by people (API, admin): cancel, pause, resume and retry a job.
+
+Each one locks the job, asks ``jobs.models.TRANSITIONS`` whether the action is allowed
+from the job's state, applies it and records its event in one transaction, or raises
+``TransitionNotAllowed`` having changed nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from jobs.events import record_job_event
+from jobs.exceptions import TransitionNotAllowed
+from jobs.models import EventKind, Job, JobResult, JobStatus
+from jobs.services._shared import FINISH_FIELDS, actor_pk, finish, locked, save_fields, type_or_none
+from jobs.services.queues import release_slot, request_wakeups
+
+
+def job_cancel(*, job: Job, actor: Any = None) -> Job:
+    """Queued or paused: cancelled at once. Running: cancelled at its next checkpoint."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = locked(job)
+        if job.status in (JobStatus.QUEUED, JobStatus.PAUSED):
+            was_active = job.status == JobStatus.PAUSED
+            job.status = JobStatus.CANCELLED
+            # A paused job's worker is blocked in place; it sees the flag and unwinds.
+            job.cancel_requested = was_active
+            job.pause_requested = False
+            job.eta = None
+            finish(job, now)
+            save_fields(job, now, ["status", "cancel_requested", "pause_requested", "eta", *FINISH_FIELDS])
+            if was_active:
+                release_slot(job.pk)
+            # A paused job's worker unwinds and, like every worker, claims the next job.
+            record_job_event(job=job, kind=EventKind.CANCELLED, actor_id=actor_pk(actor))
+        elif job.status == JobStatus.RUNNING:
+            if job.cancel_requested:
+                raise TransitionNotAllowed(
+                    action="cancel",
+                    status=job.status,
+                    message="Cancellation was already requested; the job stops at its next checkpoint.",
+                )
+            job.cancel_requested = True
+            save_fields(job, now, ["cancel_requested"])
+            record_job_event(job=job, kind=EventKind.CANCEL_REQUESTED, actor_id=actor_pk(actor))
+        else:
+            raise TransitionNotAllowed(action="cancel", status=job.status)
+    return job
+
+
+def job_pause(*, job: Job, actor: Any = None) -> Job:
+    """Ask a running job to pause; it blocks in place at its next checkpoint."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = locked(job)
+        if job.status != JobStatus.RUNNING:
+            raise TransitionNotAllowed(
+                action="pause",
+                status=job.status,
+                message=f"Only a running job can be paused; this one is {job.status}.",
+            )
+        if job.pause_requested:
+            raise TransitionNotAllowed(
+                action="pause",
+                status=job.status,
+                message="A pause was already requested; the job pauses at its next checkpoint.",
+            )
+        if job.cancel_requested:
+            raise TransitionNotAllowed(action="pause", status=job.status, message="The job is being cancelled.")
+        job.pause_requested = True
+        save_fields(job, now, ["pause_requested"])
+        record_job_event(job=job, kind=EventKind.PAUSE_REQUESTED, actor_id=actor_pk(actor))
+    return job
+
+
+def job_resume(*, job: Job, actor: Any = None) -> Job:
+    """A paused job runs on; a pause that has not taken effect yet is withdrawn."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = locked(job)
+        if job.status == JobStatus.PAUSED:
+            job.status = JobStatus.RUNNING
+        elif not (job.status == JobStatus.RUNNING and job.pause_requested):
+            raise TransitionNotAllowed(
+                action="resume",
+                status=job.status,
+                message=f"Only a paused job can be resumed; this one is {job.status}.",
+            )
+        job.pause_requested = False
+        save_fields(job, now, ["status", "pause_requested"])
+        record_job_event(job=job, kind=EventKind.RESUMED, actor_id=actor_pk(actor))
+    return job
+
+
+def job_retry(*, job: Job, actor: Any = None) -> Job:
+    """Queue a new attempt of a failed or cancelled job; the old error stays in its events.
+
+    A retry by hand grants the type's full attempt budget again.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        job = locked(job)
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise TransitionNotAllowed(
+                action="retry",
+                status=job.status,
+                message=f"Only a failed or cancelled job can be retried; this one is {job.status}.",
+            )
+        jtype = type_or_none(job.type)
+        if jtype is None:
+            raise TransitionNotAllowed(
+                action="retry", status=job.status, message=f"Job type {job.type!r} is no longer registered."
+            )
+        previous_error = job.error
+        job.status = JobStatus.QUEUED
+        job.max_attempts = job.attempts + jtype.max_attempts
+        job.run_after = None
+        job.finished_at = None
+        job.duration = None
+        job.error = ""
+        job.traceback = ""
+        job.cancel_requested = job.pause_requested = False
+        job.worker = ""
+        save_fields(
+            job,
+            now,
+            [
+                "status",
+                "max_attempts",
+                "run_after",
+                "finished_at",
+                "duration",
+                "error",
+                "traceback",
+                "cancel_requested",
+                "pause_requested",
+                "worker",
+            ],
+        )
+        JobResult.objects.filter(job=job).delete()
+        record_job_event(
+            job=job, kind=EventKind.RETRIED, actor_id=actor_pk(actor), extra={"previous_error": previous_error}
+        )
+        request_wakeups(job.queue)
+    return job
