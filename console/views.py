@@ -23,7 +23,7 @@ from django.utils import timezone
 from jobs import services
 from jobs.events import job_snapshot
 from jobs.exceptions import JobError
-from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobEvent, JobStatus
+from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobEvent, JobStatus, job_states
 from jobs.selectors import queue_overview
 
 # The monitor renders at most this many active jobs; the rest are counted.
@@ -94,6 +94,7 @@ def monitor_view(request: HttpRequest) -> HttpResponse:
         "title": "Live monitor",
         "jobs_initial": [job_snapshot(job) for job in active],
         "feed_initial": [job_snapshot(job) for job in feed],
+        "job_states": job_states(),
         "state": state,
         "stall_threshold": settings.JOBADMIN_STALL_THRESHOLD,
         # The page is current up to this event; the socket replays from here.

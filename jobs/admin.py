@@ -28,19 +28,21 @@ from rest_framework import serializers
 from jobs import services
 from jobs.admin_forms import build_enqueue_form
 from jobs.exceptions import JobError, TransitionNotAllowed
-from jobs.models import EventKind, Job, JobEvent, JobResult, JobStatus, Queue
+from jobs.models import TRANSITIONS, EventKind, Job, JobEvent, JobResult, JobStatus, Queue, job_states
 from jobs.registry import UnknownJobType, all_job_types, get_job_type
 from jobs.selectors import can_act_on
 
 ADMIN_MEDIA_CSS = {"all": ["jobadmin/admin/admin.css"]}
 
-JobService = Callable[..., Job]
-JOB_ACTIONS: dict[str, tuple[str, JobService]] = {
-    "cancel": ("Cancel", services.job_cancel),
-    "retry": ("Retry", services.job_retry),
-    "pause": ("Pause", services.job_pause),
-    "resume": ("Resume", services.job_resume),
-}
+
+def _bulk_action(name: str) -> Callable[..., None]:
+    """The list page's bulk action for one action of ``TRANSITIONS`` (``cancel_jobs``, ...)."""
+
+    def run(model_admin: JobAdmin, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        model_admin._run_action(request, queryset, name)
+
+    run.__name__ = f"{name}_jobs"
+    return admin.action(description=f"{name.capitalize()} selected jobs", permissions=["change"])(run)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -126,7 +128,7 @@ class JobAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["user"]
     list_per_page = 50
-    actions = ["cancel_jobs", "retry_jobs", "pause_jobs", "resume_jobs", "cleanup_stalled"]
+    actions = [*(_bulk_action(name) for name in TRANSITIONS), "cleanup_stalled"]
     change_form_template = "admin/jobs/job/job_page.html"
     change_list_template = "admin/jobs/job/change_list.html"
 
@@ -182,7 +184,7 @@ class JobAdmin(admin.ModelAdmin):
     # --- bulk actions -------------------------------------------------------------------------
 
     def _run_action(self, request: HttpRequest, queryset: QuerySet[Job], action: str) -> None:
-        label, service = JOB_ACTIONS[action]
+        label, service = action.capitalize(), services.JOB_ACTIONS[action]
         done = 0
         for job in queryset:
             if not can_act_on(user=request.user, job=job):
@@ -197,22 +199,6 @@ class JobAdmin(admin.ModelAdmin):
             self.message_user(request, f"{label} {job.type} {job.pk}: done, now {updated.status}.", messages.SUCCESS)
         if not done:
             self.message_user(request, f"{label}: no job was changed.", messages.WARNING)
-
-    @admin.action(description="Cancel selected jobs", permissions=["change"])
-    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._run_action(request, queryset, "cancel")
-
-    @admin.action(description="Retry selected jobs", permissions=["change"])
-    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._run_action(request, queryset, "retry")
-
-    @admin.action(description="Pause selected jobs", permissions=["change"])
-    def pause_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._run_action(request, queryset, "pause")
-
-    @admin.action(description="Resume selected jobs", permissions=["change"])
-    def resume_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._run_action(request, queryset, "resume")
 
     @admin.action(description="Clean up stalled jobs (all, not only the selected)", permissions=["change"])
     def cleanup_stalled(self, request: HttpRequest, queryset: QuerySet[Job] | None = None) -> None:
@@ -289,7 +275,7 @@ class JobAdmin(admin.ModelAdmin):
     def act_view(self, request: HttpRequest, job_id: uuid.UUID, action: str) -> HttpResponse:
         if request.method != "POST":
             return HttpResponse(status=405, headers={"Allow": "POST"})
-        if action not in JOB_ACTIONS:
+        if action not in TRANSITIONS:
             raise Http404("Unknown action.")
         job = get_object_or_404(Job, pk=job_id)
         if not self.has_change_permission(request, job) or not can_act_on(user=request.user, job=job):
@@ -367,15 +353,10 @@ def job_page_context(job: Job, request: HttpRequest) -> dict[str, Any]:
         }
         for i, name in enumerate(job.steps or [])
     ]
-    allowed: list[tuple[str, str]] = []
-    if job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED) and not job.cancel_requested:
-        allowed.append(("cancel", "Cancel"))
-    if job.status == JobStatus.RUNNING and not job.pause_requested and not job.cancel_requested:
-        allowed.append(("pause", "Pause"))
-    if job.status == JobStatus.PAUSED or (job.status == JobStatus.RUNNING and job.pause_requested):
-        allowed.append(("resume", "Resume"))
-    if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
-        allowed.append(("retry", "Retry"))
+    allowed_now = job.allowed_actions()
+    allowed = [(action, action.capitalize()) for action in allowed_now]
+    # Every action has its form; the page's script shows those the job's live state allows.
+    buttons = [(action, action.capitalize(), action in allowed_now) for action in TRANSITIONS]
     return {
         "job": job,
         "job_status_badge": status_badge(job.status),
@@ -387,6 +368,8 @@ def job_page_context(job: Job, request: HttpRequest) -> dict[str, Any]:
         "job_timeline": timeline,
         "job_timeline_truncated": len(events) > len(shown),
         "job_actions": allowed,
+        "job_action_buttons": buttons,
+        "job_states": job_states(),
         "job_is_live": job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED),
         "job_params": sorted((job.params or {}).items()),
         "job_stalled_hint": _stalled_hint(job),

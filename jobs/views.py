@@ -274,12 +274,7 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
         serializer.is_valid(raise_exception=True)
         verb: str = serializer.validated_data["action"]
         ids = list(dict.fromkeys(serializer.validated_data["ids"]))
-        service = {
-            "cancel": services.job_cancel,
-            "retry": services.job_retry,
-            "pause": services.job_pause,
-            "resume": services.job_resume,
-        }[verb]
+        service = services.JOB_ACTIONS[verb]
         jobs = selectors.job_visible_queryset(user=request.user).in_bulk(ids)
         results = []
         for job_id in ids:

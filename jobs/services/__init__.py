@@ -24,7 +24,7 @@ Transitions (``→`` by a person or the API, ``⇒`` by the worker or the system
 
 from jobs.events import record_job_event
 from jobs.services._shared import RUN_TASK, worker_name
-from jobs.services.actions import job_cancel, job_pause, job_resume, job_retry
+from jobs.services.actions import JOB_ACTIONS, job_cancel, job_pause, job_resume, job_retry
 from jobs.services.claim import job_claim, job_enqueue
 from jobs.services.queues import (
     dispatch_tick,
@@ -52,6 +52,7 @@ from jobs.services.reports import (
 from jobs.services.stalls import StalledOutcome, jobs_cleanup_stalled, stalled_jobs_queryset
 
 __all__ = [
+    "JOB_ACTIONS",
     "RUN_TASK",
     "Control",
     "StalledOutcome",

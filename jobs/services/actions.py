@@ -7,6 +7,7 @@ from the job's state, applies it and records its event in one transaction, or ra
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -24,9 +25,10 @@ def job_cancel(*, job: Job, actor: Any = None) -> Job:
     now = timezone.now()
     with transaction.atomic():
         job = locked(job)
-        if job.status in (JobStatus.QUEUED, JobStatus.PAUSED):
+        step = job.transition("cancel")
+        if step.to == JobStatus.CANCELLED:
             was_active = job.status == JobStatus.PAUSED
-            job.status = JobStatus.CANCELLED
+            job.status = step.to
             # A paused job's worker is blocked in place; it sees the flag and unwinds.
             job.cancel_requested = was_active
             job.pause_requested = False
@@ -37,18 +39,10 @@ def job_cancel(*, job: Job, actor: Any = None) -> Job:
                 release_slot(job.pk)
             # A paused job's worker unwinds and, like every worker, claims the next job.
             record_job_event(job=job, kind=EventKind.CANCELLED, actor_id=actor_pk(actor))
-        elif job.status == JobStatus.RUNNING:
-            if job.cancel_requested:
-                raise TransitionNotAllowed(
-                    action="cancel",
-                    status=job.status,
-                    message="Cancellation was already requested; the job stops at its next checkpoint.",
-                )
+        else:  # running: the worker cancels it at its next checkpoint
             job.cancel_requested = True
             save_fields(job, now, ["cancel_requested"])
             record_job_event(job=job, kind=EventKind.CANCEL_REQUESTED, actor_id=actor_pk(actor))
-        else:
-            raise TransitionNotAllowed(action="cancel", status=job.status)
     return job
 
 
@@ -57,20 +51,7 @@ def job_pause(*, job: Job, actor: Any = None) -> Job:
     now = timezone.now()
     with transaction.atomic():
         job = locked(job)
-        if job.status != JobStatus.RUNNING:
-            raise TransitionNotAllowed(
-                action="pause",
-                status=job.status,
-                message=f"Only a running job can be paused; this one is {job.status}.",
-            )
-        if job.pause_requested:
-            raise TransitionNotAllowed(
-                action="pause",
-                status=job.status,
-                message="A pause was already requested; the job pauses at its next checkpoint.",
-            )
-        if job.cancel_requested:
-            raise TransitionNotAllowed(action="pause", status=job.status, message="The job is being cancelled.")
+        job.transition("pause")
         job.pause_requested = True
         save_fields(job, now, ["pause_requested"])
         record_job_event(job=job, kind=EventKind.PAUSE_REQUESTED, actor_id=actor_pk(actor))
@@ -82,14 +63,7 @@ def job_resume(*, job: Job, actor: Any = None) -> Job:
     now = timezone.now()
     with transaction.atomic():
         job = locked(job)
-        if job.status == JobStatus.PAUSED:
-            job.status = JobStatus.RUNNING
-        elif not (job.status == JobStatus.RUNNING and job.pause_requested):
-            raise TransitionNotAllowed(
-                action="resume",
-                status=job.status,
-                message=f"Only a paused job can be resumed; this one is {job.status}.",
-            )
+        job.status = job.transition("resume").to
         job.pause_requested = False
         save_fields(job, now, ["status", "pause_requested"])
         record_job_event(job=job, kind=EventKind.RESUMED, actor_id=actor_pk(actor))
@@ -104,19 +78,14 @@ def job_retry(*, job: Job, actor: Any = None) -> Job:
     now = timezone.now()
     with transaction.atomic():
         job = locked(job)
-        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-            raise TransitionNotAllowed(
-                action="retry",
-                status=job.status,
-                message=f"Only a failed or cancelled job can be retried; this one is {job.status}.",
-            )
+        step = job.transition("retry")
         jtype = type_or_none(job.type)
         if jtype is None:
             raise TransitionNotAllowed(
                 action="retry", status=job.status, message=f"Job type {job.type!r} is no longer registered."
             )
         previous_error = job.error
-        job.status = JobStatus.QUEUED
+        job.status = step.to
         job.max_attempts = job.attempts + jtype.max_attempts
         job.run_after = None
         job.finished_at = None
@@ -147,3 +116,12 @@ def job_retry(*, job: Job, actor: Any = None) -> Job:
         )
         request_wakeups(job.queue)
     return job
+
+
+# Each action of ``jobs.models.TRANSITIONS`` and the one service that applies it.
+JOB_ACTIONS: dict[str, Callable[..., Job]] = {
+    "cancel": job_cancel,
+    "retry": job_retry,
+    "pause": job_pause,
+    "resume": job_resume,
+}
