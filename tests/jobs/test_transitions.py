@@ -62,8 +62,7 @@ CASES = [
 
 
 def _job(status: str, flags: dict[str, bool]) -> Job:
-    job: Job = JobFactory(status=status, attempts=1, max_attempts=1, **flags)
-    return job
+    return JobFactory.create(status=status, attempts=1, max_attempts=1, **flags)
 
 
 def _state(job: Job) -> dict[str, Any]:
