@@ -9,7 +9,6 @@ from the websocket (``job-update``, ``job-stats``, ``job-alert``) and polls
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -24,7 +23,13 @@ from jobs import services
 from jobs.events import job_snapshot
 from jobs.exceptions import JobError
 from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobEvent, JobStatus, job_states
-from jobs.selectors import queue_overview
+from jobs.selectors import (
+    active_in,
+    job_counts_by_status,
+    job_long_running_count,
+    queue_overview,
+    stalled_jobs_queryset,
+)
 
 # The monitor renders at most this many active jobs; the rest are counted.
 MONITOR_MAX_JOBS = 500
@@ -56,23 +61,15 @@ def queue_rows() -> list[dict[str, Any]]:
     return [{**row, "utilisation": round(100 * row["utilisation"])} for row in queue_overview()]
 
 
-def _count(status: str) -> int:
-    # An equality on status reads only the live rows through the status index (see
-    # jobs.selectors.queue_overview for why ``status IN`` is avoided).
-    return Job.objects.filter(status=status).count()
-
-
 def monitor_state() -> dict[str, Any]:
     """The figures the monitor polls: queues, stalled and long-running counts."""
-    long_cutoff = timezone.now() - timedelta(seconds=settings.JOBADMIN_LONG_RUNNING_THRESHOLD)
+    counts = job_counts_by_status((JobStatus.QUEUED, *ACTIVE_STATUSES))
     return {
         "queues": queue_rows(),
-        "stalled": services.stalled_jobs_queryset().count(),
-        "long_running": sum(
-            Job.objects.filter(status=status, started_at__lt=long_cutoff).count() for status in ACTIVE_STATUSES
-        ),
-        "active": sum(_count(status) for status in ACTIVE_STATUSES),
-        "queued": _count(JobStatus.QUEUED),
+        "stalled": stalled_jobs_queryset().count(),
+        "long_running": job_long_running_count(),
+        "active": active_in(counts),
+        "queued": counts[JobStatus.QUEUED],
         "at": timezone.now().isoformat(),
     }
 

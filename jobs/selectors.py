@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
-from jobs.models import Job, JobEvent
+from jobs.models import ACTIVE_STATUSES, Job, JobEvent, JobStatus
 
 
 def can_manage_others(user: Any) -> bool:
@@ -100,3 +104,43 @@ def queue_overview(*, name: str | None = None) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+# --- Counts of live jobs -------------------------------------------------------------------------
+# One indexed count per status: an equality on ``status`` reads only that status's rows
+# through ``job_status_created``, where ``status IN (...)`` or a ``GROUP BY`` makes SQLite
+# walk another index over the whole history (see ``queue_overview``).
+
+
+def job_counts_by_status(statuses: Iterable[str] = JobStatus.values) -> dict[str, int]:
+    """How many jobs are in each of ``statuses`` now."""
+    return {status: Job.objects.filter(status=status).count() for status in statuses}
+
+
+def active_in(counts: Mapping[str, int]) -> int:
+    """The active jobs among ``counts`` by status: running and paused, the ones holding a queue slot.
+
+    The one definition of "active" that the admin, the monitor, health, metrics, alerts and
+    statistics show.
+    """
+    return sum(counts.get(status, 0) for status in ACTIVE_STATUSES)
+
+
+def job_active_count() -> int:
+    """Running and paused jobs now (see ``active_in``)."""
+    return active_in(job_counts_by_status(ACTIVE_STATUSES))
+
+
+def job_long_running_count(*, now: datetime | None = None) -> int:
+    """Active jobs started longer than ``JOBADMIN_LONG_RUNNING_THRESHOLD`` ago."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.JOBADMIN_LONG_RUNNING_THRESHOLD)
+    return sum(Job.objects.filter(status=status, started_at__lt=cutoff).count() for status in ACTIVE_STATUSES)
+
+
+def stalled_jobs_queryset(now: datetime | None = None) -> QuerySet[Job]:
+    """Active jobs whose heartbeat (or start, before the first one) is older than the stall threshold."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.JOBADMIN_STALL_THRESHOLD)
+    return Job.objects.filter(status__in=ACTIVE_STATUSES).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    )

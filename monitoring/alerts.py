@@ -34,7 +34,7 @@ from django.utils import timezone
 from jobs.events import record_event
 from jobs.exceptions import TransitionNotAllowed
 from jobs.models import ACTIVE_STATUSES, EventKind, Job, JobEvent, JobStatus
-from jobs.services import stalled_jobs_queryset
+from jobs.selectors import job_active_count, stalled_jobs_queryset
 from monitoring import metrics
 from monitoring.models import OPEN_STATUSES, Alert, AlertRule, AlertStatus, Comparison, Metric
 
@@ -103,7 +103,7 @@ def measure(rule: AlertRule, now: datetime) -> list[Finding]:
     if metric == Metric.QUEUE_DEPTH:
         return [Finding(f"queue:{name}", float(n)) for name, n in metrics.queue_depth().items()]
     if metric == Metric.RUNNING_JOBS:
-        return [Finding("", float(Job.objects.filter(status__in=ACTIVE_STATUSES).count()))]
+        return [Finding("", float(job_active_count()))]
     if metric in (Metric.CPU_PERCENT, Metric.MEMORY_PERCENT, Metric.DISK_PERCENT, Metric.EVENT_LAG_MS):
         how = "max" if metric == Metric.EVENT_LAG_MS else "avg"
         if rule.window_seconds and metric != Metric.DISK_PERCENT:

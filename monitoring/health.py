@@ -18,7 +18,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from jobs.models import ACTIVE_STATUSES, Job, JobStatus
+from jobs.models import Job, JobStatus
+from jobs.selectors import job_active_count, job_long_running_count
 from monitoring import metrics
 
 HEALTHY, WARNING, CRITICAL = "healthy", "warning", "critical"
@@ -100,9 +101,8 @@ def check_jobs(now: datetime) -> dict[str, Any]:
     failures = Job.objects.filter(
         status=JobStatus.FAILED, finished_at__gte=now - timedelta(seconds=window), finished_at__lte=now
     ).count()
-    active = Job.objects.filter(status__in=ACTIVE_STATUSES).count()
-    long_cutoff = now - timedelta(seconds=settings.JOBADMIN_LONG_RUNNING_THRESHOLD)
-    long_running = Job.objects.filter(status__in=ACTIVE_STATUSES, started_at__lt=long_cutoff).count()
+    active = job_active_count()
+    long_running = job_long_running_count(now=now)
     detail = {"failures": failures, "failures_window_seconds": window, "active": active, "long_running": long_running}
     reasons: list[str] = []
     status = HEALTHY

@@ -13,7 +13,8 @@ from django.core.cache import cache
 from django.db.models import Avg, Count, Max
 from django.utils import timezone
 
-from jobs.models import ACTIVE_STATUSES, Job, JobStatus, Queue
+from jobs.models import Job, JobStatus, Queue
+from jobs.selectors import job_active_count
 from monitoring.models import MetricSample
 
 # The live layer's relay stores its lag here (milliseconds, float), see docs/monitoring.md.
@@ -114,7 +115,7 @@ def metrics_sample(*, now: datetime | None = None) -> MetricSample:
         load_15=load[2],
         queued_jobs=sum(depth.values()),
         queue_depth=depth,
-        running_jobs=Job.objects.filter(status__in=ACTIVE_STATUSES).count(),
+        running_jobs=job_active_count(),
         live_workers=live_workers(),
         jobs_per_minute=Job.objects.filter(
             finished_at__gte=now - timedelta(minutes=1), finished_at__lt=now + timedelta(microseconds=1)

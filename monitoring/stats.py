@@ -30,7 +30,8 @@ from django.db.models import DateTimeField, F, Func, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from jobs.models import ACTIVE_STATUSES, Job, JobStatus
+from jobs.models import Job, JobStatus
+from jobs.selectors import active_in
 from monitoring import rollup
 
 RANGES: dict[str, timedelta | None] = {
@@ -230,7 +231,7 @@ def stats_summary(*, range_name: str = "1d", start: Any = None, end: Any = None,
         "generated_at": now.isoformat(),
         "counts": counts,
         "total": sum(counts.values()),
-        "active": sum(counts[s] for s in ACTIVE_STATUSES),
+        "active": active_in(counts),
         "finished": {s: counts[s] for s in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)},
         "success_rate": _rate(completed, failed),
         "duration": {

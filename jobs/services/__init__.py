@@ -23,6 +23,7 @@ Transitions (``→`` by a person or the API, ``⇒`` by the worker or the system
 """
 
 from jobs.events import record_job_event
+from jobs.selectors import stalled_jobs_queryset
 from jobs.services._shared import RUN_TASK, worker_name
 from jobs.services.actions import JOB_ACTIONS, job_cancel, job_pause, job_resume, job_retry
 from jobs.services.claim import job_claim, job_enqueue
@@ -49,7 +50,7 @@ from jobs.services.reports import (
     job_mark_paused,
     job_report,
 )
-from jobs.services.stalls import StalledOutcome, jobs_cleanup_stalled, stalled_jobs_queryset
+from jobs.services.stalls import StalledOutcome, jobs_cleanup_stalled
 
 __all__ = [
     "JOB_ACTIONS",

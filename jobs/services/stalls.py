@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
-from jobs.models import ACTIVE_STATUSES, EventKind, Job
+from jobs.models import EventKind
+from jobs.selectors import stalled_jobs_queryset
 from jobs.services._shared import type_or_none
 from jobs.services.reports import job_fail
 
@@ -20,14 +19,6 @@ class StalledOutcome:
     job_id: str
     status: str
     reason: str
-
-
-def stalled_jobs_queryset(now: datetime | None = None) -> Any:
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.JOBADMIN_STALL_THRESHOLD)
-    return Job.objects.filter(status__in=ACTIVE_STATUSES).filter(
-        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
-    )
 
 
 def jobs_cleanup_stalled(*, actor: Any = None, now: datetime | None = None) -> list[StalledOutcome]:
