@@ -19,10 +19,10 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import services
+from jobs import selectors, services
 from jobs.events import job_snapshot
 from jobs.exceptions import JobError
-from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobEvent, JobStatus, job_states
+from jobs.models import ACTIVE_STATUSES, JobStatus, job_states
 from jobs.selectors import (
     active_in,
     job_counts_by_status,
@@ -77,14 +77,8 @@ def monitor_state() -> dict[str, Any]:
 def monitor_view(request: HttpRequest) -> HttpResponse:
     _staff(request)
     # Running first, then paused, then queued, oldest first; one indexed query per status.
-    active: list[Job] = []
-    for status in (JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.QUEUED):
-        room = MONITOR_MAX_JOBS - len(active)
-        if room > 0:
-            active.extend(Job.objects.filter(status=status).order_by("created_at")[:room])
-    feed = list(
-        Job.objects.filter(status__in=FINISHED_STATUSES, finished_at__isnull=False).order_by("-finished_at")[:FEED_SIZE]
-    )
+    active = selectors.jobs_live_oldest_first(limit=MONITOR_MAX_JOBS)
+    feed = selectors.jobs_recently_finished(limit=FEED_SIZE)
     state = monitor_state()
     context = {
         **admin.site.each_context(request),
@@ -95,7 +89,7 @@ def monitor_view(request: HttpRequest) -> HttpResponse:
         "state": state,
         "stall_threshold": settings.JOBADMIN_STALL_THRESHOLD,
         # The page is current up to this event; the socket replays from here.
-        "latest_event_id": JobEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0,
+        "latest_event_id": selectors.job_event_latest_id(),
     }
     return TemplateResponse(request, "admin/jobadmin/monitor.html", context)
 

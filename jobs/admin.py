@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from rest_framework import serializers
 
-from jobs import services
+from jobs import selectors, services
 from jobs.admin_forms import build_enqueue_form
 from jobs.exceptions import JobError, TransitionNotAllowed
 from jobs.models import TRANSITIONS, EventKind, Job, JobEvent, JobResult, JobStatus, Queue, job_states
@@ -91,7 +91,7 @@ class JobTypeFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         names = {t.name for t in all_job_types()}
-        names.update(Job.objects.order_by().values_list("type", flat=True).distinct()[:100])
+        names.update(selectors.job_type_names_in_history(limit=100))
         return [(name, name) for name in sorted(names)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
@@ -103,7 +103,7 @@ class QueueFilter(admin.SimpleListFilter):
     parameter_name = "queue"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(name, name) for name in Queue.objects.values_list("name", flat=True)]
+        return [(name, name) for name in selectors.queue_names()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
         return queryset.filter(queue=self.value()) if self.value() else queryset
@@ -230,10 +230,8 @@ class JobAdmin(admin.ModelAdmin):
                 raise Http404(f"No job type {type_name!r}.") from None
             form = build_enqueue_form(job_type, request.POST if request.method == "POST" else None)
             if request.method == "POST" and form.is_valid():
-                from django.conf import settings as dj_settings
-
                 queue = form.cleaned_data["_queue"]
-                if queue not in dj_settings.JOBADMIN_QUEUES and not Queue.objects.filter(name=queue).exists():
+                if not selectors.queue_known(queue):
                     form.add_error("_queue", "Unknown queue.")
                 else:
                     try:
@@ -287,7 +285,7 @@ class JobAdmin(admin.ModelAdmin):
         job = get_object_or_404(Job, pk=job_id)
         if not self.has_view_or_change_permission(request, job):
             raise PermissionDenied
-        result = JobResult.objects.filter(job=job).first()
+        result = selectors.job_result(job=job)
         if result is None or not result.file:
             raise Http404("This job has no result file.")
         name = (result.file.name or "result").rsplit("/", 1)[-1]
@@ -328,9 +326,7 @@ TIMELINE_KINDS_HIDDEN = {EventKind.PROGRESS}
 
 def job_page_context(job: Job, request: HttpRequest) -> dict[str, Any]:
     """What the job page shows beyond the fields: steps, result, timeline, possible actions."""
-    events = list(
-        JobEvent.objects.filter(job=job).exclude(kind__in=TIMELINE_KINDS_HIDDEN).select_related("actor").order_by("id")
-    )
+    events = selectors.job_timeline(job=job, hidden_kinds=TIMELINE_KINDS_HIDDEN)
     shown = events[-300:]
     timeline = [
         {
@@ -342,7 +338,7 @@ def job_page_context(job: Job, request: HttpRequest) -> dict[str, Any]:
         }
         for e in shown
     ]
-    result = JobResult.objects.filter(job=job).first()
+    result = selectors.job_result(job=job)
     steps = [
         {
             "index": i,

@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from jobs.models import Job, JobStatus
+from jobs.selectors import job_first_created_at
 from monitoring import rollup
 from monitoring.stats import BadRange, Window, _in
 
@@ -123,7 +124,7 @@ def analytics_trends(*, window: Window, metric: str, interval: str) -> list[dict
     step = TREND_INTERVALS[interval]
     start = window.start
     if start is None:
-        first = Job.objects.order_by("created_at").values_list("created_at", flat=True).first()
+        first = job_first_created_at()
         start = first or window.end
     first_bucket = _bucket_start(start, step)
     points = int((window.end - first_bucket) / step) + 1

@@ -13,8 +13,8 @@ from django.core.cache import cache
 from django.db.models import Avg, Count, Max
 from django.utils import timezone
 
-from jobs.models import Job, JobStatus, Queue
-from jobs.selectors import job_active_count
+from jobs.models import Job, JobStatus
+from jobs.selectors import job_active_count, job_counts_per_queue, jobs_finished_count, queue_names
 from monitoring.models import MetricSample
 
 # The live layer's relay stores its lag here (milliseconds, float), see docs/monitoring.md.
@@ -60,11 +60,7 @@ def live_clusters() -> list[dict[str, Any]]:
 
 
 def queue_depth() -> dict[str, int]:
-    depth = {name: 0 for name in Queue.objects.values_list("name", flat=True)}
-    rows = Job.objects.filter(status=JobStatus.QUEUED).order_by().values("queue").annotate(n=Count("pk"))
-    for row in rows:
-        depth[row["queue"]] = row["n"]
-    return depth
+    return {**dict.fromkeys(queue_names(), 0), **job_counts_per_queue(statuses=[JobStatus.QUEUED])}
 
 
 def failure_rate(*, since: datetime, until: datetime) -> float | None:
@@ -117,9 +113,7 @@ def metrics_sample(*, now: datetime | None = None) -> MetricSample:
         queue_depth=depth,
         running_jobs=job_active_count(),
         live_workers=live_workers(),
-        jobs_per_minute=Job.objects.filter(
-            finished_at__gte=now - timedelta(minutes=1), finished_at__lt=now + timedelta(microseconds=1)
-        ).count(),
+        jobs_per_minute=jobs_finished_count(since=now - timedelta(minutes=1), until=now + timedelta(microseconds=1)),
         failure_rate=failure_rate(since=now - timedelta(minutes=5), until=now + timedelta(microseconds=1)),
         event_lag_ms=event_lag_ms(),
     )

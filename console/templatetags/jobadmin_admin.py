@@ -7,8 +7,14 @@ from typing import Any
 from django import template
 from django.utils import timezone
 
-from jobs.models import Job, JobStatus
-from jobs.selectors import active_in, job_counts_by_status, stalled_jobs_queryset
+from jobs.models import JobStatus
+from jobs.selectors import (
+    active_in,
+    job_counts_by_status,
+    jobs_created_since,
+    jobs_finished_count,
+    stalled_jobs_queryset,
+)
 
 register = template.Library()
 
@@ -18,12 +24,11 @@ def jobadmin_overview() -> dict[str, Any]:
     """Counts by status, today's totals and the stalled count, each from an indexed query."""
     by_status = job_counts_by_status()
     midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    today = Job.objects.filter(created_at__gte=midnight)
     return {
         "statuses": [(s.value, s.label, by_status.get(s.value, 0)) for s in JobStatus],
         "active": active_in(by_status),
         "queued": by_status.get(JobStatus.QUEUED, 0),
-        "today_total": today.count(),
-        "today_failed": Job.objects.filter(finished_at__gte=midnight, status=JobStatus.FAILED).count(),
+        "today_total": jobs_created_since(midnight),
+        "today_failed": jobs_finished_count(since=midnight, status=JobStatus.FAILED),
         "stalled": stalled_jobs_queryset().count(),
     }
