@@ -33,7 +33,7 @@ from rest_framework.throttling import ScopedRateThrottle, UserRateThrottle
 from jobs import selectors, services
 from jobs.exceptions import JobError, TransitionNotAllowed
 from jobs.filters import JobFilter
-from jobs.models import Job, JobResult
+from jobs.models import Job
 from jobs.pagination import CappedPageNumberPagination
 from jobs.permissions import CanActOnJob, CanManageOthersJobs, CanPauseQueue
 from jobs.registry import UnknownJobType, all_job_types, get_job_type
@@ -198,10 +198,9 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
         query = JobResultQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         job = self.get_object()
-        try:
-            result = JobResult.objects.get(job=job)
-        except JobResult.DoesNotExist:
-            raise NotFound("This job has no result (yet).") from None
+        result = selectors.job_result(job=job)
+        if result is None:
+            raise NotFound("This job has no result (yet).")
         if not query.validated_data["download"]:
             return Response(JobResultSerializer(result, context=self.get_serializer_context()).data)
         if not result.file:
