@@ -8,6 +8,7 @@ from the job's state, applies it and records its event in one transaction, or ra
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from jobs.events import record_job_event
 from jobs.exceptions import TransitionNotAllowed
-from jobs.models import EventKind, Job, JobResult, JobStatus
+from jobs.models import EventKind, Job, JobResult, JobStatus, Transition
 from jobs.services._shared import FINISH_FIELDS, actor_pk, finish, locked, save_fields, type_or_none
 from jobs.services.queues import release_slot, request_wakeups
 
@@ -40,9 +41,7 @@ def job_cancel(*, job: Job, actor: Any = None) -> Job:
             # A paused job's worker unwinds and, like every worker, claims the next job.
             record_job_event(job=job, kind=EventKind.CANCELLED, actor_id=actor_pk(actor))
         else:  # running: the worker cancels it at its next checkpoint
-            job.cancel_requested = True
-            save_fields(job, now, ["cancel_requested"])
-            record_job_event(job=job, kind=EventKind.CANCEL_REQUESTED, actor_id=actor_pk(actor))
+            _flag(job, step, now, actor, flag="cancel_requested", value=True, kind=EventKind.CANCEL_REQUESTED)
     return job
 
 
@@ -51,10 +50,9 @@ def job_pause(*, job: Job, actor: Any = None) -> Job:
     now = timezone.now()
     with transaction.atomic():
         job = locked(job)
-        job.transition("pause")
-        job.pause_requested = True
-        save_fields(job, now, ["pause_requested"])
-        record_job_event(job=job, kind=EventKind.PAUSE_REQUESTED, actor_id=actor_pk(actor))
+        _flag(
+            job, job.transition("pause"), now, actor, flag="pause_requested", value=True, kind=EventKind.PAUSE_REQUESTED
+        )
     return job
 
 
@@ -63,11 +61,20 @@ def job_resume(*, job: Job, actor: Any = None) -> Job:
     now = timezone.now()
     with transaction.atomic():
         job = locked(job)
-        job.status = job.transition("resume").to
-        job.pause_requested = False
-        save_fields(job, now, ["status", "pause_requested"])
-        record_job_event(job=job, kind=EventKind.RESUMED, actor_id=actor_pk(actor))
+        _flag(job, job.transition("resume"), now, actor, flag="pause_requested", value=False, kind=EventKind.RESUMED)
     return job
+
+
+def _flag(job: Job, step: Transition, now: datetime, actor: Any, *, flag: str, value: bool, kind: str) -> None:
+    """Inside the action's transaction: the job takes ``step``'s status and sets a request flag.
+
+    The flags are how people's actions reach a running job's worker: it reads them at
+    each checkpoint (``job_heartbeat``) and pauses or unwinds there.
+    """
+    job.status = step.to
+    setattr(job, flag, value)
+    save_fields(job, now, ["status", flag])
+    record_job_event(job=job, kind=kind, actor_id=actor_pk(actor))
 
 
 def job_retry(*, job: Job, actor: Any = None) -> Job:
