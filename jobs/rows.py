@@ -8,7 +8,8 @@ each statement once per model, column list and database vendor, adapt only the v
 that need it (datetimes, UUIDs, JSON) and reuse the text. They write exactly what
 ``Model.save(force_insert=True)`` and ``QuerySet.update()`` would write, which
 ``tests/jobs/test_rows.py`` checks on SQLite and PostgreSQL, and are called only from
-``jobs.services`` and ``jobs.events``, inside their transactions.
+``jobs.services`` and ``jobs.events``, inside their transactions; the engine's own statements
+are at the end, by name.
 
 On PostgreSQL they also skip the server's parse and plan: they run on a server-side
 binding cursor, so psycopg prepares each statement once per connection (after
