@@ -150,3 +150,14 @@ def test_the_pages_get_the_table_the_services_check():
     }
     assert states["transitions"]["pause"]["running"]["refused_if"] == ["pause_requested", "cancel_requested"]
     assert set(states["transitions"]["retry"]) == {"failed", "cancelled"}
+
+
+def test_the_job_list_carries_each_jobs_actions(api_client, user):
+    running = JobFactory.create(user=user, status=JobStatus.RUNNING, pause_requested=True)
+    failed = JobFactory.create(user=user, status=JobStatus.FAILED)
+    done = JobFactory.create(user=user, status=JobStatus.COMPLETED)
+    api_client.force_authenticate(user)
+
+    rows = {row["id"]: row["actions"] for row in api_client.get("/api/jobs/").json()["results"]}
+
+    assert rows == {str(running.pk): ["cancel", "resume"], str(failed.pk): ["retry"], str(done.pk): []}
