@@ -240,7 +240,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     # Alerts and jobs both have a "status" field with different choices.
-    "ENUM_NAME_OVERRIDES": {"AlertStatusEnum": "monitoring.models.AlertStatus"},
+    "ENUM_NAME_OVERRIDES": {
+        "AlertStatusEnum": "monitoring.models.AlertStatus",
+        # The bulk request's `action` and a job's `actions`: one choice set, one name.
+        "ActionEnum": "jobs.models.ACTION_NAMES",
+    },
 }
 
 # --- The rest -------------------------------------------------------------------------------

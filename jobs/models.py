@@ -83,6 +83,9 @@ TRANSITIONS: Mapping[str, Mapping[str, Transition]] = {
     },
 }
 
+# The names of the actions, in the table's order (the API's choice set ``ActionEnum``).
+ACTION_NAMES: list[str] = list(TRANSITIONS)
+
 # Why an action is refused in a status it is not allowed from (or without its ``requires``).
 REFUSALS: Mapping[str, str] = {
     "cancel": "Cannot cancel a job that is {status}.",
