@@ -15,9 +15,6 @@ from jobs.services._shared import actor_pk, json_safe
 from jobs.services.queues import queue_add_missing_slots, request_wakeups, wakeups_wanted
 
 
-# A free slot of a queue that is not paused, below its concurrency, while no job holds a
-# slot above it (after a lowered limit: no claims until those jobs end, so the new limit is
-# never exceeded). Plain SQL (jobs.rows): every claim asks.
 def _take_free_slot(queue: str) -> int | None:
     """Inside the claim's transaction: lock a free slot of ``queue`` and return its id.
 
