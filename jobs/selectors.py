@@ -261,3 +261,26 @@ def jobs_stalled_between(*, since: datetime, until: datetime) -> list[Any]:
         .order_by()
         .values_list("job_id", flat=True)
     )
+
+
+def jobs_finished_counts_by_status(
+    *, since: datetime, until: datetime, statuses: Sequence[str] = FINISHED_STATUSES
+) -> dict[str, int]:
+    """Jobs that finished in ``[since, until)`` per status of ``statuses`` (absent: none)."""
+    rows = (
+        Job.objects.filter(finished_at__gte=since, finished_at__lt=until, status__in=list(statuses))
+        .order_by()
+        .values("status")
+        .annotate(n=Count("pk"))
+    )
+    return {row["status"]: row["n"] for row in rows}
+
+
+def jobs_failed_latest(*, since: datetime | None, until: datetime, limit: int) -> list[dict[str, Any]]:
+    """The ``limit`` jobs that failed last in ``[since, until)`` (``since`` open if None), newest first:
+    their ``id``, ``type``, ``error``, ``finished_at`` and ``user`` (id)."""
+    failed = Job.objects.filter(status=JobStatus.FAILED, finished_at__lt=until)
+    if since is not None:
+        failed = failed.filter(finished_at__gte=since)
+    rows = failed.order_by("-finished_at", "-id").values("id", "type", "error", "finished_at", "user")[:limit]
+    return [dict(row) for row in rows]

@@ -10,11 +10,17 @@ from typing import Any
 import psutil
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Avg, Count, Max
+from django.db.models import Avg, Max
 from django.utils import timezone
 
-from jobs.models import Job, JobStatus
-from jobs.selectors import job_active_count, job_counts_per_queue, jobs_finished_count, queue_names
+from jobs.models import JobStatus
+from jobs.selectors import (
+    job_active_count,
+    job_counts_per_queue,
+    jobs_finished_count,
+    jobs_finished_counts_by_status,
+    queue_names,
+)
 from monitoring.models import MetricSample
 
 # The live layer's relay stores its lag here (milliseconds, float), see docs/monitoring.md.
@@ -65,15 +71,7 @@ def queue_depth() -> dict[str, int]:
 
 def failure_rate(*, since: datetime, until: datetime) -> float | None:
     """Percent of the jobs that completed or failed in ``[since, until)`` that failed."""
-    rows = (
-        Job.objects.filter(
-            finished_at__gte=since, finished_at__lt=until, status__in=[JobStatus.COMPLETED, JobStatus.FAILED]
-        )
-        .order_by()
-        .values("status")
-        .annotate(n=Count("pk"))
-    )
-    counts = {row["status"]: row["n"] for row in rows}
+    counts = jobs_finished_counts_by_status(since=since, until=until, statuses=[JobStatus.COMPLETED, JobStatus.FAILED])
     done = counts.get(JobStatus.COMPLETED, 0) + counts.get(JobStatus.FAILED, 0)
     return round(100 * counts.get(JobStatus.FAILED, 0) / done, 2) if done else None
 
