@@ -92,7 +92,7 @@ def role_writer(args: argparse.Namespace) -> None:
         recorded.append(record_job_event(**kwargs))
         return recorded[-1]
 
-    services.record_job_event = keep_event  # type: ignore[assignment]
+    services.reports.record_job_event = keep_event  # type: ignore[assignment]
     out = open(args.out, "w")  # noqa: SIM115
     start = time.monotonic()
     for n in range(total):

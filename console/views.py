@@ -9,7 +9,6 @@ from the websocket (``job-update``, ``job-stats``, ``job-alert``) and polls
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -20,11 +19,17 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import services
+from jobs import selectors, services
 from jobs.events import job_snapshot
 from jobs.exceptions import JobError
-from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobEvent, JobStatus
-from jobs.selectors import queue_overview
+from jobs.models import ACTIVE_STATUSES, JobStatus, job_states
+from jobs.selectors import (
+    active_in,
+    job_counts_by_status,
+    job_long_running_count,
+    queue_overview,
+    stalled_jobs_queryset,
+)
 
 # The monitor renders at most this many active jobs; the rest are counted.
 MONITOR_MAX_JOBS = 500
@@ -56,23 +61,15 @@ def queue_rows() -> list[dict[str, Any]]:
     return [{**row, "utilisation": round(100 * row["utilisation"])} for row in queue_overview()]
 
 
-def _count(status: str) -> int:
-    # An equality on status reads only the live rows through the status index (see
-    # jobs.selectors.queue_overview for why ``status IN`` is avoided).
-    return Job.objects.filter(status=status).count()
-
-
 def monitor_state() -> dict[str, Any]:
     """The figures the monitor polls: queues, stalled and long-running counts."""
-    long_cutoff = timezone.now() - timedelta(seconds=settings.JOBADMIN_LONG_RUNNING_THRESHOLD)
+    counts = job_counts_by_status((JobStatus.QUEUED, *ACTIVE_STATUSES))
     return {
         "queues": queue_rows(),
-        "stalled": services.stalled_jobs_queryset().count(),
-        "long_running": sum(
-            Job.objects.filter(status=status, started_at__lt=long_cutoff).count() for status in ACTIVE_STATUSES
-        ),
-        "active": sum(_count(status) for status in ACTIVE_STATUSES),
-        "queued": _count(JobStatus.QUEUED),
+        "stalled": stalled_jobs_queryset().count(),
+        "long_running": job_long_running_count(),
+        "active": active_in(counts),
+        "queued": counts[JobStatus.QUEUED],
         "at": timezone.now().isoformat(),
     }
 
@@ -80,24 +77,19 @@ def monitor_state() -> dict[str, Any]:
 def monitor_view(request: HttpRequest) -> HttpResponse:
     _staff(request)
     # Running first, then paused, then queued, oldest first; one indexed query per status.
-    active: list[Job] = []
-    for status in (JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.QUEUED):
-        room = MONITOR_MAX_JOBS - len(active)
-        if room > 0:
-            active.extend(Job.objects.filter(status=status).order_by("created_at")[:room])
-    feed = list(
-        Job.objects.filter(status__in=FINISHED_STATUSES, finished_at__isnull=False).order_by("-finished_at")[:FEED_SIZE]
-    )
+    active = selectors.jobs_live_oldest_first(limit=MONITOR_MAX_JOBS)
+    feed = selectors.jobs_recently_finished(limit=FEED_SIZE)
     state = monitor_state()
     context = {
         **admin.site.each_context(request),
         "title": "Live monitor",
         "jobs_initial": [job_snapshot(job) for job in active],
         "feed_initial": [job_snapshot(job) for job in feed],
+        "job_states": job_states(),
         "state": state,
         "stall_threshold": settings.JOBADMIN_STALL_THRESHOLD,
         # The page is current up to this event; the socket replays from here.
-        "latest_event_id": JobEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0,
+        "latest_event_id": selectors.job_event_latest_id(),
     }
     return TemplateResponse(request, "admin/jobadmin/monitor.html", context)
 

@@ -254,6 +254,8 @@ SPECTACULAR_SETTINGS = {
         "AlertStatusEnum": "monitoring.models.AlertStatus",
         "JobStatusEnum": "jobs.models.JobStatus",
         "HealthStatusEnum": "monitoring.health.STATUSES",
+        # The bulk request's `action` and a job's `actions`: one choice set, one name.
+        "ActionEnum": "jobs.models.ACTION_NAMES",
     },
 }
 

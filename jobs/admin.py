@@ -25,22 +25,24 @@ from django.utils import timezone
 from django.utils.html import format_html
 from rest_framework import serializers
 
-from jobs import services
+from jobs import selectors, services
 from jobs.admin_forms import build_enqueue_form
 from jobs.exceptions import JobError, TransitionNotAllowed
-from jobs.models import EventKind, Job, JobEvent, JobResult, JobStatus, Queue
+from jobs.models import TRANSITIONS, EventKind, Job, JobEvent, JobResult, JobStatus, Queue, job_states
 from jobs.registry import UnknownJobType, all_job_types, get_job_type
 from jobs.selectors import can_act_on
 
 ADMIN_MEDIA_CSS = {"all": ["jobadmin/admin/admin.css"]}
 
-JobService = Callable[..., Job]
-JOB_ACTIONS: dict[str, tuple[str, JobService]] = {
-    "cancel": ("Cancel", services.job_cancel),
-    "retry": ("Retry", services.job_retry),
-    "pause": ("Pause", services.job_pause),
-    "resume": ("Resume", services.job_resume),
-}
+
+def _bulk_action(name: str) -> Callable[..., None]:
+    """The list page's bulk action for one action of ``TRANSITIONS`` (``cancel_jobs``, ...)."""
+
+    def run(model_admin: JobAdmin, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        model_admin._run_action(request, queryset, name)
+
+    run.__name__ = f"{name}_jobs"
+    return admin.action(description=f"{name.capitalize()} selected jobs", permissions=["change"])(run)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -89,7 +91,7 @@ class JobTypeFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         names = {t.name for t in all_job_types()}
-        names.update(Job.objects.order_by().values_list("type", flat=True).distinct()[:100])
+        names.update(selectors.job_type_names_in_history(limit=100))
         return [(name, name) for name in sorted(names)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
@@ -101,7 +103,7 @@ class QueueFilter(admin.SimpleListFilter):
     parameter_name = "queue"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(name, name) for name in Queue.objects.values_list("name", flat=True)]
+        return [(name, name) for name in selectors.queue_names()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
         return queryset.filter(queue=self.value()) if self.value() else queryset
@@ -126,7 +128,7 @@ class JobAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["user"]
     list_per_page = 50
-    actions = ["cancel_jobs", "retry_jobs", "pause_jobs", "resume_jobs", "cleanup_stalled"]
+    actions = [*(_bulk_action(name) for name in TRANSITIONS), "cleanup_stalled"]
     change_form_template = "admin/jobs/job/job_page.html"
     change_list_template = "admin/jobs/job/change_list.html"
 
@@ -182,7 +184,7 @@ class JobAdmin(admin.ModelAdmin):
     # --- bulk actions -------------------------------------------------------------------------
 
     def _run_action(self, request: HttpRequest, queryset: QuerySet[Job], action: str) -> None:
-        label, service = JOB_ACTIONS[action]
+        label, service = action.capitalize(), services.JOB_ACTIONS[action]
         done = 0
         for job in queryset:
             if not can_act_on(user=request.user, job=job):
@@ -197,22 +199,6 @@ class JobAdmin(admin.ModelAdmin):
             self.message_user(request, f"{label} {job.type} {job.pk}: done, now {updated.status}.", messages.SUCCESS)
         if not done:
             self.message_user(request, f"{label}: no job was changed.", messages.WARNING)
-
-    @admin.action(description="Cancel selected jobs", permissions=["change"])
-    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._run_action(request, queryset, "cancel")
-
-    @admin.action(description="Retry selected jobs", permissions=["change"])
-    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._run_action(request, queryset, "retry")
-
-    @admin.action(description="Pause selected jobs", permissions=["change"])
-    def pause_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._run_action(request, queryset, "pause")
-
-    @admin.action(description="Resume selected jobs", permissions=["change"])
-    def resume_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._run_action(request, queryset, "resume")
 
     @admin.action(description="Clean up stalled jobs (all, not only the selected)", permissions=["change"])
     def cleanup_stalled(self, request: HttpRequest, queryset: QuerySet[Job] | None = None) -> None:
@@ -244,10 +230,8 @@ class JobAdmin(admin.ModelAdmin):
                 raise Http404(f"No job type {type_name!r}.") from None
             form = build_enqueue_form(job_type, request.POST if request.method == "POST" else None)
             if request.method == "POST" and form.is_valid():
-                from django.conf import settings as dj_settings
-
                 queue = form.cleaned_data["_queue"]
-                if queue not in dj_settings.JOBADMIN_QUEUES and not Queue.objects.filter(name=queue).exists():
+                if not selectors.queue_known(queue):
                     form.add_error("_queue", "Unknown queue.")
                 else:
                     try:
@@ -289,7 +273,7 @@ class JobAdmin(admin.ModelAdmin):
     def act_view(self, request: HttpRequest, job_id: uuid.UUID, action: str) -> HttpResponse:
         if request.method != "POST":
             return HttpResponse(status=405, headers={"Allow": "POST"})
-        if action not in JOB_ACTIONS:
+        if action not in TRANSITIONS:
             raise Http404("Unknown action.")
         job = get_object_or_404(Job, pk=job_id)
         if not self.has_change_permission(request, job) or not can_act_on(user=request.user, job=job):
@@ -301,7 +285,7 @@ class JobAdmin(admin.ModelAdmin):
         job = get_object_or_404(Job, pk=job_id)
         if not self.has_view_or_change_permission(request, job):
             raise PermissionDenied
-        result = JobResult.objects.filter(job=job).first()
+        result = selectors.job_result(job=job)
         if result is None or not result.file:
             raise Http404("This job has no result file.")
         name = (result.file.name or "result").rsplit("/", 1)[-1]
@@ -342,9 +326,7 @@ TIMELINE_KINDS_HIDDEN = {EventKind.PROGRESS}
 
 def job_page_context(job: Job, request: HttpRequest) -> dict[str, Any]:
     """What the job page shows beyond the fields: steps, result, timeline, possible actions."""
-    events = list(
-        JobEvent.objects.filter(job=job).exclude(kind__in=TIMELINE_KINDS_HIDDEN).select_related("actor").order_by("id")
-    )
+    events = selectors.job_timeline(job=job, hidden_kinds=TIMELINE_KINDS_HIDDEN)
     shown = events[-300:]
     timeline = [
         {
@@ -356,7 +338,7 @@ def job_page_context(job: Job, request: HttpRequest) -> dict[str, Any]:
         }
         for e in shown
     ]
-    result = JobResult.objects.filter(job=job).first()
+    result = selectors.job_result(job=job)
     steps = [
         {
             "index": i,
@@ -367,15 +349,10 @@ def job_page_context(job: Job, request: HttpRequest) -> dict[str, Any]:
         }
         for i, name in enumerate(job.steps or [])
     ]
-    allowed: list[tuple[str, str]] = []
-    if job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED) and not job.cancel_requested:
-        allowed.append(("cancel", "Cancel"))
-    if job.status == JobStatus.RUNNING and not job.pause_requested and not job.cancel_requested:
-        allowed.append(("pause", "Pause"))
-    if job.status == JobStatus.PAUSED or (job.status == JobStatus.RUNNING and job.pause_requested):
-        allowed.append(("resume", "Resume"))
-    if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
-        allowed.append(("retry", "Retry"))
+    allowed_now = job.allowed_actions()
+    allowed = [(action, action.capitalize()) for action in allowed_now]
+    # Every action has its form; the page's script shows those the job's live state allows.
+    buttons = [(action, action.capitalize(), action in allowed_now) for action in TRANSITIONS]
     return {
         "job": job,
         "job_status_badge": status_badge(job.status),
@@ -387,6 +364,8 @@ def job_page_context(job: Job, request: HttpRequest) -> dict[str, Any]:
         "job_timeline": timeline,
         "job_timeline_truncated": len(events) > len(shown),
         "job_actions": allowed,
+        "job_action_buttons": buttons,
+        "job_states": job_states(),
         "job_is_live": job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED),
         "job_params": sorted((job.params or {}).items()),
         "job_stalled_hint": _stalled_hint(job),

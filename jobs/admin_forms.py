@@ -15,7 +15,7 @@ from django import forms
 from django.conf import settings
 from rest_framework import serializers
 
-from jobs.models import Queue
+from jobs import selectors
 from jobs.registry import JobType
 
 # Names of the form's own fields; a params field with one of these names is prefixed.
@@ -77,7 +77,7 @@ def enqueue_form_class(job_type: JobType) -> type[forms.Form]:
         if field.read_only:
             continue
         fields[params_field_name(name)] = form_field_for(field)
-    queues = list(Queue.objects.values_list("name", flat=True)) or list(settings.JOBADMIN_QUEUES)
+    queues = selectors.queue_names() or list(settings.JOBADMIN_QUEUES)
     if job_type.queue not in queues:
         queues.append(job_type.queue)
     fields[QUEUE_FIELD] = forms.ChoiceField(

@@ -10,9 +10,9 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from jobs import selectors
 from jobs.context import JobContext
-from jobs.filters import filter_jobs
-from jobs.models import Job, JobStatus
+from jobs.models import JobStatus
 from jobs.registry import job
 from jobs.retention import purgers
 
@@ -87,7 +87,7 @@ EXPORT_COLUMNS = [
 def export_jobs(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """A CSV of the job history matching the list filters, kept as the job's result file."""
     ctx.step("Export")
-    queryset = filter_jobs(Job.objects.all(), params).select_related("user").order_by("-created_at")
+    queryset = selectors.job_export_queryset(params=params)
     total = queryset.count()
     ctx.progress(processed=0, total=total)
     buffer = io.StringIO()

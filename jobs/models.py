@@ -6,11 +6,15 @@ Only ``jobs.services`` writes ``Job.status``; everything else reads.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from jobs.exceptions import TransitionNotAllowed
 
 
 class JobStatus(models.TextChoices):
@@ -24,6 +28,93 @@ class JobStatus(models.TextChoices):
 
 ACTIVE_STATUSES = (JobStatus.RUNNING, JobStatus.PAUSED)
 FINISHED_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What an action does to a job in one status: one cell of ``TRANSITIONS``.
+
+    ``to`` is the job's status right after the action. An action that stays in ``running``
+    sets a request flag instead, and the worker applies it at the job's next checkpoint.
+    ``requires`` names a flag the job must have set, ``refused_if`` the flags that refuse
+    the action, each with the reason people are shown.
+    """
+
+    to: str
+    requires: str = ""
+    refused_if: tuple[tuple[str, str], ...] = ()
+
+
+# The actions people (API, admin, pages) may take on a job: action -> the statuses it is
+# allowed from -> what it does. The one home of this rule: ``jobs.services.actions`` checks
+# it, ``Job.allowed_actions()`` derives from it, the API's ``actions`` field, the admin's
+# buttons and the pages' scripts read it. The worker's own transitions (claim, pause and
+# cancel at a checkpoint, finish, fail) are in ``jobs.services.reports``.
+TRANSITIONS: Mapping[str, Mapping[str, Transition]] = {
+    "cancel": {
+        JobStatus.QUEUED: Transition(JobStatus.CANCELLED),
+        JobStatus.PAUSED: Transition(JobStatus.CANCELLED),
+        # Cancelled at its next checkpoint.
+        JobStatus.RUNNING: Transition(
+            JobStatus.RUNNING,
+            refused_if=(
+                ("cancel_requested", "Cancellation was already requested; the job stops at its next checkpoint."),
+            ),
+        ),
+    },
+    "retry": {
+        JobStatus.FAILED: Transition(JobStatus.QUEUED),
+        JobStatus.CANCELLED: Transition(JobStatus.QUEUED),
+    },
+    "pause": {
+        # Paused at its next checkpoint.
+        JobStatus.RUNNING: Transition(
+            JobStatus.RUNNING,
+            refused_if=(
+                ("pause_requested", "A pause was already requested; the job pauses at its next checkpoint."),
+                ("cancel_requested", "The job is being cancelled."),
+            ),
+        ),
+    },
+    "resume": {
+        JobStatus.PAUSED: Transition(JobStatus.RUNNING),
+        # Withdraws a pause that has not taken effect yet.
+        JobStatus.RUNNING: Transition(JobStatus.RUNNING, requires="pause_requested"),
+    },
+}
+
+# The names of the actions, in the table's order (the API's choice set ``ActionEnum``).
+ACTION_NAMES: list[str] = list(TRANSITIONS)
+
+# Why an action is refused in a status it is not allowed from (or without its ``requires``).
+REFUSALS: Mapping[str, str] = {
+    "cancel": "Cannot cancel a job that is {status}.",
+    "retry": "Only a failed or cancelled job can be retried; this one is {status}.",
+    "pause": "Only a running job can be paused; this one is {status}.",
+    "resume": "Only a paused job can be resumed; this one is {status}.",
+}
+
+
+def job_states() -> dict[str, Any]:
+    """The statuses and ``TRANSITIONS`` as JSON for the pages' scripts, so they keep no copy.
+
+    Rendered into the job page and the live monitor (``json_script``): the scripts show a
+    job's status, tell live jobs from finished ones and offer the actions its state allows
+    by reading this, the same table the services check.
+    """
+    return {
+        "labels": dict(JobStatus.choices),
+        "live": [JobStatus.QUEUED, *ACTIVE_STATUSES],
+        "active": list(ACTIVE_STATUSES),
+        "finished": list(FINISHED_STATUSES),
+        "transitions": {
+            action: {
+                status: {"to": cell.to, "requires": cell.requires, "refused_if": [flag for flag, _ in cell.refused_if]}
+                for status, cell in cells.items()
+            }
+            for action, cells in TRANSITIONS.items()
+        },
+    }
 
 
 class Job(models.Model):
@@ -107,6 +198,27 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    def refusal(self, action: str) -> str | None:
+        """Why ``TRANSITIONS`` refuses ``action`` for this job now, or None if it allows it."""
+        cell = TRANSITIONS[action].get(self.status)
+        if cell is None or (cell.requires and not getattr(self, cell.requires)):
+            return REFUSALS[action].format(status=self.status)
+        for flag, reason in cell.refused_if:
+            if getattr(self, flag):
+                return reason
+        return None
+
+    def transition(self, action: str) -> Transition:
+        """The ``TRANSITIONS`` cell of ``action`` for this job; ``TransitionNotAllowed`` if refused."""
+        reason = self.refusal(action)
+        if reason is not None:
+            raise TransitionNotAllowed(action=action, status=self.status, message=reason)
+        return TRANSITIONS[action][self.status]
+
+    def allowed_actions(self) -> list[str]:
+        """The actions of ``TRANSITIONS`` this job allows now, in the table's order."""
+        return [action for action in TRANSITIONS if self.refusal(action) is None]
 
     @property
     def step_name(self) -> str:

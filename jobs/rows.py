@@ -8,7 +8,8 @@ each statement once per model, column list and database vendor, adapt only the v
 that need it (datetimes, UUIDs, JSON) and reuse the text. They write exactly what
 ``Model.save(force_insert=True)`` and ``QuerySet.update()`` would write, which
 ``tests/jobs/test_rows.py`` checks on SQLite and PostgreSQL, and are called only from
-``jobs.services`` and ``jobs.events``, inside their transactions.
+``jobs.services`` and ``jobs.events``, inside their transactions; the engine's own statements
+are at the end, by name.
 
 On PostgreSQL they also skip the server's parse and plan: they run on a server-side
 binding cursor, so psycopg prepares each statement once per connection (after
@@ -26,6 +27,8 @@ from typing import Any
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Field, ForeignKey, Model
+
+from jobs.models import Job, JobStatus
 
 Adapter = Callable[[Any], Any]
 
@@ -227,3 +230,102 @@ def execute(sql: str, params: Sequence[Any]) -> int:
     with _cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+# --- The engine's named statements ------------------------------------------------------------
+# Every raw statement of ``jobs.services`` lives here under a name, so SQL has one home.
+# Each runs on the caller's connection and inside the caller's transaction.
+
+_QUEUE_WAKEUP_ROOM = "SELECT pending_wakeups, concurrency FROM jobs_queue WHERE name = %s"
+_COUNT_WAKEUP = "UPDATE jobs_queue SET pending_wakeups = pending_wakeups + 1 WHERE name = %s"
+_COUNT_WAKEUP_BELOW_LIMIT = _COUNT_WAKEUP + " AND pending_wakeups < concurrency"
+_SLOTS_HELD = "SELECT COUNT(*) FROM jobs_queueslot WHERE queue = %s AND job_id IS NOT NULL"
+# A free slot of a queue that is not paused, below its concurrency, while no job holds a
+# slot above it (after a lowered limit: no claims until those jobs end, so the new limit is
+# never exceeded). Every claim asks.
+_FREE_SLOT = (
+    "SELECT s.id FROM jobs_queueslot s INNER JOIN jobs_queue q ON q.name = s.queue "
+    "WHERE s.queue = %s AND s.job_id IS NULL AND s.number < q.concurrency AND NOT q.paused "
+    "AND NOT EXISTS (SELECT 1 FROM jobs_queueslot o WHERE o.queue = s.queue "
+    "AND o.number >= q.concurrency AND o.job_id IS NOT NULL) "
+    "ORDER BY s.number LIMIT 1"
+)
+_SLOT_SHORTFALL = (
+    "SELECT q.concurrency, (SELECT COUNT(*) FROM jobs_queueslot s "
+    "WHERE s.queue = q.name AND s.number < q.concurrency) FROM jobs_queue q WHERE q.name = %s"
+)
+_ORPHANED_SLOTS = (
+    "FROM jobs_queueslot WHERE job_id IS NOT NULL AND NOT EXISTS ("
+    "SELECT 1 FROM jobs_job j WHERE j.id = jobs_queueslot.job_id AND j.status IN (%s, %s))"
+)
+_NEXT_RUNNABLE_JOB = (
+    "WHERE queue = %s AND status = %s AND (run_after IS NULL OR run_after <= %s) "
+    "ORDER BY priority DESC, created_at LIMIT 1"
+)
+
+
+def queue_wakeup_room(queue: str) -> tuple[int, int] | None:
+    """``(pending_wakeups, concurrency)`` of ``queue``, or None if it has no row."""
+    row = fetch_one(_QUEUE_WAKEUP_ROOM, [queue])
+    return None if row is None else (row[0], row[1])
+
+
+def queue_count_wakeups(queue: str, count: int, *, force: bool) -> int:
+    """Add up to ``count`` wake-ups in flight to ``queue``; returns how many were added.
+
+    Without ``force`` a wake-up is only counted while fewer than ``concurrency`` are.
+    """
+    sql = _COUNT_WAKEUP if force else _COUNT_WAKEUP_BELOW_LIMIT
+    added = 0
+    with connection.cursor() as cursor:
+        for _ in range(count):
+            cursor.execute(sql, [queue])
+            if not cursor.rowcount:
+                break
+            added += 1
+    return added
+
+
+def queue_slots_held(queue: str) -> int:
+    row = fetch_one(_SLOTS_HELD, [queue])
+    return int(row[0]) if row else 0
+
+
+def queue_free_slot(queue: str, *, lock: str | None) -> int | None:
+    """The id of a free slot of ``queue`` (see ``_FREE_SLOT``), or None.
+
+    ``lock``: None (SQLite: the write lock serialises), ``"skip"`` (lock it, skipping the
+    slots other transactions hold) or ``"wait"`` (lock it, waiting for those).
+    """
+    sql = _FREE_SLOT
+    if lock == "skip":
+        sql += " FOR UPDATE OF s SKIP LOCKED"
+    elif lock == "wait":
+        sql += " FOR UPDATE OF s"
+    row = fetch_one(sql, [queue])
+    return row[0] if row else None
+
+
+def queue_slot_shortfall(queue: str) -> tuple[int, int] | None:
+    """``(concurrency, slot rows below it)`` of ``queue``, or None if it has no row."""
+    row = fetch_one(_SLOT_SHORTFALL, [queue])
+    return None if row is None else (row[0], row[1])
+
+
+def orphaned_slots_exist(active_statuses: Sequence[str]) -> bool:
+    return fetch_one(f"SELECT 1 {_ORPHANED_SLOTS} LIMIT 1", list(active_statuses)) is not None
+
+
+def orphaned_slots_release(active_statuses: Sequence[str]) -> int:
+    """Free the slots held by jobs not in ``active_statuses``; returns how many."""
+    sql = f"UPDATE jobs_queueslot SET job_id = NULL WHERE id IN (SELECT id {_ORPHANED_SLOTS})"
+    return execute(sql, list(active_statuses))
+
+
+def next_runnable_job(*, queue: str, now: Any, lock: bool) -> Job | None:
+    """The best runnable queued job of ``queue`` at ``now``, or None.
+
+    ``lock`` locks the row, skipping rows other claims hold.
+    """
+    tail = _NEXT_RUNNABLE_JOB + (" FOR UPDATE SKIP LOCKED" if lock else "")
+    return select_one(Job, tail, [queue, JobStatus.QUEUED, connection.ops.adapt_datetimefield_value(now)])  # type: ignore[no-any-return]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
-from jobs.models import Job, JobEvent
+from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobEvent, JobResult, JobStatus, Queue
 
 
 def can_manage_others(user: Any) -> bool:
@@ -100,3 +104,183 @@ def queue_overview(*, name: str | None = None) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+# --- Counts of live jobs -------------------------------------------------------------------------
+# One indexed count per status: an equality on ``status`` reads only that status's rows
+# through ``job_status_created``, where ``status IN (...)`` or a ``GROUP BY`` makes SQLite
+# walk another index over the whole history (see ``queue_overview``).
+
+
+def job_counts_by_status(statuses: Iterable[str] = JobStatus.values) -> dict[str, int]:
+    """How many jobs are in each of ``statuses`` now."""
+    return {status: Job.objects.filter(status=status).count() for status in statuses}
+
+
+def active_in(counts: Mapping[str, int]) -> int:
+    """The active jobs among ``counts`` by status: running and paused, the ones holding a queue slot.
+
+    The one definition of "active" that the admin, the monitor, health, metrics, alerts and
+    statistics show.
+    """
+    return sum(counts.get(status, 0) for status in ACTIVE_STATUSES)
+
+
+def job_active_count() -> int:
+    """Running and paused jobs now (see ``active_in``)."""
+    return active_in(job_counts_by_status(ACTIVE_STATUSES))
+
+
+def job_long_running_count(*, now: datetime | None = None) -> int:
+    """Active jobs started longer than ``JOBADMIN_LONG_RUNNING_THRESHOLD`` ago."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.JOBADMIN_LONG_RUNNING_THRESHOLD)
+    return sum(Job.objects.filter(status=status, started_at__lt=cutoff).count() for status in ACTIVE_STATUSES)
+
+
+def stalled_jobs_queryset(now: datetime | None = None) -> QuerySet[Job]:
+    """Active jobs whose heartbeat (or start, before the first one) is older than the stall threshold."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.JOBADMIN_STALL_THRESHOLD)
+    return Job.objects.filter(status__in=ACTIVE_STATUSES).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    )
+
+
+# --- Reads of the pages, the API and operations -------------------------------------------------
+
+
+def job_type_names_in_history(*, limit: int = 100) -> list[str]:
+    """Distinct job types present in the history (at most ``limit``), including retired ones."""
+    return list(Job.objects.order_by().values_list("type", flat=True).distinct()[:limit])
+
+
+def queue_names() -> list[str]:
+    """The names of the queues that have a row, in name order."""
+    return list(Queue.objects.values_list("name", flat=True))
+
+
+def queue_known(name: str) -> bool:
+    """Whether ``name`` is a configured queue or has a row (jobs may be queued on it)."""
+    return name in settings.JOBADMIN_QUEUES or Queue.objects.filter(name=name).exists()
+
+
+def job_result(*, job: Job) -> JobResult | None:
+    return JobResult.objects.filter(job=job).first()
+
+
+def job_timeline(*, job: Job, hidden_kinds: Iterable[str] = ()) -> list[JobEvent]:
+    """The job's events in order with their actors, without the kinds in ``hidden_kinds``."""
+    return list(
+        JobEvent.objects.filter(job=job).exclude(kind__in=list(hidden_kinds)).select_related("actor").order_by("id")
+    )
+
+
+def job_export_queryset(*, params: dict[str, Any], base: QuerySet[Job] | None = None) -> QuerySet[Job]:
+    """The jobs of ``base`` (default: all) matching the list filters in ``params``, newest first."""
+    from jobs.filters import filter_jobs
+
+    base = Job.objects.all() if base is None else base
+    return filter_jobs(base, params).select_related("user").order_by("-created_at")
+
+
+def jobs_live_oldest_first(*, limit: int) -> list[Job]:
+    """Up to ``limit`` live jobs: running, then paused, then queued, each oldest first.
+
+    One indexed query per status (see the counts above).
+    """
+    found: list[Job] = []
+    for status in (JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.QUEUED):
+        room = limit - len(found)
+        if room > 0:
+            found.extend(Job.objects.filter(status=status).order_by("created_at")[:room])
+    return found
+
+
+def jobs_recently_finished(*, limit: int) -> list[Job]:
+    """The ``limit`` jobs that finished last, newest first."""
+    return list(
+        Job.objects.filter(status__in=FINISHED_STATUSES, finished_at__isnull=False).order_by("-finished_at")[:limit]
+    )
+
+
+def job_event_latest_id() -> int:
+    """The id of the newest event of the log, 0 if it is empty."""
+    return JobEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def job_first_created_at() -> datetime | None:
+    """When the oldest job in the history was created (the start of an unbounded window)."""
+    return Job.objects.order_by("created_at").values_list("created_at", flat=True).first()
+
+
+def jobs_queued_exist() -> bool:
+    return Job.objects.filter(status=JobStatus.QUEUED).exists()
+
+
+def job_queued_count() -> int:
+    return Job.objects.filter(status=JobStatus.QUEUED).count()
+
+
+def jobs_created_since(since: datetime) -> int:
+    return Job.objects.filter(created_at__gte=since).count()
+
+
+def jobs_finished_count(*, since: datetime, until: datetime | None = None, status: str | None = None) -> int:
+    """Jobs that finished in ``[since, until)`` (``until`` open if None), of ``status`` if given."""
+    queryset = Job.objects.filter(finished_at__gte=since)
+    if until is not None:
+        queryset = queryset.filter(finished_at__lt=until)
+    if status is not None:
+        queryset = queryset.filter(status=status)
+    return queryset.count()
+
+
+def job_counts_per_queue(*, statuses: Sequence[str]) -> dict[str, int]:
+    """Jobs in ``statuses`` per queue (queues without any are absent)."""
+    where = {"status": statuses[0]} if len(statuses) == 1 else {"status__in": list(statuses)}
+    rows = Job.objects.filter(**where).order_by().values("queue").annotate(n=Count("pk"))
+    return {row["queue"]: row["n"] for row in rows}
+
+
+def jobs_active_started(*, started_before: datetime | None = None) -> list[tuple[Any, str, datetime]]:
+    """``(id, type, started_at)`` of every started active job (started before ``started_before`` if given)."""
+    rows = Job.objects.filter(status__in=ACTIVE_STATUSES, started_at__isnull=False)
+    if started_before is not None:
+        rows = rows.filter(started_at__lt=started_before)
+    found = rows.order_by().values_list("id", "type", "started_at")
+    return [(pk, type_, started) for pk, type_, started in found if started is not None]
+
+
+def jobs_stalled_between(*, since: datetime, until: datetime) -> list[Any]:
+    """Ids of the jobs the stall sweep settled in ``[since, until)``, by their ``stalled`` events."""
+    from jobs.models import EventKind
+
+    # order_by(): the models' default orderings would make SQLite scan an index in that order.
+    return list(
+        JobEvent.objects.filter(kind=EventKind.STALLED, created_at__gte=since, created_at__lt=until, job__isnull=False)
+        .order_by()
+        .values_list("job_id", flat=True)
+    )
+
+
+def jobs_finished_counts_by_status(
+    *, since: datetime, until: datetime, statuses: Sequence[str] = FINISHED_STATUSES
+) -> dict[str, int]:
+    """Jobs that finished in ``[since, until)`` per status of ``statuses`` (absent: none)."""
+    rows = (
+        Job.objects.filter(finished_at__gte=since, finished_at__lt=until, status__in=list(statuses))
+        .order_by()
+        .values("status")
+        .annotate(n=Count("pk"))
+    )
+    return {row["status"]: row["n"] for row in rows}
+
+
+def jobs_failed_latest(*, since: datetime | None, until: datetime, limit: int) -> list[dict[str, Any]]:
+    """The ``limit`` jobs that failed last in ``[since, until)`` (``since`` open if None), newest first:
+    their ``id``, ``type``, ``error``, ``finished_at`` and ``user`` (id)."""
+    failed = Job.objects.filter(status=JobStatus.FAILED, finished_at__lt=until)
+    if since is not None:
+        failed = failed.filter(finished_at__gte=since)
+    rows = failed.order_by("-finished_at", "-id").values("id", "type", "error", "finished_at", "user")[:limit]
+    return [dict(row) for row in rows]

@@ -10,7 +10,7 @@ from rest_framework.fields import SkipField, empty
 from rest_framework.relations import PKOnlyObject
 from rest_framework.settings import api_settings
 
-from jobs.models import Job, JobEvent, JobResult, JobStatus
+from jobs.models import ACTION_NAMES, Job, JobEvent, JobResult, JobStatus
 from jobs.registry import UnknownJobType, get_job_type
 
 
@@ -137,6 +137,12 @@ class OwnerUsernameField(serializers.CharField):
 class JobSerializer(FastReadMixin, serializers.ModelSerializer):
     step_name = serializers.CharField(read_only=True)
     username = OwnerUsernameField(source="user.username", read_only=True, allow_null=True)
+    actions = serializers.ListField(
+        child=serializers.ChoiceField(choices=ACTION_NAMES),
+        source="allowed_actions",
+        read_only=True,
+        help_text="The actions the job's state allows now (`POST /api/jobs/{id}/<action>/`).",
+    )
 
     class Meta:
         model = Job
@@ -172,6 +178,7 @@ class JobSerializer(FastReadMixin, serializers.ModelSerializer):
             "run_after",
             "cancel_requested",
             "pause_requested",
+            "actions",
         ]
         read_only_fields = fields
 
@@ -278,7 +285,7 @@ class JobResultQuerySerializer(serializers.Serializer):
     )
 
 
-BULK_ACTIONS = ["cancel", "retry", "pause", "resume"]
+BULK_ACTIONS = ACTION_NAMES
 BULK_MAX_IDS = 500
 
 

@@ -33,7 +33,7 @@ from rest_framework.throttling import ScopedRateThrottle, UserRateThrottle
 from jobs import selectors, services
 from jobs.exceptions import JobError, TransitionNotAllowed
 from jobs.filters import JobFilter
-from jobs.models import Job, JobResult
+from jobs.models import Job
 from jobs.pagination import CappedPageNumberPagination
 from jobs.permissions import CanActOnJob, CanManageOthersJobs, CanPauseQueue
 from jobs.registry import UnknownJobType, all_job_types, get_job_type
@@ -183,10 +183,9 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
         query = JobResultQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         job = self.get_object()
-        try:
-            result = JobResult.objects.get(job=job)
-        except JobResult.DoesNotExist:
-            raise NotFound("This job has no result (yet).") from None
+        result = selectors.job_result(job=job)
+        if result is None:
+            raise NotFound("This job has no result (yet).")
         if not query.validated_data["download"]:
             return Response(JobResultSerializer(result, context=self.get_serializer_context()).data)
         if not result.file:
@@ -259,12 +258,7 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
         serializer.is_valid(raise_exception=True)
         verb: str = serializer.validated_data["action"]
         ids = list(dict.fromkeys(serializer.validated_data["ids"]))
-        service = {
-            "cancel": services.job_cancel,
-            "retry": services.job_retry,
-            "pause": services.job_pause,
-            "resume": services.job_resume,
-        }[verb]
+        service = services.JOB_ACTIONS[verb]
         jobs = selectors.job_visible_queryset(user=request.user).in_bulk(ids)
         results = []
         for job_id in ids:

@@ -33,8 +33,14 @@ from django.utils import timezone
 
 from jobs.events import record_event
 from jobs.exceptions import TransitionNotAllowed
-from jobs.models import ACTIVE_STATUSES, EventKind, Job, JobEvent, JobStatus
-from jobs.services import stalled_jobs_queryset
+from jobs.models import EventKind, JobStatus
+from jobs.selectors import (
+    job_active_count,
+    jobs_active_started,
+    jobs_finished_count,
+    jobs_stalled_between,
+    stalled_jobs_queryset,
+)
 from monitoring import metrics
 from monitoring.models import OPEN_STATUSES, Alert, AlertRule, AlertStatus, Comparison, Metric
 
@@ -74,36 +80,23 @@ def measure(rule: AlertRule, now: datetime) -> list[Finding]:
         rate = metrics.failure_rate(since=since, until=_until(now))
         return [] if rate is None else [Finding("", rate)]
     if metric == Metric.FAILURES:
-        failed = Job.objects.filter(status=JobStatus.FAILED, finished_at__gte=since, finished_at__lt=_until(now))
-        return [Finding("", float(failed.count()))]
+        failed = jobs_finished_count(since=since, until=_until(now), status=JobStatus.FAILED)
+        return [Finding("", float(failed))]
     if metric == Metric.STALLED_JOBS:
-        # order_by(): the models' default orderings would make SQLite scan an index in that order.
-        settled = (
-            JobEvent.objects.filter(
-                kind=EventKind.STALLED, created_at__gte=since, created_at__lt=_until(now), job__isnull=False
-            )
-            .order_by()
-            .values_list("job_id", flat=True)
-        )
+        settled = jobs_stalled_between(since=since, until=_until(now))
         found: dict[str, Finding] = {}
         for job_id in [*settled, *stalled_jobs_queryset(now).order_by().values_list("id", flat=True)]:
             found[f"job:{job_id}"] = Finding(f"job:{job_id}", 1.0, job_id)
         return list(found.values())
     if metric == Metric.LONG_RUNNING:
-        rows = (
-            Job.objects.filter(status__in=ACTIVE_STATUSES, started_at__isnull=False)
-            .order_by()
-            .values_list("id", "type", "started_at")
-        )
         return [
             Finding(f"job:{job_id}", (now - started).total_seconds(), job_id, job_type)
-            for job_id, job_type, started in rows
-            if started is not None
+            for job_id, job_type, started in jobs_active_started()
         ]
     if metric == Metric.QUEUE_DEPTH:
         return [Finding(f"queue:{name}", float(n)) for name, n in metrics.queue_depth().items()]
     if metric == Metric.RUNNING_JOBS:
-        return [Finding("", float(Job.objects.filter(status__in=ACTIVE_STATUSES).count()))]
+        return [Finding("", float(job_active_count()))]
     if metric in (Metric.CPU_PERCENT, Metric.MEMORY_PERCENT, Metric.DISK_PERCENT, Metric.EVENT_LAG_MS):
         how = "max" if metric == Metric.EVENT_LAG_MS else "avg"
         if rule.window_seconds and metric != Metric.DISK_PERCENT:

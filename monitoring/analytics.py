@@ -13,9 +13,10 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from jobs.models import Job, JobStatus
+from jobs.models import JobStatus
+from jobs.selectors import job_first_created_at, jobs_failed_latest
 from monitoring import rollup
-from monitoring.stats import BadRange, Window, _in
+from monitoring.stats import BadRange, Window
 
 TREND_METRICS = ("throughput", "success_rate", "duration", "queue_wait")
 TREND_INTERVALS: dict[str, timedelta] = {
@@ -82,8 +83,7 @@ def analytics_errors(*, window: Window, limit: int = 20, recent: int = 10) -> di
     From the error buckets (``rollup.ERRORS``), ranked in the database (see ``rollup.error_summary``).
     """
     total, ranked = rollup.error_summary(start=window.start, end=window.end, limit=limit)
-    failed = Job.objects.filter(_in("finished_at", window), status=JobStatus.FAILED)
-    latest = failed.order_by("-finished_at", "-id").values("id", "type", "error", "finished_at", "user")[:recent]
+    latest = jobs_failed_latest(since=window.start, until=window.end, limit=recent)
     return {
         "total": total,
         "groups": [
@@ -123,7 +123,7 @@ def analytics_trends(*, window: Window, metric: str, interval: str) -> list[dict
     step = TREND_INTERVALS[interval]
     start = window.start
     if start is None:
-        first = Job.objects.order_by("created_at").values_list("created_at", flat=True).first()
+        first = job_first_created_at()
         start = first or window.end
     first_bucket = _bucket_start(start, step)
     points = int((window.end - first_bucket) / step) + 1

@@ -18,7 +18,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from jobs.models import ACTIVE_STATUSES, Job, JobStatus
+from jobs.models import JobStatus
+from jobs.selectors import job_active_count, job_long_running_count, jobs_finished_count, jobs_queued_exist
 from monitoring import metrics
 
 HEALTHY, WARNING, CRITICAL = "healthy", "warning", "critical"
@@ -77,8 +78,7 @@ def check_workers() -> dict[str, Any]:
     workers = sum(c["workers"] for c in clusters)
     if workers:
         return _check(HEALTHY, workers=workers, clusters=len(clusters))
-    queued = Job.objects.filter(status=JobStatus.QUEUED).exists()
-    if queued:
+    if jobs_queued_exist():
         return _check(CRITICAL, "no live workers while jobs are queued", workers=0, clusters=0)
     return _check(WARNING, "no live workers", workers=0, clusters=0)
 
@@ -100,12 +100,11 @@ def check_monitor(now: datetime) -> dict[str, Any]:
 
 def check_jobs(now: datetime) -> dict[str, Any]:
     window = settings.HEALTH_FAILURES_WINDOW
-    failures = Job.objects.filter(
-        status=JobStatus.FAILED, finished_at__gte=now - timedelta(seconds=window), finished_at__lte=now
-    ).count()
-    active = Job.objects.filter(status__in=ACTIVE_STATUSES).count()
-    long_cutoff = now - timedelta(seconds=settings.JOBADMIN_LONG_RUNNING_THRESHOLD)
-    long_running = Job.objects.filter(status__in=ACTIVE_STATUSES, started_at__lt=long_cutoff).count()
+    failures = jobs_finished_count(
+        since=now - timedelta(seconds=window), until=now + timedelta(microseconds=1), status=JobStatus.FAILED
+    )
+    active = job_active_count()
+    long_running = job_long_running_count(now=now)
     detail = {"failures": failures, "failures_window_seconds": window, "active": active, "long_running": long_running}
     reasons: list[str] = []
     status = HEALTHY

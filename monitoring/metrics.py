@@ -10,10 +10,17 @@ from typing import Any
 import psutil
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Avg, Count, Max
+from django.db.models import Avg, Max
 from django.utils import timezone
 
-from jobs.models import ACTIVE_STATUSES, Job, JobStatus, Queue
+from jobs.models import JobStatus
+from jobs.selectors import (
+    job_active_count,
+    job_counts_per_queue,
+    jobs_finished_count,
+    jobs_finished_counts_by_status,
+    queue_names,
+)
 from monitoring.models import MetricSample
 
 # The live layer's relay stores its lag here (milliseconds, float), see docs/monitoring.md.
@@ -59,24 +66,12 @@ def live_clusters() -> list[dict[str, Any]]:
 
 
 def queue_depth() -> dict[str, int]:
-    depth = {name: 0 for name in Queue.objects.values_list("name", flat=True)}
-    rows = Job.objects.filter(status=JobStatus.QUEUED).order_by().values("queue").annotate(n=Count("pk"))
-    for row in rows:
-        depth[row["queue"]] = row["n"]
-    return depth
+    return {**dict.fromkeys(queue_names(), 0), **job_counts_per_queue(statuses=[JobStatus.QUEUED])}
 
 
 def failure_rate(*, since: datetime, until: datetime) -> float | None:
     """Percent of the jobs that completed or failed in ``[since, until)`` that failed."""
-    rows = (
-        Job.objects.filter(
-            finished_at__gte=since, finished_at__lt=until, status__in=[JobStatus.COMPLETED, JobStatus.FAILED]
-        )
-        .order_by()
-        .values("status")
-        .annotate(n=Count("pk"))
-    )
-    counts = {row["status"]: row["n"] for row in rows}
+    counts = jobs_finished_counts_by_status(since=since, until=until, statuses=[JobStatus.COMPLETED, JobStatus.FAILED])
     done = counts.get(JobStatus.COMPLETED, 0) + counts.get(JobStatus.FAILED, 0)
     return round(100 * counts.get(JobStatus.FAILED, 0) / done, 2) if done else None
 
@@ -114,11 +109,9 @@ def metrics_sample(*, now: datetime | None = None) -> MetricSample:
         load_15=load[2],
         queued_jobs=sum(depth.values()),
         queue_depth=depth,
-        running_jobs=Job.objects.filter(status__in=ACTIVE_STATUSES).count(),
+        running_jobs=job_active_count(),
         live_workers=live_workers(),
-        jobs_per_minute=Job.objects.filter(
-            finished_at__gte=now - timedelta(minutes=1), finished_at__lt=now + timedelta(microseconds=1)
-        ).count(),
+        jobs_per_minute=jobs_finished_count(since=now - timedelta(minutes=1), until=now + timedelta(microseconds=1)),
         failure_rate=failure_rate(since=now - timedelta(minutes=5), until=now + timedelta(microseconds=1)),
         event_lag_ms=event_lag_ms(),
     )

@@ -19,7 +19,8 @@ from django.db.models import Count
 from django.http import HttpRequest
 from django.utils import timezone
 
-from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES, Job
+from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES
+from jobs.selectors import job_counts_per_queue
 from monitoring import metrics, rollup
 from monitoring.models import DURATION_BUCKETS, OPEN_STATUSES, Alert
 
@@ -102,9 +103,7 @@ def render() -> str:
     for name, depth in sorted(metrics.queue_depth().items()):
         w.sample("jobadmin_queue_depth", depth, queue=name)
     w.family("jobadmin_running_jobs", "gauge", "Jobs running or paused, per queue.")
-    running: dict[str, int] = defaultdict(int)
-    for queue_row in Job.objects.filter(status__in=ACTIVE_STATUSES).order_by().values("queue").annotate(n=Count("pk")):
-        running[queue_row["queue"]] = queue_row["n"]
+    running = job_counts_per_queue(statuses=ACTIVE_STATUSES)
     for name in sorted(running):
         w.sample("jobadmin_running_jobs", running[name], queue=name)
     w.family("jobadmin_live_workers", "gauge", "Worker processes of the live django-q2 clusters.")

@@ -30,7 +30,8 @@ from django.db.models import DateTimeField, F, Func, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from jobs.models import ACTIVE_STATUSES, Job, JobStatus
+from jobs.models import Job, JobStatus
+from jobs.selectors import active_in, job_first_created_at, job_queued_count
 from monitoring import rollup
 
 RANGES: dict[str, timedelta | None] = {
@@ -191,7 +192,7 @@ def system_snapshot() -> dict[str, Any]:
     from monitoring.metrics import latest_sample
 
     sample = latest_sample()
-    queued = Job.objects.filter(status=JobStatus.QUEUED).count()
+    queued = job_queued_count()
     if sample is not None:
         return {
             "cpu_percent": sample.cpu_percent,
@@ -222,7 +223,7 @@ def stats_summary(*, range_name: str = "1d", start: Any = None, end: Any = None,
     if window.start is not None:
         hours = (window.end - window.start).total_seconds() / 3600
     else:
-        first = Job.objects.order_by("created_at").values_list("created_at", flat=True).first()
+        first = job_first_created_at()
         hours = (window.end - first).total_seconds() / 3600 if first else 0.0
     completed, failed = counts[JobStatus.COMPLETED], counts[JobStatus.FAILED]
     return {
@@ -230,7 +231,7 @@ def stats_summary(*, range_name: str = "1d", start: Any = None, end: Any = None,
         "generated_at": now.isoformat(),
         "counts": counts,
         "total": sum(counts.values()),
-        "active": sum(counts[s] for s in ACTIVE_STATUSES),
+        "active": active_in(counts),
         "finished": {s: counts[s] for s in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)},
         "success_rate": _rate(completed, failed),
         "duration": {

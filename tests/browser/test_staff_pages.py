@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from jobs import services
 from jobs.models import Job, JobStatus
 from tests.browser.conftest import screenshot
 
@@ -35,11 +36,21 @@ def test_enqueue_through_the_form_refuses_bad_input_then_follows_a_job_live(page
     assert not Job.objects.exists()
     screenshot(page, "enqueue-errors")
 
+    # Its queue paused, the job waits in `queued`: the page offers only what that allows.
+    services.queue_pause(name="default")
     job = enqueue_demo(page, items=60, delay_ms=100)
     assert page.get_by_text(f"Queued demo job {job.pk}").is_visible()
-    # The job page follows the job over the websocket: the bar moves without a reload ...
+    assert page.get_by_role("button", name="Cancel").is_visible()
+    assert not page.get_by_role("button", name="Pause").is_visible()
+    # The job page follows the job over the websocket: once the job runs, its buttons follow
+    # the server's transition table without a reload ...
     page.wait_for_selector(".ja-jobpage [data-live-indicator][data-state=live]")
     page.evaluate("window.__sameDocument = true")
+    services.queue_resume(name="default")
+    page.get_by_role("button", name="Pause").wait_for(state="visible", timeout=20000)
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.get_by_role("button", name="Cancel").is_visible()
+    assert not page.get_by_role("button", name="Retry").is_visible()
     page.wait_for_function(
         """() => Number(document.querySelector('.ja-live-progress [role=progressbar]')
                    .getAttribute('aria-valuenow')) >= 10 && window.__sameDocument === true""",

@@ -111,7 +111,7 @@ def test_a_failing_next_claim_never_undoes_the_finish(monkeypatch):
         with connection.cursor() as cursor:  # a real error from the database
             cursor.execute("SELECT * FROM no_such_table")
 
-    monkeypatch.setattr(services, "job_claim", broken_claim)
+    monkeypatch.setattr(services.claim, "job_claim", broken_claim)
 
     assert execute_job(claimed, worker="w:1", claim_next="default") is None
     job.refresh_from_db()

@@ -5,8 +5,11 @@
 (function () {
   "use strict";
 
-  var ACTIVE = { queued: true, running: true, paused: true };
-  var STATUS_LABEL = { queued: "Queued", running: "Running", paused: "Paused", completed: "Completed", failed: "Failed", cancelled: "Cancelled" };
+  // Status labels and which statuses are live or active come from the server
+  // (#ja-job-states, rendered from jobs.models): filled in by start().
+  var STATUS_LABEL = {};
+  var LIVE = {};    // shown in the table: queued, running, paused
+  var ACTIVE = {};  // holding a slot: counted as "active"
   var FEED_SIZE = 20;
 
   var root, body, emptyNote, feedList, toasts, indicator, jobUrl;
@@ -115,7 +118,7 @@
     pending.forEach(function (job, id) {
       var row = rows.get(id);
       if (row && job.updated_at && row.updatedAt && job.updated_at < row.updatedAt) return;  // stale replay
-      if (ACTIVE[job.status]) {
+      if (LIVE[job.status]) {
         if (!row) {
           row = createRow(job);
           rows.set(id, row);
@@ -141,10 +144,12 @@
       feedList.insertBefore(items, feedList.firstChild);
       while (feedList.children.length > FEED_SIZE) feedList.removeChild(feedList.lastChild);
     }
-    var counts = { running: 0, paused: 0, queued: 0 };
-    rows.forEach(function (row) { counts[row.shown.status] = (counts[row.shown.status] || 0) + 1; });
-    paintCount("active", counts.running + counts.paused);
-    paintCount("queued", counts.queued);
+    var active = 0, queued = 0;
+    rows.forEach(function (row) {
+      if (ACTIVE[row.shown.status]) active += 1; else if (row.shown.status === "queued") queued += 1;
+    });
+    paintCount("active", active);
+    paintCount("queued", queued);
     var empty = rows.size === 0;
     if (emptyNote.hidden !== !empty) emptyNote.hidden = !empty;
     var spent = performance.now() - started;
@@ -255,7 +260,7 @@
       newestEvent.set(message.job.id, message.event_id);
       pending.set(message.job.id, message.job);
       requestFrame();
-      if (!ACTIVE[message.job.status] || message.kind === "created" || message.kind === "started") pollSoon();
+      if (!LIVE[message.job.status] || message.kind === "created" || message.kind === "started") pollSoon();
     } else if (message.type === "job-alert" && message.alert) {
       showAlert(message.alert);
     } else if (message.type === "job-stats") {
@@ -272,6 +277,10 @@
     toasts = root.querySelector("[data-toasts]");
     indicator = root.querySelector("[data-live-indicator]");
     jobUrl = root.dataset.jobUrl;
+    var states = JSON.parse(document.getElementById("ja-job-states").textContent);
+    STATUS_LABEL = states.labels;
+    states.live.forEach(function (status) { LIVE[status] = true; });
+    states.active.forEach(function (status) { ACTIVE[status] = true; });
     var initial = JSON.parse(document.getElementById("ja-jobs-initial").textContent);
     initial.forEach(function (job) { pending.set(job.id, job); });
     var feed = JSON.parse(document.getElementById("ja-feed-initial").textContent);

@@ -1,14 +1,26 @@
 // The job page follows its job live (channel job:<id>): progress, items, ETA and status.
 // When the job finishes the page reloads once to show the result, error and timeline.
+// Status labels, the finished statuses and the actions a state allows come from the
+// server (#ja-job-states, rendered from jobs.models.TRANSITIONS): no copy of the rules here.
 (function () {
   "use strict";
-  var LABEL = { queued: "Queued", running: "Running", paused: "Paused", completed: "Completed", failed: "Failed", cancelled: "Cancelled" };
-  var FINISHED = { completed: true, failed: true, cancelled: true };
+
+  // The actions of `transitions` that a job snapshot allows: the status has a cell, the
+  // cell's required flag is set and none of its refusing flags is.
+  function allowedActions(transitions, job) {
+    return Object.keys(transitions).filter(function (action) {
+      var cell = transitions[action][job.status];
+      if (!cell || (cell.requires && !job[cell.requires])) return false;
+      return !cell.refused_if.some(function (flag) { return job[flag]; });
+    });
+  }
 
   function start() {
     var root = document.querySelector(".ja-jobpage");
     var indicator = root && root.querySelector("[data-live-indicator]");
     if (!root || !indicator || !window.JobAdminConnection) return;
+    var states = JSON.parse(document.getElementById("ja-job-states").textContent);
+    var actionsGroup = root.querySelector("[data-job-actions]");
     var id = root.dataset.jobId;
     var bar = root.querySelector(".ja-live-progress [data-job-progress]");
     var fill = bar && bar.querySelector(".ja-progress-fill");
@@ -36,14 +48,21 @@
       var badge = field("status").querySelector(".ja-badge");
       if (badge) {
         badge.className = "ja-badge ja-status-" + job.status;
-        badge.textContent = LABEL[job.status] || job.status;
+        badge.textContent = states.labels[job.status] || job.status;
+      }
+      if (actionsGroup) {
+        var allowed = allowedActions(states.transitions, job);
+        actionsGroup.querySelectorAll("[data-job-action]").forEach(function (form) {
+          form.hidden = allowed.indexOf(form.dataset.jobAction) < 0;
+        });
+        actionsGroup.hidden = allowed.length === 0;
       }
       root.querySelectorAll("[data-step-index]").forEach(function (li) {
         var i = parseInt(li.dataset.stepIndex, 10);
         var state = job.status === "completed" || i < job.current_step ? "done" : i === job.current_step ? "current" : "todo";
         li.className = "ja-step ja-step-" + state;
       });
-      if (FINISHED[job.status]) {
+      if (states.finished.indexOf(job.status) >= 0) {
         connection.close();
         setTimeout(function () { window.location.reload(); }, 800);
       }

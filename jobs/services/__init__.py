@@ -1,0 +1,88 @@
+"""Everything that writes a job: the one package that owns every status transition.
+
+Each public function checks the current state, applies the change and records its
+event in one transaction, or raises ``TransitionNotAllowed`` having changed nothing.
+Wake-ups for the workers are sent with ``transaction.on_commit`` so that a worker never
+looks for a row that was rolled back. The table of the actions people may take is data:
+``jobs.models.TRANSITIONS``.
+
+By sub-domain: ``queues`` (slots, wake-ups, pausing a queue, the dispatch tick),
+``claim`` (enqueue and claim), ``reports`` (what the running job's worker writes, and how
+an attempt ends), ``actions`` (cancel, pause, resume, retry by people) and ``stalls``
+(the stall sweep). SQL lives in ``jobs.rows``. The names below are the package's public
+interface: ``from jobs import services; services.job_cancel(...)``.
+
+Transitions (``→`` by a person or the API, ``⇒`` by the worker or the system)::
+
+    queued   → cancelled            queued   ⇒ running   (claim)
+    running  → (pause requested)    running  ⇒ paused    (at a checkpoint)
+    running  → (cancel requested)   running  ⇒ cancelled (at a checkpoint)
+    paused   → running (resume)     running  ⇒ completed | failed | queued (retry)
+    paused   → cancelled            running/paused ⇒ failed | queued (stalled, timed out)
+    failed/cancelled → queued (retry)
+"""
+
+from jobs.events import record_job_event
+from jobs.selectors import stalled_jobs_queryset
+from jobs.services._shared import RUN_TASK, worker_name
+from jobs.services.actions import JOB_ACTIONS, job_cancel, job_pause, job_resume, job_retry
+from jobs.services.claim import job_claim, job_enqueue
+from jobs.services.queues import (
+    dispatch_tick,
+    queue_active_count,
+    queue_add_missing_slots,
+    queue_ensure_defaults,
+    queue_pause,
+    queue_resume,
+    release_orphaned_slots,
+    send_wakeups,
+    wakeup_if_waiting,
+    wakeup_received,
+)
+from jobs.services.reports import (
+    Control,
+    job_complete,
+    job_complete_and_claim,
+    job_fail,
+    job_heartbeat,
+    job_log,
+    job_mark_cancelled,
+    job_mark_paused,
+    job_report,
+)
+from jobs.services.stalls import StalledOutcome, jobs_cleanup_stalled
+
+__all__ = [
+    "JOB_ACTIONS",
+    "RUN_TASK",
+    "Control",
+    "StalledOutcome",
+    "dispatch_tick",
+    "job_cancel",
+    "job_claim",
+    "job_complete",
+    "job_complete_and_claim",
+    "job_enqueue",
+    "job_fail",
+    "job_heartbeat",
+    "job_log",
+    "job_mark_cancelled",
+    "job_mark_paused",
+    "job_pause",
+    "job_report",
+    "job_resume",
+    "job_retry",
+    "jobs_cleanup_stalled",
+    "queue_active_count",
+    "queue_add_missing_slots",
+    "queue_ensure_defaults",
+    "queue_pause",
+    "queue_resume",
+    "record_job_event",
+    "release_orphaned_slots",
+    "send_wakeups",
+    "stalled_jobs_queryset",
+    "wakeup_if_waiting",
+    "wakeup_received",
+    "worker_name",
+]

@@ -1,0 +1,129 @@
+"""Enqueue and claim: a job is stored with its first wake-up, and a worker takes it with a slot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from jobs import rows
+from jobs.events import record_job_event
+from jobs.models import EventKind, Job, JobStatus, QueueSlot
+from jobs.registry import get_job_type
+from jobs.services._shared import actor_pk, json_safe
+from jobs.services.queues import queue_add_missing_slots, request_wakeups, wakeups_wanted
+
+
+def _take_free_slot(queue: str) -> int | None:
+    """Inside the claim's transaction: lock a free slot of ``queue`` and return its id.
+
+    On PostgreSQL the slots other claims hold are skipped, so claims of one queue do not
+    wait for each other's commits. When none is free and unlocked: a queue without all
+    its slot rows (new, or its limit was raised) gets them; otherwise the claim waits for
+    the claims holding free-looking slots to commit, and takes one they did not use.
+    """
+    # SQLite has no row locks: its transaction holds the database's write lock, so nothing
+    # runs beside the claim and there is nothing to skip or to wait for.
+    locking = connection.features.has_select_for_update_skip_locked
+    skip = "skip" if locking else None
+    slot = rows.queue_free_slot(queue, lock=skip)
+    if slot is None and queue_add_missing_slots(queue):
+        slot = rows.queue_free_slot(queue, lock=skip)
+    if slot is None and locking:
+        slot = rows.queue_free_slot(queue, lock="wait")
+    return slot
+
+
+def job_enqueue(
+    *,
+    job_type: str,
+    params: Any = None,
+    user: Any = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    actor: Any = None,
+) -> Job:
+    """Validate ``params`` against the type's schema, store the job and wake a worker.
+
+    Raises ``UnknownJobType``, ``QueueNotFound`` or DRF's ``ValidationError`` (field
+    messages under the params' field names) before anything is written.
+    """
+    jtype = get_job_type(job_type)
+    clean = jtype.validate_params(params)
+    queue_name = queue or jtype.queue
+    owner = user if user is not None and getattr(user, "is_authenticated", False) else None
+    now = timezone.now()
+    # Built before BEGIN: on SQLite the transaction holds the database's write lock.
+    job = Job(
+        type=jtype.name,
+        params=json_safe(clean),
+        queue=queue_name,
+        priority=jtype.priority if priority is None else priority,
+        user=owner,
+        steps=list(jtype.steps),
+        max_attempts=jtype.max_attempts,
+        timeout=jtype.timeout,
+        created_at=now,
+        updated_at=now,
+    )
+    with transaction.atomic():
+        wake = wakeups_wanted(queue_name)  # raises QueueNotFound before anything is written
+        rows.insert(job)
+        record_job_event(job=job, kind=EventKind.CREATED, actor_id=actor_pk(actor or owner))
+        if wake:
+            request_wakeups(queue_name)
+    return job
+
+
+def job_claim(*, queue: str, worker: str) -> Job | None:
+    """Atomically take the best runnable job of ``queue`` for ``worker``, or None.
+
+    The job takes a free slot of its queue (see ``QueueSlot``), so the concurrency limit
+    holds across every worker process, and the conditional update makes a re-delivered
+    wake-up harmless: a job is started by exactly one claim.
+    """
+    now = timezone.now()
+    lock = connection.features.has_select_for_update_skip_locked
+    # No savepoint when nested (job_complete_and_claim): the claim is all or nothing anyway.
+    with transaction.atomic(savepoint=False):
+        # Full or paused: the workers holding the slots claim the next jobs themselves when
+        # they finish, and resuming the queue sends wake-ups.
+        slot = _take_free_slot(queue)
+        if slot is None:
+            return None
+        # Plain SQL (see jobs.rows): these run for every job a worker takes.
+        job = rows.next_runnable_job(queue=queue, now=now, lock=lock)
+        if job is None:
+            return None
+        attempt = job.attempts + 1
+        values: dict[str, Any] = {
+            "status": JobStatus.RUNNING,
+            "started_at": now,
+            "heartbeat_at": now,
+            "updated_at": now,
+            "worker": worker,
+            "attempts": attempt,
+            # Queue wait is the first attempt's: from enqueue to first start.
+            "queue_wait": (now - job.created_at).total_seconds() if attempt == 1 else job.queue_wait,
+            "run_after": None,
+            "finished_at": None,
+            "duration": None,
+            "progress": 0,
+            "current_step": 0,
+            "processed_items": 0,
+            "total_items": None,
+            "error_count": 0,
+            "eta": None,
+            "cancel_requested": False,
+            "pause_requested": False,
+        }
+        # Conditional on the status we read (and on the attempt count, for SQLite, which
+        # has no row locks): exactly one claim can win.
+        if not rows.update(Job, values, pk=job.pk, status=JobStatus.QUEUED, attempts=job.attempts):
+            return None
+        rows.update(QueueSlot, {"job": job.pk}, pk=slot)
+        for name, value in values.items():
+            setattr(job, name, value)
+        record_job_event(job=job, kind=EventKind.STARTED, extra={"attempt": job.attempts})
+    return job
