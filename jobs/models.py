@@ -68,6 +68,10 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
 
+    # Where a resumable job stopped: ``{"step": <index>, "cursor": <JSON>}``, written with its
+    # reports. A run that finds it set continues there (docs/jobs.md); null starts afresh.
+    checkpoint = models.JSONField(null=True, blank=True)
+
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
@@ -181,6 +185,9 @@ class EventKind(models.TextChoices):
     LOG = "log"
     PAUSE_REQUESTED = "pause-requested"
     PAUSED = "paused"
+    # Stopped at a checkpoint and queued again to continue (a worker's shutdown, a
+    # withdrawn pause): the job keeps its attempt and its place.
+    SUSPENDED = "suspended"
     RESUMED = "resumed"
     CANCEL_REQUESTED = "cancel-requested"
     CANCELLED = "cancelled"

@@ -215,7 +215,7 @@ def _release_slot(job_id: Any) -> None:
 
 
 def release_orphaned_slots() -> int:
-    """Free slots held by jobs that are no longer running or paused; returns how many.
+    """Free slots held by jobs that are no longer running; returns how many.
 
     Every transition out of those states frees its slot in its own transaction, so this
     finds nothing unless a job's status was changed behind ``jobs.services`` (by SQL, say).
@@ -224,14 +224,15 @@ def release_orphaned_slots() -> int:
     """
     orphaned = (
         "FROM jobs_queueslot WHERE job_id IS NOT NULL AND NOT EXISTS ("
-        "SELECT 1 FROM jobs_job j WHERE j.id = jobs_queueslot.job_id AND j.status IN (%s, %s))"
+        "SELECT 1 FROM jobs_job j WHERE j.id = jobs_queueslot.job_id AND j.status = %s)"
     )
     # Read first: on SQLite a write transaction every tick would take the write lock.
-    if rows.fetch_one(f"SELECT 1 {orphaned} LIMIT 1", list(ACTIVE_STATUSES)) is None:
+    # Only a running job holds a slot: a paused one was suspended and gave its slot back.
+    if rows.fetch_one(f"SELECT 1 {orphaned} LIMIT 1", [JobStatus.RUNNING]) is None:
         return 0
     with transaction.atomic():
         return rows.execute(
-            f"UPDATE jobs_queueslot SET job_id = NULL WHERE id IN (SELECT id {orphaned})", list(ACTIVE_STATUSES)
+            f"UPDATE jobs_queueslot SET job_id = NULL WHERE id IN (SELECT id {orphaned})", [JobStatus.RUNNING]
         )
 
 
@@ -377,28 +378,42 @@ def job_claim(*, queue: str, worker: str) -> Job | None:
         )
         if job is None:
             return None
-        attempt = job.attempts + 1
+        # A job with a checkpoint continues (after a pause, a shutdown or a stall): same
+        # attempt, its first start and its figures kept. Otherwise a new attempt starts.
+        # A suspended job (paused, or its worker shut down) continues its attempt; a job
+        # queued again after a failure or a stall continues as its next attempt.
+        continuing = job.checkpoint is not None and job.started_at is not None
+        suspended = continuing and bool(job.checkpoint.get("suspended"))
+        attempt = job.attempts if suspended else job.attempts + 1
         values: dict[str, Any] = {
             "status": JobStatus.RUNNING,
-            "started_at": now,
             "heartbeat_at": now,
             "updated_at": now,
             "worker": worker,
             "attempts": attempt,
-            # Queue wait is the first attempt's: from enqueue to first start.
-            "queue_wait": (now - job.created_at).total_seconds() if attempt == 1 else job.queue_wait,
             "run_after": None,
             "finished_at": None,
             "duration": None,
-            "progress": 0,
-            "current_step": 0,
-            "processed_items": 0,
-            "total_items": None,
-            "error_count": 0,
             "eta": None,
             "cancel_requested": False,
             "pause_requested": False,
         }
+        if continuing:
+            values["checkpoint"] = {"step": job.checkpoint.get("step", 0), "cursor": job.checkpoint.get("cursor")}
+        else:
+            values.update(
+                {
+                    "started_at": now,
+                    # Queue wait is the first attempt's: from enqueue to first start.
+                    "queue_wait": (now - job.created_at).total_seconds() if attempt == 1 else job.queue_wait,
+                    "progress": 0,
+                    "current_step": 0,
+                    "processed_items": 0,
+                    "total_items": None,
+                    "error_count": 0,
+                    "checkpoint": None,
+                }
+            )
         # Conditional on the status we read (and on the attempt count, for SQLite, which
         # has no row locks): exactly one claim can win.
         if not rows.update(Job, values, pk=job.pk, status=JobStatus.QUEUED, attempts=job.attempts):
@@ -406,7 +421,10 @@ def job_claim(*, queue: str, worker: str) -> Job | None:
         rows.update(QueueSlot, {"job": job.pk}, pk=slot)
         for name, value in values.items():
             setattr(job, name, value)
-        record_job_event(job=job, kind=EventKind.STARTED, extra={"attempt": job.attempts})
+        extra: dict[str, Any] = {"attempt": job.attempts}
+        if continuing:
+            extra["continued_from"] = job.checkpoint
+        record_job_event(job=job, kind=EventKind.STARTED, extra=extra)
     return job
 
 
@@ -499,18 +517,36 @@ def job_log(*, job_id: Any, worker: str, attempt: int, lines: list[dict[str, Any
         record_job_event(job=job, kind=EventKind.LOG, extra={"lines": lines})
 
 
-def job_mark_paused(*, job_id: Any, worker: str, attempt: int, values: dict[str, Any]) -> bool:
-    """At a checkpoint: a requested pause takes effect (the job blocks in place)."""
+def job_suspend(*, job_id: Any, worker: str, attempt: int, values: dict[str, Any], requeue: bool = False) -> bool:
+    """At a checkpoint the job stopped: its figures and checkpoint are written, and it holds
+    neither its worker nor its queue slot any more.
+
+    With a pause requested it is ``paused`` (resuming queues it again). Otherwise (the
+    worker shuts down, ``requeue``; or the pause was withdrawn while the job unwound) it
+    is ``queued`` at once, keeping its attempt, priority and age, so a worker continues
+    it from the checkpoint. False when this worker no longer owns the job.
+    """
     now = timezone.now()
     with transaction.atomic():
         job = _owned_locked(job_id, worker, attempt)
-        if job is None or job.status != JobStatus.RUNNING or not job.pause_requested:
+        if job is None or job.status != JobStatus.RUNNING:
             return False
         for name, value in values.items():
             setattr(job, name, value)
-        job.status = JobStatus.PAUSED
-        _save(job, now, [*values.keys(), "status"])
-        record_job_event(job=job, kind=EventKind.PAUSED)
+        paused = job.pause_requested and not requeue
+        job.status = JobStatus.PAUSED if paused else JobStatus.QUEUED
+        job.checkpoint = {**(job.checkpoint or {"step": job.current_step, "cursor": None}), "suspended": True}
+        job.pause_requested = False
+        job.worker = ""
+        job.heartbeat_at = None
+        job.eta = None
+        _save(job, now, [*values.keys(), "checkpoint", "status", "pause_requested", "worker", "heartbeat_at", "eta"])
+        _release_slot(job.pk)
+        record_job_event(
+            job=job, kind=EventKind.PAUSED if paused else EventKind.SUSPENDED, extra={"checkpoint": job.checkpoint}
+        )
+        if not paused:
+            _request_wakeups(job.queue)
     return True
 
 
@@ -690,17 +726,13 @@ def job_cancel(*, job: Job, actor: Any = None) -> Job:
     with transaction.atomic():
         job = _locked(job)
         if job.status in (JobStatus.QUEUED, JobStatus.PAUSED):
-            was_active = job.status == JobStatus.PAUSED
+            # Neither holds a worker nor a slot (a paused job was suspended): cancelled at once.
             job.status = JobStatus.CANCELLED
-            # A paused job's worker is blocked in place; it sees the flag and unwinds.
-            job.cancel_requested = was_active
+            job.cancel_requested = False
             job.pause_requested = False
             job.eta = None
             _finish(job, now)
             _save(job, now, ["status", "cancel_requested", "pause_requested", "eta", *_FINISH_FIELDS])
-            if was_active:
-                _release_slot(job.pk)
-            # A paused job's worker unwinds and, like every worker, claims the next job.
             record_job_event(job=job, kind=EventKind.CANCELLED, actor_id=_actor_id(actor))
         elif job.status == JobStatus.RUNNING:
             if job.cancel_requested:
@@ -718,10 +750,21 @@ def job_cancel(*, job: Job, actor: Any = None) -> Job:
 
 
 def job_pause(*, job: Job, actor: Any = None) -> Job:
-    """Ask a running job to pause; it blocks in place at its next checkpoint."""
+    """Ask a running job to pause: at its next checkpoint it is suspended (``job_suspend``).
+
+    Refused for a type that cannot continue from a checkpoint (``resumable=False``).
+    """
     now = timezone.now()
     with transaction.atomic():
         job = _locked(job)
+        jtype = _type_or_none(job.type)
+        if jtype is not None and not jtype.resumable:
+            raise TransitionNotAllowed(
+                action="pause",
+                status=job.status,
+                message=f"Jobs of type {job.type!r} cannot continue from a checkpoint (resumable=False), "
+                "so they cannot be paused; cancel it instead.",
+            )
         if job.status != JobStatus.RUNNING:
             raise TransitionNotAllowed(
                 action="pause",
@@ -743,12 +786,15 @@ def job_pause(*, job: Job, actor: Any = None) -> Job:
 
 
 def job_resume(*, job: Job, actor: Any = None) -> Job:
-    """A paused job runs on; a pause that has not taken effect yet is withdrawn."""
+    """A paused job is queued again and continues from its checkpoint; a pause that has not
+    taken effect yet is withdrawn. It keeps its priority and its age, so it takes its old
+    place among the queued jobs."""
     now = timezone.now()
     with transaction.atomic():
         job = _locked(job)
-        if job.status == JobStatus.PAUSED:
-            job.status = JobStatus.RUNNING
+        suspended = job.status == JobStatus.PAUSED
+        if suspended:
+            job.status = JobStatus.QUEUED
         elif not (job.status == JobStatus.RUNNING and job.pause_requested):
             raise TransitionNotAllowed(
                 action="resume",
@@ -758,6 +804,8 @@ def job_resume(*, job: Job, actor: Any = None) -> Job:
         job.pause_requested = False
         _save(job, now, ["status", "pause_requested"])
         record_job_event(job=job, kind=EventKind.RESUMED, actor_id=_actor_id(actor))
+        if suspended:
+            _request_wakeups(job.queue)
     return job
 
 
@@ -790,10 +838,13 @@ def job_retry(*, job: Job, actor: Any = None) -> Job:
         job.traceback = ""
         job.cancel_requested = job.pause_requested = False
         job.worker = ""
+        # A retry by hand starts over; automatic retries and requeues continue.
+        job.checkpoint = None
         _save(
             job,
             now,
             [
+                "checkpoint",
                 "status",
                 "max_attempts",
                 "run_after",
@@ -824,7 +875,8 @@ class StalledOutcome:
 def stalled_jobs_queryset(now: datetime | None = None) -> Any:
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.JOBADMIN_STALL_THRESHOLD)
-    return Job.objects.filter(status__in=ACTIVE_STATUSES).filter(
+    # A paused job is suspended: it has no worker and no heartbeat to miss.
+    return Job.objects.filter(status=JobStatus.RUNNING).filter(
         Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
     )
 

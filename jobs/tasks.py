@@ -20,7 +20,7 @@ from django.conf import settings
 
 from jobs import services
 from jobs.context import JobContext
-from jobs.exceptions import JobCancelled, JobLost, JobTimedOut
+from jobs.exceptions import JobCancelled, JobLost, JobSuspended, JobTimedOut
 from jobs.models import Job
 from jobs.registry import get_job_type
 
@@ -106,6 +106,11 @@ def execute_job(job: Job, *, worker: str, claim_next: str | None = None) -> Job 
                 services.job_complete(**finish)
                 return None
             return services.job_complete_and_claim(queue=claim_next, **finish)
+        except JobSuspended:
+            # Paused at a checkpoint: the job gives its worker and slot back and a later
+            # run continues it from the checkpoint written here.
+            ctx.flush_pending()
+            services.job_suspend(**ids, values=ctx.values())
         except JobCancelled:
             services.job_mark_cancelled(**ids, values=ctx.values())
         except JobTimedOut as exc:

@@ -7,6 +7,7 @@ Redis broker) and drives jobs through ``jobs.services`` as the API would.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -75,30 +76,47 @@ def no_lock_errors(processes: Any, proc: Any) -> None:
 # --- Pause, resume, cancel -------------------------------------------------------------------
 
 
-def test_pause_takes_effect_at_a_checkpoint_keeps_the_heartbeat_and_resume_finishes(processes):
-    proc = qcluster(processes)
-    job = demo(30, 50)
-    wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 2, message="job never ran")
+def processed_ranges(job: Job) -> list[tuple[int, int]]:
+    """The demo logs the items each of its runs processed ("Processed items 4-9.")."""
+    lines = [
+        line["message"]
+        for event in job.events.filter(kind=EventKind.LOG).order_by("id")
+        for line in event.payload["lines"]
+    ]
+    found = (re.fullmatch(r"Processed items (\d+)-(\d+)\.", line) for line in lines)
+    return [(int(m[1]), int(m[2])) for m in found if m]
 
-    services.job_pause(job=job)
-    paused = wait_job(job, lambda j: j.status == JobStatus.PAUSED, timeout=5, message="pause never took effect")
-    assert paused.processed_items < 30
 
-    time.sleep(1.2)  # more than two heartbeat intervals (0.5 s in tests)
-    still = reload(job)
-    assert still.status == JobStatus.PAUSED
-    assert still.processed_items == paused.processed_items, "a paused job must not advance"
-    assert still.heartbeat_at is not None
-    assert paused.heartbeat_at is not None
-    assert still.heartbeat_at > paused.heartbeat_at, "a paused job keeps its heartbeat"
+def test_pausing_two_running_jobs_frees_both_workers_and_resume_continues_each_from_its_cursor(processes):
+    # Two workers, both busy: pausing their jobs must let a third job run at once.
+    proc = qcluster(processes, Q_WORKERS="2")
+    first, second = demo(60, 40), demo(60, 40)
+    for job in (first, second):
+        wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 2, message="job never ran")
 
-    services.job_resume(job=job)
-    done = wait_finished(job)
-    assert done.status == JobStatus.COMPLETED
-    assert done.processed_items == 30
-    events = kinds(job)
-    assert events.index(EventKind.PAUSE_REQUESTED) < events.index(EventKind.PAUSED) < events.index(EventKind.RESUMED)
-    assert events[-1] == EventKind.COMPLETED
+    for job in (first, second):
+        services.job_pause(job=job)
+    paused = [wait_job(job, lambda j: j.status == JobStatus.PAUSED, timeout=5) for job in (first, second)]
+    assert all(p.worker == "" for p in paused)
+
+    third = demo(1, 0)
+    assert wait_finished(third, timeout=5).status == JobStatus.COMPLETED, "the paused jobs still held the workers"
+    time.sleep(0.5)
+    assert [reload(job).processed_items for job in (first, second)] == [p.processed_items for p in paused], (
+        "a paused job advanced"
+    )
+
+    for job in (first, second):
+        services.job_resume(job=job)
+    for job, before in zip((first, second), paused, strict=True):
+        done = wait_finished(job, timeout=20)
+        assert done.status == JobStatus.COMPLETED, done.error
+        assert done.processed_items == 60
+        assert before.checkpoint is not None
+        stopped = before.checkpoint["cursor"]
+        assert processed_ranges(done) == [(1, stopped), (stopped + 1, 60)], "an item was processed twice or skipped"
+        events = kinds(job)
+        assert events.index(EventKind.PAUSED) < events.index(EventKind.RESUMED) < events.index(EventKind.COMPLETED)
     no_lock_errors(processes, proc)
 
 
@@ -119,19 +137,19 @@ def test_cancel_of_a_running_job_stops_it_at_its_next_checkpoint(processes):
     assert EventKind.COMPLETED not in events
 
 
-def test_cancel_of_a_paused_job_is_immediate_and_frees_its_worker(processes):
+def test_a_paused_job_frees_its_worker_and_its_cancel_is_immediate(processes):
     qcluster(processes, Q_WORKERS="1")
     job = demo(100, 20)
     wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 1, message="job never ran")
     services.job_pause(job=job)
     wait_job(job, lambda j: j.status == JobStatus.PAUSED, timeout=5, message="pause never took effect")
 
-    services.job_cancel(job=job)
-    assert reload(job).status == JobStatus.CANCELLED
-
-    # The only worker was blocked inside the paused job: the next job runs only if it unwound.
+    # The only worker is free while the job is paused: the next job runs at once.
     follower = demo(1, 0)
     assert wait_finished(follower, timeout=10).status == JobStatus.COMPLETED
+
+    services.job_cancel(job=job)
+    assert reload(job).status == JobStatus.CANCELLED
     cancelled = reload(job)
     assert cancelled.status == JobStatus.CANCELLED
     assert cancelled.processed_items < 100

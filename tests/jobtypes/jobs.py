@@ -30,7 +30,28 @@ def spinner(ctx: JobContext, params: dict[str, Any]) -> None:
         ctx.progress(processed=i)
 
 
+def stepper(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Three steps; the second walks 40 items. Each step's body logs that it ran."""
+    if ctx.step("First"):
+        ctx.log("ran First")
+    if ctx.step("Second"):
+        for _ in ctx.iterate(range(40)):
+            time.sleep(0.01)
+        ctx.log("ran Second")
+    if ctx.step("Third"):
+        ctx.log("ran Third")
+
+
+def one_shot(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Cannot continue from a checkpoint."""
+    for i in range(50):
+        ctx.progress(processed=i)
+        time.sleep(0.01)
+
+
 TYPES: dict[str, tuple[Any, dict[str, Any]]] = {
+    "test-stepper": (stepper, {"steps": ["First", "Second", "Third"], "timeout": 60}),
+    "test-one-shot": (one_shot, {"resumable": False, "timeout": 60}),
     "test-flaky": (flaky, {"max_attempts": 3, "retry_backoff": 0.3, "timeout": 30}),
     "test-sleeper": (sleeper, {"timeout": 1}),
     "test-spinner": (spinner, {"timeout": 1}),
