@@ -63,6 +63,9 @@ class JobContext:
             self._processed = job.processed_items
             self._total = job.total_items
             self._errors = job.error_count
+        # The worker process is stopping (jobs.shutdown): suspend at the next checkpoint and
+        # queue the job again for another worker.
+        self.stopping = False
         # Set while a cancel or a suspension unwinds the job: its ``finally`` blocks may
         # still log and report without meeting the same checkpoint again.
         self._unwinding = False
@@ -220,7 +223,15 @@ class JobContext:
             raise JobCancelled("Cancelled.")
         if pending == "pause":
             raise JobSuspended("Paused.")
+        if pending == "stop":
+            raise JobSuspended("The worker is stopping.")
         self._unwinding = False
+
+    def stop_requested(self) -> None:
+        """The worker process is stopping: the next checkpoint suspends the job (jobs.shutdown)."""
+        self.stopping = True
+        if self._signal is None:
+            self._signal = "stop"
 
     # --- The runner's side -------------------------------------------------------------------
 
@@ -288,6 +299,8 @@ class JobContext:
             pending = "cancel"
         elif control.pause_requested:
             pending = "pause"
+        elif self.stopping:
+            pending = "stop"
         else:
             pending = None
         if pending != self._signal:

@@ -353,8 +353,12 @@ def _json_safe(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data, cls=JSONEncoder))
 
 
-def job_claim(*, queue: str, worker: str) -> Job | None:
+def job_claim(*, queue: str, worker: str, max_timeout: float | None = None) -> Job | None:
     """Atomically take the best runnable job of ``queue`` for ``worker``, or None.
+
+    With ``max_timeout`` (what is left of the worker's django-q2 task budget) the best job
+    is taken only if its time-out fits in it; otherwise nothing is taken, and the caller
+    hands the queue to a fresh wake-up, so django-q2 never kills a job within its time-out.
 
     The job takes a free slot of its queue (see ``QueueSlot``), so the concurrency limit
     holds across every worker process, and the conditional update makes a re-delivered
@@ -376,7 +380,7 @@ def job_claim(*, queue: str, worker: str) -> Job | None:
             "ORDER BY priority DESC, created_at LIMIT 1" + (" FOR UPDATE SKIP LOCKED" if lock else ""),
             [queue, JobStatus.QUEUED, connection.ops.adapt_datetimefield_value(now)],
         )
-        if job is None:
+        if job is None or (max_timeout is not None and job.timeout > max_timeout):
             return None
         # A job with a checkpoint continues (after a pause, a shutdown or a stall): same
         # attempt, its first start and its figures kept. Otherwise a new attempt starts.
@@ -517,14 +521,15 @@ def job_log(*, job_id: Any, worker: str, attempt: int, lines: list[dict[str, Any
         record_job_event(job=job, kind=EventKind.LOG, extra={"lines": lines})
 
 
-def job_suspend(*, job_id: Any, worker: str, attempt: int, values: dict[str, Any], requeue: bool = False) -> bool:
+def job_suspend(*, job_id: Any, worker: str, attempt: int, values: dict[str, Any]) -> bool:
     """At a checkpoint the job stopped: its figures and checkpoint are written, and it holds
     neither its worker nor its queue slot any more.
 
-    With a pause requested it is ``paused`` (resuming queues it again). Otherwise (the
-    worker shuts down, ``requeue``; or the pause was withdrawn while the job unwound) it
-    is ``queued`` at once, keeping its attempt, priority and age, so a worker continues
-    it from the checkpoint. False when this worker no longer owns the job.
+    With a pause requested it is ``paused`` (resuming queues it again; a person's pause
+    wins over a worker's stop). Otherwise (its worker stops, see ``jobs.shutdown``; or the
+    pause was withdrawn while the job unwound) it is ``queued`` at once, keeping its
+    attempt, priority and age, so a worker continues it from the checkpoint. False when
+    this worker no longer owns the job.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -533,7 +538,7 @@ def job_suspend(*, job_id: Any, worker: str, attempt: int, values: dict[str, Any
             return False
         for name, value in values.items():
             setattr(job, name, value)
-        paused = job.pause_requested and not requeue
+        paused = job.pause_requested
         job.status = JobStatus.PAUSED if paused else JobStatus.QUEUED
         job.checkpoint = {**(job.checkpoint or {"step": job.current_step, "cursor": None}), "suspended": True}
         job.pause_requested = False
@@ -597,7 +602,7 @@ def job_complete(
     return True
 
 
-def job_complete_and_claim(*, queue: str, **complete: Any) -> Job | None:
+def job_complete_and_claim(*, queue: str, max_timeout: float | None = None, **complete: Any) -> Job | None:
     """``job_complete`` and the worker's next ``job_claim`` in one transaction.
 
     A draining wake-up (``jobs.tasks.run_next``) finishes a job and takes the next one
@@ -609,7 +614,7 @@ def job_complete_and_claim(*, queue: str, **complete: Any) -> Job | None:
     try:
         with transaction.atomic():
             job_complete(**complete)
-            return job_claim(queue=queue, worker=complete["worker"])
+            return job_claim(queue=queue, worker=complete["worker"], max_timeout=max_timeout)
     except DatabaseError:
         logger.exception("could not finish job %s together with the next claim", complete["job_id"])
     job_complete(**complete)
@@ -691,6 +696,27 @@ def job_fail(
         # the job, a waiting job needs a wake-up. Back-offs are woken by the dispatch tick.
         if worker is None:
             _slot_freed_without_worker(job.queue, now)
+    return job
+
+
+def job_abandon(*, job_id: Any, worker: str, attempt: int) -> Job | None:
+    """This worker stops and the job reached no checkpoint within ``JOBADMIN_SHUTDOWN_GRACE``:
+    its type's ``stall_policy`` decides, as after a stall: ``requeue`` queues another
+    attempt (from its last checkpoint), ``fail`` fails it. The freed slot wakes a worker."""
+    row = Job.objects.filter(pk=job_id).only("type", "queue").first()
+    if row is None:
+        return None
+    jtype = _type_or_none(row.type)
+    job = job_fail(
+        job_id=job_id,
+        worker=worker,
+        attempt=attempt,
+        error=f"The worker stopped and the job reached no checkpoint within {settings.JOBADMIN_SHUTDOWN_GRACE:g} s.",
+        retry=jtype is not None and jtype.stall_policy == "requeue",
+        kind=EventKind.STALLED,
+    )
+    if job is not None:
+        _slot_freed_without_worker(job.queue, timezone.now())
     return job
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -144,8 +145,8 @@ class Processes:
         raise KeyError(proc)
 
     def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> None:
-        # The signal goes to the main process only: qcluster's children die at once on a
-        # SIGTERM of their own, and then its main process waits forever for them to stop.
+        # The signal goes to the main process, which stops its cluster in order (a qcluster's
+        # workers suspend their jobs, see jobs.shutdown); SIGKILL to the group is the backstop.
         if proc.poll() is None:
             proc.send_signal(sig)
             try:
@@ -170,6 +171,12 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         yield procs
     finally:
         procs.stop_all()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float = 20, interval: float = 0.05, message: str = "") -> Any:

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from jobs import services
 from jobs.models import ACTIVE_STATUSES, EventKind, Job, JobStatus
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -118,6 +118,99 @@ def test_pausing_two_running_jobs_frees_both_workers_and_resume_continues_each_f
         events = kinds(job)
         assert events.index(EventKind.PAUSED) < events.index(EventKind.RESUMED) < events.index(EventKind.COMPLETED)
     no_lock_errors(processes, proc)
+
+
+def group_is_gone(proc: Any) -> bool:
+    """No process of the group the qcluster leads is left (workers and sentinel included)."""
+    proc.poll()  # reap the main process, which is this test's child
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("to", ["process group", "main process"])
+def test_sigterm_suspends_the_running_job_which_continues_on_another_worker_item_by_item(processes, to):
+    first = qcluster(processes, Q_WORKERS="1", JOBADMIN_SHUTDOWN_GRACE="10")
+    job = demo(60, 40)
+    wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 5, message="job never ran")
+
+    # systemd signals the whole group; Kubernetes and `docker stop` only the main process.
+    if to == "process group":
+        os.killpg(first.pid, signal.SIGTERM)
+    else:
+        first.send_signal(signal.SIGTERM)
+    back = wait_job(job, lambda j: j.status == JobStatus.QUEUED, timeout=10, message="not back in queued in the grace")
+    assert back.worker == ""
+    assert back.checkpoint is not None
+    wait_for(lambda: group_is_gone(first), timeout=10, message="a process of the stopped cluster is still running")
+    assert EventKind.SUSPENDED in kinds(job)
+
+    qcluster(processes, Q_WORKERS="1")
+    done = wait_finished(job, timeout=20)
+    assert done.status == JobStatus.COMPLETED, done.error
+    assert done.attempts == 1
+    stopped = back.checkpoint["cursor"]
+    assert processed_ranges(done) == [(1, stopped), (stopped + 1, 60)], "an item was processed twice or skipped"
+
+
+def test_ctrl_c_of_runall_suspends_the_running_job_and_leaves_no_process_behind(processes):
+    import psutil
+
+    runall = processes.start("manage.py", "runall", "--port", str(free_port()), name="runall")
+    job = demo(200, 40)
+    wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 3, timeout=30, message="no run")
+    family = psutil.Process(runall.pid).children(recursive=True)
+    assert len(family) >= 5, family  # daphne, monitor, the cluster's main process, sentinel, workers...
+
+    runall.send_signal(signal.SIGINT)  # Ctrl-C reaches runall's own group only
+    assert runall.wait(timeout=30) == 0, processes.log_of(runall).decode(errors="replace")[-3000:]
+
+    alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], f"left behind: {[(p.pid, p.cmdline()) for p in alive]}"
+    stopped = reload(job)
+    assert stopped.status == JobStatus.QUEUED, "the running job was not suspended"
+    assert stopped.checkpoint is not None
+    assert 3 <= stopped.checkpoint["cursor"] < 200
+    assert b"Stopped." in processes.log_of(runall)
+
+
+def test_a_job_that_reaches_no_checkpoint_in_the_grace_follows_its_stall_policy_and_the_worker_exits(
+    processes, test_job_types
+):
+    proc = qcluster(processes, Q_WORKERS="1", JOBADMIN_SHUTDOWN_GRACE="1")
+    job = services.job_enqueue(job_type="test-stubborn", params={})
+    wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.current_step == 0 and j.heartbeat_at, message="no run")
+    time.sleep(0.3)
+
+    started = time.monotonic()
+    os.killpg(proc.pid, signal.SIGTERM)
+    requeued = wait_job(job, lambda j: j.status == JobStatus.QUEUED, timeout=6, message="not requeued by its policy")
+    assert "no checkpoint within 1 s" in requeued.error
+    wait_for(lambda: group_is_gone(proc), timeout=6, message="the worker outlived its grace")
+    assert time.monotonic() - started < 6
+
+
+def test_no_job_is_killed_by_django_q2_within_its_own_time_out(processes, test_job_types):
+    # django-q2 kills a task after Q_TIMEOUT (+3 s of its own): 6 s here. Each job takes
+    # 5 s; three back to back in one wake-up would take 15 s, and a job paused in place
+    # for 10 s would have held its task for 15.
+    proc = qcluster(processes, Q_WORKERS="1", Q_TIMEOUT="6", JOBADMIN_WAKEUP_BUDGET="60")
+    back_to_back = [services.job_enqueue(job_type="test-slow", params={}) for _ in range(3)]
+    for job in back_to_back:
+        assert wait_finished(job, timeout=25).status == JobStatus.COMPLETED, reload(job).error
+
+    paused = services.job_enqueue(job_type="test-slow", params={})
+    wait_job(paused, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 3, message="never ran")
+    services.job_pause(job=paused)
+    wait_job(paused, lambda j: j.status == JobStatus.PAUSED, timeout=5)
+    time.sleep(10)
+    services.job_resume(job=reload(paused))
+    done = wait_finished(paused, timeout=20)
+    assert done.status == JobStatus.COMPLETED, done.error
+    assert done.processed_items == 50
+    assert b"reincarnated worker" not in processes.log_of(proc)
 
 
 def test_cancel_of_a_running_job_stops_it_at_its_next_checkpoint(processes):

@@ -49,7 +49,21 @@ def one_shot(ctx: JobContext, params: dict[str, Any]) -> None:
         time.sleep(0.01)
 
 
+def stubborn(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Works for 20 s without reaching a checkpoint."""
+    ctx.step("Work")
+    time.sleep(20)
+
+
+def slow(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Five seconds of work in 50 checkpointed slices."""
+    for _ in ctx.iterate(range(50)):
+        time.sleep(0.1)
+
+
 TYPES: dict[str, tuple[Any, dict[str, Any]]] = {
+    "test-slow": (slow, {"timeout": 6}),
+    "test-stubborn": (stubborn, {"timeout": 60, "stall_policy": "requeue", "max_attempts": 3}),
     "test-stepper": (stepper, {"steps": ["First", "Second", "Third"], "timeout": 60}),
     "test-one-shot": (one_shot, {"resumable": False, "timeout": 60}),
     "test-flaky": (flaky, {"max_attempts": 3, "retry_backoff": 0.3, "timeout": 30}),
