@@ -199,7 +199,9 @@ PROMETHEUS_ALLOWED_IPS = env.list("PROMETHEUS_ALLOWED_IPS", default=["127.0.0.1"
 Q_TIMEOUT = env.int("Q_TIMEOUT", default=JOBADMIN_MAX_JOB_TIMEOUT + 60)
 Q_CLUSTER = {
     "name": env.str("Q_CLUSTER_NAME", default="jobadmin"),
-    "workers": env.int("Q_WORKERS", default=4),
+    # One worker process per job the queues' limits allow at once, so that a busy queue
+    # cannot take the workers another queue's jobs need (health warns when fewer run).
+    "workers": env.int("Q_WORKERS", default=sum(JOBADMIN_QUEUES.values())),
     # JobAdmin enforces each job type's own timeout inside the job; the cluster's hard
     # timeout is the backstop, and `retry` must stay above it so a slow task is never
     # re-delivered while it still runs.

@@ -100,3 +100,14 @@ def queue_overview(*, name: str | None = None) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def queue_limits_total() -> int:
+    """The queues' summed concurrency limits: how many jobs may run at once in all."""
+    from django.conf import settings
+
+    from jobs.models import Queue
+
+    limits: dict[str, int] = dict(settings.JOBADMIN_QUEUES)
+    limits.update(Queue.objects.values_list("name", "concurrency"))
+    return sum(limits.values())

@@ -97,13 +97,20 @@ def api_client() -> Any:
     return APIClient()
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    """Environment for a process that must share this test run's database and Redis keys."""
+def child_env(**extra: str | None) -> dict[str, str]:
+    """Environment for a process that must share this test run's database and Redis keys.
+
+    ``NAME=None`` removes a variable, so the child gets the setting's default.
+    """
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     env["JOBADMIN_DB_NAME"] = str(connection.settings_dict["NAME"])
     env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
+    for name, value in extra.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
 
 
@@ -128,7 +135,7 @@ class Processes:
         self.procs.append((proc, log))
         return proc
 
-    def qcluster(self, **extra_env: str) -> subprocess.Popen[bytes]:
+    def qcluster(self, **extra_env: str | None) -> subprocess.Popen[bytes]:
         proc = self.start("manage.py", "qcluster", env=child_env(**extra_env), name="qcluster")
         wait_for(
             lambda: b"running" in self.log_of(proc).lower() or proc.poll() is not None,

@@ -9,18 +9,21 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from jobs import services
 from jobs.models import ACTIVE_STATUSES, EventKind, Job, JobStatus
-from tests.conftest import free_port, wait_for
+from tests.conftest import child_env, free_port, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -36,7 +39,7 @@ def test_job_types() -> Iterator[None]:
         yield
 
 
-def qcluster(processes: Any, **env: str) -> Any:
+def qcluster(processes: Any, **env: str | None) -> Any:
     return processes.qcluster(JOBADMIN_TEST_JOBTYPES="1", **env)
 
 
@@ -211,6 +214,44 @@ def test_no_job_is_killed_by_django_q2_within_its_own_time_out(processes, test_j
     assert done.status == JobStatus.COMPLETED, done.error
     assert done.processed_items == 50
     assert b"reincarnated worker" not in processes.log_of(proc)
+
+
+def default_workers() -> int:
+    """``Q_CLUSTER["workers"]`` as jobadmin.settings makes it with Q_WORKERS unset."""
+    env = child_env(Q_WORKERS=None, DJANGO_SETTINGS_MODULE="jobadmin.settings")
+    code = "from jobadmin import settings; print(settings.Q_CLUSTER['workers'])"
+    return int(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True).stdout)
+
+
+def test_the_default_worker_count_serves_the_summed_queue_limits():
+    assert default_workers() == sum(settings.JOBADMIN_QUEUES.values()) == 10
+
+
+def test_with_the_default_workers_a_high_job_starts_at_once_while_default_is_full_of_long_jobs(processes):
+    from monitoring.health import check_workers
+
+    qcluster(processes, Q_WORKERS=str(default_workers()))
+    long_jobs = [demo(300, 100) for _ in range(5)]  # default's limit is 5
+    for job in long_jobs:
+        wait_job(job, lambda j: j.status == JobStatus.RUNNING, timeout=20, message="default did not fill up")
+
+    urgent = demo(1, 0, queue="high")
+    started = wait_job(urgent, lambda j: j.started_at is not None, timeout=5, message="the high job never started")
+    assert started.started_at is not None
+    assert (started.started_at - started.created_at).total_seconds() < 1.0
+    wait_for(lambda: check_workers()["status"] == "healthy", timeout=10, message=str(check_workers()))
+    assert check_workers()["capacity"] == 10
+    for job in long_jobs:
+        services.job_cancel(job=reload(job))
+
+
+def test_health_warns_when_the_workers_cannot_serve_the_summed_limits(processes):
+    from monitoring.health import check_workers
+
+    qcluster(processes, Q_WORKERS="2")
+    check = wait_for(lambda: (c := check_workers())["workers"] and c, timeout=10, message="no live cluster")
+    assert check["status"] == "warning"
+    assert "2 live workers cannot serve the queues' summed limit of 10" in check["reason"]
 
 
 def test_cancel_of_a_running_job_stops_it_at_its_next_checkpoint(processes):
