@@ -159,10 +159,14 @@ class JobContext:
         continued job the value it stopped at; None at a step's start."""
         return self._cursor
 
-    def save_cursor(self, value: Any) -> None:
-        """Keep ``value`` (anything JSON can store) as the current step's cursor.
+    def save_cursor(
+        self, value: Any, *, processed: int | None = None, total: int | None = None, errors: int | None = None
+    ) -> None:
+        """Keep ``value`` (anything JSON can store) as the current step's cursor, with the
+        step's figures (as ``progress`` takes them).
 
-        Written with the next report (coalesced like ``progress``) and always when the
+        Save it after the work it stands for is done: a job suspended here continues from
+        it. Written with the next report (coalesced like ``progress``) and always when the
         job is suspended; also a checkpoint. A value JSON cannot store raises
         ``CursorNotSaved`` and the previous cursor stays.
         """
@@ -171,7 +175,7 @@ class JobContext:
         except (TypeError, ValueError) as exc:
             raise CursorNotSaved(f"A cursor must be JSON (str, int, float, bool, None, list, dict): {exc}") from None
         self._cursor = value
-        self.progress()
+        self.progress(processed=processed, total=total, errors=errors)
 
     def progress(self, processed: int | None = None, total: int | None = None, errors: int | None = None) -> None:
         """Report counts for the current step; cheap enough for a tight loop."""
