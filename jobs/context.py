@@ -35,6 +35,7 @@ from jobs.models import EventKind, Job, JobStatus
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_JSON_SCALARS = frozenset({int, str, bool, type(None)})
 
 
 class JobContext:
@@ -170,10 +171,13 @@ class JobContext:
         job is suspended; also a checkpoint. A value JSON cannot store raises
         ``CursorNotSaved`` and the previous cursor stays.
         """
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError) as exc:
-            raise CursorNotSaved(f"A cursor must be JSON (str, int, float, bool, None, list, dict): {exc}") from None
+        if type(value) not in _JSON_SCALARS:  # a scalar is JSON as it is: no encoding per call
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise CursorNotSaved(
+                    f"A cursor must be JSON (str, int, float, bool, None, list, dict): {exc}"
+                ) from None
         self._cursor = value
         self.progress(processed=processed, total=total, errors=errors)
 
