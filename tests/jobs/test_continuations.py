@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from jobs import services
 from jobs.context import JobContext
@@ -188,3 +190,24 @@ def test_a_manual_retry_starts_over_while_the_checkpoint_is_kept_for_automatic_c
     fresh = services.job_claim(queue="default", worker=WORKER)
     assert fresh is not None
     assert (fresh.attempts, fresh.processed_items, fresh.checkpoint) == (2, 0, None)
+
+
+@pytest.mark.django_db
+def test_a_stalled_job_requeued_by_its_policy_continues_from_its_last_written_checkpoint():
+    job = services.job_enqueue(job_type="test-stubborn", params={})  # stall_policy="requeue"
+    claimed = services.job_claim(queue="default", worker=WORKER)
+    assert claimed is not None
+    checkpoint = {"step": 0, "cursor": {"last": 17}}
+    assert services.job_report(
+        job_id=job.pk, worker=WORKER, attempt=1, values={"processed_items": 17, "checkpoint": checkpoint}
+    )
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+
+    [outcome] = services.jobs_cleanup_stalled()
+    assert outcome.status == JobStatus.QUEUED
+    Job.objects.filter(pk=job.pk).update(run_after=None)  # past its retry back-off
+
+    again = services.job_claim(queue="default", worker="other-host:2")
+    assert again is not None
+    assert again.pk == job.pk
+    assert (again.attempts, again.processed_items, again.checkpoint) == (2, 17, checkpoint)
