@@ -157,6 +157,9 @@ JOBADMIN_PROGRESS_INTERVAL = env.float("JOBADMIN_PROGRESS_INTERVAL", default=0.5
 # A wake-up keeps claiming jobs of its queue for this long before handing over.
 JOBADMIN_WAKEUP_BUDGET = env.float("JOBADMIN_WAKEUP_BUDGET", default=5.0)
 JOBADMIN_DISPATCH_INTERVAL = env.float("JOBADMIN_DISPATCH_INTERVAL", default=1.0)
+# A worker process told to stop (SIGTERM) suspends its job at the next checkpoint and exits;
+# a job that reaches none within this many seconds follows its stall policy (jobs.shutdown).
+JOBADMIN_SHUTDOWN_GRACE = env.float("JOBADMIN_SHUTDOWN_GRACE", default=30.0)
 JOBADMIN_HISTORY_DAYS = env.int("JOBADMIN_HISTORY_DAYS", default=30)
 JOBADMIN_PURGE_BATCH = env.int("JOBADMIN_PURGE_BATCH", default=2000)
 JOB_STATS_INTERVAL = env.float("JOB_STATS_INTERVAL", default=5.0)
@@ -200,14 +203,20 @@ HEALTH_MONITOR_STALE = env.float("HEALTH_MONITOR_STALE", default=60.0)
 PROMETHEUS_TOKEN = env.str("PROMETHEUS_TOKEN", default="")
 PROMETHEUS_ALLOWED_IPS = env.list("PROMETHEUS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
 
+# django-q2's hard time-out of one task (a wake-up): a wake-up starts a job only if the job's
+# own time-out fits in what is left of it (jobs.tasks.Budget), so this never kills a job
+# within its time-out; time paused does not count (a paused job holds no worker).
+Q_TIMEOUT = env.int("Q_TIMEOUT", default=JOBADMIN_MAX_JOB_TIMEOUT + 60)
 Q_CLUSTER = {
     "name": env.str("Q_CLUSTER_NAME", default="jobadmin"),
-    "workers": env.int("Q_WORKERS", default=4),
+    # One worker process per job the queues' limits allow at once, so that a busy queue
+    # cannot take the workers another queue's jobs need (health warns when fewer run).
+    "workers": env.int("Q_WORKERS", default=sum(JOBADMIN_QUEUES.values())),
     # JobAdmin enforces each job type's own timeout inside the job; the cluster's hard
     # timeout is the backstop, and `retry` must stay above it so a slow task is never
     # re-delivered while it still runs.
-    "timeout": JOBADMIN_MAX_JOB_TIMEOUT + 60,
-    "retry": JOBADMIN_MAX_JOB_TIMEOUT + 120,
+    "timeout": Q_TIMEOUT,
+    "retry": Q_TIMEOUT + 60,
     "max_attempts": 1,
     "ack_failures": True,
     "save_limit": 100,

@@ -14,4 +14,11 @@ class JobsConfig(AppConfig):
         from jobs.registry import autodiscover
 
         autodiscover()
+        # Each django-q2 worker process stops gracefully on SIGTERM (jobs.shutdown).
+        from django_q.signals import post_spawn
+
+        from jobs import shutdown
+
+        post_spawn.connect(shutdown.install, dispatch_uid="jobadmin-graceful-stop")
+        shutdown.patch_cluster()
         register_duty("dispatch", run=DispatchDuty(), interval=lambda: settings.JOBADMIN_DISPATCH_INTERVAL)

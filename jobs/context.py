@@ -1,9 +1,12 @@
-"""What a running job function gets as ``ctx``: reporting, checkpoints and heartbeats.
+"""What a running job function gets as ``ctx``: reporting, checkpoints, continuations and heartbeats.
 
 Reports are coalesced: ``progress`` only updates memory and writes at most once per
-``JOBADMIN_PROGRESS_INTERVAL``; a step change, a pause and the final state always write.
-Every report is a checkpoint: a cancel raises ``JobCancelled`` inside the job, a pause
-blocks the job in place (its heartbeat goes on) until it is resumed or cancelled.
+``JOBADMIN_PROGRESS_INTERVAL``; a step change, a suspension and the final state always
+write. Every report is a checkpoint: a cancel raises ``JobCancelled`` inside the job, a
+pause raises ``JobSuspended``: the job unwinds, its checkpoint (step and cursor) is
+written, and its worker and queue slot are free. A later run continues it: the steps it
+finished are skipped (``step`` returns False for them) and ``iterate`` starts at the
+cursor. docs/jobs.md teaches it.
 
 A daemon thread refreshes the heartbeat and reads the control flags back, so a
 checkpoint costs one attribute read and never a query.
@@ -11,37 +14,28 @@ checkpoint costs one attribute read and never a query.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import signal
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from itertools import islice
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from jobs import services
-from jobs.exceptions import JobCancelled, JobLost, JobTimedOut
+from jobs.exceptions import CursorNotSaved, JobCancelled, JobLost, JobSuspended, JobTimedOut
 from jobs.models import EventKind, Job, JobStatus
 
 logger = logging.getLogger(__name__)
 
-
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
-def suspend_alarm() -> int:
-    """Stop the time-out alarm (while paused); returns the seconds that were left."""
-    return signal.alarm(0) if _in_main_thread() else 0
-
-
-def rearm_alarm(seconds: int) -> None:
-    if seconds and _in_main_thread():
-        signal.alarm(seconds)
+T = TypeVar("T")
+_JSON_SCALARS = frozenset({int, str, bool, type(None)})
 
 
 class JobContext:
@@ -58,6 +52,24 @@ class JobContext:
         self._processed = 0
         self._total: int | None = None
         self._errors = 0
+        # Continuation: the step of this run's walk (``step`` calls), the cursor of the
+        # current step, and, on a continued job, the step it stopped in.
+        self._position = 0
+        self._cursor: Any = None
+        self._resume_step: int | None = None
+        checkpoint = job.checkpoint
+        if checkpoint is not None:
+            self._current_step = self._resume_step = int(checkpoint.get("step", 0))
+            self._cursor = checkpoint.get("cursor")
+            self._processed = job.processed_items
+            self._total = job.total_items
+            self._errors = job.error_count
+        # The worker process is stopping (jobs.shutdown): suspend at the next checkpoint and
+        # queue the job again for another worker.
+        self.stopping = False
+        # Set while a cancel or a suspension unwinds the job: its ``finally`` blocks may
+        # still log and report without meeting the same checkpoint again.
+        self._unwinding = False
         self._dirty = False
         self._log_lines: list[dict[str, Any]] = []
 
@@ -74,11 +86,17 @@ class JobContext:
 
     # --- API for job functions ------------------------------------------------------------
 
-    def step(self, name: str | int | None = None) -> None:
-        """Move to the next step, or to the step named (or numbered) ``name``; always written."""
+    def step(self, name: str | int | None = None) -> bool:
+        """Move to the next step, or to the step named (or numbered) ``name``; always written.
+
+        Returns False for a step that an earlier run of this job finished (nothing is
+        written and the step's work must not run again: ``if ctx.step("Import"): ...``),
+        True otherwise. On the step a continued job stopped in it returns True and keeps
+        that step's cursor and figures.
+        """
         self.checkpoint()
         if name is None:
-            index = self._current_step + 1
+            index = self._position + 1
         elif isinstance(name, int):
             index = name
         else:
@@ -87,24 +105,94 @@ class JobContext:
             index = self.steps.index(name)
         if index >= len(self.steps):
             self.steps.extend(f"Step {i + 1}" for i in range(len(self.steps), index + 1))
+        self._position = index
+        if self._resume_step is not None:
+            if index < self._resume_step:
+                return False  # finished by an earlier run
+            continuing = index == self._resume_step
+            self._resume_step = None
+            if continuing:
+                self._step_started = time.monotonic()
+                self._step_processed_at_start = self._processed
+                self._flush(
+                    kind=EventKind.STEP, extra={"step": index, "step_name": self.steps[index], "continued": True}
+                )
+                return True
         if self._dirty:
             self._flush(kind=EventKind.PROGRESS)
         # Counts carry over until the new step reports its own, so the last figures stay visible.
         self._current_step = index
+        self._cursor = None
         self._step_started = time.monotonic()
         self._step_processed_at_start = self._processed
         self._flush(kind=EventKind.STEP, extra={"step": index, "step_name": self.steps[index]})
+        return True
+
+    def iterate(self, items: Iterable[T], *, total: int | None = None) -> Iterator[T]:
+        """Walk ``items`` with progress, checkpoints and a cursor: the common loop of a job.
+
+        Before each item it reports ``processed`` (coalesced, like ``progress``) and is a
+        checkpoint; the cursor is the index of the next item to do, so a job suspended
+        here continues at the first item it had not finished. ``items`` must come in the
+        same order on every run (a list, a range, an ordered query). ``total`` defaults
+        to ``len(items)`` where there is one. In a step that an earlier run finished it
+        yields nothing.
+        """
+        if self._position < self._current_step:
+            return
+        start = self._cursor if isinstance(self._cursor, int) and self._cursor > 0 else 0
+        if total is None and hasattr(items, "__len__"):
+            total = len(items)  # type: ignore[arg-type]
+        if total is not None:
+            self._total = total
+        done = start
+        for item in islice(items, start, None):
+            self._cursor = done
+            self.progress(processed=done)
+            yield item
+            done += 1
+        self._cursor = done
+        self.progress(processed=done)
+
+    @property
+    def cursor(self) -> Any:
+        """The current step's cursor: what ``save_cursor`` (or ``iterate``) saved, on a
+        continued job the value it stopped at; None at a step's start."""
+        return self._cursor
+
+    def save_cursor(
+        self, value: Any, *, processed: int | None = None, total: int | None = None, errors: int | None = None
+    ) -> None:
+        """Keep ``value`` (anything JSON can store) as the current step's cursor, with the
+        step's figures (as ``progress`` takes them).
+
+        Save it after the work it stands for is done: a job suspended here continues from
+        it. Written with the next report (coalesced like ``progress``) and always when the
+        job is suspended; also a checkpoint. A value JSON cannot store raises
+        ``CursorNotSaved`` and the previous cursor stays.
+        """
+        if type(value) not in _JSON_SCALARS:  # a scalar is JSON as it is: no encoding per call
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise CursorNotSaved(
+                    f"A cursor must be JSON (str, int, float, bool, None, list, dict): {exc}"
+                ) from None
+        self._cursor = value
+        self.progress(processed=processed, total=total, errors=errors)
 
     def progress(self, processed: int | None = None, total: int | None = None, errors: int | None = None) -> None:
         """Report counts for the current step; cheap enough for a tight loop."""
-        if self._signal is not None:
-            self.checkpoint()
+        # The figures first: they report work already done, also when the checkpoint below
+        # stops the job (its suspension or cancellation writes them).
         if processed is not None:
             self._processed = processed
         if total is not None:
             self._total = total
         if errors is not None:
             self._errors = errors
+        if self._signal is not None:
+            self.checkpoint()
         self._dirty = True
         now = time.monotonic()
         if now >= self._next_flush:
@@ -129,6 +217,8 @@ class JobContext:
 
     def checkpoint(self) -> None:
         """Let a pending cancel or pause take effect here."""
+        if self._unwinding:
+            return
         if time.monotonic() > self._deadline:
             raise JobTimedOut(f"Timed out after {self.timeout} s.")
         pending = self._signal
@@ -136,10 +226,20 @@ class JobContext:
             return
         if pending == "lost":
             raise JobLost("This worker no longer owns the job.")
+        self._unwinding = True
         if pending == "cancel":
             raise JobCancelled("Cancelled.")
         if pending == "pause":
-            self._pause()
+            raise JobSuspended("Paused.")
+        if pending == "stop":
+            raise JobSuspended("The worker is stopping.")
+        self._unwinding = False
+
+    def stop_requested(self) -> None:
+        """The worker process is stopping: the next checkpoint suspends the job (jobs.shutdown)."""
+        self.stopping = True
+        if self._signal is None:
+            self._signal = "stop"
 
     # --- The runner's side -------------------------------------------------------------------
 
@@ -161,6 +261,7 @@ class JobContext:
             "error_count": self._errors,
             "progress": progress,
             "eta": self._eta(now or timezone.now()),
+            "checkpoint": {"step": self._current_step, "cursor": self._cursor},
         }
 
     def _eta(self, now: datetime) -> datetime | None:
@@ -191,26 +292,6 @@ class JobContext:
         if self._log_lines:
             self._flush_logs()
 
-    def _pause(self) -> None:
-        if self._log_lines:
-            self._flush_logs()
-        self._dirty = False
-        services.job_mark_paused(job_id=self.job_id, worker=self.worker, attempt=self.attempt, values=self.values())
-        paused_at = time.monotonic()
-        alarm_left = suspend_alarm()
-        try:
-            while self._signal in ("pause", "paused"):
-                self._control_changed.wait(timeout=1.0)
-                self._control_changed.clear()
-        finally:
-            # Time spent paused does not count against the time-out.
-            self._deadline += time.monotonic() - paused_at
-            rearm_alarm(alarm_left)
-        if self._signal == "cancel":
-            raise JobCancelled("Cancelled while paused.")
-        if self._signal == "lost":
-            raise JobLost("This worker no longer owns the job.")
-
     # --- Heartbeat ---------------------------------------------------------------------------
 
     def start_heartbeat(self) -> None:
@@ -224,10 +305,10 @@ class JobContext:
             pending: str | None = "lost"
         elif control.status == JobStatus.CANCELLED or control.cancel_requested:
             pending = "cancel"
-        elif control.status == JobStatus.PAUSED:
-            pending = "paused"
         elif control.pause_requested:
             pending = "pause"
+        elif self.stopping:
+            pending = "stop"
         else:
             pending = None
         if pending != self._signal:

@@ -40,3 +40,12 @@ class JobTimedOut(JobInterrupt):
 
 class JobLost(JobInterrupt):
     """This worker no longer owns the job (it was cleaned up as stalled)."""
+
+
+class JobSuspended(JobInterrupt):
+    """A pause (or the worker's shutdown) took effect at a checkpoint: the job stops here,
+    its cursor is saved, and a later run continues from it (docs/jobs.md)."""
+
+
+class CursorNotSaved(JobError, TypeError):
+    """A cursor given to ``ctx.save_cursor`` that cannot be stored as JSON; nothing was saved."""

@@ -67,17 +67,23 @@ TRANSITIONS: Mapping[str, Mapping[str, Transition]] = {
         JobStatus.CANCELLED: Transition(JobStatus.QUEUED),
     },
     "pause": {
-        # Paused at its next checkpoint.
+        # Suspended at its next checkpoint (its worker and slot are freed then).
         JobStatus.RUNNING: Transition(
             JobStatus.RUNNING,
             refused_if=(
+                (
+                    "not_resumable",
+                    "This job's type cannot continue from a checkpoint (resumable=False), so it cannot be "
+                    "paused; cancel it instead.",
+                ),
                 ("pause_requested", "A pause was already requested; the job pauses at its next checkpoint."),
                 ("cancel_requested", "The job is being cancelled."),
             ),
         ),
     },
     "resume": {
-        JobStatus.PAUSED: Transition(JobStatus.RUNNING),
+        # Queued again; a worker continues it from its checkpoint.
+        JobStatus.PAUSED: Transition(JobStatus.QUEUED),
         # Withdraws a pause that has not taken effect yet.
         JobStatus.RUNNING: Transition(JobStatus.RUNNING, requires="pause_requested"),
     },
@@ -159,6 +165,10 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
 
+    # Where a resumable job stopped: ``{"step": <index>, "cursor": <JSON>}``, written with its
+    # reports. A run that finds it set continues there (docs/jobs.md); null starts afresh.
+    checkpoint = models.JSONField(null=True, blank=True)
+
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
@@ -215,6 +225,16 @@ class Job(models.Model):
         if reason is not None:
             raise TransitionNotAllowed(action=action, status=self.status, message=reason)
         return TRANSITIONS[action][self.status]
+
+    @property
+    def not_resumable(self) -> bool:
+        """Its type cannot continue from a checkpoint (``resumable=False``): a pause is refused."""
+        from jobs.registry import get_job_type
+
+        try:
+            return not get_job_type(self.type).resumable
+        except LookupError:
+            return False
 
     def allowed_actions(self) -> list[str]:
         """The actions of ``TRANSITIONS`` this job allows now, in the table's order."""
@@ -293,6 +313,9 @@ class EventKind(models.TextChoices):
     LOG = "log"
     PAUSE_REQUESTED = "pause-requested"
     PAUSED = "paused"
+    # Stopped at a checkpoint and queued again to continue (a worker's shutdown, a
+    # withdrawn pause): the job keeps its attempt and its place.
+    SUSPENDED = "suspended"
     RESUMED = "resumed"
     CANCEL_REQUESTED = "cancel-requested"
     CANCELLED = "cancelled"

@@ -42,6 +42,10 @@ class JobType:
     retry_backoff_max: float = 3600.0
     stall_policy: StallPolicy = "fail"
     priority: int = 0
+    # Continues from its checkpoints (docs/jobs.md): a pause, a worker's shutdown or a
+    # requeue after a stall suspends it and a later run picks up where it stopped. False:
+    # pausing is refused, and after a stall it follows its ``stall_policy``.
+    resumable: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def backoff_for(self, attempt: int) -> float:
@@ -87,6 +91,7 @@ def job(
     retry_backoff_max: float = 3600.0,
     stall_policy: StallPolicy = "fail",
     priority: int = 0,
+    resumable: bool = True,
 ) -> Callable[[JobFunction], JobFunction]:
     """Register ``fn(ctx, params)`` as the job type ``name``."""
 
@@ -118,6 +123,7 @@ def job(
             retry_backoff_max=retry_backoff_max,
             stall_policy=stall_policy,
             priority=priority,
+            resumable=resumable,
         )
         return func
 

@@ -256,7 +256,7 @@ _SLOT_SHORTFALL = (
 )
 _ORPHANED_SLOTS = (
     "FROM jobs_queueslot WHERE job_id IS NOT NULL AND NOT EXISTS ("
-    "SELECT 1 FROM jobs_job j WHERE j.id = jobs_queueslot.job_id AND j.status IN (%s, %s))"
+    "SELECT 1 FROM jobs_job j WHERE j.id = jobs_queueslot.job_id AND j.status = %s)"
 )
 _NEXT_RUNNABLE_JOB = (
     "WHERE queue = %s AND status = %s AND (run_after IS NULL OR run_after <= %s) "
@@ -312,14 +312,15 @@ def queue_slot_shortfall(queue: str) -> tuple[int, int] | None:
     return None if row is None else (row[0], row[1])
 
 
-def orphaned_slots_exist(active_statuses: Sequence[str]) -> bool:
-    return fetch_one(f"SELECT 1 {_ORPHANED_SLOTS} LIMIT 1", list(active_statuses)) is not None
+def orphaned_slots_exist() -> bool:
+    """Is a slot held by a job that is not running (the only status that holds one)?"""
+    return fetch_one(f"SELECT 1 {_ORPHANED_SLOTS} LIMIT 1", [JobStatus.RUNNING]) is not None
 
 
-def orphaned_slots_release(active_statuses: Sequence[str]) -> int:
-    """Free the slots held by jobs not in ``active_statuses``; returns how many."""
+def orphaned_slots_release() -> int:
+    """Free the slots held by jobs that are not running; returns how many."""
     sql = f"UPDATE jobs_queueslot SET job_id = NULL WHERE id IN (SELECT id {_ORPHANED_SLOTS})"
-    return execute(sql, list(active_statuses))
+    return execute(sql, [JobStatus.RUNNING])
 
 
 def next_runnable_job(*, queue: str, now: Any, lock: bool) -> Job | None:

@@ -138,10 +138,13 @@ def job_long_running_count(*, now: datetime | None = None) -> int:
 
 
 def stalled_jobs_queryset(now: datetime | None = None) -> QuerySet[Job]:
-    """Active jobs whose heartbeat (or start, before the first one) is older than the stall threshold."""
+    """Running jobs whose heartbeat (or start, before the first one) is older than the stall threshold.
+
+    A paused job is suspended: it has no worker and no heartbeat to miss.
+    """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.JOBADMIN_STALL_THRESHOLD)
-    return Job.objects.filter(status__in=ACTIVE_STATUSES).filter(
+    return Job.objects.filter(status=JobStatus.RUNNING).filter(
         Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
     )
 
@@ -284,3 +287,14 @@ def jobs_failed_latest(*, since: datetime | None, until: datetime, limit: int) -
         failed = failed.filter(finished_at__gte=since)
     rows = failed.order_by("-finished_at", "-id").values("id", "type", "error", "finished_at", "user")[:limit]
     return [dict(row) for row in rows]
+
+
+def queue_limits_total() -> int:
+    """The queues' summed concurrency limits: how many jobs may run at once in all."""
+    from django.conf import settings
+
+    from jobs.models import Queue
+
+    limits: dict[str, int] = dict(settings.JOBADMIN_QUEUES)
+    limits.update(Queue.objects.values_list("name", "concurrency"))
+    return sum(limits.values())

@@ -187,7 +187,7 @@ class JobDetailSerializer(JobSerializer):
     result = serializers.SerializerMethodField()
 
     class Meta(JobSerializer.Meta):
-        fields = [*JobSerializer.Meta.fields, "traceback", "result"]
+        fields = [*JobSerializer.Meta.fields, "traceback", "result", "checkpoint"]
         read_only_fields = fields
 
     def get_result(self, obj: Job) -> dict[str, Any] | None:
@@ -331,6 +331,9 @@ class JobTypeSerializer(serializers.Serializer):
     timeout = serializers.IntegerField(help_text="Seconds one attempt may run.")
     max_attempts = serializers.IntegerField()
     priority = serializers.IntegerField()
+    resumable = serializers.BooleanField(
+        help_text="Continues from its checkpoints (pause, shutdown, stall); false: pausing it is refused."
+    )
 
 
 class QueueSerializer(serializers.Serializer):

@@ -18,9 +18,9 @@ from typing import Any
 
 from django.conf import settings
 
-from jobs import services
+from jobs import services, shutdown
 from jobs.context import JobContext
-from jobs.exceptions import JobCancelled, JobLost, JobTimedOut
+from jobs.exceptions import JobCancelled, JobLost, JobSuspended, JobTimedOut
 from jobs.models import Job
 from jobs.registry import get_job_type
 
@@ -30,24 +30,49 @@ logger = logging.getLogger(__name__)
 def run_next(queue: str) -> str | None:
     """A wake-up: claim and run jobs of ``queue`` until none is runnable.
 
-    Looping saves a broker round trip per job; after ``JOBADMIN_WAKEUP_BUDGET`` seconds
-    the worker hands what is left to a fresh wake-up at the back of the broker, so other
-    queues get their turn and the task stays far below django-q2's timeout. Returns the id
-    of the first job run, or None if there was nothing to run.
+    Looping saves a broker round trip per job. The worker takes a next job only while it
+    is within ``JOBADMIN_WAKEUP_BUDGET`` seconds of the wake-up, and only one whose
+    time-out fits in what is left of django-q2's own time-out for this task
+    (``Budget``): otherwise it hands the queue to a fresh wake-up at the back of the
+    broker, so other queues get their turn and django-q2 never kills a job that is within
+    its own time-out. Returns the id of the first job run, or None if there was nothing.
     """
     services.wakeup_received(queue)
     worker = services.worker_name()
-    deadline = time.monotonic() + settings.JOBADMIN_WAKEUP_BUDGET
+    budget = Budget()
     first: str | None = None
-    job = services.job_claim(queue=queue, worker=worker)
-    while job is not None:
-        first = first or str(job.pk)
-        if time.monotonic() >= deadline:
-            execute_job(job, worker=worker)
-            services.wakeup_if_waiting(queue)
-            return first
-        job = execute_job(job, worker=worker, claim_next=queue)
+    shutdown.task_started()
+    try:
+        job = _claim(queue, worker, budget, first=True)
+        while job is not None:
+            first = first or str(job.pk)
+            job = execute_job(job, worker=worker, claim_next=queue, budget=budget)
+    finally:
+        shutdown.task_ended()
+    # Stopped claiming with work left (budget spent, a job too long for what is left, or
+    # this process stops): a fresh wake-up takes over.
+    services.wakeup_if_waiting(queue)
+    if shutdown.requested():
+        raise SystemExit(0)  # this process stops (jobs.shutdown)
     return first
+
+
+class Budget:
+    """This wake-up's time: its claiming window and what is left of django-q2's time-out."""
+
+    # Seconds kept back from django-q2's time-out for the claim and finish around a job.
+    MARGIN = 1.0
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.claim_until = self.started + settings.JOBADMIN_WAKEUP_BUDGET
+
+    def max_timeout(self) -> float | None:
+        """The longest job time-out this task can still run; None once its claiming window closed."""
+        now = time.monotonic()
+        if now >= self.claim_until:
+            return None
+        return settings.Q_CLUSTER["timeout"] - (now - self.started) - self.MARGIN
 
 
 @contextmanager
@@ -76,7 +101,7 @@ def _alarm(seconds: int) -> Iterator[None]:
             signal.alarm(max(1, previous_left - int(time.monotonic() - started)))
 
 
-def execute_job(job: Job, *, worker: str, claim_next: str | None = None) -> Job | None:
+def execute_job(job: Job, *, worker: str, claim_next: str | None = None, budget: Budget | None = None) -> Job | None:
     """Run a claimed job to one of its ends; never raises for the job's own errors.
 
     With ``claim_next``, the worker's next job of that queue is claimed (in the same
@@ -92,9 +117,10 @@ def execute_job(job: Job, *, worker: str, claim_next: str | None = None) -> Job 
             retry=False,
             error=f"Unknown job type {job.type!r}: it is not registered in this worker.",
         )
-        return _claim(claim_next, worker)
+        return _claim(claim_next, worker, budget)
     ctx = JobContext(job, worker=worker)
     ctx.start_heartbeat()
+    shutdown.job_started(ctx)
     ids: dict[str, Any] = {"job_id": job.pk, "worker": worker, "attempt": job.attempts}
     try:
         try:
@@ -102,10 +128,16 @@ def execute_job(job: Job, *, worker: str, claim_next: str | None = None) -> Job 
                 result = jtype.func(ctx, job.params)
             ctx.flush_pending()
             finish = {**ids, "values": ctx.values(), "result": result, "result_file": ctx.result_file, "job": job}
-            if claim_next is None:
+            max_timeout = budget.max_timeout() if budget is not None else None
+            if claim_next is None or shutdown.requested() or (budget is not None and max_timeout is None):
                 services.job_complete(**finish)
                 return None
-            return services.job_complete_and_claim(queue=claim_next, **finish)
+            return services.job_complete_and_claim(queue=claim_next, max_timeout=max_timeout, **finish)
+        except JobSuspended:
+            # Paused, or this worker stops: the job gives its worker and slot back and a
+            # later run continues it from the checkpoint written here.
+            ctx.flush_pending()
+            services.job_suspend(**ids, values=ctx.values())
         except JobCancelled:
             services.job_mark_cancelled(**ids, values=ctx.values())
         except JobTimedOut as exc:
@@ -127,12 +159,23 @@ def execute_job(job: Job, *, worker: str, claim_next: str | None = None) -> Job 
         logger.exception("could not record the outcome of job %s", job.pk)
         return None
     finally:
+        shutdown.job_ended()
         ctx.stop_heartbeat()
-    return _claim(claim_next, worker)
+    return _claim(claim_next, worker, budget)
 
 
-def _claim(queue: str | None, worker: str) -> Job | None:
-    return services.job_claim(queue=queue, worker=worker) if queue is not None else None
+def _claim(queue: str | None, worker: str, budget: Budget | None = None, *, first: bool = False) -> Job | None:
+    """The next job of ``queue`` for this worker, if it fits the budget; none while the process stops."""
+    if queue is None or shutdown.requested():
+        return None
+    if budget is None or first:
+        # A wake-up's first job has the whole of django-q2's time-out, which the settings
+        # keep above JOBADMIN_MAX_JOB_TIMEOUT: it always fits.
+        return services.job_claim(queue=queue, worker=worker)
+    max_timeout = budget.max_timeout()
+    if max_timeout is None:
+        return None
+    return services.job_claim(queue=queue, worker=worker, max_timeout=max_timeout)
 
 
 def enqueue_scheduled(job_type: str, **params: Any) -> str:

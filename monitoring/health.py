@@ -19,7 +19,13 @@ from django.db import connection
 from django.utils import timezone
 
 from jobs.models import JobStatus
-from jobs.selectors import job_active_count, job_long_running_count, jobs_finished_count, jobs_queued_exist
+from jobs.selectors import (
+    job_active_count,
+    job_long_running_count,
+    jobs_finished_count,
+    jobs_queued_exist,
+    queue_limits_total,
+)
 from monitoring import metrics
 
 HEALTHY, WARNING, CRITICAL = "healthy", "warning", "critical"
@@ -76,8 +82,19 @@ def check_channel_layer() -> dict[str, Any]:
 def check_workers() -> dict[str, Any]:
     clusters = metrics.live_clusters()
     workers = sum(c["workers"] for c in clusters)
+    limits = queue_limits_total()
     if workers:
-        return _check(HEALTHY, workers=workers, clusters=len(clusters))
+        if workers < limits:
+            # The limits promise that many jobs at once; fewer worker processes mean a busy
+            # queue holds every worker and another queue's jobs wait (docs/jobs.md, capacity).
+            return _check(
+                WARNING,
+                f"{workers} live workers cannot serve the queues' summed limit of {limits} jobs at once",
+                workers=workers,
+                clusters=len(clusters),
+                capacity=limits,
+            )
+        return _check(HEALTHY, workers=workers, clusters=len(clusters), capacity=limits)
     if jobs_queued_exist():
         return _check(CRITICAL, "no live workers while jobs are queued", workers=0, clusters=0)
     return _check(WARNING, "no live workers", workers=0, clusters=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -96,13 +97,20 @@ def api_client() -> Any:
     return APIClient()
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    """Environment for a process that must share this test run's database and Redis keys."""
+def child_env(**extra: str | None) -> dict[str, str]:
+    """Environment for a process that must share this test run's database and Redis keys.
+
+    ``NAME=None`` removes a variable, so the child gets the setting's default.
+    """
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     env["JOBADMIN_DB_NAME"] = str(connection.settings_dict["NAME"])
     env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
+    for name, value in extra.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
 
 
@@ -127,7 +135,7 @@ class Processes:
         self.procs.append((proc, log))
         return proc
 
-    def qcluster(self, **extra_env: str) -> subprocess.Popen[bytes]:
+    def qcluster(self, **extra_env: str | None) -> subprocess.Popen[bytes]:
         proc = self.start("manage.py", "qcluster", env=child_env(**extra_env), name="qcluster")
         wait_for(
             lambda: b"running" in self.log_of(proc).lower() or proc.poll() is not None,
@@ -144,8 +152,8 @@ class Processes:
         raise KeyError(proc)
 
     def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> None:
-        # The signal goes to the main process only: qcluster's children die at once on a
-        # SIGTERM of their own, and then its main process waits forever for them to stop.
+        # The signal goes to the main process, which stops its cluster in order (a qcluster's
+        # workers suspend their jobs, see jobs.shutdown); SIGKILL to the group is the backstop.
         if proc.poll() is None:
             proc.send_signal(sig)
             try:
@@ -170,6 +178,12 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         yield procs
     finally:
         procs.stop_all()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float = 20, interval: float = 0.05, message: str = "") -> Any:

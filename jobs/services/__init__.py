@@ -14,12 +14,12 @@ interface: ``from jobs import services; services.job_cancel(...)``.
 
 Transitions (``→`` by a person or the API, ``⇒`` by the worker or the system)::
 
-    queued   → cancelled            queued   ⇒ running   (claim)
-    running  → (pause requested)    running  ⇒ paused    (at a checkpoint)
-    running  → (cancel requested)   running  ⇒ cancelled (at a checkpoint)
-    paused   → running (resume)     running  ⇒ completed | failed | queued (retry)
-    paused   → cancelled            running/paused ⇒ failed | queued (stalled, timed out)
-    failed/cancelled → queued (retry)
+    queued   → cancelled            queued   ⇒ running   (claim; continues from a checkpoint)
+    running  → (pause requested)    running  ⇒ paused    (suspended at a checkpoint)
+    running  → (cancel requested)   running  ⇒ queued    (suspended: its worker stops)
+    paused   → queued (resume)      running  ⇒ cancelled (at a checkpoint)
+    paused   → cancelled            running  ⇒ completed | failed | queued (retry)
+    failed/cancelled → queued       running  ⇒ failed | queued (stalled, timed out, abandoned)
 """
 
 from jobs.events import record_job_event
@@ -47,10 +47,10 @@ from jobs.services.reports import (
     job_heartbeat,
     job_log,
     job_mark_cancelled,
-    job_mark_paused,
     job_report,
+    job_suspend,
 )
-from jobs.services.stalls import StalledOutcome, jobs_cleanup_stalled
+from jobs.services.stalls import StalledOutcome, job_abandon, jobs_cleanup_stalled
 
 __all__ = [
     "JOB_ACTIONS",
@@ -66,12 +66,13 @@ __all__ = [
     "job_fail",
     "job_heartbeat",
     "job_log",
+    "job_abandon",
     "job_mark_cancelled",
-    "job_mark_paused",
     "job_pause",
     "job_report",
     "job_resume",
     "job_retry",
+    "job_suspend",
     "jobs_cleanup_stalled",
     "queue_active_count",
     "queue_add_missing_slots",

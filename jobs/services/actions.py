@@ -18,7 +18,7 @@ from jobs.events import record_job_event
 from jobs.exceptions import TransitionNotAllowed
 from jobs.models import EventKind, Job, JobResult, JobStatus, Transition
 from jobs.services._shared import FINISH_FIELDS, actor_pk, finish, locked, save_fields, type_or_none
-from jobs.services.queues import release_slot, request_wakeups
+from jobs.services.queues import request_wakeups
 
 
 def job_cancel(*, job: Job, actor: Any = None) -> Job:
@@ -28,17 +28,13 @@ def job_cancel(*, job: Job, actor: Any = None) -> Job:
         job = locked(job)
         step = job.transition("cancel")
         if step.to == JobStatus.CANCELLED:
-            was_active = job.status == JobStatus.PAUSED
+            # Queued or paused: neither holds a worker nor a slot (a paused job was suspended).
             job.status = step.to
-            # A paused job's worker is blocked in place; it sees the flag and unwinds.
-            job.cancel_requested = was_active
+            job.cancel_requested = False
             job.pause_requested = False
             job.eta = None
             finish(job, now)
             save_fields(job, now, ["status", "cancel_requested", "pause_requested", "eta", *FINISH_FIELDS])
-            if was_active:
-                release_slot(job.pk)
-            # A paused job's worker unwinds and, like every worker, claims the next job.
             record_job_event(job=job, kind=EventKind.CANCELLED, actor_id=actor_pk(actor))
         else:  # running: the worker cancels it at its next checkpoint
             _flag(job, step, now, actor, flag="cancel_requested", value=True, kind=EventKind.CANCEL_REQUESTED)
@@ -46,7 +42,10 @@ def job_cancel(*, job: Job, actor: Any = None) -> Job:
 
 
 def job_pause(*, job: Job, actor: Any = None) -> Job:
-    """Ask a running job to pause; it blocks in place at its next checkpoint."""
+    """Ask a running job to pause: at its next checkpoint it is suspended (``job_suspend``).
+
+    Refused for a type that cannot continue from a checkpoint (``resumable=False``).
+    """
     now = timezone.now()
     with transaction.atomic():
         job = locked(job)
@@ -57,11 +56,16 @@ def job_pause(*, job: Job, actor: Any = None) -> Job:
 
 
 def job_resume(*, job: Job, actor: Any = None) -> Job:
-    """A paused job runs on; a pause that has not taken effect yet is withdrawn."""
+    """A paused job is queued again and continues from its checkpoint; a pause that has not
+    taken effect yet is withdrawn. It keeps its priority and its age, so it takes its old
+    place among the queued jobs."""
     now = timezone.now()
     with transaction.atomic():
         job = locked(job)
-        _flag(job, job.transition("resume"), now, actor, flag="pause_requested", value=False, kind=EventKind.RESUMED)
+        step = job.transition("resume")
+        _flag(job, step, now, actor, flag="pause_requested", value=False, kind=EventKind.RESUMED)
+        if step.to == JobStatus.QUEUED:
+            request_wakeups(job.queue)
     return job
 
 
@@ -101,10 +105,13 @@ def job_retry(*, job: Job, actor: Any = None) -> Job:
         job.traceback = ""
         job.cancel_requested = job.pause_requested = False
         job.worker = ""
+        # A retry by hand starts over; automatic retries and requeues continue.
+        job.checkpoint = None
         save_fields(
             job,
             now,
             [
+                "checkpoint",
                 "status",
                 "max_attempts",
                 "run_after",

@@ -76,8 +76,12 @@ def job_enqueue(
     return job
 
 
-def job_claim(*, queue: str, worker: str) -> Job | None:
+def job_claim(*, queue: str, worker: str, max_timeout: float | None = None) -> Job | None:
     """Atomically take the best runnable job of ``queue`` for ``worker``, or None.
+
+    With ``max_timeout`` (what is left of the worker's django-q2 task budget) the best job
+    is taken only if its time-out fits in it; otherwise nothing is taken, and the caller
+    hands the queue to a fresh wake-up, so django-q2 never kills a job within its time-out.
 
     The job takes a free slot of its queue (see ``QueueSlot``), so the concurrency limit
     holds across every worker process, and the conditional update makes a re-delivered
@@ -94,30 +98,44 @@ def job_claim(*, queue: str, worker: str) -> Job | None:
             return None
         # Plain SQL (see jobs.rows): these run for every job a worker takes.
         job = rows.next_runnable_job(queue=queue, now=now, lock=lock)
-        if job is None:
+        if job is None or (max_timeout is not None and job.timeout > max_timeout):
             return None
-        attempt = job.attempts + 1
+        # A job with a checkpoint continues (after a pause, a shutdown or a stall): its first
+        # start and its figures are kept. A suspended job (paused, or its worker stopped)
+        # continues its attempt; one queued again after a failure or a stall, as its next.
+        checkpoint: dict[str, Any] = job.checkpoint or {}
+        continuing = job.checkpoint is not None and job.started_at is not None
+        suspended = continuing and bool(checkpoint.get("suspended"))
+        attempt = job.attempts if suspended else job.attempts + 1
         values: dict[str, Any] = {
             "status": JobStatus.RUNNING,
-            "started_at": now,
             "heartbeat_at": now,
             "updated_at": now,
             "worker": worker,
             "attempts": attempt,
-            # Queue wait is the first attempt's: from enqueue to first start.
-            "queue_wait": (now - job.created_at).total_seconds() if attempt == 1 else job.queue_wait,
             "run_after": None,
             "finished_at": None,
             "duration": None,
-            "progress": 0,
-            "current_step": 0,
-            "processed_items": 0,
-            "total_items": None,
-            "error_count": 0,
             "eta": None,
             "cancel_requested": False,
             "pause_requested": False,
         }
+        if continuing:
+            values["checkpoint"] = {"step": checkpoint.get("step", 0), "cursor": checkpoint.get("cursor")}
+        else:
+            values.update(
+                {
+                    "started_at": now,
+                    # Queue wait is the first attempt's: from enqueue to first start.
+                    "queue_wait": (now - job.created_at).total_seconds() if attempt == 1 else job.queue_wait,
+                    "progress": 0,
+                    "current_step": 0,
+                    "processed_items": 0,
+                    "total_items": None,
+                    "error_count": 0,
+                    "checkpoint": None,
+                }
+            )
         # Conditional on the status we read (and on the attempt count, for SQLite, which
         # has no row locks): exactly one claim can win.
         if not rows.update(Job, values, pk=job.pk, status=JobStatus.QUEUED, attempts=job.attempts):
@@ -125,5 +143,8 @@ def job_claim(*, queue: str, worker: str) -> Job | None:
         rows.update(QueueSlot, {"job": job.pk}, pk=slot)
         for name, value in values.items():
             setattr(job, name, value)
-        record_job_event(job=job, kind=EventKind.STARTED, extra={"attempt": job.attempts})
+        extra: dict[str, Any] = {"attempt": job.attempts}
+        if continuing:
+            extra["continued_from"] = job.checkpoint
+        record_job_event(job=job, kind=EventKind.STARTED, extra=extra)
     return job

@@ -19,7 +19,7 @@ from django.utils import timezone
 from jobs import rows
 from jobs.events import record_event
 from jobs.exceptions import QueueNotFound, TransitionNotAllowed
-from jobs.models import ACTIVE_STATUSES, EventKind, Job, JobStatus, Queue, QueueSlot
+from jobs.models import EventKind, Job, JobStatus, Queue, QueueSlot
 from jobs.services._shared import RUN_TASK, actor_pk, due
 
 logger = logging.getLogger(__name__)
@@ -120,18 +120,19 @@ def release_slot(job_id: Any) -> None:
 
 
 def release_orphaned_slots() -> int:
-    """Free slots held by jobs that are no longer running or paused; returns how many.
+    """Free slots held by jobs that are no longer running; returns how many.
 
     Every transition out of those states frees its slot in its own transaction, so this
     finds nothing unless a job's status was changed behind ``jobs.services`` (by SQL, say).
     The monitor runs it with the dispatch tick. A slot taken or freed meanwhile is never
     a match: both changes commit together with the job's status.
     """
+    # Only a running job holds a slot: a paused one was suspended and gave its slot back.
     # Read first: on SQLite a write transaction every tick would take the write lock.
-    if not rows.orphaned_slots_exist(ACTIVE_STATUSES):
+    if not rows.orphaned_slots_exist():
         return 0
     with transaction.atomic():
-        return rows.orphaned_slots_release(ACTIVE_STATUSES)
+        return rows.orphaned_slots_release()
 
 
 def slot_freed_without_worker(queue: str, now: datetime) -> None:

@@ -28,7 +28,7 @@ from jobs.services._shared import (
     save_fields,
     type_or_none,
 )
-from jobs.services.queues import release_slot, slot_freed_without_worker
+from jobs.services.queues import release_slot, request_wakeups, slot_freed_without_worker
 
 logger = logging.getLogger(__name__)
 
@@ -119,18 +119,39 @@ def job_log(*, job_id: Any, worker: str, attempt: int, lines: list[dict[str, Any
         record_job_event(job=job, kind=EventKind.LOG, extra={"lines": lines})
 
 
-def job_mark_paused(*, job_id: Any, worker: str, attempt: int, values: dict[str, Any]) -> bool:
-    """At a checkpoint: a requested pause takes effect (the job blocks in place)."""
+def job_suspend(*, job_id: Any, worker: str, attempt: int, values: dict[str, Any]) -> bool:
+    """At a checkpoint the job stopped: its figures and checkpoint are written, and it holds
+    neither its worker nor its queue slot any more.
+
+    With a pause requested it is ``paused`` (resuming queues it again; a person's pause
+    wins over a worker's stop). Otherwise (its worker stops, see ``jobs.shutdown``; or the
+    pause was withdrawn while the job unwound) it is ``queued`` at once, keeping its
+    attempt, priority and age, so a worker continues it from the checkpoint. False when
+    this worker no longer owns the job.
+    """
     now = timezone.now()
     with transaction.atomic():
         job = _owned_locked(job_id, worker, attempt)
-        if job is None or job.status != JobStatus.RUNNING or not job.pause_requested:
+        if job is None or job.status != JobStatus.RUNNING:
             return False
         for name, value in values.items():
             setattr(job, name, value)
-        job.status = JobStatus.PAUSED
-        save_fields(job, now, [*values.keys(), "status"])
-        record_job_event(job=job, kind=EventKind.PAUSED)
+        paused = job.pause_requested
+        job.status = JobStatus.PAUSED if paused else JobStatus.QUEUED
+        job.checkpoint = {**(job.checkpoint or {"step": job.current_step, "cursor": None}), "suspended": True}
+        job.pause_requested = False
+        job.worker = ""
+        job.heartbeat_at = None
+        job.eta = None
+        save_fields(
+            job, now, [*values.keys(), "checkpoint", "status", "pause_requested", "worker", "heartbeat_at", "eta"]
+        )
+        release_slot(job.pk)
+        record_job_event(
+            job=job, kind=EventKind.PAUSED if paused else EventKind.SUSPENDED, extra={"checkpoint": job.checkpoint}
+        )
+        if not paused:
+            request_wakeups(job.queue)
     return True
 
 
@@ -181,7 +202,7 @@ def job_complete(
     return True
 
 
-def job_complete_and_claim(*, queue: str, **complete: Any) -> Job | None:
+def job_complete_and_claim(*, queue: str, max_timeout: float | None = None, **complete: Any) -> Job | None:
     """``job_complete`` and the worker's next ``job_claim`` in one transaction.
 
     A draining wake-up (``jobs.tasks.run_next``) finishes a job and takes the next one
@@ -193,7 +214,7 @@ def job_complete_and_claim(*, queue: str, **complete: Any) -> Job | None:
     try:
         with transaction.atomic():
             job_complete(**complete)
-            return claim.job_claim(queue=queue, worker=complete["worker"])
+            return claim.job_claim(queue=queue, worker=complete["worker"], max_timeout=max_timeout)
     except DatabaseError:
         logger.exception("could not finish job %s together with the next claim", complete["job_id"])
     job_complete(**complete)

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
-from jobs.models import EventKind
+from jobs.models import EventKind, Job
 from jobs.selectors import stalled_jobs_queryset
 from jobs.services._shared import type_or_none
+from jobs.services.queues import slot_freed_without_worker
 from jobs.services.reports import job_fail
 
 
@@ -47,3 +49,24 @@ def jobs_cleanup_stalled(*, actor: Any = None, now: datetime | None = None) -> l
         if done is not None:
             outcomes.append(StalledOutcome(job_id=str(done.pk), status=done.status, reason=reason))
     return outcomes
+
+
+def job_abandon(*, job_id: Any, worker: str, attempt: int) -> Job | None:
+    """This worker stops and the job reached no checkpoint within ``JOBADMIN_SHUTDOWN_GRACE``:
+    its type's ``stall_policy`` decides, as after a stall: ``requeue`` queues another
+    attempt (from its last checkpoint), ``fail`` fails it. The freed slot wakes a worker."""
+    row = Job.objects.filter(pk=job_id).only("type", "queue").first()
+    if row is None:
+        return None
+    jtype = type_or_none(row.type)
+    job = job_fail(
+        job_id=job_id,
+        worker=worker,
+        attempt=attempt,
+        error=f"The worker stopped and the job reached no checkpoint within {settings.JOBADMIN_SHUTDOWN_GRACE:g} s.",
+        retry=jtype is not None and jtype.stall_policy == "requeue",
+        kind=EventKind.STALLED,
+    )
+    if job is not None:
+        slot_freed_without_worker(job.queue, timezone.now())
+    return job

@@ -218,6 +218,12 @@ def test_job_page_shows_params_steps_result_error_and_timeline(staff_client: Any
     assert "attachment" in download["Content-Disposition"]
 
 
+def test_job_page_of_a_paused_job_says_where_it_stopped(staff_client: Any) -> None:
+    job = make_job(status=JobStatus.PAUSED, checkpoint={"step": 1, "cursor": 42, "suspended": True})
+    body = staff_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+    assert "Stopped at a checkpoint: step 2, cursor <code>42</code>" in body
+
+
 def test_download_without_a_file_is_404(staff_client: Any) -> None:
     job = make_job(status=JobStatus.COMPLETED)
     assert staff_client.get(reverse("admin:jobs_job_download", args=[job.pk])).status_code == 404

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, Processes, child_env, wait_for
+from tests.conftest import ROOT, Processes, child_env, free_port, wait_for
 from tests.factories import UserFactory
 
 CHROMIUM = os.environ.get("JOBADMIN_CHROMIUM", "/usr/bin/chromium")
@@ -37,12 +36,6 @@ CHROMIUM_ARGS = [
 PASSWORD = "pw-secret-123"  # tests.factories.UserFactory's password
 ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
 DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _http_ok(url: str) -> bool:

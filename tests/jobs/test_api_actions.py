@@ -43,7 +43,8 @@ LEGAL = [
     ("retry", JobStatus.FAILED, {"error": "boom", "attempts": 1}, JobStatus.QUEUED, EventKind.RETRIED),
     ("retry", JobStatus.CANCELLED, {"attempts": 1}, JobStatus.QUEUED, EventKind.RETRIED),
     ("pause", JobStatus.RUNNING, {}, JobStatus.RUNNING, EventKind.PAUSE_REQUESTED),
-    ("resume", JobStatus.PAUSED, {}, JobStatus.RUNNING, EventKind.RESUMED),
+    # A paused job was suspended: resume queues it again to continue from its checkpoint.
+    ("resume", JobStatus.PAUSED, {}, JobStatus.QUEUED, EventKind.RESUMED),
     ("resume", JobStatus.RUNNING, {"pause_requested": True}, JobStatus.RUNNING, EventKind.RESUMED),
 ]
 

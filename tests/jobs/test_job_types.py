@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -46,6 +48,95 @@ def test_export_writes_a_csv_of_the_jobs_matching_the_filters(user, other_user):
     assert job.result.data == {"rows": 1}
     rows = list(csv.DictReader(io.StringIO(job.result.file.read().decode())))
     assert [(r["id"], r["status"], r["user"]) for r in rows] == [(str(mine.pk), "queued", user.username)]
+
+
+def _queued_with_checkpoint(job_type: str, params: dict, checkpoint: dict) -> Job:
+    """A job suspended at ``checkpoint`` (as a pause or a worker's stop leaves it), queued again."""
+    job = services.job_enqueue(job_type=job_type, params=params)
+    Job.objects.filter(pk=job.pk).update(
+        checkpoint={**checkpoint, "suspended": True}, started_at=timezone.now(), attempts=1
+    )
+    return job
+
+
+def test_a_suspended_export_continues_after_its_last_row_and_writes_the_same_file(settings):
+    for i in range(30):
+        services.job_enqueue(job_type="demo", params={"items": i + 1})
+    until = timezone.now().isoformat()
+    whole = run("export-jobs", {"type": "demo"})
+    lines = whole.result.file.read().splitlines(keepends=True)
+    header_and_ten = b"".join(lines[:11])
+    tenth = next(csv.reader([lines[10].decode()]))
+    tenth_row = Job.objects.get(pk=tenth[0])
+
+    job = _queued_with_checkpoint(
+        "export-jobs",
+        {"type": "demo"},
+        {
+            "step": 0,
+            "cursor": {
+                "until": until,
+                "after": [tenth_row.created_at.isoformat(), str(tenth_row.pk)],
+                "rows": 10,
+                "bytes": len(header_and_ten),
+            },
+        },
+    )
+    Job.objects.filter(pk=job.pk).update(total_items=30, processed_items=10)
+    partial = Path(settings.MEDIA_ROOT) / "partial" / f"export-{job.pk}.csv"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    # The rows the first run wrote are kept as they are (marked here, to tell a continuation
+    # from a fresh start); what it wrote after its last checkpoint is cut off.
+    written = header_and_ten.replace(b",queued,", b",QUEUED,")
+    assert written.count(b",QUEUED,") == 10
+    partial.write_bytes(written + b"half a row written after the last checkpoint")
+
+    assert run_next("batch") == str(job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED, job.error
+    assert job.result.file.read() == written + b"".join(lines[11:])
+    assert job.result.data == {"rows": 30}
+    assert not partial.exists()
+
+
+def test_an_export_whose_partial_file_is_lost_starts_over(settings):
+    for i in range(5):
+        services.job_enqueue(job_type="demo", params={"items": i + 1})
+    job = _queued_with_checkpoint(
+        "export-jobs",
+        {"type": "demo"},
+        {
+            "step": 0,
+            "cursor": {
+                "until": timezone.now().isoformat(),
+                "after": ["2020-01-01T00:00:00+00:00", str(uuid.uuid4())],
+                "rows": 3,
+                "bytes": 400,
+            },
+        },
+    )
+
+    assert run_next("batch") == str(job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED, job.error
+    assert job.result.data == {"rows": 5}
+    assert len(job.result.file.read().splitlines()) == 6
+
+
+def test_a_suspended_purge_skips_the_purgers_it_finished(settings):
+    long_ago = timezone.now() - timedelta(days=40)
+    old = services.job_cancel(job=services.job_enqueue(job_type="demo", params={"items": 1}))
+    Job.objects.filter(pk=old.pk).update(finished_at=long_ago, created_at=long_ago)
+    job = _queued_with_checkpoint(
+        "purge-history", {}, {"step": 0, "cursor": {"done": ["jobs"], "deleted": {"jobs": 7}}}
+    )
+
+    assert run_next("batch") == str(job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED, job.error
+    assert job.result.data is not None
+    assert job.result.data["jobs"] == 7, "the finished purger ran again"
+    assert Job.objects.filter(pk=old.pk).exists()
 
 
 def test_export_refuses_bad_filters_before_queueing():

@@ -7,19 +7,23 @@ Redis broker) and drives jobs through ``jobs.services`` as the API would.
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from jobs import services
 from jobs.models import ACTIVE_STATUSES, EventKind, Job, JobStatus
-from tests.conftest import wait_for
+from tests.conftest import child_env, free_port, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -35,7 +39,7 @@ def test_job_types() -> Iterator[None]:
         yield
 
 
-def qcluster(processes: Any, **env: str) -> Any:
+def qcluster(processes: Any, **env: str | None) -> Any:
     return processes.qcluster(JOBADMIN_TEST_JOBTYPES="1", **env)
 
 
@@ -75,31 +79,179 @@ def no_lock_errors(processes: Any, proc: Any) -> None:
 # --- Pause, resume, cancel -------------------------------------------------------------------
 
 
-def test_pause_takes_effect_at_a_checkpoint_keeps_the_heartbeat_and_resume_finishes(processes):
-    proc = qcluster(processes)
-    job = demo(30, 50)
-    wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 2, message="job never ran")
+def processed_ranges(job: Job) -> list[tuple[int, int]]:
+    """The demo logs the items each of its runs processed ("Processed items 4-9.")."""
+    lines = [
+        line["message"]
+        for event in job.events.filter(kind=EventKind.LOG).order_by("id")
+        for line in event.payload["lines"]
+    ]
+    found = (re.fullmatch(r"Processed items (\d+)-(\d+)\.", line) for line in lines)
+    return [(int(m[1]), int(m[2])) for m in found if m]
 
-    services.job_pause(job=job)
-    paused = wait_job(job, lambda j: j.status == JobStatus.PAUSED, timeout=5, message="pause never took effect")
-    assert paused.processed_items < 30
 
-    time.sleep(1.2)  # more than two heartbeat intervals (0.5 s in tests)
-    still = reload(job)
-    assert still.status == JobStatus.PAUSED
-    assert still.processed_items == paused.processed_items, "a paused job must not advance"
-    assert still.heartbeat_at is not None
-    assert paused.heartbeat_at is not None
-    assert still.heartbeat_at > paused.heartbeat_at, "a paused job keeps its heartbeat"
+def test_pausing_two_running_jobs_frees_both_workers_and_resume_continues_each_from_its_cursor(processes):
+    # Two workers, both busy: pausing their jobs must let a third job run at once.
+    proc = qcluster(processes, Q_WORKERS="2")
+    first, second = demo(60, 40), demo(60, 40)
+    for job in (first, second):
+        wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 2, message="job never ran")
 
-    services.job_resume(job=job)
-    done = wait_finished(job)
-    assert done.status == JobStatus.COMPLETED
-    assert done.processed_items == 30
-    events = kinds(job)
-    assert events.index(EventKind.PAUSE_REQUESTED) < events.index(EventKind.PAUSED) < events.index(EventKind.RESUMED)
-    assert events[-1] == EventKind.COMPLETED
+    for job in (first, second):
+        services.job_pause(job=job)
+    paused = [wait_job(job, lambda j: j.status == JobStatus.PAUSED, timeout=5) for job in (first, second)]
+    assert all(p.worker == "" for p in paused)
+
+    third = demo(1, 0)
+    assert wait_finished(third, timeout=5).status == JobStatus.COMPLETED, "the paused jobs still held the workers"
+    time.sleep(0.5)
+    assert [reload(job).processed_items for job in (first, second)] == [p.processed_items for p in paused], (
+        "a paused job advanced"
+    )
+
+    for job in (first, second):
+        services.job_resume(job=job)
+    for job, before in zip((first, second), paused, strict=True):
+        done = wait_finished(job, timeout=20)
+        assert done.status == JobStatus.COMPLETED, done.error
+        assert done.processed_items == 60
+        assert before.checkpoint is not None
+        stopped = before.checkpoint["cursor"]
+        assert processed_ranges(done) == [(1, stopped), (stopped + 1, 60)], "an item was processed twice or skipped"
+        events = kinds(job)
+        assert events.index(EventKind.PAUSED) < events.index(EventKind.RESUMED) < events.index(EventKind.COMPLETED)
     no_lock_errors(processes, proc)
+
+
+def group_is_gone(proc: Any) -> bool:
+    """No process of the group the qcluster leads is left (workers and sentinel included)."""
+    proc.poll()  # reap the main process, which is this test's child
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("to", ["process group", "main process"])
+def test_sigterm_suspends_the_running_job_which_continues_on_another_worker_item_by_item(processes, to):
+    first = qcluster(processes, Q_WORKERS="1", JOBADMIN_SHUTDOWN_GRACE="10")
+    job = demo(60, 40)
+    wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 5, message="job never ran")
+
+    # systemd signals the whole group; Kubernetes and `docker stop` only the main process.
+    if to == "process group":
+        os.killpg(first.pid, signal.SIGTERM)
+    else:
+        first.send_signal(signal.SIGTERM)
+    back = wait_job(job, lambda j: j.status == JobStatus.QUEUED, timeout=10, message="not back in queued in the grace")
+    assert back.worker == ""
+    assert back.checkpoint is not None
+    wait_for(lambda: group_is_gone(first), timeout=10, message="a process of the stopped cluster is still running")
+    assert EventKind.SUSPENDED in kinds(job)
+
+    qcluster(processes, Q_WORKERS="1")
+    done = wait_finished(job, timeout=20)
+    assert done.status == JobStatus.COMPLETED, done.error
+    assert done.attempts == 1
+    stopped = back.checkpoint["cursor"]
+    assert processed_ranges(done) == [(1, stopped), (stopped + 1, 60)], "an item was processed twice or skipped"
+
+
+def test_ctrl_c_of_runall_suspends_the_running_job_and_leaves_no_process_behind(processes):
+    import psutil
+
+    runall = processes.start("manage.py", "runall", "--port", str(free_port()), name="runall")
+    job = demo(200, 40)
+    wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 3, timeout=30, message="no run")
+    family = psutil.Process(runall.pid).children(recursive=True)
+    assert len(family) >= 5, family  # daphne, monitor, the cluster's main process, sentinel, workers...
+
+    runall.send_signal(signal.SIGINT)  # Ctrl-C reaches runall's own group only
+    assert runall.wait(timeout=30) == 0, processes.log_of(runall).decode(errors="replace")[-3000:]
+
+    alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], f"left behind: {[(p.pid, p.cmdline()) for p in alive]}"
+    stopped = reload(job)
+    assert stopped.status == JobStatus.QUEUED, "the running job was not suspended"
+    assert stopped.checkpoint is not None
+    assert 3 <= stopped.checkpoint["cursor"] < 200
+    assert b"Stopped." in processes.log_of(runall)
+
+
+def test_a_job_that_reaches_no_checkpoint_in_the_grace_follows_its_stall_policy_and_the_worker_exits(
+    processes, test_job_types
+):
+    proc = qcluster(processes, Q_WORKERS="1", JOBADMIN_SHUTDOWN_GRACE="1")
+    job = services.job_enqueue(job_type="test-stubborn", params={})
+    wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.current_step == 0 and j.heartbeat_at, message="no run")
+    time.sleep(0.3)
+
+    started = time.monotonic()
+    os.killpg(proc.pid, signal.SIGTERM)
+    requeued = wait_job(job, lambda j: j.status == JobStatus.QUEUED, timeout=6, message="not requeued by its policy")
+    assert "no checkpoint within 1 s" in requeued.error
+    wait_for(lambda: group_is_gone(proc), timeout=6, message="the worker outlived its grace")
+    assert time.monotonic() - started < 6
+
+
+def test_no_job_is_killed_by_django_q2_within_its_own_time_out(processes, test_job_types):
+    # django-q2 kills a task after Q_TIMEOUT (+3 s of its own): 6 s here. Each job takes
+    # 5 s; three back to back in one wake-up would take 15 s, and a job paused in place
+    # for 10 s would have held its task for 15.
+    proc = qcluster(processes, Q_WORKERS="1", Q_TIMEOUT="6", JOBADMIN_WAKEUP_BUDGET="60")
+    back_to_back = [services.job_enqueue(job_type="test-slow", params={}) for _ in range(3)]
+    for job in back_to_back:
+        assert wait_finished(job, timeout=25).status == JobStatus.COMPLETED, reload(job).error
+
+    paused = services.job_enqueue(job_type="test-slow", params={})
+    wait_job(paused, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 3, message="never ran")
+    services.job_pause(job=paused)
+    wait_job(paused, lambda j: j.status == JobStatus.PAUSED, timeout=5)
+    time.sleep(10)
+    services.job_resume(job=reload(paused))
+    done = wait_finished(paused, timeout=20)
+    assert done.status == JobStatus.COMPLETED, done.error
+    assert done.processed_items == 50
+    assert b"reincarnated worker" not in processes.log_of(proc)
+
+
+def default_workers() -> int:
+    """``Q_CLUSTER["workers"]`` as jobadmin.settings makes it with Q_WORKERS unset."""
+    env = child_env(Q_WORKERS=None, DJANGO_SETTINGS_MODULE="jobadmin.settings")
+    code = "from jobadmin import settings; print(settings.Q_CLUSTER['workers'])"
+    return int(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True).stdout)
+
+
+def test_the_default_worker_count_serves_the_summed_queue_limits():
+    assert default_workers() == sum(settings.JOBADMIN_QUEUES.values()) == 10
+
+
+def test_with_the_default_workers_a_high_job_starts_at_once_while_default_is_full_of_long_jobs(processes):
+    from monitoring.health import check_workers
+
+    qcluster(processes, Q_WORKERS=str(default_workers()))
+    long_jobs = [demo(300, 100) for _ in range(5)]  # default's limit is 5
+    for job in long_jobs:
+        wait_job(job, lambda j: j.status == JobStatus.RUNNING, timeout=20, message="default did not fill up")
+
+    urgent = demo(1, 0, queue="high")
+    started = wait_job(urgent, lambda j: j.started_at is not None, timeout=5, message="the high job never started")
+    assert started.started_at is not None
+    assert (started.started_at - started.created_at).total_seconds() < 1.0
+    wait_for(lambda: check_workers()["status"] == "healthy", timeout=10, message=str(check_workers()))
+    assert check_workers()["capacity"] == 10
+    for job in long_jobs:
+        services.job_cancel(job=reload(job))
+
+
+def test_health_warns_when_the_workers_cannot_serve_the_summed_limits(processes):
+    from monitoring.health import check_workers
+
+    qcluster(processes, Q_WORKERS="2")
+    check = wait_for(lambda: (c := check_workers())["workers"] and c, timeout=10, message="no live cluster")
+    assert check["status"] == "warning"
+    assert "2 live workers cannot serve the queues' summed limit of 10" in check["reason"]
 
 
 def test_cancel_of_a_running_job_stops_it_at_its_next_checkpoint(processes):
@@ -119,19 +271,19 @@ def test_cancel_of_a_running_job_stops_it_at_its_next_checkpoint(processes):
     assert EventKind.COMPLETED not in events
 
 
-def test_cancel_of_a_paused_job_is_immediate_and_frees_its_worker(processes):
+def test_a_paused_job_frees_its_worker_and_its_cancel_is_immediate(processes):
     qcluster(processes, Q_WORKERS="1")
     job = demo(100, 20)
     wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 1, message="job never ran")
     services.job_pause(job=job)
     wait_job(job, lambda j: j.status == JobStatus.PAUSED, timeout=5, message="pause never took effect")
 
-    services.job_cancel(job=job)
-    assert reload(job).status == JobStatus.CANCELLED
-
-    # The only worker was blocked inside the paused job: the next job runs only if it unwound.
+    # The only worker is free while the job is paused: the next job runs at once.
     follower = demo(1, 0)
     assert wait_finished(follower, timeout=10).status == JobStatus.COMPLETED
+
+    services.job_cancel(job=job)
+    assert reload(job).status == JobStatus.CANCELLED
     cancelled = reload(job)
     assert cancelled.status == JobStatus.CANCELLED
     assert cancelled.processed_items < 100

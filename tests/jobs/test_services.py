@@ -51,7 +51,7 @@ def running(**kwargs: Any) -> Job:
 def paused(**kwargs: Any) -> Job:
     job = running(**kwargs)
     services.job_pause(job=job)
-    assert services.job_mark_paused(job_id=job.pk, worker=WORKER, attempt=job.attempts, values={})
+    assert services.job_suspend(job_id=job.pk, worker=WORKER, attempt=job.attempts, values={})
     job.refresh_from_db()
     return job
 
@@ -182,12 +182,14 @@ def test_claim_holds_the_queue_concurrency_limit():
     assert Job.objects.filter(queue="high", status=JobStatus.RUNNING).count() == 2
 
 
-def test_a_paused_job_keeps_its_slot():
+def test_a_paused_job_gives_its_slot_back_so_the_next_job_of_its_queue_runs():
     Queue.objects.filter(name="high").update(concurrency=1)
     paused(queue="high")
-    enqueue(queue="high")
+    waiting = enqueue(queue="high")
 
-    assert services.job_claim(queue="high", worker=WORKER) is None
+    claimed = services.job_claim(queue="high", worker=WORKER)
+    assert claimed is not None
+    assert claimed.pk == waiting.pk
 
 
 def test_claim_skips_a_paused_queue_and_a_job_whose_backoff_has_not_expired():
@@ -239,11 +241,12 @@ def test_cancel_of_a_running_job_is_a_request_that_takes_effect_at_the_next_chec
     assert kinds(job)[-1] == EventKind.CANCELLED
 
 
-def test_cancel_of_a_paused_job_is_immediate_and_tells_the_blocked_worker():
+def test_cancel_of_a_paused_job_is_immediate_as_no_worker_holds_it():
     job = services.job_cancel(job=paused())
 
     assert job.status == JobStatus.CANCELLED
-    assert job.cancel_requested
+    assert job.finished_at is not None
+    assert not job.cancel_requested, "nobody is left to tell"
     control = services.job_heartbeat(job_id=job.pk, worker=WORKER, attempt=1)
     assert control.status == JobStatus.CANCELLED
     assert not control.owned
@@ -273,20 +276,32 @@ def test_cancel_of_a_finished_job_is_refused_and_changes_nothing(make):
 # --- Pause and resume -------------------------------------------------------------------------------
 
 
-def test_pause_of_a_running_job_takes_effect_at_a_checkpoint_and_resume_lets_it_run_on(user):
+def test_pause_of_a_running_job_suspends_it_at_a_checkpoint_and_resume_queues_it_to_continue(user):
     job = services.job_pause(job=running(), actor=user)
     assert job.status == JobStatus.RUNNING
     assert job.pause_requested
 
-    assert services.job_mark_paused(job_id=job.pk, worker=WORKER, attempt=1, values={"processed_items": 1})
+    checkpoint = {"step": 1, "cursor": 7}
+    assert services.job_suspend(
+        job_id=job.pk, worker=WORKER, attempt=1, values={"processed_items": 7, "checkpoint": checkpoint}
+    )
     job.refresh_from_db()
     assert job.status == JobStatus.PAUSED
+    assert job.worker == "", "a paused job holds no worker"
+    assert held_slots() == set(), "a paused job holds no slot"
+    assert job.checkpoint == {**checkpoint, "suspended": True}
 
     job = services.job_resume(job=job, actor=user)
-    assert job.status == JobStatus.RUNNING
+    assert job.status == JobStatus.QUEUED
     assert not job.pause_requested
     assert kinds(job)[-3:] == [EventKind.PAUSE_REQUESTED, EventKind.PAUSED, EventKind.RESUMED]
     assert last_event(job).actor_id == user.pk
+
+    # The next claim continues the same attempt from the checkpoint, figures kept.
+    again = services.job_claim(queue=job.queue, worker="other-host:2")
+    assert again is not None
+    assert again.pk == job.pk
+    assert (again.attempts, again.processed_items, again.checkpoint) == (1, 7, checkpoint)
 
 
 def test_resume_before_the_pause_took_effect_withdraws_it():
@@ -295,7 +310,8 @@ def test_resume_before_the_pause_took_effect_withdraws_it():
 
     assert job.status == JobStatus.RUNNING
     assert not job.pause_requested
-    assert not services.job_mark_paused(job_id=job.pk, worker=WORKER, attempt=1, values={})
+    # The worker's next heartbeat reads no pause: its job runs on.
+    assert not services.job_heartbeat(job_id=job.pk, worker=WORKER, attempt=1).pause_requested
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING
 
@@ -581,8 +597,8 @@ def _end_by_cancelling_at_a_checkpoint(job: Job) -> None:
 
 def _end_by_cancelling_it_paused(job: Job) -> None:
     services.job_pause(job=job)
-    assert services.job_mark_paused(job_id=job.pk, worker=WORKER, attempt=job.attempts, values={})
-    assert held_slots() == {job.pk}, "a paused job keeps its slot"
+    assert services.job_suspend(job_id=job.pk, worker=WORKER, attempt=job.attempts, values={})
+    assert held_slots() == set(), "a paused job gives its slot back"
     services.job_cancel(job=Job.objects.get(pk=job.pk))
 
 

@@ -40,8 +40,10 @@ def expected_outcome(action: str, status: str, flags: dict[str, bool]) -> str | 
     if action == "pause":
         return "running" if status == "running" and not pause_pending and not cancel_pending else None
     if action == "resume":
-        if status == "paused" or (status == "running" and pause_pending):
-            return "running"
+        if status == "paused":
+            return "queued"  # a paused job was suspended: it is queued to continue
+        if status == "running" and pause_pending:
+            return "running"  # the pause is withdrawn before it took effect
         return None
     if action == "retry":
         return "queued" if status in ("failed", "cancelled") else None
@@ -148,7 +150,11 @@ def test_the_pages_get_the_table_the_services_check():
         "requires": "pause_requested",
         "refused_if": [],
     }
-    assert states["transitions"]["pause"]["running"]["refused_if"] == ["pause_requested", "cancel_requested"]
+    assert states["transitions"]["pause"]["running"]["refused_if"] == [
+        "not_resumable",
+        "pause_requested",
+        "cancel_requested",
+    ]
     assert set(states["transitions"]["retry"]) == {"failed", "cancelled"}
 
 

@@ -30,7 +30,42 @@ def spinner(ctx: JobContext, params: dict[str, Any]) -> None:
         ctx.progress(processed=i)
 
 
+def stepper(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Three steps; the second walks 40 items. Each step's body logs that it ran."""
+    if ctx.step("First"):
+        ctx.log("ran First")
+    if ctx.step("Second"):
+        for _ in ctx.iterate(range(40)):
+            time.sleep(0.01)
+        ctx.log("ran Second")
+    if ctx.step("Third"):
+        ctx.log("ran Third")
+
+
+def one_shot(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Cannot continue from a checkpoint."""
+    for i in range(50):
+        ctx.progress(processed=i)
+        time.sleep(0.01)
+
+
+def stubborn(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Works for 20 s without reaching a checkpoint."""
+    ctx.step("Work")
+    time.sleep(20)
+
+
+def slow(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Five seconds of work in 50 checkpointed slices."""
+    for _ in ctx.iterate(range(50)):
+        time.sleep(0.1)
+
+
 TYPES: dict[str, tuple[Any, dict[str, Any]]] = {
+    "test-slow": (slow, {"timeout": 6}),
+    "test-stubborn": (stubborn, {"timeout": 60, "stall_policy": "requeue", "max_attempts": 3}),
+    "test-stepper": (stepper, {"steps": ["First", "Second", "Third"], "timeout": 60}),
+    "test-one-shot": (one_shot, {"resumable": False, "timeout": 60}),
     "test-flaky": (flaky, {"max_attempts": 3, "retry_backoff": 0.3, "timeout": 30}),
     "test-sleeper": (sleeper, {"timeout": 1}),
     "test-spinner": (spinner, {"timeout": 1}),

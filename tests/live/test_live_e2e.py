@@ -25,17 +25,11 @@ from websockets.exceptions import ConnectionClosed
 
 from jobs.models import Job, JobEvent
 from live.consumers import CATCH_UP_AFTER
-from tests.conftest import child_env, wait_for
+from tests.conftest import child_env, free_port, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
 FINAL = {"completed", "failed", "cancelled"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_daphne(processes: Any, **env: str) -> int:

@@ -104,10 +104,14 @@ def test_first_read_plus_job_updates_equals_a_fresh_read() -> None:
     # ... the waiting job fails (no retry left) ...
     waiting = _claim(waiting)
     services.job_fail(job_id=waiting.pk, worker=WORKER, attempt=waiting.attempts, error="boom", retry=False)
-    # ... the first is paused at a checkpoint, resumed (its worker goes on) and completes ...
+    # ... the first is suspended at a checkpoint, resumed (queued again), continued by a
+    # worker and completes ...
     services.job_pause(job=Job.objects.get(pk=started.pk), actor=owner)
-    assert services.job_mark_paused(job_id=started.pk, worker=WORKER, attempt=started.attempts, values={})
+    assert services.job_suspend(
+        job_id=started.pk, worker=WORKER, attempt=started.attempts, values={"checkpoint": {"step": 1, "cursor": 3}}
+    )
     services.job_resume(job=Job.objects.get(pk=started.pk), actor=owner)
+    started = _claim(started)
     assert services.job_complete(
         job_id=started.pk, worker=WORKER, attempt=started.attempts, values={"progress": 100.0}, result={"ok": 1}
     )

@@ -5,6 +5,7 @@ Ctrl-C (or SIGTERM) stops all three; if one of them dies, the others are stopped
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -64,16 +65,25 @@ class Command(BaseCommand):
                     exit_code = 1
             time.sleep(0.2)
         self.stdout.write("Stopping...")
+        # To each whole process group, as systemd would: the cluster's workers suspend their
+        # jobs at the next checkpoint (jobs.shutdown) and nothing is left behind.
         for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + settings.JOBADMIN_SHUTDOWN_GRACE + 10
         for proc in procs.values():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                pass
+            _signal_group(proc, signal.SIGKILL)  # whatever of the group outlived the grace
+            proc.wait()
         self.stdout.write("Stopped.")
         if exit_code:
             sys.exit(exit_code)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass

@@ -22,6 +22,7 @@
     var states = JSON.parse(document.getElementById("ja-job-states").textContent);
     var actionsGroup = root.querySelector("[data-job-actions]");
     var id = root.dataset.jobId;
+    var notResumable = root.dataset.notResumable === "true";
     var bar = root.querySelector(".ja-live-progress [data-job-progress]");
     var fill = bar && bar.querySelector(".ja-progress-fill");
     var text = bar && bar.querySelector(".ja-progress-text");
@@ -51,7 +52,8 @@
         badge.textContent = states.labels[job.status] || job.status;
       }
       if (actionsGroup) {
-        var allowed = allowedActions(states.transitions, job);
+        // What the snapshot does not carry: whether the job's type can continue (pause).
+        var allowed = allowedActions(states.transitions, Object.assign({ not_resumable: notResumable }, job));
         actionsGroup.querySelectorAll("[data-job-action]").forEach(function (form) {
           form.hidden = allowed.indexOf(form.dataset.jobAction) < 0;
         });

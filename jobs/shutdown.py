@@ -1,0 +1,141 @@
+"""A worker process's graceful stop.
+
+SIGTERM — sent to the worker process, or to its whole process group as systemd and
+Kubernetes send it, or forwarded by the cluster's main process — makes the worker claim
+nothing new and suspend its running job at its next checkpoint: the job goes back to
+``queued`` with its checkpoint and another worker continues it (``services.job_suspend``
+with ``requeue``). Then the process exits. A job that reaches no checkpoint within
+``JOBADMIN_SHUTDOWN_GRACE`` seconds is settled by its type's ``stall_policy`` (requeued or
+failed) and the process exits anyway, so a stop never takes longer than the grace.
+
+An idle worker exits at once. Installed in each django-q2 worker process when it starts
+(django-q2's ``post_spawn`` signal, connected in ``JobsConfig.ready``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+if TYPE_CHECKING:
+    from jobs.context import JobContext
+
+logger = logging.getLogger(__name__)
+
+
+class _State:
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.in_task = False
+        self.context: JobContext | None = None
+        self.worker = ""
+
+
+_state = _State()
+
+
+def requested() -> bool:
+    """True once this process was asked to stop: claim nothing new."""
+    return _state.requested.is_set()
+
+
+def install(**kwargs: Any) -> None:
+    """In a worker process: SIGTERM starts a graceful stop (django-q2's ``post_spawn``)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def task_started() -> None:
+    _state.in_task = True
+
+
+def task_ended() -> None:
+    _state.in_task = False
+
+
+def job_started(ctx: JobContext) -> None:
+    _state.context = ctx
+    if requested():
+        ctx.stop_requested()
+
+
+def job_ended() -> None:
+    _state.context = None
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    if requested():
+        return
+    _state.requested.set()
+    if not _state.in_task:
+        # Idle (waiting for django-q2's next task): nothing to hand over.
+        raise SystemExit(0)
+    ctx = _state.context
+    if ctx is not None:
+        ctx.stop_requested()
+    timer = threading.Timer(settings.JOBADMIN_SHUTDOWN_GRACE, _grace_expired)
+    timer.daemon = True
+    timer.start()
+
+
+def _grace_expired() -> None:
+    """The running job reached no checkpoint within the grace: settle it, then exit."""
+    ctx = _state.context
+    if ctx is not None:
+        from jobs import services
+
+        try:
+            services.job_abandon(job_id=ctx.job_id, worker=ctx.worker, attempt=ctx.attempt)
+        except Exception:  # the stall sweep settles it if this write fails
+            logger.exception("could not hand over job %s at shutdown", ctx.job_id)
+    logger.warning("worker %s: shutdown grace of %s s expired", os.getpid(), settings.JOBADMIN_SHUTDOWN_GRACE)
+    os._exit(1)
+
+
+def patch_cluster() -> bool:
+    """Make django-q2's cluster stop its workers gracefully; True if patched.
+
+    Two gaps in django-q2 (1.x), closed here in every process that may start a cluster:
+
+    - Its sentinel process keeps Python's default SIGTERM action, so a SIGTERM to the
+      process group (systemd, ``runall``) killed it on the spot, possibly holding the lock
+      of the cluster's stop event: the main process then waited on that lock forever and
+      the workers were orphaned. The sentinel now ignores SIGTERM (its pusher and monitor
+      inherit that) and is stopped in order by the main process, as on SIGINT.
+    - Stopping, the sentinel waited for each worker to finish its task however long it
+      took. It now first sends each worker SIGTERM (``_on_sigterm`` above): the worker
+      suspends its job at the next checkpoint and exits within the grace.
+
+    Relies on ``django_q.cluster.Sentinel.start``/``stop`` and its ``pool`` of worker
+    processes; pyproject.toml caps django-q2 below 2. ``tests/jobs/test_processes.py``
+    stops real clusters both ways.
+    """
+    from django_q import cluster
+
+    sentinel: Any = getattr(cluster, "Sentinel", None)
+    if sentinel is None or getattr(sentinel, "_jobadmin_graceful", False):
+        return False
+    if not (callable(getattr(sentinel, "start", None)) and callable(getattr(sentinel, "stop", None))):
+        logger.warning("django-q2's Sentinel changed: workers are not stopped gracefully")
+        return False
+    original_start, original_stop = sentinel.start, sentinel.stop
+
+    def start(self: Any) -> Any:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return original_start(self)
+
+    def stop(self: Any) -> Any:
+        for process in list(getattr(self, "pool", ())):
+            try:
+                os.kill(process.pid, signal.SIGTERM)
+            except (ProcessLookupError, TypeError):  # gone already, or never started
+                pass
+        return original_stop(self)
+
+    sentinel.start, sentinel.stop = start, stop
+    sentinel._jobadmin_graceful = True
+    return True
