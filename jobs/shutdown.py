@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import threading
 from typing import TYPE_CHECKING, Any
@@ -108,7 +109,9 @@ def patch_cluster() -> bool:
       inherit that) and is stopped in order by the main process, as on SIGINT.
     - Stopping, the sentinel waited for each worker to finish its task however long it
       took. It now first sends each worker SIGTERM (``_on_sigterm`` above): the worker
-      suspends its job at the next checkpoint and exits within the grace.
+      suspends its job at the next checkpoint and exits within the grace. Its "STOP"
+      pills for the workers then never block: with a full task queue (tasks the pusher
+      had fetched ahead for workers that exited) the blocking put hung the stop forever.
 
     Relies on ``django_q.cluster.Sentinel.start``/``stop`` and its ``pool`` of worker
     processes; pyproject.toml caps django-q2 below 2. ``tests/jobs/test_processes.py``
@@ -134,8 +137,32 @@ def patch_cluster() -> bool:
                 os.kill(process.pid, signal.SIGTERM)
             except (ProcessLookupError, TypeError):  # gone already, or never started
                 pass
+        _stop_pills_never_block(self)
         return original_stop(self)
 
     sentinel.start, sentinel.stop = start, stop
     sentinel._jobadmin_graceful = True
     return True
+
+
+def _stop_pills_never_block(sentinel: Any) -> None:
+    """The sentinel's "STOP" pills go into its task queue only if there is room.
+
+    The workers stop on their own SIGTERM; a pill is only their second way out. Tasks the
+    pusher had fetched ahead stay unacknowledged in the broker, which delivers them again,
+    and a suspended job's own wake-up was already sent.
+    """
+    task_queue = getattr(sentinel, "task_queue", None)
+    put = getattr(task_queue, "put", None)
+    if put is None:
+        return
+
+    def put_stop_without_blocking(obj: Any, block: bool = True, timeout: float | None = None) -> Any:
+        if obj == "STOP":
+            try:
+                return put(obj, block=False)
+            except queue.Full:
+                return None
+        return put(obj, block, timeout)
+
+    task_queue.put = put_stop_without_blocking  # type: ignore[union-attr]
