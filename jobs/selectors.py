@@ -61,15 +61,15 @@ def job_events(*, job: Job, after: int | None = None, limit: int = 500) -> Query
 def queue_overview(*, name: str | None = None) -> list[dict[str, Any]]:
     """Every queue (or one) with queued, running, capacity, utilisation and paused.
 
-    ``running`` counts jobs that hold a slot (running and paused). The counts read only
-    live jobs through the ``status`` indexes, so they cost the size of the live work,
-    not of the history.
+    ``running`` counts the jobs that hold a slot: the running ones (a paused job was
+    suspended and gave its slot back). The counts read only live jobs through the
+    ``status`` indexes, so they cost the size of the live work, not of the history.
     """
     from collections import Counter
 
     from django.conf import settings
 
-    from jobs.models import ACTIVE_STATUSES, JobStatus, Queue
+    from jobs.models import JobStatus, Queue
 
     queues = {q.name: q for q in Queue.objects.all()}
     configured: dict[str, int] = dict(settings.JOBADMIN_QUEUES)
@@ -84,10 +84,10 @@ def queue_overview(*, name: str | None = None) -> list[dict[str, Any]]:
     # partial index's condition from bound parameters.
     per_status = {
         status: Counter(Job.objects.filter(status=status).order_by().values_list("queue", flat=True))
-        for status in (JobStatus.QUEUED, *ACTIVE_STATUSES)
+        for status in (JobStatus.QUEUED, JobStatus.RUNNING)
     }
     queued = per_status[JobStatus.QUEUED]
-    running = {name: sum(per_status[s][name] for s in ACTIVE_STATUSES) for name in names}
+    running = per_status[JobStatus.RUNNING]
     rows = []
     for queue_name in names:
         row = queues.get(queue_name)

@@ -279,9 +279,9 @@ def test_queues_report_queued_running_capacity_utilisation_and_paused(user):
     assert rows["default"] == {
         "name": "default",
         "queued": 3,
-        "running": 2,
+        "running": 1,  # the paused job was suspended: it holds no slot
         "capacity": 5,
-        "utilisation": 0.4,
+        "utilisation": 0.2,
         "paused": False,
     }
     assert rows["batch"]["paused"] is True
