@@ -8,6 +8,8 @@
    running demo job is paused and the time from the pause's commit to the suspension's
    commit (the worker and the slot are free then) is measured; p50 and p99. The worker
    sees the pause at its next control poll (``JOBADMIN_CONTROL_POLL``, printed).
+3. The memory of an idle cluster with 4 workers (the old default) and with one worker per
+   job the queues allow at once (the new default, 10): the PSS of all its processes.
 
     .venv/bin/python -m benchmarks.continuations [--iterations 1000000] [--pauses 40]
 """
@@ -43,6 +45,8 @@ def main() -> None:
         call_command("migrate", verbosity=0)
         checkpoint_costs(args.iterations)
         pause_latency(args.pauses, data_dir)
+        for workers in (4, 10):
+            cluster_memory(workers, data_dir)
 
 
 def checkpoint_costs(n: int) -> None:
@@ -105,6 +109,26 @@ def pause_latency(pauses: int, data_dir: str) -> None:
             f"pause -> worker free, {pauses} pauses (JOBADMIN_CONTROL_POLL={settings.JOBADMIN_CONTROL_POLL} s): "
             f"p50 {statistics.median(samples) * 1e3:.0f} ms, p99 {p99 * 1e3:.0f} ms, max {samples[-1] * 1e3:.0f} ms"
         )
+    finally:
+        cluster.terminate()
+        cluster.wait(timeout=60)
+
+
+def cluster_memory(workers: int, data_dir: str) -> None:
+    import psutil
+
+    env = dict(os.environ, Q_WORKERS=str(workers), Q_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+    log = Path(data_dir) / f"qcluster-{workers}.log"
+    with log.open("wb") as out:
+        cluster = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait(lambda: b"running" in log.read_bytes(), 60, "qcluster did not start")
+        time.sleep(2)
+        family = [psutil.Process(cluster.pid), *psutil.Process(cluster.pid).children(recursive=True)]
+        pss = sum(p.memory_full_info().pss for p in family)
+        print(f"idle cluster, {workers} workers: {len(family)} processes, PSS {pss / 2**20:.0f} MiB")
     finally:
         cluster.terminate()
         cluster.wait(timeout=60)

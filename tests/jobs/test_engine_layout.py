@@ -22,7 +22,7 @@ def test_the_package_keeps_every_public_name_of_the_old_module():
     # The names callers, tests and benchmarks used as ``services.X`` before the split.
     names = """worker_name queue_ensure_defaults send_wakeups wakeup_received wakeup_if_waiting
         queue_active_count queue_add_missing_slots release_orphaned_slots queue_pause queue_resume
-        dispatch_tick job_enqueue job_claim Control job_heartbeat job_report job_log job_mark_paused
+        dispatch_tick job_enqueue job_claim Control job_heartbeat job_report job_log job_suspend job_abandon
         job_complete job_complete_and_claim job_fail job_mark_cancelled job_cancel job_pause job_resume
         job_retry StalledOutcome stalled_jobs_queryset jobs_cleanup_stalled record_job_event RUN_TASK""".split()
     assert [name for name in names if not hasattr(jobs.services, name)] == []
