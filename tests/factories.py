@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import factory
 from django.contrib.auth import get_user_model
 
@@ -33,3 +35,20 @@ class JobFactory(factory.django.DjangoModelFactory[Job]):
     queue = "default"
     user = factory.SubFactory(UserFactory)
     steps = factory.LazyFunction(lambda: ["Prepare", "Process", "Summarise"])
+
+
+def alert_payload(**overrides: Any) -> dict[str, Any]:
+    """An alert as a ``job-alert`` message carries it (``monitoring.alerts.alert_payload``)."""
+    return {
+        "id": 1,
+        "rule": "failure-burst",
+        "severity": "critical",
+        "message": "5 failures in 1 minute",
+        "job": None,
+        "subject": "",
+        "value": 5.0,
+        "status": "open",
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "updated_at": "2026-01-01T00:00:00+00:00",
+        **overrides,
+    }

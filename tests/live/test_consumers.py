@@ -27,7 +27,7 @@ from jobs.models import EventKind, Job
 from live import messages
 from live.consumers import CONFLATE_AT, STALE_AFTER, JobsConsumer
 from live.relay import get_hub, stop_hub
-from tests.factories import UserFactory
+from tests.factories import UserFactory, alert_payload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -109,18 +109,7 @@ def progress(job: Job, processed: int) -> int:
 
 @database_sync_to_async
 def alert_event() -> int:
-    alert = {
-        "id": 1,
-        "rule": "failure-burst",
-        "severity": "critical",
-        "message": "5 failures in 1 minute",
-        "job": None,
-        "subject": "",
-        "value": 5.0,
-        "status": "open",
-        "created_at": "2026-01-01T00:00:00+00:00",
-        "updated_at": "2026-01-01T00:00:00+00:00",
-    }
+    alert = alert_payload()
     with transaction.atomic():
         return record_event(kind=EventKind.ALERT, payload={"alert": alert}).id
 

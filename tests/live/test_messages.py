@@ -24,20 +24,9 @@ from live.relay import message_for, replay_events
 from monitoring import alerts
 from monitoring.models import Alert, AlertRule
 from monitoring.stats import stats_summary
-from tests.factories import JobFactory, UserFactory
+from tests.factories import JobFactory, UserFactory, alert_payload
 
-ALERT = {
-    "id": 3,
-    "rule": "failure-burst",
-    "severity": "critical",
-    "message": "5 failures in 1 minute",
-    "job": None,
-    "subject": "",
-    "value": 5.0,
-    "status": "open",
-    "created_at": "2026-01-01T00:00:00+00:00",
-    "updated_at": "2026-01-01T00:00:00+00:00",
-}
+ALERT = alert_payload(id=3)
 
 
 class _User:
