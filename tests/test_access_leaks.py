@@ -162,7 +162,7 @@ def test_metrics_with_a_token_set_requires_it_unless_addresses_are_named(client:
 
 # --- CORS ----------------------------------------------------------------------------------------
 def test_a_preflight_from_an_allowed_origin_gets_cors_headers(client: Any, settings: Any) -> None:
-    settings.CORS_ALLOWED_ORIGINS = ["https://app.example"]
+    settings.JOBADMIN_CORS_ORIGINS = ["https://app.example"]
     response = client.options(
         "/api/jobs/",
         HTTP_ORIGIN="https://app.example",
@@ -175,7 +175,7 @@ def test_a_preflight_from_an_allowed_origin_gets_cors_headers(client: Any, setti
 
 
 def test_a_preflight_from_another_origin_gets_no_cors_headers(client: Any, settings: Any) -> None:
-    settings.CORS_ALLOWED_ORIGINS = ["https://app.example"]
+    settings.JOBADMIN_CORS_ORIGINS = ["https://app.example"]
     response = client.options(
         "/api/jobs/", HTTP_ORIGIN="https://evil.example", HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET"
     )
