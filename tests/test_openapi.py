@@ -125,6 +125,8 @@ def test_api_conforms_to_its_schema(case: Any, scene: dict[str, Any]) -> None:
 
 @pytest.mark.django_db
 def test_schema_and_interactive_docs_are_served_and_list_every_jobs_operation(client: Any) -> None:
+    assert client.get("/api/schema/?format=json").status_code == 401  # a login first, like the whole API
+    client.force_login(UserFactory.create())
     response = client.get("/api/schema/?format=json")
     assert response.status_code == 200
     paths = json.loads(response.content)["paths"]
