@@ -185,7 +185,7 @@ class JobSerializer(FastReadMixin, serializers.ModelSerializer):
 
     # Shown only to those who may see everyone's jobs (``policy.may_see_job_internals``); an
     # owner gets them empty: a traceback carries server paths, a worker name a host and pid.
-    INTERNAL_FIELDS = ("worker",)
+    INTERNAL_FIELDS: tuple[str, ...] = ("worker",)
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         data = super().to_representation(instance)

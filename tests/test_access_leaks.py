@@ -32,7 +32,7 @@ def grant(user: Any, *perms: str) -> Any:
 
 # --- purge-history ------------------------------------------------------------------------------
 def test_an_ordinary_user_may_not_enqueue_purge_history_through_the_api(api_client: Any, user: Any) -> None:
-    JobFactory(status=JobStatus.COMPLETED)
+    JobFactory.create(status=JobStatus.COMPLETED)
     api_client.force_authenticate(user)
     response = api_client.post("/api/jobs/", {"type": "purge-history", "params": {"days": 0}}, format="json")
     assert response.status_code == 403
@@ -68,8 +68,8 @@ def test_job_types_say_whether_the_caller_may_run_each(api_client: Any, user: An
 # --- export-jobs --------------------------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)  # the worker's heartbeat thread reads over its own connection
 def test_export_jobs_exports_only_the_jobs_its_user_may_see(user: Any, other_user: Any) -> None:
-    mine = JobFactory(user=user, status=JobStatus.COMPLETED)
-    theirs = JobFactory(user=other_user, status=JobStatus.COMPLETED)
+    mine = JobFactory.create(user=user, status=JobStatus.COMPLETED)
+    theirs = JobFactory.create(user=other_user, status=JobStatus.COMPLETED)
     export = services.job_enqueue(job_type="export-jobs", params={}, user=user, actor=user)
     assert run_next(export.queue) == str(export.pk)
     result = JobResult.objects.get(job=export)
@@ -87,7 +87,7 @@ def test_export_jobs_exports_only_the_jobs_its_user_may_see(user: Any, other_use
 def test_staff_without_permissions_get_a_403_naming_the_missing_permission(
     client: Any, page: str, permission: str
 ) -> None:
-    JobFactory(status=JobStatus.FAILED, error="secret failure", traceback="/srv/app/secret.py line 1")
+    JobFactory.create(status=JobStatus.FAILED, error="secret failure", traceback="/srv/app/secret.py line 1")
     client.force_login(UserFactory(is_staff=True))
     response = client.get(reverse(page))
     assert response.status_code == 403
@@ -108,7 +108,7 @@ def test_schema_and_docs_need_a_login(client: Any, path: str) -> None:
 
 
 def test_owners_see_the_error_but_not_the_traceback_or_the_worker(api_client: Any, user: Any) -> None:
-    job = JobFactory(
+    job = JobFactory.create(
         user=user, status=JobStatus.FAILED, error="boom", traceback="File /srv/app/x.py", worker="host-a:123"
     )
     api_client.force_authenticate(user)
@@ -121,7 +121,7 @@ def test_owners_see_the_error_but_not_the_traceback_or_the_worker(api_client: An
 
 
 def test_viewers_of_every_job_see_traceback_and_worker(api_client: Any, user: Any) -> None:
-    job = JobFactory(
+    job = JobFactory.create(
         user=user, status=JobStatus.FAILED, error="boom", traceback="File /srv/app/x.py", worker="host-a:123"
     )
     api_client.force_authenticate(grant(UserFactory(is_staff=True), "jobs.view_job"))
