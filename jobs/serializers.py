@@ -276,6 +276,14 @@ class JobEventSerializer(serializers.ModelSerializer):
     def get_actor(self, obj: JobEvent) -> dict[str, Any]:
         return {"id": obj.actor_id, "name": obj.actor_label}
 
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        request = self.context.get("request")
+        snapshot = (data.get("payload") or {}).get("job")
+        if request is not None and isinstance(snapshot, dict) and not policy.may_see_job_internals(request.user):
+            data["payload"] = {**data["payload"], "job": {**snapshot, "worker": None}}
+        return data
+
 
 class TransitionErrorSerializer(serializers.Serializer):
     """The 409 body: the action refused and the current status of the job (or queue)."""

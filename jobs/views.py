@@ -216,7 +216,7 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
         rows = rows[:limit]
         return Response(
             {
-                "results": JobEventSerializer(rows, many=True).data,
+                "results": JobEventSerializer(rows, many=True, context=self.get_serializer_context()).data,
                 "last_event_id": rows[-1].id if rows else None,
                 "has_more": has_more,
             }

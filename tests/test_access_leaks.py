@@ -120,6 +120,21 @@ def test_owners_see_the_error_but_not_the_traceback_or_the_worker(api_client: An
     assert not listed["worker"]
 
 
+def test_an_owner_reads_the_events_without_the_worker(api_client: Any, user: Any) -> None:
+    job = services.job_enqueue(job_type="demo", params={}, user=user)
+    Job.objects.filter(pk=job.pk).update(worker="host-a:123")
+    job.refresh_from_db()
+    from jobs.events import record_job_event
+
+    record_job_event(job=job, kind="started")
+    api_client.force_authenticate(user)
+    rows = api_client.get(f"/api/jobs/{job.pk}/events/").json()["results"]
+    assert rows[-1]["payload"]["job"]["worker"] is None
+    api_client.force_authenticate(grant(UserFactory(is_staff=True), "jobs.view_job"))
+    rows = api_client.get(f"/api/jobs/{job.pk}/events/").json()["results"]
+    assert rows[-1]["payload"]["job"]["worker"] == "host-a:123"
+
+
 def test_viewers_of_every_job_see_traceback_and_worker(api_client: Any, user: Any) -> None:
     job = JobFactory.create(
         user=user, status=JobStatus.FAILED, error="boom", traceback="File /srv/app/x.py", worker="host-a:123"
