@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
@@ -32,11 +31,11 @@ from jobs.models import Job, JobResult, JobStatus
 from jobs.registry import all_job_types
 from live import messages
 from live.consumers import JobsConsumer
-from live.relay import stop_hub
 from monitoring.builtin_rules import ensure_builtin_rules
 from monitoring.models import Alert, AlertRule
 from tests.conftest import grant
 from tests.factories import JobFactory, UserFactory
+from tests.live.test_consumers import run
 
 ROLES = ("anonymous", "user", "other", "staff", "viewer", "changer", "super")
 LOGIN = "login"
@@ -57,6 +56,8 @@ PAUSE_QUEUE = row(401, 403, 403, 403, 403, 403, 200)
 ALERTS = row(401, 403, 403, 403, 403, 403, 200)  # monitoring.view_alert / change_alert
 STAFF_PAGE = row(LOGIN, LOGIN, LOGIN, 403, 200, 200, 200)
 ADMIN_SWEEP = row(LOGIN, LOGIN, LOGIN, 403, 403, 302, 302)
+SUPERUSER_PAGE = row(LOGIN, LOGIN, LOGIN, 403, 403, 403, 302)  # jobs.pause_queue, jobs.purge_history
+HIGH = {"name": "high"}
 
 
 @dataclass(frozen=True)
@@ -162,28 +163,14 @@ WAYS: list[Way] = [
     Way("jobadmin-monitor", "get", STAFF_PAGE, admin=True),
     Way("jobadmin-monitor-state", "get", STAFF_PAGE, admin=True),
     Way("jobadmin-analytics", "get", STAFF_PAGE, admin=True),
-    Way(
-        "jobadmin-queue-pause",
-        "post",
-        row(LOGIN, LOGIN, LOGIN, 403, 403, 403, 302),
-        admin=True,
-        kwargs=lambda s: {"name": "high"},
-    ),
-    Way(
-        "jobadmin-queue-resume",
-        "post",
-        row(LOGIN, LOGIN, LOGIN, 403, 403, 403, 302),
-        admin=True,
-        kwargs=lambda s: {"name": "high"},
-        setup=_pause_high,
-    ),
+    Way("jobadmin-queue-pause", "post", SUPERUSER_PAGE, admin=True, kwargs=lambda s: HIGH),
+    Way("jobadmin-queue-resume", "post", SUPERUSER_PAGE, admin=True, kwargs=lambda s: HIGH, setup=_pause_high),
     # --- the job admin -------------------------------------------------------------------------
     Way("admin:jobs_job_changelist", "get", STAFF_PAGE, admin=True),
     Way("admin:jobs_job_change", "get", STAFF_PAGE, admin=True, kwargs=lambda s: {"object_id": str(s.job.pk)}),
     Way("admin:jobs_job_history", "get", STAFF_PAGE, admin=True, kwargs=lambda s: {"object_id": str(s.job.pk)}),
-    Way(
-        "admin:jobs_job_add", "get", row(LOGIN, LOGIN, LOGIN, 403, 403, 403, 403), admin=True
-    ),  # jobs are queued, not added
+    # Jobs are queued, not added by hand.
+    Way("admin:jobs_job_add", "get", row(LOGIN, LOGIN, LOGIN, 403, 403, 403, 403), admin=True),
     Way(
         "admin:jobs_job_delete",
         "get",
@@ -196,7 +183,7 @@ WAYS: list[Way] = [
     Way(
         "admin:jobs_job_enqueue_type",
         "post",
-        row(LOGIN, LOGIN, LOGIN, 403, 403, 403, 302),
+        SUPERUSER_PAGE,
         admin=True,
         kwargs=lambda s: {"type_name": "purge-history"},
         data=lambda s: {"_queue": "batch", "_priority": 0},
@@ -426,13 +413,7 @@ def test_each_websocket_message_and_channel_answers_each_role_as_the_table_says(
             answers[name] = _reply(json.loads(await communicator.receive_from(timeout=3)))
         await communicator.disconnect()
 
-    async def wrapped() -> None:
-        try:
-            await scenario()
-        finally:
-            await stop_hub()
-
-    async_to_sync(wrapped)()
+    run(scenario)
     expected = {name: cells[role] for name, (_, cells) in {**CHANNELS, **MESSAGES}.items()}
     assert answers == expected
 
