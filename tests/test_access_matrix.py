@@ -326,7 +326,9 @@ JOB_TYPES = {
 
 
 def test_every_job_type_has_a_row() -> None:
-    assert {t.name for t in all_job_types()} - set(JOB_TYPES) == set(), "add a row to JOB_TYPES"
+    # The application's types; other tests register throwaway ones of their own (tests/jobtypes).
+    registered = {t.name for t in all_job_types() if not t.func.__module__.startswith("tests.")}
+    assert registered - set(JOB_TYPES) == set(), "add a row to JOB_TYPES"
 
 
 @pytest.mark.parametrize("role", ROLES)
