@@ -77,8 +77,14 @@ def pong(*, ts: Any = None) -> dict[str, Any]:
     return message
 
 
+# Not sent live: one message goes to every subscriber of a channel, owners included, and a
+# worker's name (host and pid) is for those who see every job (jobs.policy), through the API.
+JOB_UPDATE_WITHHELD = ("worker",)
+
+
 def job_update(*, event_id: int, kind: str, job: dict[str, Any], created_at: str | None) -> dict[str, Any]:
-    return {"type": "job-update", "event_id": event_id, "kind": kind, "job": job, "created_at": created_at}
+    shown = {key: value for key, value in job.items() if key not in JOB_UPDATE_WITHHELD}
+    return {"type": "job-update", "event_id": event_id, "kind": kind, "job": shown, "created_at": created_at}
 
 
 def job_stats(*, stats: dict[str, Any]) -> dict[str, Any]:

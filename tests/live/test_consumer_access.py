@@ -82,3 +82,32 @@ def test_the_origin_must_match_scheme_host_and_port(user: Any, settings: Any, or
         await communicator.disconnect()
 
     run(scenario)
+
+
+def test_an_owners_live_updates_carry_no_worker_name(user: Any, settings: Any) -> None:
+    from tests.live.test_consumers import make_job, progress
+
+    settings.JOBADMIN_RELAY_IN_WEB = True  # the relay runs in the test's loop, as in test_consumers
+    settings.JOBADMIN_RELAY_POLL = 0.005
+
+    async def scenario() -> None:
+        communicator = await connect(user)
+        job = await make_job(user)
+        await communicator.receive_from(timeout=TIMEOUT)  # created
+        await _set_worker(job)
+        await progress(job, 1)
+        update = await receive(communicator)
+        assert update["type"] == "job-update"
+        assert "worker" not in update["job"]
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+async def _set_worker(job: Any) -> None:
+    from channels.db import database_sync_to_async
+
+    from jobs.models import Job
+
+    await database_sync_to_async(lambda: Job.objects.filter(pk=job.pk).update(worker="host-a:123"))()
+    job.worker = "host-a:123"
