@@ -215,10 +215,11 @@ JOBADMIN_TRUSTED_PROXIES = env.list("JOBADMIN_TRUSTED_PROXIES", default=[])
 # Frontends on other origins ("https://app.example.com"): they get CORS headers on /api/ and may
 # open the websocket; a request's own origin is always allowed.
 JOBADMIN_CORS_ORIGINS = env.list("JOBADMIN_CORS_ORIGINS", default=[])
-# django-cors-headers asks jobs.policy (its check_request_enabled signal) which origins get the
-# headers, so these lists stay empty: JOBADMIN_CORS_ORIGINS is the one list, for /api/ only.
+# django-cors-headers answers preflights under /api/ and asks jobs.policy (its
+# check_request_enabled signal) which origins get the headers: JOBADMIN_CORS_ORIGINS is the one
+# list, so its own stays empty.
 CORS_ALLOWED_ORIGINS: list[str] = []
-CORS_URLS_REGEX = r"^$"
+CORS_URLS_REGEX = r"^/api/"
 # Cross-origin frontends authenticate with a token (Authorization header), not the session cookie.
 CORS_ALLOW_CREDENTIALS = False
 

@@ -207,3 +207,12 @@ def test_events_of_a_refused_enqueue_are_not_written(api_client: Any, user: Any)
     before = JobEvent.objects.count()
     api_client.post("/api/jobs/", {"type": "purge-history", "params": {}}, format="json")
     assert JobEvent.objects.count() == before
+
+
+def test_cors_headers_are_only_for_the_api(client: Any, settings: Any) -> None:
+    settings.JOBADMIN_CORS_ORIGINS = ["https://app.example"]
+    api = client.get("/api/health/", HTTP_ORIGIN="https://app.example")
+    assert api["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "Access-Control-Allow-Credentials" not in api  # cross-origin callers use a token
+    page = client.get("/admin/login/", HTTP_ORIGIN="https://app.example")
+    assert "Access-Control-Allow-Origin" not in page
