@@ -26,8 +26,8 @@ from rest_framework.views import APIView
 
 from jobs import policy
 from jobs.pagination import CappedPageNumberPagination
-from jobs.schema import errors
 from jobs.permissions import CanChangeAlerts, CanSeeAlerts, CanSeeStatistics, SignedIn
+from jobs.schema import errors
 from monitoring import alerts, analytics, health, metrics, prometheus
 from monitoring.models import Alert, MetricSample
 from monitoring.serializers import (

@@ -53,8 +53,8 @@ def test_queue_slots_are_created_for_every_queue_and_held_by_its_active_jobs(exe
 
 
 AUTH = [("contenttypes", "0002_remove_content_type_name"), ("auth", "0012_alter_user_first_name_max_length")]
-BEFORE_ACCESS = [("jobs", "0007_queue_slots")]
-ACCESS = [("jobs", "0008_access_permissions")]
+BEFORE_ACCESS = [("jobs", "0008_job_checkpoint")]
+ACCESS = [("jobs", "0009_access_permissions")]
 
 
 def test_holders_of_the_retired_manage_others_jobs_get_view_job_and_change_job(executor: Any) -> None:
