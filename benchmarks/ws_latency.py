@@ -322,6 +322,10 @@ class Bench:
         # benchmark's clean-up that an installation, whose log is never emptied, does not see.
         self.owner, _ = users.objects.get_or_create(username="bench-owner")
         watcher, _ = users.objects.get_or_create(username="bench-watcher", defaults={"is_staff": True})
+        # The watcher follows the `all` channel: that needs jobs.view_job (jobs.policy).
+        from django.contrib.auth.models import Permission
+
+        watcher.user_permissions.add(Permission.objects.get(content_type__app_label="jobs", codename="view_job"))
         self.token = Token.objects.get_or_create(user=watcher)[0].key
 
     def new_jobs(self, count: int) -> list[str]:

@@ -19,7 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import selectors, services
+from jobs import policy, selectors, services
 from jobs.events import job_snapshot
 from jobs.exceptions import JobError
 from jobs.models import ACTIVE_STATUSES, JobStatus, job_states
@@ -51,9 +51,11 @@ ANALYTICS_CHARTS = [
 ]
 
 
-def _staff(request: HttpRequest) -> None:
-    if not (request.user.is_active and request.user.is_staff):
-        raise PermissionDenied
+def _may_see_system(request: HttpRequest) -> None:
+    """The monitor and analytics show every user's jobs: ``jobs.view_job`` (the admin wrapper has
+    already required a staff login)."""
+    if not policy.may_see_statistics(request.user):
+        raise PermissionDenied(policy.missing(policy.VIEW_JOBS, "This page"))
 
 
 def queue_rows() -> list[dict[str, Any]]:
@@ -75,7 +77,7 @@ def monitor_state() -> dict[str, Any]:
 
 
 def monitor_view(request: HttpRequest) -> HttpResponse:
-    _staff(request)
+    _may_see_system(request)
     # Running first, then paused, then queued, oldest first; one indexed query per status.
     active = selectors.jobs_live_oldest_first(limit=MONITOR_MAX_JOBS)
     feed = selectors.jobs_recently_finished(limit=FEED_SIZE)
@@ -95,16 +97,15 @@ def monitor_view(request: HttpRequest) -> HttpResponse:
 
 
 def monitor_state_view(request: HttpRequest) -> HttpResponse:
-    _staff(request)
+    _may_see_system(request)
     return JsonResponse(monitor_state())
 
 
 def queue_action_view(request: HttpRequest, name: str, action: str) -> HttpResponse:
-    _staff(request)
     if request.method != "POST":
         return HttpResponse(status=405, headers={"Allow": "POST"})
-    if not request.user.has_perm("jobs.pause_queue") and not request.user.has_perm("jobs.change_queue"):
-        raise PermissionDenied
+    if not policy.may_pause_queues(request.user):
+        raise PermissionDenied(policy.missing(policy.PAUSE_QUEUE, "Pausing and resuming queues"))
     service = services.queue_pause if action == "pause" else services.queue_resume
     try:
         service(name=name, actor=request.user)
@@ -116,7 +117,7 @@ def queue_action_view(request: HttpRequest, name: str, action: str) -> HttpRespo
 
 
 def analytics_view(request: HttpRequest) -> HttpResponse:
-    _staff(request)
+    _may_see_system(request)
     selected = request.GET.get("range", "1d")
     if selected not in ANALYTICS_RANGES:
         selected = "1d"

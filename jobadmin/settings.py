@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
@@ -61,6 +62,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Before CommonMiddleware: a preflight is answered (with the CORS headers) before anything else.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -199,9 +202,26 @@ HEALTH_FAILURES_WINDOW = env.int("HEALTH_FAILURES_WINDOW", default=300)
 HEALTH_ACTIVE_WARNING = env.int("HEALTH_ACTIVE_WARNING", default=10)
 # The monitor counts as down when its heartbeat is older than this (seconds).
 HEALTH_MONITOR_STALE = env.float("HEALTH_MONITOR_STALE", default=60.0)
-# /metrics: open to these client addresses, or to a request with "Authorization: Bearer <token>".
+# /metrics: a request with "Authorization: Bearer <token>", or one from these client addresses.
+# The addresses default to loopback only while no token is set: once one is, the token is
+# required unless addresses are named explicitly (jobs.policy.may_scrape_metrics).
 PROMETHEUS_TOKEN = env.str("PROMETHEUS_TOKEN", default="")
-PROMETHEUS_ALLOWED_IPS = env.list("PROMETHEUS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+PROMETHEUS_ALLOWED_IPS = env.list("PROMETHEUS_ALLOWED_IPS", default=[] if PROMETHEUS_TOKEN else ["127.0.0.1", "::1"])
+
+# --- Access (docs/security.md) ----------------------------------------------------------------
+# Reverse proxies (addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto are believed;
+# from any other peer the connecting address is the client's.
+JOBADMIN_TRUSTED_PROXIES = env.list("JOBADMIN_TRUSTED_PROXIES", default=[])
+# Frontends on other origins ("https://app.example.com"): they get CORS headers on /api/ and may
+# open the websocket; a request's own origin is always allowed.
+JOBADMIN_CORS_ORIGINS = env.list("JOBADMIN_CORS_ORIGINS", default=[])
+# django-cors-headers answers preflights under /api/ and asks jobs.policy (its
+# check_request_enabled signal) which origins get the headers: JOBADMIN_CORS_ORIGINS is the one
+# list, so its own stays empty.
+CORS_ALLOWED_ORIGINS: list[str] = []
+CORS_URLS_REGEX = r"^/api/"
+# Cross-origin frontends authenticate with a token (Authorization header), not the session cookie.
+CORS_ALLOW_CREDENTIALS = False
 
 # django-q2's hard time-out of one task (a wake-up): a wake-up starts a job only if the job's
 # own time-out fits in what is left of it (jobs.tasks.Budget), so this never kills a job
@@ -266,6 +286,8 @@ SPECTACULAR_SETTINGS = {
         # The bulk request's `action` and a job's `actions`: one choice set, one name.
         "ActionEnum": "jobs.models.ACTION_NAMES",
     },
+    # The schema and the interactive docs need a login, like the rest of the API.
+    "SERVE_PERMISSIONS": ["jobs.permissions.SignedIn"],
 }
 
 # --- The rest -------------------------------------------------------------------------------

@@ -25,12 +25,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 from rest_framework import serializers
 
-from jobs import selectors, services
+from jobs import policy, selectors, services
 from jobs.admin_forms import build_enqueue_form
 from jobs.exceptions import JobError, TransitionNotAllowed
 from jobs.models import TRANSITIONS, EventKind, Job, JobEvent, JobResult, JobStatus, Queue, job_states
 from jobs.registry import UnknownJobType, all_job_types, get_job_type
-from jobs.selectors import can_act_on
 
 ADMIN_MEDIA_CSS = {"all": ["jobadmin/admin/admin.css"]}
 
@@ -175,6 +174,13 @@ class JobAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return policy.may_see_all_jobs(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Status changes go through the actions; "change" is the right to act on anyone's job.
+        return policy.may_sweep_jobs(request.user)
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_superuser)
 
@@ -187,7 +193,7 @@ class JobAdmin(admin.ModelAdmin):
         label, service = action.capitalize(), services.JOB_ACTIONS[action]
         done = 0
         for job in queryset:
-            if not can_act_on(user=request.user, job=job):
+            if not policy.may_act_on_job(user=request.user, job=job):
                 self.message_user(request, f"{label} {job.pk}: not allowed for you.", messages.ERROR)
                 continue
             try:
@@ -219,7 +225,7 @@ class JobAdmin(admin.ModelAdmin):
 
     def enqueue_view(self, request: HttpRequest, type_name: str | None = None) -> HttpResponse:
         if not self.has_view_or_change_permission(request):
-            raise PermissionDenied
+            raise PermissionDenied(policy.missing(policy.VIEW_JOBS, "The job admin"))
         type_name = type_name or request.GET.get("type") or None
         job_type = None
         form = None
@@ -228,6 +234,10 @@ class JobAdmin(admin.ModelAdmin):
                 job_type = get_job_type(type_name)
             except UnknownJobType:
                 raise Http404(f"No job type {type_name!r}.") from None
+            try:
+                policy.require_may_run_job_type(user=request.user, job_type=job_type)
+            except policy.AccessDenied as exc:
+                raise PermissionDenied(str(exc)) from None
             form = build_enqueue_form(job_type, request.POST if request.method == "POST" else None)
             if request.method == "POST" and form.is_valid():
                 queue = form.cleaned_data["_queue"]
@@ -254,7 +264,7 @@ class JobAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "title": f"Enqueue a {job_type.name} job" if job_type else "Enqueue a job",
             "opts": self.model._meta,
-            "job_types": all_job_types(),
+            "job_types": policy.runnable_job_types(user=request.user, job_types=all_job_types()),
             "job_type": job_type,
             "form": form,
             "media": self.media + form.media if form else self.media,
@@ -265,8 +275,8 @@ class JobAdmin(admin.ModelAdmin):
     def cleanup_stalled_view(self, request: HttpRequest) -> HttpResponse:
         if request.method != "POST":
             return HttpResponse(status=405, headers={"Allow": "POST"})
-        if not self.has_change_permission(request):
-            raise PermissionDenied
+        if not policy.may_sweep_jobs(request.user):
+            raise PermissionDenied(policy.missing(policy.CHANGE_JOBS, "Cleaning up every user's stalled jobs"))
         report_cleanup(self, request)
         return HttpResponseRedirect(_safe_next(request, reverse("admin:jobs_job_changelist")))
 
@@ -276,15 +286,15 @@ class JobAdmin(admin.ModelAdmin):
         if action not in TRANSITIONS:
             raise Http404("Unknown action.")
         job = get_object_or_404(Job, pk=job_id)
-        if not self.has_change_permission(request, job) or not can_act_on(user=request.user, job=job):
-            raise PermissionDenied
+        if not policy.may_act_on_job(user=request.user, job=job):
+            raise PermissionDenied(policy.ACT_ON_OTHERS)
         self._run_action(request, Job.objects.filter(pk=job.pk), action)
         return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
 
     def download_view(self, request: HttpRequest, job_id: uuid.UUID) -> HttpResponseBase:
         job = get_object_or_404(Job, pk=job_id)
-        if not self.has_view_or_change_permission(request, job):
-            raise PermissionDenied
+        if not policy.may_see_job(user=request.user, job=job):
+            raise PermissionDenied(policy.missing(policy.VIEW_JOBS, "Another user's result"))
         result = selectors.job_result(job=job)
         if result is None or not result.file:
             raise Http404("This job has no result file.")
@@ -437,10 +447,13 @@ class QueueAdmin(admin.ModelAdmin):
                 verb = "paused" if pause else "resumed"
                 self.message_user(request, f"Queue {queue.name}: {verb}.", messages.SUCCESS)
 
-    @admin.action(description="Pause selected queues", permissions=["change"])
+    def has_pause_permission(self, request: HttpRequest) -> bool:
+        return policy.may_pause_queues(request.user)
+
+    @admin.action(description="Pause selected queues", permissions=["pause"])
     def pause_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
         self._run(request, queryset, pause=True)
 
-    @admin.action(description="Resume selected queues", permissions=["change"])
+    @admin.action(description="Resume selected queues", permissions=["pause"])
     def resume_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
         self._run(request, queryset, pause=False)

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from jobs.exceptions import QueueNotFound, TransitionNotAllowed
+from jobs.policy import AccessDenied
 from jobs.registry import UnknownJobType
 
 
@@ -27,7 +28,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             status=status.HTTP_409_CONFLICT,
         )
         return response
-    if isinstance(exc, UnknownJobType):
+    if isinstance(exc, AccessDenied):
+        exc = exceptions.PermissionDenied(str(exc))
+    elif isinstance(exc, UnknownJobType):
         exc = exceptions.ValidationError({"type": [f"Unknown job type {exc.args[0]!r}."]})
     elif isinstance(exc, QueueNotFound):
         exc = exceptions.ValidationError({"queue": [str(exc)]})

@@ -21,4 +21,19 @@ class JobsConfig(AppConfig):
 
         post_spawn.connect(shutdown.install, dispatch_uid="jobadmin-graceful-stop")
         shutdown.patch_cluster()
+        _ask_the_policy_about_cors()
         register_duty("dispatch", run=DispatchDuty(), interval=lambda: settings.JOBADMIN_DISPATCH_INTERVAL)
+
+
+def _ask_the_policy_about_cors() -> None:
+    """django-cors-headers adds its headers where ``jobs.policy.cors_allowed`` says so."""
+    from typing import Any
+
+    from corsheaders.signals import check_request_enabled
+
+    from jobs import policy
+
+    def enabled(sender: Any, request: Any, **kwargs: Any) -> bool:
+        return policy.cors_allowed(request)
+
+    check_request_enabled.connect(enabled, weak=False, dispatch_uid="jobs.policy.cors_allowed")

@@ -42,6 +42,7 @@ class JobContext:
     def __init__(self, job: Job, *, worker: str) -> None:
         self.job_id = job.pk
         self.job_type = job.type
+        self.user_id = job.user_id  # the job runs with the rights of the user who queued it
         self.params = job.params
         self.attempt = job.attempts
         self.worker = worker

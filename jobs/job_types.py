@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework import serializers
 
-from jobs import selectors
+from jobs import policy, selectors
 from jobs.context import JobContext
 from jobs.models import Job, JobStatus
 from jobs.registry import job
@@ -103,11 +104,16 @@ def export_jobs(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     ``(created_at, id)``; the cursor keeps the last row written and the file's length then,
     so a continued export truncates the file to that length and goes on after that row. The
     history it exports is the one as of the first run (``created_at`` up to its start).
+
+    It runs with the rights of the user who queued it: only the jobs that user may see (a
+    job queued by the system itself, with no user, exports every job).
     """
     if not ctx.step("Export"):
         return {"rows": 0}
     state: dict[str, Any] = ctx.cursor or {"until": timezone.now().isoformat(), "after": None, "rows": 0, "bytes": 0}
-    queryset = selectors.job_export_queryset(params=params).filter(created_at__lte=state["until"])
+    queryset = selectors.job_export_queryset(params=params, base=_visible_to_owner(ctx)).filter(
+        created_at__lte=state["until"]
+    )
     total = queryset.count() if state["after"] is None else ctx.values()["total_items"]
     partial = Path(settings.MEDIA_ROOT) / "partial" / f"export-{ctx.job_id}.csv"
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +147,13 @@ def export_jobs(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         ctx.save_file(f"jobs-export-{ctx.job_id}.csv", out.read())
     partial.unlink()
     return {"rows": rows}
+
+
+def _visible_to_owner(ctx: JobContext) -> Any:
+    if ctx.user_id is None:
+        return Job.objects.all()
+    owner = get_user_model().objects.filter(pk=ctx.user_id).first()
+    return policy.visible_jobs(user=owner)  # a deleted owner: none
 
 
 def _export_row(row: Job) -> list[Any]:
@@ -177,7 +190,14 @@ class PurgeParams(serializers.Serializer):
     )
 
 
-@job("purge-history", queue="batch", steps=["Purge"], params=PurgeParams, timeout=3600)
+@job(
+    "purge-history",
+    queue="batch",
+    steps=["Purge"],
+    params=PurgeParams,
+    timeout=3600,
+    permission=policy.PURGE_HISTORY,
+)
 def purge_history(ctx: JobContext, params: dict[str, Any]) -> dict[str, int]:
     """Retention: deletes finished jobs, events and samples past their age, in batches.
 

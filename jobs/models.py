@@ -176,8 +176,11 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Seeing everyone's jobs is Django's own ``view_job``, acting on them ``change_job``
+        # (jobs.policy); these two are for the job types that need them.
         permissions = [
-            ("manage_others_jobs", "Can view and act on other users' jobs"),
+            ("purge_history", "Can run purge-history (deletes every user's old jobs)"),
+            ("run_management_command", "Can run management commands as jobs"),
         ]
         indexes = [
             models.Index(fields=["-created_at", "id"], name="job_created"),

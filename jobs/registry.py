@@ -46,6 +46,9 @@ class JobType:
     # requeue after a stall suspends it and a later run picks up where it stopped. False:
     # pausing is refused, and after a stall it follows its ``stall_policy``.
     resumable: bool = True
+    # Who may queue it (``jobs.policy.may_run_job_type``): a permission ``"app.codename"``,
+    # ``jobs.policy.STAFF``, or None for any signed-in user.
+    permission: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def backoff_for(self, attempt: int) -> float:
@@ -92,8 +95,13 @@ def job(
     stall_policy: StallPolicy = "fail",
     priority: int = 0,
     resumable: bool = True,
+    permission: str | None = None,
 ) -> Callable[[JobFunction], JobFunction]:
-    """Register ``fn(ctx, params)`` as the job type ``name``."""
+    """Register ``fn(ctx, params)`` as the job type ``name``.
+
+    ``permission`` (``"app.codename"``, or ``"staff"``) restricts who may queue it, at every
+    way a job is queued (see ``jobs.policy.may_run_job_type``).
+    """
 
     def decorator(func: JobFunction) -> JobFunction:
         if queue not in settings.JOBADMIN_QUEUES:
@@ -107,6 +115,8 @@ def job(
             raise ValueError(f"Job type {name!r}: max_attempts must be at least 1")
         if stall_policy not in ("fail", "requeue"):
             raise ValueError(f"Job type {name!r}: stall_policy must be 'fail' or 'requeue'")
+        if permission is not None and permission != "staff" and permission.count(".") != 1:
+            raise ValueError(f"Job type {name!r}: permission must be 'app.codename' or 'staff'")
         existing = _registry.get(name)
         if existing is not None and existing.func is not func and existing.func.__qualname__ != func.__qualname__:
             raise ValueError(f"Job type {name!r} is registered twice")
@@ -124,6 +134,7 @@ def job(
             stall_policy=stall_policy,
             priority=priority,
             resumable=resumable,
+            permission=permission,
         )
         return func
 

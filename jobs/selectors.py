@@ -11,21 +11,14 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from jobs import policy
 from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobEvent, JobResult, JobStatus, Queue
 
-
-def can_manage_others(user: Any) -> bool:
-    return bool(user and user.is_authenticated and (user.is_staff or user.has_perm("jobs.manage_others_jobs")))
-
-
-def job_visible_queryset(*, user: Any) -> QuerySet[Job]:
-    """Staff and holders of ``jobs.manage_others_jobs`` see every job; others their own."""
-    queryset = Job.objects.all()
-    if not (user and user.is_authenticated):
-        return queryset.none()
-    if can_manage_others(user):
-        return queryset
-    return queryset.filter(user=user)
+# Who may see and act on which job is decided in ``jobs.policy``; these names stay for callers
+# that still import them from here.
+job_visible_queryset = policy.visible_jobs
+can_act_on = policy.may_act_on_job
+can_manage_others = policy.may_see_all_jobs
 
 
 def attach_owner_usernames(jobs: list[Job]) -> None:
@@ -40,15 +33,6 @@ def attach_owner_usernames(jobs: list[Job]) -> None:
         names = dict(get_user_model().objects.filter(pk__in=owner_ids).values_list("pk", "username"))
     for job in jobs:
         job.owner_username = names.get(job.user_id) if job.user_id is not None else None  # type: ignore[attr-defined]
-
-
-def can_act_on(*, user: Any, job: Job) -> bool:
-    """Acting on another user's job needs the model permission (staff get it through the admin)."""
-    if not (user and user.is_authenticated):
-        return False
-    if job.user_id == user.pk:
-        return True
-    return user.is_superuser or user.has_perm("jobs.manage_others_jobs")
 
 
 def job_events(*, job: Job, after: int | None = None, limit: int = 500) -> QuerySet[JobEvent]:

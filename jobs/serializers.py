@@ -10,6 +10,7 @@ from rest_framework.fields import SkipField, empty
 from rest_framework.relations import PKOnlyObject
 from rest_framework.settings import api_settings
 
+from jobs import policy
 from jobs.models import ACTION_NAMES, Job, JobEvent, JobResult, JobStatus
 from jobs.registry import UnknownJobType, get_job_type
 
@@ -182,8 +183,30 @@ class JobSerializer(FastReadMixin, serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    # Shown only to those who may see everyone's jobs (``policy.may_see_job_internals``); an
+    # owner gets them empty: a traceback carries server paths, a worker name a host and pid.
+    INTERNAL_FIELDS: tuple[str, ...] = ("worker",)
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if not self._internals_shown():
+            for name in self.INTERNAL_FIELDS:
+                if name in data:
+                    data[name] = None if name == "worker" else ""
+        return data
+
+    def _internals_shown(self) -> bool:
+        shown: bool | None = self.__dict__.get("_internals")  # once per serializer, not per row
+        if shown is None:
+            # Without a request the caller is the server itself (a task, a test), not a client.
+            request = self.context.get("request")
+            shown = self.__dict__["_internals"] = request is None or policy.may_see_job_internals(request.user)
+        return shown
+
 
 class JobDetailSerializer(JobSerializer):
+    INTERNAL_FIELDS = ("worker", "traceback")
+
     result = serializers.SerializerMethodField()
 
     class Meta(JobSerializer.Meta):
@@ -232,6 +255,9 @@ class JobEnqueueSerializer(serializers.Serializer):
             jtype = get_job_type(attrs["type"])
         except UnknownJobType:
             raise serializers.ValidationError({"type": [f"Unknown job type {attrs['type']!r}."]}) from None
+        request = self.context.get("request")
+        if request is not None:  # refused before the params are read (``job_enqueue`` asks again)
+            policy.require_may_run_job_type(user=request.user, job_type=jtype)
         try:
             attrs["params"] = jtype.validate_params(attrs.get("params"))
         except serializers.ValidationError as exc:
@@ -249,6 +275,14 @@ class JobEventSerializer(serializers.ModelSerializer):
 
     def get_actor(self, obj: JobEvent) -> dict[str, Any]:
         return {"id": obj.actor_id, "name": obj.actor_label}
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        request = self.context.get("request")
+        snapshot = (data.get("payload") or {}).get("job")
+        if request is not None and isinstance(snapshot, dict) and not policy.may_see_job_internals(request.user):
+            data["payload"] = {**data["payload"], "job": {**snapshot, "worker": None}}
+        return data
 
 
 class TransitionErrorSerializer(serializers.Serializer):
@@ -334,6 +368,14 @@ class JobTypeSerializer(serializers.Serializer):
     resumable = serializers.BooleanField(
         help_text="Continues from its checkpoints (pause, shutdown, stall); false: pausing it is refused."
     )
+    permission = serializers.CharField(
+        allow_null=True, help_text="What queuing it needs: a permission, 'staff', or null for any user."
+    )
+    may_run = serializers.SerializerMethodField(help_text="Whether the caller may queue this type.")
+
+    def get_may_run(self, obj: Any) -> bool:
+        request = self.context.get("request")
+        return request is not None and policy.may_run_job_type(user=request.user, job_type=obj)
 
 
 class QueueSerializer(serializers.Serializer):

@@ -25,17 +25,16 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import BaseParser, JSONParser
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle, UserRateThrottle
 
-from jobs import selectors, services
+from jobs import policy, selectors, services
 from jobs.exceptions import JobError, TransitionNotAllowed
 from jobs.filters import JobFilter
 from jobs.models import Job
 from jobs.pagination import CappedPageNumberPagination
-from jobs.permissions import CanActOnJob, CanManageOthersJobs, CanPauseQueue
+from jobs.permissions import CanPauseQueue, CanSeeQueues, CanSweepJobs, SignedIn
 from jobs.registry import UnknownJobType, all_job_types, get_job_type
 from jobs.schema import errors
 from jobs.serializers import (
@@ -68,7 +67,7 @@ class ApiView:
     # Token first, so that an anonymous request gets 401 with `WWW-Authenticate: Token`;
     # session authentication (CSRF enforced) still works for the browser. JSON bodies only.
     authentication_classes: Sequence[type[BaseAuthentication]] = [TokenAuthentication, SessionAuthentication]
-    permission_classes: Sequence[Any] = [IsAuthenticated]
+    permission_classes: Sequence[Any] = [SignedIn]
     parser_classes: Sequence[type[BaseParser]] = [JSONParser]
 
 
@@ -102,8 +101,8 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
     def get_queryset(self) -> Any:
         if self.action == "list":
             # No join: ``list`` reads the page's usernames in one query afterwards.
-            return selectors.job_visible_queryset(user=self.request.user)
-        queryset = selectors.job_visible_queryset(user=self.request.user).select_related("user")
+            return policy.visible_jobs(user=self.request.user)
+        queryset = policy.visible_jobs(user=self.request.user).select_related("user")
         if self.action == "retrieve":
             queryset = queryset.select_related("result")
         return queryset
@@ -139,8 +138,8 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
 
     def _actionable(self) -> Job:
         job = self.get_object()
-        if not selectors.can_act_on(user=self.request.user, job=job):
-            self.permission_denied(self.request, message=CanActOnJob.message)
+        if not policy.may_act_on_job(user=self.request.user, job=job):
+            self.permission_denied(self.request, message=policy.ACT_ON_OTHERS)
         return job
 
     def _detail(self, job: Job) -> Response:
@@ -153,7 +152,7 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
         description="`params` is validated against the type's JSON Schema; field errors are nested under `params`.",
     )
     def create(self, request: Request) -> Response:
-        serializer = JobEnqueueSerializer(data=request.data)
+        serializer = JobEnqueueSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         job: Job = services.job_enqueue(
@@ -217,7 +216,7 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
         rows = rows[:limit]
         return Response(
             {
-                "results": JobEventSerializer(rows, many=True).data,
+                "results": JobEventSerializer(rows, many=True, context=self.get_serializer_context()).data,
                 "last_event_id": rows[-1].id if rows else None,
                 "has_more": has_more,
             }
@@ -259,16 +258,16 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
         verb: str = serializer.validated_data["action"]
         ids = list(dict.fromkeys(serializer.validated_data["ids"]))
         service = services.JOB_ACTIONS[verb]
-        jobs = selectors.job_visible_queryset(user=request.user).in_bulk(ids)
+        jobs = policy.visible_jobs(user=request.user).in_bulk(ids)
         results = []
         for job_id in ids:
             job = jobs.get(job_id)
             if job is None:
                 results.append({"id": job_id, "outcome": "not_found", "status": None, "detail": "No such job."})
                 continue
-            if not selectors.can_act_on(user=request.user, job=job):
+            if not policy.may_act_on_job(user=request.user, job=job):
                 results.append(
-                    {"id": job_id, "outcome": "forbidden", "status": job.status, "detail": CanActOnJob.message}
+                    {"id": job_id, "outcome": "forbidden", "status": job.status, "detail": policy.ACT_ON_OTHERS}
                 )
                 continue
             try:
@@ -288,12 +287,12 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
         summary="Clean up stalled jobs",
         description=(
             "Fails (or requeues, by the type's policy) every running or paused job whose heartbeat is older "
-            "than the stall threshold. Needs `jobs.manage_others_jobs`."
+            "than the stall threshold. Needs `jobs.change_job`."
         ),
         request=None,
         responses={200: CleanupStalledResponseSerializer, **errors(403)},
     )
-    @action(detail=False, methods=["post"], url_path="cleanup-stalled", permission_classes=[CanManageOthersJobs])
+    @action(detail=False, methods=["post"], url_path="cleanup-stalled", permission_classes=[SignedIn, CanSweepJobs])
     def cleanup_stalled(self, request: Request) -> Response:
         outcomes = services.jobs_cleanup_stalled(actor=request.user)
         return Response(CleanupStalledResponseSerializer({"results": outcomes}).data)
@@ -309,21 +308,24 @@ class JobTypeViewSet(ApiView, viewsets.ViewSet):
     serializer_class = JobTypeSerializer
 
     def list(self, request: Request) -> Response:
-        return Response(JobTypeSerializer(all_job_types(), many=True).data)
+        return Response(JobTypeSerializer(all_job_types(), many=True, context={"request": request}).data)
 
     def retrieve(self, request: Request, name: str | None = None) -> Response:
         try:
             jtype = get_job_type(name or "")
         except UnknownJobType:
             raise Http404 from None
-        return Response(JobTypeSerializer(jtype).data)
+        return Response(JobTypeSerializer(jtype, context={"request": request}).data)
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Queues with depth and load", responses={200: QueueSerializer(many=True), **errors()}),
-    retrieve=extend_schema(summary="One queue", responses={200: QueueSerializer, **errors(404)}),
+    list=extend_schema(
+        summary="Queues with depth and load", responses={200: QueueSerializer(many=True), **errors(403)}
+    ),
+    retrieve=extend_schema(summary="One queue", responses={200: QueueSerializer, **errors(403, 404)}),
 )
 class QueueViewSet(ApiView, viewsets.ViewSet):
+    permission_classes = [SignedIn, CanSeeQueues]
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
     serializer_class = QueueSerializer
@@ -345,14 +347,14 @@ class QueueViewSet(ApiView, viewsets.ViewSet):
         request=None,
         responses={200: QueueSerializer, **errors(403, 404, 409)},
     )
-    @action(detail=True, methods=["post"], permission_classes=[CanPauseQueue])
+    @action(detail=True, methods=["post"], permission_classes=[SignedIn, CanPauseQueue])
     def pause(self, request: Request, name: str | None = None) -> Response:
         self._one(name)
         services.queue_pause(name=name or "", actor=request.user)
         return Response(QueueSerializer(self._one(name)).data)
 
     @extend_schema(summary="Resume a queue", request=None, responses={200: QueueSerializer, **errors(403, 404, 409)})
-    @action(detail=True, methods=["post"], permission_classes=[CanPauseQueue])
+    @action(detail=True, methods=["post"], permission_classes=[SignedIn, CanPauseQueue])
     def resume(self, request: Request, name: str | None = None) -> Response:
         self._one(name)
         services.queue_resume(name=name or "", actor=request.user)

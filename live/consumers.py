@@ -1,6 +1,6 @@
 """The websocket consumer at ``/ws/jobs/`` (protocol: docs/websocket.md).
 
-It forwards: permissions come from ``jobs.selectors``, replay from the event log, live
+It forwards: permissions come from ``jobs.policy``, replay from the event log, live
 events from the process's hub (``live.relay``). Each socket has a bounded outbox;
 the outboxes that received frames are drained together once per event-loop turn (see
 ``_Flusher``); when a socket falls behind, progress events of a job are
@@ -21,7 +21,6 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 import weakref
 from collections import OrderedDict, deque
 from typing import Any, TypeVar, cast
@@ -30,8 +29,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.serializers.json import DjangoJSONEncoder
 
-from jobs.models import EventKind, Job
-from jobs.selectors import job_visible_queryset
+from jobs import policy
+from jobs.models import EventKind
 from live import messages
 from live.relay import (
     ALERTS_GROUP,
@@ -75,12 +74,15 @@ def _latest_event_id() -> int:
     return latest_event_id()
 
 
+# The policy reads the user's permissions (and a job channel, the job) from the database.
 @database_sync_to_async
-def _job_access(user: Any, job_id: str) -> str:
-    """``ok``, ``forbidden`` or ``unknown`` for a subscription to one job."""
-    if job_visible_queryset(user=user).filter(id=job_id).exists():
-        return "ok"
-    return "forbidden" if Job.objects.filter(id=job_id).exists() else "unknown"
+def _may_subscribe(user: Any, channel: policy.Channel) -> bool:
+    return policy.may_subscribe(user=user, channel=channel)
+
+
+@database_sync_to_async
+def _may_request_stats(user: Any) -> bool:
+    return policy.may_request_stats(user)
 
 
 @database_sync_to_async
@@ -363,41 +365,39 @@ class JobsConsumer(AsyncWebsocketConsumer):
             await self._error(messages.BAD_MESSAGE, "a message is a JSON object with a string 'type'")
             return
         kind = data["type"]
-        if kind == "ping":
-            await self._send(messages.pong(ts=data.get("ts")))
-        elif kind == "subscribe":
-            await self._subscribe(data)
-        elif kind == "unsubscribe":
-            await self._unsubscribe(data)
-        elif kind == "request-stats":
+        handler = self.CLIENT_MESSAGES.get(kind)
+        if handler is None:
+            await self._error(messages.UNKNOWN_TYPE, f"unknown message type {kind[:40]!r}")
+        else:
+            await getattr(self, handler)(data)
+
+    # Every message a client may send, and its handler (tests/test_access_matrix.py walks these).
+    CLIENT_MESSAGES = {
+        "ping": "_ping",
+        "subscribe": "_subscribe",
+        "unsubscribe": "_unsubscribe",
+        "request-stats": "_request_stats",
+    }
+
+    async def _ping(self, data: dict[str, Any]) -> None:
+        await self._send(messages.pong(ts=data.get("ts")))
+
+    async def _request_stats(self, data: dict[str, Any]) -> None:
+        if await _may_request_stats(self.user):
             await self._send(messages.job_stats(stats=await _stats()))
         else:
-            await self._error(messages.UNKNOWN_TYPE, f"unknown message type {kind[:40]!r}")
+            await self._error(messages.FORBIDDEN, policy.missing(policy.VIEW_JOBS, "request-stats"))
 
     # --- subscriptions ----------------------------------------------------------------------
     async def _group_for(self, channel: Any) -> tuple[str | None, str | None]:
-        """The layer group of a channel, or ``(None, error code)``."""
-        if not isinstance(channel, str):
+        """The layer group of a channel, or ``(None, error code)``; who may is ``policy.may_subscribe``."""
+        parsed = policy.parse_channel(channel)
+        if parsed is None:
             return None, messages.UNKNOWN_CHANNEL
-        staff = bool(self.user.is_staff)
-        if channel in ("all", "alerts", "stats"):
-            group = {"all": ALL_GROUP, "alerts": ALERTS_GROUP, "stats": STATS_GROUP}[channel]
-            return (group, None) if staff else (None, messages.FORBIDDEN)
-        prefix, _, rest = channel.partition(":")
-        if prefix == "user" and rest.isdigit():
-            if staff or int(rest) == self.user.pk:
-                return f"user.{int(rest)}", None
+        if not await _may_subscribe(self.user, parsed):
             return None, messages.FORBIDDEN
-        if prefix == "job":
-            try:
-                job_id = str(uuid.UUID(rest))
-            except ValueError:
-                return None, messages.UNKNOWN_CHANNEL
-            access = await _job_access(self.user, job_id)
-            if access == "ok":
-                return f"job.{job_id}", None
-            return None, messages.FORBIDDEN if access == "forbidden" else messages.UNKNOWN_CHANNEL
-        return None, messages.UNKNOWN_CHANNEL
+        system = {"all": ALL_GROUP, "alerts": ALERTS_GROUP, "stats": STATS_GROUP}
+        return system.get(parsed.kind) or f"{parsed.kind}.{parsed.key}", None
 
     async def _join(self, channel: str, group: str) -> None:
         self.groups_by_channel[channel] = group
@@ -411,7 +411,7 @@ class JobsConsumer(AsyncWebsocketConsumer):
             return
         group, problem = await self._group_for(channel)
         if group is None:
-            text = "you may not subscribe to this channel" if problem == messages.FORBIDDEN else "no such channel"
+            text = policy.FORBIDDEN_CHANNEL if problem == messages.FORBIDDEN else "no such channel"
             await self._error(problem or messages.UNKNOWN_CHANNEL, text, channel=str(channel)[:80])
             return
         assert isinstance(channel, str)

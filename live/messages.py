@@ -77,8 +77,14 @@ def pong(*, ts: Any = None) -> dict[str, Any]:
     return message
 
 
+# Not sent live: one message goes to every subscriber of a channel, owners included, and a
+# worker's name (host and pid) is for those who see every job (jobs.policy), through the API.
+JOB_UPDATE_WITHHELD = ("worker",)
+
+
 def job_update(*, event_id: int, kind: str, job: dict[str, Any], created_at: str | None) -> dict[str, Any]:
-    return {"type": "job-update", "event_id": event_id, "kind": kind, "job": job, "created_at": created_at}
+    shown = {key: value for key, value in job.items() if key not in JOB_UPDATE_WITHHELD}
+    return {"type": "job-update", "event_id": event_id, "kind": kind, "job": shown, "created_at": created_at}
 
 
 def job_stats(*, stats: dict[str, Any]) -> dict[str, Any]:
@@ -149,6 +155,12 @@ JOB_SCHEMA: dict[str, Any] = _object(
     required=[],  # filled in below: every field named above
 )
 JOB_SCHEMA["required"] = list(JOB_SCHEMA["properties"])
+# The job of a ``job-update``: the snapshot less what is not sent live (``JOB_UPDATE_WITHHELD``).
+JOB_UPDATE_JOB_SCHEMA: dict[str, Any] = {
+    **JOB_SCHEMA,
+    "properties": {k: v for k, v in JOB_SCHEMA["properties"].items() if k not in JOB_UPDATE_WITHHELD},
+    "required": [k for k in JOB_SCHEMA["required"] if k not in JOB_UPDATE_WITHHELD],
+}
 
 # The alert as ``monitoring.alerts.alert_payload`` builds it.
 ALERT_SCHEMA: dict[str, Any] = _object(
@@ -209,7 +221,12 @@ def _schemas() -> dict[str, dict[str, Any]]:
         "pong": _message("pong", {"ts": {}}, []),
         "job-update": _message(
             "job-update",
-            {"event_id": _event_id, "kind": {"enum": JOB_EVENT_KINDS}, "job": JOB_SCHEMA, "created_at": _nullable_time},
+            {
+                "event_id": _event_id,
+                "kind": {"enum": JOB_EVENT_KINDS},
+                "job": JOB_UPDATE_JOB_SCHEMA,
+                "created_at": _nullable_time,
+            },
             ["event_id", "kind", "job", "created_at"],
         ),
         "job-stats": _message("job-stats", {"stats": _stats_schema()}, ["stats"]),

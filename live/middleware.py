@@ -6,9 +6,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.security.websocket import OriginValidator
-from django.conf import settings
+from channels.security.websocket import WebsocketDenier
 from django.contrib.auth.models import AnonymousUser
+
+from jobs import policy
 
 
 @database_sync_to_async
@@ -37,22 +38,40 @@ class TokenAuthMiddleware:
         return await self.app(scope, receive, send)
 
 
-class BrowserOriginValidator(OriginValidator):
-    """Refuse browsers from other origins; allow clients that send no Origin at all.
+class BrowserOriginValidator:
+    """Refuse browsers from origins the policy does not allow; allow clients that send no Origin.
 
     Origin checks protect a browser user's session cookie from another site's script
     (cross-site websocket hijacking). Only browsers send ``Origin``, and a script or
-    service without it must authenticate with a token anyway.
+    service without it must authenticate with a token anyway. Scheme, host and port are
+    compared (``jobs.policy.origin_allowed``) against the request's own origin and
+    ``JOBADMIN_CORS_ORIGINS``; behind a proxy named in ``JOBADMIN_TRUSTED_PROXIES`` the
+    scheme is the one it forwards (``X-Forwarded-Proto``).
     """
 
-    def valid_origin(self, parsed_origin: Any) -> bool:
-        if parsed_origin is None:
-            return True
-        return bool(super().valid_origin(parsed_origin))
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
+        origin = headers.get("origin")
+        if origin is not None and not policy.origin_allowed(
+            origin=origin, scheme=_scheme(scope, headers), host=headers.get("host", "")
+        ):
+            # Refused before accept: the client sees a failed handshake (HTTP 403).
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def _scheme(scope: Any, headers: dict[str, str]) -> str:
+    """``http`` or ``https``: the socket's own, or the one a trusted proxy forwarded."""
+    own = "https" if scope.get("scheme") in ("wss", "https") else "http"
+    peer = (scope.get("client") or ("", 0))[0]
+    forwarded = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    if forwarded in ("http", "https") and policy.trusted_proxy(str(peer)):
+        return forwarded
+    return own
 
 
 def origin_validator(app: Any) -> BrowserOriginValidator:
-    allowed = list(settings.ALLOWED_HOSTS)
-    if settings.DEBUG and not allowed:
-        allowed = ["localhost", "127.0.0.1", "[::1]"]
-    return BrowserOriginValidator(app, allowed)
+    return BrowserOriginValidator(app)

@@ -2,21 +2,17 @@
 
 Every value is read at scrape time from the database (and the cache for websocket
 connections); nothing is kept in process memory, so any web process answers the same.
+Who may scrape is ``jobs.policy.may_scrape_metrics``.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count
-from django.http import HttpRequest
 from django.utils import timezone
 
 from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES
@@ -135,30 +131,3 @@ def render() -> str:
         w.family("jobadmin_event_lag_ms", "gauge", "Event lag reported by the relay, ms.")
         w.sample("jobadmin_event_lag_ms", sample.event_lag_ms)
     return w.text()
-
-
-def _client_address(request: HttpRequest) -> str:
-    return str(request.META.get("REMOTE_ADDR", ""))
-
-
-def _address_allowed(address: str, allowed: Iterable[str]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    for entry in allowed:
-        try:
-            if ip in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
-def scrape_allowed(request: HttpRequest) -> bool:
-    """A matching ``Authorization: Bearer <PROMETHEUS_TOKEN>``, or a client in ``PROMETHEUS_ALLOWED_IPS``."""
-    token = settings.PROMETHEUS_TOKEN
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    if token and hmac.compare_digest(header.encode(), f"Bearer {token}".encode()):
-        return True
-    return _address_allowed(_client_address(request), settings.PROMETHEUS_ALLOWED_IPS)

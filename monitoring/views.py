@@ -1,9 +1,11 @@
 """The monitoring API: statistics, analytics, metrics, health, alerts; and ``/metrics``.
 
-Who may call what (docs/monitoring.md): everything here shows the whole system, so it is
-for staff (``IsAdminUser``) — except ``/api/health/``, which anyone may call (a load
-balancer) but which shows only the verdict unless the caller is staff, and ``/metrics``,
-which is guarded by ``PROMETHEUS_TOKEN`` / ``PROMETHEUS_ALLOWED_IPS`` instead of a login.
+Who may call what is ``jobs.policy`` (docs/security.md): everything here shows the whole
+system, so it needs ``jobs.view_job`` — alerts ``monitoring.view_alert`` /
+``monitoring.change_alert`` — except ``/api/health/``, which anyone may call (a load
+balancer) but which shows only the verdict to those without ``jobs.view_job``, and
+``/metrics``, which is guarded by ``PROMETHEUS_TOKEN`` / ``PROMETHEUS_ALLOWED_IPS`` instead
+of a login.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
-from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from jobs import policy
 from jobs.pagination import CappedPageNumberPagination
+from jobs.permissions import CanChangeAlerts, CanSeeAlerts, CanSeeStatistics, SignedIn
 from jobs.schema import errors
 from monitoring import alerts, analytics, health, metrics, prometheus
 from monitoring.models import Alert, MetricSample
@@ -65,7 +69,7 @@ def _window(request: Request, default: str) -> Window:
 
 
 class StaffAPIView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [SignedIn, CanSeeStatistics]
 
 
 class StatsView(StaffAPIView):
@@ -184,13 +188,13 @@ class HealthView(APIView):
             if report["checks"]["database"]["status"] == health.CRITICAL
             else status.HTTP_200_OK
         )
-        if not (request.user and request.user.is_staff):
+        if not policy.may_see_health_details(request.user):
             report = {"status": report["status"], "checked_at": report["checked_at"]}
         return Response(HealthSerializer(report).data, status=code)
 
 
 class AlertListView(ListAPIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [SignedIn, CanSeeAlerts]
     serializer_class = AlertSerializer
     pagination_class = CappedPageNumberPagination
 
@@ -218,7 +222,8 @@ class AlertListView(ListAPIView):
         return qs.order_by("-created_at", "-id")
 
 
-class AlertActionView(StaffAPIView):
+class AlertActionView(APIView):
+    permission_classes = [SignedIn, CanChangeAlerts]
     action_name = ""
 
     @extend_schema(request=None, responses={200: AlertSerializer, **errors(403, 404, 409)})
@@ -233,6 +238,6 @@ class AlertActionView(StaffAPIView):
 
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     """``GET /metrics`` (plain Django view: Prometheus wants text, not DRF content negotiation)."""
-    if not prometheus.scrape_allowed(request):
+    if not policy.may_scrape_metrics(request):
         return HttpResponse("forbidden\n", status=403, content_type="text/plain")
     return HttpResponse(prometheus.render(), content_type=prometheus.CONTENT_TYPE)

@@ -80,8 +80,36 @@ def other_user(db: Any) -> Any:
     return UserFactory()
 
 
+# What an operator is given in the admin: see and act on every job, pause queues, handle alerts
+# (docs/security.md). ``is_staff`` alone grants nothing but the admin's login.
+OPERATOR_PERMISSIONS = (
+    "jobs.view_job",
+    "jobs.change_job",
+    "jobs.pause_queue",
+    "monitoring.view_alert",
+    "monitoring.change_alert",
+)
+
+
+def grant(user: Any, *perms: str) -> Any:
+    """``user`` with ``perms`` added, fetched again (Django caches permissions per instance)."""
+    from django.contrib.auth.models import Permission
+
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return type(user).objects.get(pk=user.pk)
+
+
 @pytest.fixture
 def staff_user(db: Any) -> Any:
+    """A staff member with the operator's permissions."""
+    return grant(UserFactory(is_staff=True), *OPERATOR_PERMISSIONS)
+
+
+@pytest.fixture
+def bare_staff(db: Any) -> Any:
+    """A staff member without any permission."""
     return UserFactory(is_staff=True)
 
 

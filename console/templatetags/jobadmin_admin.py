@@ -7,6 +7,7 @@ from typing import Any
 from django import template
 from django.utils import timezone
 
+from jobs import policy
 from jobs.models import JobStatus
 from jobs.selectors import (
     active_in,
@@ -19,9 +20,13 @@ from jobs.selectors import (
 register = template.Library()
 
 
-@register.simple_tag
-def jobadmin_overview() -> dict[str, Any]:
-    """Counts by status, today's totals and the stalled count, each from an indexed query."""
+@register.simple_tag(takes_context=True)
+def jobadmin_overview(context: Any) -> dict[str, Any] | None:
+    """Counts by status, today's totals and the stalled count, each from an indexed query;
+    None for a staff member who may not see everyone's jobs (``jobs.view_job``)."""
+    request = context.get("request")
+    if request is None or not policy.may_see_statistics(request.user):
+        return None
     by_status = job_counts_by_status()
     midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     return {

@@ -7,7 +7,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from jobs import rows
+from jobs import policy, rows
 from jobs.events import record_job_event
 from jobs.models import EventKind, Job, JobStatus, QueueSlot
 from jobs.registry import get_job_type
@@ -46,10 +46,13 @@ def job_enqueue(
 ) -> Job:
     """Validate ``params`` against the type's schema, store the job and wake a worker.
 
-    Raises ``UnknownJobType``, ``QueueNotFound`` or DRF's ``ValidationError`` (field
-    messages under the params' field names) before anything is written.
+    Raises ``UnknownJobType``, ``policy.AccessDenied`` (``user`` may not run the type),
+    ``QueueNotFound`` or DRF's ``ValidationError`` (field messages under the params' field
+    names) before anything is written.
     """
     jtype = get_job_type(job_type)
+    if user is not None:  # None: queued by the system itself (retention, schedules' duty)
+        policy.require_may_run_job_type(user=user, job_type=jtype)
     clean = jtype.validate_params(params)
     queue_name = queue or jtype.queue
     owner = user if user is not None and getattr(user, "is_authenticated", False) else None

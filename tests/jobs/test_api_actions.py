@@ -121,9 +121,10 @@ def roles(owner: Any) -> dict[str, Any]:
         "anonymous": None,
         "owner": owner,
         "other": UserFactory.create(),
-        "staff": UserFactory.create(is_staff=True),
-        "staff_with_perm": grant(UserFactory.create(is_staff=True), "manage_others_jobs"),
-        "user_with_perm": grant(UserFactory.create(), "manage_others_jobs"),
+        "staff": UserFactory.create(is_staff=True),  # is_staff alone grants nothing
+        "viewer": grant(UserFactory.create(is_staff=True), "view_job"),
+        "staff_with_perm": grant(UserFactory.create(is_staff=True), "change_job"),
+        "user_with_perm": grant(UserFactory.create(), "change_job"),
     }
 
 
@@ -132,7 +133,8 @@ MATRIX = {
     "anonymous": (401, 401),
     "owner": (200, 200),
     "other": (404, 404),
-    "staff": (200, 403),
+    "staff": (404, 404),
+    "viewer": (200, 403),
     "staff_with_perm": (200, 200),
     "user_with_perm": (200, 200),
 }
@@ -159,15 +161,22 @@ def test_permission_matrix_for_the_list(roles, owner, role):
     if role == "anonymous":
         assert response.status_code == 401
         return
-    expected = {"owner": 1, "other": 0}.get(role, 1)
+    expected = {"owner": 1, "other": 0, "staff": 0}.get(role, 1)
     assert response.json()["count"] == expected
 
 
 @pytest.mark.parametrize(
     ("role", "expected"),
-    [("anonymous", 401), ("other", 403), ("staff", 403), ("staff_with_perm", 200), ("user_with_perm", 200)],
+    [
+        ("anonymous", 401),
+        ("other", 403),
+        ("staff", 403),
+        ("viewer", 403),
+        ("staff_with_perm", 200),
+        ("user_with_perm", 200),
+    ],
 )
-def test_cleanup_stalled_needs_the_manage_permission(roles, role, expected):
+def test_cleanup_stalled_needs_the_change_permission(roles, role, expected):
     assert as_user(roles[role]).post("/api/jobs/cleanup-stalled/").status_code == expected
 
 
@@ -196,9 +205,10 @@ def test_bulk_gives_an_outcome_per_id_and_applies_each_job_on_its_own(user, othe
     assert Job.objects.get(pk=theirs.pk).status == JobStatus.QUEUED
 
 
-def test_bulk_marks_visible_but_foreign_jobs_forbidden_for_staff_without_the_permission(staff_user, other_user):
+def test_bulk_marks_visible_but_foreign_jobs_forbidden_for_staff_without_the_permission(other_user):
+    viewer = grant(UserFactory.create(is_staff=True), "view_job")
     theirs = JobFactory.create(user=other_user, status=JobStatus.FAILED)
-    body = as_user(staff_user).post("/api/jobs/bulk/", {"action": "retry", "ids": [str(theirs.pk)]}, format="json")
+    body = as_user(viewer).post("/api/jobs/bulk/", {"action": "retry", "ids": [str(theirs.pk)]}, format="json")
     assert body.json()["results"][0]["outcome"] == "forbidden"
     assert Job.objects.get(pk=theirs.pk).status == JobStatus.FAILED
 
@@ -266,14 +276,15 @@ def test_job_type_detail_and_unknown_type(user):
 # --- queues ---------------------------------------------------------------------------------------
 
 
-def test_queues_report_queued_running_capacity_utilisation_and_paused(user):
+def test_queues_report_queued_running_capacity_utilisation_and_paused(staff_user, user):
     JobFactory.create_batch(3, status=JobStatus.QUEUED, queue="default")
     JobFactory.create(status=JobStatus.RUNNING, queue="default")
     JobFactory.create(status=JobStatus.PAUSED, queue="default")
     JobFactory.create(status=JobStatus.COMPLETED, queue="default")
     Queue.objects.update_or_create(name="batch", defaults={"concurrency": 3, "paused": True})
 
-    rows = {r["name"]: r for r in as_user(user).get("/api/queues/").json()}
+    assert as_user(user).get("/api/queues/").status_code == 403  # everyone's counts: jobs.view_job
+    rows = {r["name"]: r for r in as_user(staff_user).get("/api/queues/").json()}
 
     assert set(rows) >= {"high", "default", "batch"}
     assert rows["default"] == {
@@ -285,8 +296,8 @@ def test_queues_report_queued_running_capacity_utilisation_and_paused(user):
         "paused": False,
     }
     assert rows["batch"]["paused"] is True
-    assert as_user(user).get("/api/queues/high/").json()["capacity"] == 2
-    assert as_user(user).get("/api/queues/nowhere/").status_code == 404
+    assert as_user(staff_user).get("/api/queues/high/").json()["capacity"] == 2
+    assert as_user(staff_user).get("/api/queues/nowhere/").status_code == 404
 
 
 @pytest.mark.parametrize(

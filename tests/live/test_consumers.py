@@ -160,7 +160,9 @@ def test_session_cookie_authenticates(user: Any) -> None:
 
     async def scenario() -> None:
         communicator = WebsocketCommunicator(
-            asgi_app(), "/ws/jobs/", headers=[(b"cookie", cookie), (b"origin", b"http://localhost")]
+            asgi_app(),
+            "/ws/jobs/",
+            headers=[(b"cookie", cookie), (b"host", b"localhost"), (b"origin", b"http://localhost")],
         )
         assert (await communicator.connect(timeout=TIMEOUT))[0]
         assert (await receive(communicator))["user"]["username"] == user.username
@@ -180,7 +182,9 @@ def test_foreign_origin_is_refused(user: Any) -> None:
         )
         connected, _ = await evil.connect(timeout=TIMEOUT)
         assert not connected
-        own = WebsocketCommunicator(asgi_app(), f"/ws/jobs/?token={key}", headers=[(b"origin", b"http://127.0.0.1")])
+        own = WebsocketCommunicator(
+            asgi_app(), f"/ws/jobs/?token={key}", headers=[(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
+        )
         assert (await own.connect(timeout=TIMEOUT))[0]
         await own.disconnect()
 
@@ -290,11 +294,11 @@ def test_ping_gets_pong_with_the_clients_timestamp(user: Any) -> None:
     run(scenario)
 
 
-def test_request_stats_answers_with_the_stats_body(user: Any) -> None:
+def test_request_stats_answers_with_the_stats_body(staff_user: Any) -> None:
     from monitoring.stats import stats_summary
 
     async def scenario() -> None:
-        communicator = await connect(user)
+        communicator = await connect(staff_user)
         await send(communicator, type="request-stats")
         message = await receive(communicator)
         assert message["type"] == "job-stats"
@@ -374,14 +378,18 @@ def test_all_channel_delivers_every_users_jobs_to_staff(staff_user: Any, user: A
         ("staff", "all", "subscribed"),
         ("staff", "alerts", "subscribed"),
         ("staff", "stats", "subscribed"),
-        ("user", "missing-job", messages.UNKNOWN_CHANNEL),
+        ("user", "missing-job", messages.FORBIDDEN),  # the same answer as another user's job
+        ("bare-staff", "other-user", messages.FORBIDDEN),  # is_staff alone grants nothing
+        ("bare-staff", "all", messages.FORBIDDEN),
+        ("bare-staff", "stats", messages.FORBIDDEN),
+        ("staff", "missing-job", messages.FORBIDDEN),
         ("user", "job:not-a-uuid", messages.UNKNOWN_CHANNEL),
         ("user", "nonsense", messages.UNKNOWN_CHANNEL),
         ("staff", "user:abc", messages.UNKNOWN_CHANNEL),
     ],
 )
-def test_permission_matrix(who: str, channel: str, outcome: str, user: Any, other_user: Any) -> None:
-    staff = UserFactory(is_staff=True)
+def test_permission_matrix(who: str, channel: str, outcome: str, user: Any, other_user: Any, staff_user: Any) -> None:
+    staff = staff_user
     own_job = services.job_enqueue(job_type="demo", params={}, user=user)
     other_job = services.job_enqueue(job_type="demo", params={}, user=other_user)
     channels = {
@@ -391,7 +399,7 @@ def test_permission_matrix(who: str, channel: str, outcome: str, user: Any, othe
         "other-user": f"user:{other_user.pk}",
         "missing-job": f"job:{uuid.uuid4()}",
     }
-    subscriber = {"user": user, "other": other_user, "staff": staff}[who]
+    subscriber = {"user": user, "other": other_user, "staff": staff, "bare-staff": UserFactory(is_staff=True)}[who]
 
     async def scenario() -> None:
         communicator = await connect(subscriber)

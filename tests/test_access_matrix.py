@@ -1,0 +1,426 @@
+"""The access matrix: every way in, for every role, against one table (DESIGN.md, "Access policy").
+
+The test walks the URLconf (every pattern under ``/api/``, the staff pages that ``console``
+adds, the job admin's pages, ``/metrics``), every websocket message a client may send and
+every channel kind, and every registered job type. Each must have a row below: an
+endpoint, message, channel or job type without one fails ``test_every_*_has_a_row``, so a
+new way in cannot ship without a rule.
+
+Roles (columns, in this order): anonymous; ``user`` (owns the target job); ``other`` (another
+user); ``staff`` (``is_staff``, no permission); ``viewer`` (staff with ``jobs.view_job``);
+``changer`` (staff with ``jobs.change_job``); ``super`` (superuser). A cell is the HTTP status
+(``LOGIN``: the admin's redirect to its login page), or for the websocket the reply's type
+or error code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from rest_framework.test import APIClient
+
+from jobs import policy
+from jobs.models import Job, JobResult, JobStatus
+from jobs.registry import all_job_types
+from live import messages
+from live.consumers import JobsConsumer
+from monitoring.builtin_rules import ensure_builtin_rules
+from monitoring.models import Alert, AlertRule
+from tests.conftest import grant
+from tests.factories import JobFactory, UserFactory
+from tests.live.test_consumers import run
+
+ROLES = ("anonymous", "user", "other", "staff", "viewer", "changer", "super")
+LOGIN = "login"
+
+
+def row(*cells: Any) -> dict[str, Any]:
+    assert len(cells) == len(ROLES)
+    return dict(zip(ROLES, cells, strict=True))
+
+
+# The usual shapes of a row.
+SIGNED_IN = row(401, 200, 200, 200, 200, 200, 200)
+OWN_JOB = row(401, 200, 404, 404, 200, 200, 200)  # a job of ``user``: hidden (404) from who may not see it
+ACT_ON_OWN_JOB = row(401, 200, 404, 404, 403, 200, 200)
+SYSTEM = row(401, 403, 403, 403, 200, 200, 200)  # everyone's jobs, statistics, analytics, metrics
+CHANGE_JOBS = row(401, 403, 403, 403, 403, 200, 200)
+PAUSE_QUEUE = row(401, 403, 403, 403, 403, 403, 200)
+ALERTS = row(401, 403, 403, 403, 403, 403, 200)  # monitoring.view_alert / change_alert
+STAFF_PAGE = row(LOGIN, LOGIN, LOGIN, 403, 200, 200, 200)
+ADMIN_SWEEP = row(LOGIN, LOGIN, LOGIN, 403, 403, 302, 302)
+SUPERUSER_PAGE = row(LOGIN, LOGIN, LOGIN, 403, 403, 403, 302)  # jobs.pause_queue, jobs.purge_history
+HIGH = {"name": "high"}
+
+
+@dataclass(frozen=True)
+class Way:
+    """One way in: a URL name, a method, what it is called with, and the row it must answer."""
+
+    name: str
+    method: str
+    expect: dict[str, Any]
+    kwargs: Callable[[Scene], dict[str, Any]] = lambda scene: {}
+    data: Callable[[Scene], dict[str, Any]] = lambda scene: {}
+    job_status: str = JobStatus.QUEUED
+    check: Callable[[Any, str], None] | None = None
+    admin: bool = False  # session login (the admin and staff pages) instead of the API client
+    setup: Callable[[Scene], Any] = lambda scene: None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Scene:
+    users: dict[str, Any]
+    job: Job
+    alert: Alert
+
+
+def _job(scene: Scene) -> dict[str, Any]:
+    return {"pk": scene.job.pk}
+
+
+def _check_health(response: Any, role: str) -> None:
+    assert ("checks" in response.json()) == (role in ("viewer", "changer", "super")), role
+
+
+def _check_job_types(response: Any, role: str) -> None:
+    if role == "anonymous":
+        return
+    may_run = {r["name"]: r["may_run"] for r in response.json()}
+    assert may_run["purge-history"] is (role == "super"), role
+    assert may_run["demo"] is True
+
+
+def _check_list(response: Any, role: str) -> None:
+    if role != "anonymous":
+        expected = {"other": 0, "staff": 0, "user": 1}.get(role, Job.objects.count())
+        assert response.json()["count"] == expected, role
+
+
+def _check_bulk(response: Any, role: str) -> None:
+    if role != "anonymous":
+        outcome = response.json()["results"][0]["outcome"]
+        expected = {"other": "not_found", "staff": "not_found", "viewer": "forbidden"}.get(role, "ok")
+        assert outcome == expected, role
+
+
+def _pause_high(scene: Scene) -> None:
+    from jobs.models import Queue
+
+    Queue.objects.filter(name="high").update(paused=True)
+
+
+WAYS: list[Way] = [
+    # --- /api/: jobs ---------------------------------------------------------------------------
+    Way(
+        "api-token",
+        "post",
+        row(200, 200, 200, 200, 200, 200, 200),
+        data=lambda s: {"username": s.users["user"].username, "password": "pw-secret-123"},
+    ),
+    Way("job-list", "get", SIGNED_IN, check=_check_list),
+    Way("job-list", "post", row(401, 201, 201, 201, 201, 201, 201), data=lambda s: {"type": "demo", "params": {}}),
+    Way("job-detail", "get", OWN_JOB, kwargs=_job),
+    Way("job-result", "get", OWN_JOB, kwargs=_job),
+    Way("job-events", "get", OWN_JOB, kwargs=_job),
+    Way("job-cancel", "post", ACT_ON_OWN_JOB, kwargs=_job),
+    Way("job-retry", "post", ACT_ON_OWN_JOB, kwargs=_job, job_status=JobStatus.FAILED),
+    Way("job-pause", "post", ACT_ON_OWN_JOB, kwargs=_job, job_status=JobStatus.RUNNING),
+    Way("job-resume", "post", ACT_ON_OWN_JOB, kwargs=_job, job_status=JobStatus.PAUSED),
+    Way("job-bulk", "post", SIGNED_IN, data=lambda s: {"action": "cancel", "ids": [str(s.job.pk)]}, check=_check_bulk),
+    Way("job-cleanup-stalled", "post", CHANGE_JOBS),
+    Way("job-type-list", "get", SIGNED_IN, check=_check_job_types),
+    Way("job-type-detail", "get", SIGNED_IN, kwargs=lambda s: {"name": "demo"}),
+    Way("queue-list", "get", SYSTEM),
+    Way("queue-detail", "get", SYSTEM, kwargs=lambda s: {"name": "high"}),
+    Way("queue-pause", "post", PAUSE_QUEUE, kwargs=lambda s: {"name": "high"}),
+    Way("queue-resume", "post", PAUSE_QUEUE, kwargs=lambda s: {"name": "high"}, setup=_pause_high),
+    # --- /api/: monitoring ---------------------------------------------------------------------
+    Way("stats", "get", SYSTEM),
+    Way("analytics-types", "get", SYSTEM),
+    Way("analytics-users", "get", SYSTEM),
+    Way("analytics-errors", "get", SYSTEM),
+    Way("analytics-trends", "get", SYSTEM),
+    Way("analytics-peak-hours", "get", SYSTEM),
+    Way("metrics-series", "get", SYSTEM),
+    Way("health", "get", row(200, 200, 200, 200, 200, 200, 200), check=_check_health),
+    Way("alert-list", "get", ALERTS),
+    Way("alert-acknowledge", "post", ALERTS, kwargs=lambda s: {"pk": s.alert.pk}),
+    Way("alert-resolve", "post", ALERTS, kwargs=lambda s: {"pk": s.alert.pk}),
+    Way("api-schema", "get", SIGNED_IN),
+    Way("api-docs", "get", SIGNED_IN),
+    # --- /metrics: a login opens nothing; a token or an allowed address does (see below) ------
+    Way("prometheus-metrics", "get", row(403, 403, 403, 403, 403, 403, 403), extra={"REMOTE_ADDR": "203.0.113.9"}),
+    # --- staff pages (console) -------------------------------------------------------------------
+    Way("jobadmin-monitor", "get", STAFF_PAGE, admin=True),
+    Way("jobadmin-monitor-state", "get", STAFF_PAGE, admin=True),
+    Way("jobadmin-analytics", "get", STAFF_PAGE, admin=True),
+    Way("jobadmin-queue-pause", "post", SUPERUSER_PAGE, admin=True, kwargs=lambda s: HIGH),
+    Way("jobadmin-queue-resume", "post", SUPERUSER_PAGE, admin=True, kwargs=lambda s: HIGH, setup=_pause_high),
+    # --- the job admin -------------------------------------------------------------------------
+    Way("admin:jobs_job_changelist", "get", STAFF_PAGE, admin=True),
+    Way("admin:jobs_job_change", "get", STAFF_PAGE, admin=True, kwargs=lambda s: {"object_id": str(s.job.pk)}),
+    Way("admin:jobs_job_history", "get", STAFF_PAGE, admin=True, kwargs=lambda s: {"object_id": str(s.job.pk)}),
+    # Jobs are queued, not added by hand.
+    Way("admin:jobs_job_add", "get", row(LOGIN, LOGIN, LOGIN, 403, 403, 403, 403), admin=True),
+    Way(
+        "admin:jobs_job_delete",
+        "get",
+        row(LOGIN, LOGIN, LOGIN, 403, 403, 403, 200),
+        admin=True,
+        kwargs=lambda s: {"object_id": str(s.job.pk)},
+    ),
+    Way("admin:jobs_job_enqueue", "get", STAFF_PAGE, admin=True),
+    Way("admin:jobs_job_enqueue_type", "get", STAFF_PAGE, admin=True, kwargs=lambda s: {"type_name": "demo"}),
+    Way(
+        "admin:jobs_job_enqueue_type",
+        "post",
+        SUPERUSER_PAGE,
+        admin=True,
+        kwargs=lambda s: {"type_name": "purge-history"},
+        data=lambda s: {"_queue": "batch", "_priority": 0},
+    ),
+    Way("admin:jobs_job_cleanup_stalled", "post", ADMIN_SWEEP, admin=True),
+    Way(
+        "admin:jobs_job_act", "post", ADMIN_SWEEP, admin=True, kwargs=lambda s: {"job_id": s.job.pk, "action": "cancel"}
+    ),
+    Way(
+        "admin:jobs_job_download",
+        "get",
+        row(LOGIN, LOGIN, LOGIN, 403, 404, 404, 404),
+        admin=True,
+        kwargs=lambda s: {"job_id": s.job.pk},
+    ),
+]
+
+
+def _walk(patterns: list[Any], prefix: str = "", namespace: str | None = None) -> Iterator[tuple[str, str]]:
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern), pattern.namespace or namespace)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            name = f"{namespace}:{pattern.name}" if namespace else pattern.name
+            yield prefix + str(pattern.pattern), name
+
+
+def ways_in() -> set[str]:
+    """Every URL name under /api/, /metrics, the console's staff pages and the job admin's pages."""
+    names = set()
+    for route, name in _walk(get_resolver().url_patterns):
+        if route.startswith("api/") or route == "metrics" or name.startswith(("jobadmin-", "admin:jobs_job_")):
+            names.add(name)
+    return names
+
+
+def test_every_endpoint_has_a_row() -> None:
+    assert ways_in() - {way.name for way in WAYS} == set(), "add a row to WAYS for each new endpoint"
+    assert {way.name for way in WAYS} - ways_in() == set(), "a row for an endpoint that no longer exists"
+
+
+@pytest.fixture
+def scene(db: Any, settings: Any) -> Scene:
+    from jobs import services
+
+    settings.PROMETHEUS_TOKEN = ""
+    settings.PROMETHEUS_ALLOWED_IPS = ["127.0.0.1"]
+    services.queue_ensure_defaults()
+    users = {
+        "anonymous": None,
+        "user": UserFactory(),
+        "other": UserFactory(),
+        "staff": UserFactory(is_staff=True),
+        "viewer": grant(UserFactory(is_staff=True), policy.VIEW_JOBS),
+        "changer": grant(UserFactory(is_staff=True), policy.CHANGE_JOBS),
+        "super": UserFactory(is_staff=True, is_superuser=True),
+    }
+    job = JobFactory.create(user=users["user"])
+    JobResult.objects.create(job=job, data={"rows": 1})
+    ensure_builtin_rules(AlertRule)  # a transactional test's flush empties the table
+    rule = AlertRule.objects.get(name="failure-burst")
+    alert = Alert.objects.create(rule=rule, severity=rule.severity, message="test")
+    return Scene(users=users, job=job, alert=alert)
+
+
+def _call(way: Way, scene: Scene, role: str) -> Any:
+    user = scene.users[role]
+    client: Any = Client() if way.admin else APIClient()
+    if user is not None:
+        if way.admin:
+            client.force_login(user)
+        else:
+            client.force_authenticate(user)
+    url = reverse(way.name, kwargs=way.kwargs(scene))
+    data = way.data(scene)
+    if way.method == "get":
+        return client.get(url, data, **way.extra)
+    if way.admin:
+        return client.post(url, data, **way.extra)
+    return client.post(url, data, format="json", **way.extra)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("way", WAYS, ids=lambda w: f"{w.method}-{w.name}")
+def test_each_way_in_answers_each_role_as_the_table_says(way: Way, role: str, scene: Scene) -> None:
+    Job.objects.filter(pk=scene.job.pk).update(status=way.job_status)
+    scene.job.refresh_from_db()
+    way.setup(scene)
+    response = _call(way, scene, role)
+    expected = way.expect[role]
+    if expected == LOGIN:
+        assert response.status_code == 302, (role, response.status_code)
+        assert response["Location"].startswith(reverse("admin:login")), response["Location"]
+    else:
+        assert response.status_code == expected, (role, response.status_code, getattr(response, "content", b"")[:300])
+    if way.check is not None:
+        way.check(response, role)
+
+
+def test_a_refusal_says_which_permission_is_missing(scene: Scene) -> None:
+    for way in WAYS:
+        if way.expect["staff"] != 403 or way.name == "prometheus-metrics":
+            continue
+        body = _call(way, scene, "staff").content.decode()
+        assert "permission" in body or "staff" in body, way.name
+
+
+# --- /metrics, which no login opens ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("token", "allowed", "trusted", "meta", "expected"),
+    [
+        ("", ["127.0.0.1"], [], {"REMOTE_ADDR": "127.0.0.1"}, 200),
+        ("", ["127.0.0.1"], [], {"REMOTE_ADDR": "10.1.2.3"}, 403),
+        ("", ["127.0.0.1"], [], {"REMOTE_ADDR": "10.1.2.3", "HTTP_X_FORWARDED_FOR": "127.0.0.1"}, 403),
+        ("", ["127.0.0.1"], ["127.0.0.1"], {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "198.51.100.1"}, 403),
+        ("", ["10.0.0.0/8"], ["127.0.0.1"], {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "10.9.9.9"}, 200),
+        ("t0ken", [], [], {"REMOTE_ADDR": "127.0.0.1"}, 403),
+        ("t0ken", [], [], {"REMOTE_ADDR": "198.51.100.1", "HTTP_AUTHORIZATION": "Bearer t0ken"}, 200),
+        ("t0ken", ["127.0.0.1"], [], {"REMOTE_ADDR": "127.0.0.1", "HTTP_AUTHORIZATION": "Bearer wrong"}, 403),
+        ("t0ken", ["127.0.0.1"], [], {"REMOTE_ADDR": "127.0.0.1"}, 200),
+        ("", ["127.0.0.1"], [], {"REMOTE_ADDR": "127.0.0.1", "HTTP_AUTHORIZATION": "Bearer "}, 403),
+    ],
+)
+def test_metrics_answers_by_token_and_address_as_the_table_says(
+    db: Any, settings: Any, token: str, allowed: list[str], trusted: list[str], meta: dict[str, Any], expected: int
+) -> None:
+    settings.PROMETHEUS_TOKEN = token
+    settings.PROMETHEUS_ALLOWED_IPS = allowed
+    settings.JOBADMIN_TRUSTED_PROXIES = trusted
+    assert Client().get("/metrics", **meta).status_code == expected
+
+
+# --- job types: who may queue each ---------------------------------------------------------------
+ANYONE_SIGNED_IN = row(401, 201, 201, 201, 201, 201, 201)
+JOB_TYPES = {
+    "demo": ANYONE_SIGNED_IN,
+    "export-jobs": ANYONE_SIGNED_IN,
+    "purge-history": row(401, 403, 403, 403, 403, 403, 201),  # jobs.purge_history
+}
+
+
+def test_every_job_type_has_a_row() -> None:
+    # The application's types; other tests register throwaway ones of their own (tests/jobtypes).
+    registered = {t.name for t in all_job_types() if not t.func.__module__.startswith("tests.")}
+    assert registered - set(JOB_TYPES) == set(), "add a row to JOB_TYPES"
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("type_name", sorted(JOB_TYPES))
+def test_each_job_type_is_queued_only_by_who_may_run_it(type_name: str, role: str, scene: Scene) -> None:
+    client = APIClient()
+    if scene.users[role] is not None:
+        client.force_authenticate(scene.users[role])
+    before = Job.objects.filter(type=type_name).count()
+    response = client.post("/api/jobs/", {"type": type_name, "params": {}}, format="json")
+    assert response.status_code == JOB_TYPES[type_name][role], (role, response.content[:300])
+    queued = Job.objects.filter(type=type_name).count() - before
+    assert queued == (1 if response.status_code == 201 else 0)
+
+
+# --- the websocket: every message and channel kind -----------------------------------------------
+SUBSCRIBED, FORBIDDEN = "subscribed", messages.FORBIDDEN
+SEES_ALL = row("closed", FORBIDDEN, FORBIDDEN, FORBIDDEN, SUBSCRIBED, SUBSCRIBED, SUBSCRIBED)
+CHANNELS: dict[str, tuple[Callable[[Scene], str], dict[str, Any]]] = {
+    "job": (
+        lambda s: f"job:{s.job.pk}",
+        row("closed", SUBSCRIBED, FORBIDDEN, FORBIDDEN, SUBSCRIBED, SUBSCRIBED, SUBSCRIBED),
+    ),
+    "user": (
+        lambda s: f"user:{s.users['user'].pk}",
+        row("closed", SUBSCRIBED, FORBIDDEN, FORBIDDEN, SUBSCRIBED, SUBSCRIBED, SUBSCRIBED),
+    ),
+    "batch": (lambda s: "batch:1", SEES_ALL),
+    "stats": (lambda s: "stats", SEES_ALL),
+    "alerts": (lambda s: "alerts", SEES_ALL),
+    "all": (lambda s: "all", SEES_ALL),
+}
+# Each client message but ``subscribe`` (the channels above): what it is answered with.
+MESSAGES: dict[str, tuple[Callable[[Any], dict[str, Any]], dict[str, Any]]] = {
+    "ping": (lambda me: {"type": "ping"}, row("closed", *["pong"] * 6)),
+    "unsubscribe": (
+        lambda me: {"type": "unsubscribe", "channel": f"user:{me.pk}"},
+        row("closed", *["unsubscribed"] * 6),
+    ),
+    "request-stats": (
+        lambda me: {"type": "request-stats"},
+        row("closed", FORBIDDEN, FORBIDDEN, FORBIDDEN, "job-stats", "job-stats", "job-stats"),
+    ),
+    "subscribe": (
+        lambda me: {"type": "subscribe", "channel": "job:not-a-uuid"},
+        row("closed", *[messages.UNKNOWN_CHANNEL] * 6),
+    ),
+}
+
+
+def test_every_websocket_message_and_channel_kind_has_a_row() -> None:
+    assert set(JobsConsumer.CLIENT_MESSAGES) == set(MESSAGES), "add a row to MESSAGES"
+    assert set(policy.CHANNEL_KINDS) == set(CHANNELS), "add a row to CHANNELS"
+
+
+def _reply(message: dict[str, Any]) -> str:
+    return str(message["code"] if message["type"] == "error" else message["type"])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("role", ROLES)
+def test_each_websocket_message_and_channel_answers_each_role_as_the_table_says(
+    role: str, scene: Scene, settings: Any
+) -> None:
+    settings.JOBADMIN_RELAY_IN_WEB = False
+    me = scene.users[role]
+    answers: dict[str, str] = {}
+
+    async def scenario() -> None:
+        communicator = WebsocketCommunicator(JobsConsumer.as_asgi(), "/ws/jobs/")
+        communicator.scope["user"] = me if me is not None else _anonymous()
+        assert (await communicator.connect(timeout=3))[0]
+        first = await communicator.receive_output(timeout=3)
+        if first["type"] == "websocket.close":
+            for name in [*CHANNELS, *MESSAGES]:
+                answers[name] = "closed"
+            return
+        assert json.loads(first["text"])["type"] == "welcome"
+        for kind, (channel, _) in CHANNELS.items():
+            await communicator.send_to(text_data=json.dumps({"type": "subscribe", "channel": channel(scene)}))
+            answers[kind] = _reply(json.loads(await communicator.receive_from(timeout=3)))
+        for name, (message, _) in MESSAGES.items():
+            await communicator.send_to(text_data=json.dumps(message(me)))
+            answers[name] = _reply(json.loads(await communicator.receive_from(timeout=3)))
+        await communicator.disconnect()
+
+    run(scenario)
+    expected = {name: cells[role] for name, (_, cells) in {**CHANNELS, **MESSAGES}.items()}
+    assert answers == expected
+
+
+def _anonymous() -> Any:
+    from django.contrib.auth.models import AnonymousUser
+
+    return AnonymousUser()
