@@ -91,6 +91,12 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------
+# The web entry points (jobadmin.asgi, jobadmin.wsgi) set JOBADMIN_PROCESS=web before Django
+# loads these settings: web processes pool their connections, the others keep persistent ones.
+WEB_PROCESS = env.str("JOBADMIN_PROCESS", default="") == "web"
+# The most database connections one web process holds (PostgreSQL); 0: no pool, a
+# persistent connection per request thread (not bounded: for a PgBouncer in front only).
+JOBADMIN_DB_POOL_MAX = env.int("JOBADMIN_DB_POOL_MAX", default=10)
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'jobadmin.sqlite3'}"),
 }
@@ -107,12 +113,31 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # enqueue and dequeue, and reopening SQLite made each async_task ~25 ms instead of ~0.3.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+elif WEB_PROCESS and JOBADMIN_DB_POOL_MAX > 0:
+    # A web process: Django's connection pool (psycopg_pool), at most JOBADMIN_DB_POOL_MAX
+    # connections whatever it serves. Under ASGI every request runs its sync part in a
+    # thread of its own, and a persistent connection per thread leaked one connection per
+    # request thread (200 API requests to one daphne left 26 open; two daphne processes
+    # exhausted max_connections). A request returns its connection to the pool when it ends.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses a pool with persistent connections
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # the pool checks a connection before lending it
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(2, JOBADMIN_DB_POOL_MAX),
+        "max_size": JOBADMIN_DB_POOL_MAX,
+        # A request that waits longer than this for a connection fails (PoolTimeout).
+        "timeout": env.float("JOBADMIN_DB_POOL_TIMEOUT", default=10.0),
+        "max_idle": 300.0,
+    }
 else:
-    # Persistent connections: a worker that reconnects per task loses an order of magnitude.
+    # Workers, the monitor and commands run their database work on a few long-lived
+    # threads: persistent connections, bounded by those threads. A worker that reconnects
+    # per task loses an order of magnitude, and its prepared statements with it.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    # The job engine's hot statements (jobs.rows) are prepared once per connection; the
-    # ORM keeps client-side binding. Off behind a transaction-pooling PgBouncer < 1.21.
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    # The job engine's hot statements (jobs.rows) are prepared once per connection (pooled
+    # connections keep theirs: the pool lends the same connections again); the ORM keeps
+    # client-side binding. Off behind a transaction-pooling PgBouncer < 1.21.
     if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
         DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 
