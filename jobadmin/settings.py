@@ -225,6 +225,10 @@ ALERT_EMAIL_FROM = env.str("ALERT_EMAIL_FROM", default="jobadmin@localhost")
 HEALTH_FAILURES_CRITICAL = env.int("HEALTH_FAILURES_CRITICAL", default=2)
 HEALTH_FAILURES_WINDOW = env.int("HEALTH_FAILURES_WINDOW", default=300)
 HEALTH_ACTIVE_WARNING = env.int("HEALTH_ACTIVE_WARNING", default=10)
+# The monitor's lease (jobadmin.singleton), seconds: a leader that could not renew it for
+# 0.6 of this stops its duties; a standby that takes over starts them this long after it
+# took the lock. Takeover after a leader dies: about this plus a second.
+JOBADMIN_MONITOR_LEASE = env.float("JOBADMIN_MONITOR_LEASE", default=5.0)
 # The monitor counts as down when its heartbeat is older than this (seconds).
 HEALTH_MONITOR_STALE = env.float("HEALTH_MONITOR_STALE", default=60.0)
 # /metrics: a request with "Authorization: Bearer <token>", or one from these client addresses.

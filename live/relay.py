@@ -314,6 +314,10 @@ class GapTracker:
             del self.gaps[event_id]
 
 
+class LeaseLost(Exception):
+    """The monitor is no longer sure it leads: the relay must stop publishing."""
+
+
 class Layer(Protocol):
     async def group_send(self, group: str, message: dict[str, Any]) -> None: ...
 
@@ -326,8 +330,11 @@ class EventRelay:
         poll: float | None = None,
         grace: float | None = None,
         stats_wanted: Callable[[], bool] | None = None,
+        fence: Callable[[], bool] | None = None,
     ) -> None:
         self.layer = layer or get_channel_layer()
+        # The monitor's lease: a relay that is no longer sure it runs alone publishes nothing.
+        self.fence = fence or (lambda: True)
         self.poll = poll if poll is not None else float(settings.JOBADMIN_RELAY_POLL)
         self.grace = grace if grace is not None else float(settings.JOBADMIN_RELAY_GAP_GRACE)
         self.stats_interval = float(settings.JOB_STATS_INTERVAL)
@@ -383,6 +390,8 @@ class EventRelay:
         """Publish what was read, ``batch`` events per layer message; on a layer failure keep
         what was not sent for the next round."""
         while self.in_hand:
+            if not self.fence():
+                raise LeaseLost
             chunk = self.in_hand[: self.batch]
             await self.layer.group_send(EVENTS_GROUP, {"type": EVENTS_TYPE, "events": chunk})
             del self.in_hand[: len(chunk)]
@@ -460,25 +469,30 @@ class EventRelay:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
-        backoff = self.poll
         try:
-            while not stop.is_set():
-                try:
-                    published = await self.step()
-                    self.maybe_stats()
-                    backoff = self.poll
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # database or layer away: retry, the cursor did not move
-                    logger.warning("relay: %r; retrying in %.2fs", exc, backoff)
-                    published = 0
-                    backoff = min(max(backoff * 2, 0.05), 2.0)
-                    await asyncio.sleep(backoff)
-                    continue
-                if not published:
-                    await asyncio.sleep(self.poll)
+            await self._run(stop)
+        except LeaseLost:
+            logger.warning("relay: the monitor lost its lease; stopping")
         finally:
             await self.close()
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        backoff = self.poll
+        while not stop.is_set():
+            try:
+                published = await self.step()
+                self.maybe_stats()
+                backoff = self.poll
+            except (asyncio.CancelledError, LeaseLost):
+                raise
+            except Exception as exc:  # database or layer away: retry, the cursor did not move
+                logger.warning("relay: %r; retrying in %.2fs", exc, backoff)
+                published = 0
+                backoff = min(max(backoff * 2, 0.05), 2.0)
+                await asyncio.sleep(backoff)
+                continue
+            if not published:
+                await asyncio.sleep(self.poll)
 
     async def close(self) -> None:
         """Close the relay thread's database connection (a test database cannot be dropped with it open)."""
@@ -499,16 +513,20 @@ class EventRelay:
         self._executor = None
 
 
-def start_relay_thread() -> tuple[threading.Thread, threading.Event]:
-    """Run the relay in a thread with its own event loop (``manage.py monitor`` with Redis)."""
+def start_relay_thread(leading: Callable[[], bool] | None = None) -> Callable[[], None]:
+    """Run the relay in a thread with its own event loop (``manage.py monitor`` with Redis).
+
+    ``leading()`` is the monitor's lease: the relay publishes nothing once it is False.
+    Returns the function that stops the relay and waits for its thread.
+    """
     stopped = threading.Event()
 
     def main() -> None:
         async def runner() -> None:
             stop = asyncio.Event()
-            task = asyncio.create_task(EventRelay().run(stop))
+            task = asyncio.create_task(EventRelay(fence=leading).run(stop))
             while not stopped.is_set() and not task.done():
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.05)
             stop.set()
             await task
 
@@ -516,7 +534,12 @@ def start_relay_thread() -> tuple[threading.Thread, threading.Event]:
 
     thread = threading.Thread(target=main, name="event-relay", daemon=True)
     thread.start()
-    return thread, stopped
+
+    def stop() -> None:
+        stopped.set()
+        thread.join(timeout=15)
+
+    return stop
 
 
 # --- the hub (one per web process / event loop) -------------------------------------------
