@@ -19,6 +19,13 @@ insert. When the database is unreachable the cursor simply does not move; when t
 layer is unreachable the unpublished events stay in hand (and nothing new is read) until
 it is back, so nothing is lost and nothing is sent twice.
 
+The cursor and the gaps are kept in the database (``live.models.RelayState``) once what
+was read is published (at most every ``STATE_SAVE_EVERY``): a relay that starts continues
+where the last one stopped, so events committed while no relay ran (a restart, a deploy,
+a monitor failover), late commits below the cursor included, are published then. Only
+the first relay ever starts at the latest event. In the monitor the relay publishes and
+saves only while the monitor's lease holds (``fence``).
+
 **Hub.** One per web process (per event loop). It is the only member of ``jobs.events``
 in its process (one layer subscription, whatever its sockets watch); for each event it
 hands the already encoded text to each local socket subscribed to any of the event's
@@ -52,6 +59,7 @@ from django.utils import timezone
 
 from jobs.models import EventKind, JobEvent
 from live import messages
+from live.models import RelayState
 from live.transport import tune_gc
 from monitoring.metrics import EVENT_LAG_CACHE_KEY, WS_CONNECTIONS_CACHE_KEY
 
@@ -314,6 +322,28 @@ class GapTracker:
             del self.gaps[event_id]
 
 
+STATE_NAME = "default"  # one relay per deployment
+# The longest the saved watermark trails what was published: a relay that dies publishes
+# at most this much again after a restart (hubs and clients drop an event_id they have).
+STATE_SAVE_EVERY = 0.5
+
+
+def load_tracker(*, grace: float, now: float) -> GapTracker | None:
+    """The tracker where the last relay left it (its gaps watched for ``grace`` again), or None."""
+    state = RelayState.objects.filter(name=STATE_NAME).first()
+    if state is None:
+        return None
+    tracker = GapTracker(cursor=state.cursor, grace=grace)
+    tracker.gaps = {int(event_id): now + grace for event_id in state.gaps}
+    return tracker
+
+
+def save_tracker(tracker: GapTracker) -> None:
+    values = {"cursor": tracker.cursor, "gaps": sorted(tracker.gaps), "updated_at": timezone.now()}
+    if not RelayState.objects.filter(name=STATE_NAME).update(**values):
+        RelayState.objects.update_or_create(name=STATE_NAME, defaults=values)
+
+
 class LeaseLost(Exception):
     """The monitor is no longer sure it leads: the relay must stop publishing."""
 
@@ -340,6 +370,8 @@ class EventRelay:
         self.stats_interval = float(settings.JOB_STATS_INTERVAL)
         self.batch = 500
         self.tracker: GapTracker | None = None
+        self._saved_state: tuple[int, tuple[int, ...]] | None = None
+        self._next_save = 0.0
         # Read but not yet published, oldest first.
         self.in_hand: list[dict[str, Any]] = []
         self.published = 0
@@ -362,11 +394,16 @@ class EventRelay:
     # Runs in the relay's own thread, which keeps one database connection.
     def _read(self) -> list[dict[str, Any]]:
         try:
-            if self.tracker is None:
-                self.tracker = GapTracker(cursor=latest_event_id(), grace=self.grace)
-                return []
             now = time.monotonic()
+            if self.tracker is None:
+                self.tracker = load_tracker(grace=self.grace, now=now)
+                if self.tracker is None:  # the first relay ever: from the latest event on
+                    self.tracker = GapTracker(cursor=latest_event_id(), grace=self.grace)
+                    self._save_state(now=now, force=True)
+                    return []
             self.tracker.expire(now=now)
+            # Everything read so far is published (a read happens only with nothing in hand).
+            self._save_state(now=now)
             rows = events_after(after=self.tracker.cursor, limit=self.batch)
             due = self.tracker.due(now=now) if self.tracker.gaps else []
             if due:
@@ -377,7 +414,25 @@ class EventRelay:
             connection.close()  # the next read reconnects
             raise
 
+    def _save_state(self, *, now: float, force: bool = False) -> None:
+        """Keep the watermark and the gaps where the next relay finds them: at most every
+        ``STATE_SAVE_EVERY`` seconds, only when they changed, only while the lease holds."""
+        tracker = self.tracker
+        if tracker is None or not (force or now >= self._next_save) or not self.fence():
+            return
+        state = (tracker.cursor, tuple(sorted(tracker.gaps)))
+        if state == self._saved_state:
+            return
+        save_tracker(tracker)
+        self._saved_state = state
+        self._next_save = now + STATE_SAVE_EVERY
+
     def _close_db(self) -> None:
+        try:
+            if self.tracker is not None and not self.in_hand:
+                self._save_state(now=time.monotonic(), force=True)
+        except Exception as exc:  # the database is away: the next relay publishes a little again
+            logger.warning("relay: saving the watermark failed: %r", exc)
         close_old_connections()
         connection.close()
 
