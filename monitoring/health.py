@@ -62,7 +62,9 @@ def check_broker() -> dict[str, Any]:
         broker.ping()
         size = broker.queue_size()
     except Exception as exc:
-        return _check(CRITICAL, f"broker unreachable: {exc.__class__.__name__}")
+        # A warning, not critical: the API serves and enqueues (jobs are committed), and the
+        # wake-ups are sent again once the broker is back.
+        return _check(WARNING, f"broker unreachable: {exc.__class__.__name__}; wake-ups wait until it is back")
     return _check(HEALTHY, broker=broker.__class__.__name__, pending_wakeups=size)
 
 
@@ -79,7 +81,8 @@ def check_channel_layer() -> dict[str, Any]:
         try:
             redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).ping()
         except redis.RedisError as exc:
-            return _check(CRITICAL, f"channel layer Redis unreachable: {exc.__class__.__name__}", layer=name)
+            # Live updates pause; sockets resume without loss (``since``) once it is back.
+            return _check(WARNING, f"channel layer Redis unreachable: {exc.__class__.__name__}", layer=name)
     return _check(HEALTHY, layer=name)
 
 
@@ -206,6 +209,16 @@ def check_jobs(now: datetime) -> dict[str, Any]:
     return _check(status, "; ".join(reasons), **detail)
 
 
+def _failed_check(exc: Exception) -> dict[str, Any]:
+    """A check that raised: critical, unless the cache (Redis) it reads is away, which the
+    API rides out (rate limits fall back, jobs are kept): then a warning."""
+    import redis
+
+    if isinstance(exc, redis.RedisError):
+        return _check(WARNING, f"not checked: the cache (Redis) is unreachable: {exc.__class__.__name__}")
+    return _check(CRITICAL, f"check failed: {exc.__class__.__name__}")
+
+
 def health_report(*, now: datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
     checks: dict[str, dict[str, Any]] = {"database": check_database()}
@@ -223,7 +236,7 @@ def health_report(*, now: datetime | None = None) -> dict[str, Any]:
         try:
             checks[name] = check()
         except Exception as exc:
-            checks[name] = _check(CRITICAL, f"check failed: {exc.__class__.__name__}")
+            checks[name] = _failed_check(exc)
     status = max((c["status"] for c in checks.values()), key=_ORDER.__getitem__)
     reasons = [f"{name}: {c['reason']}" for name, c in checks.items() if c["status"] != HEALTHY and c["reason"]]
     return {"status": status, "checked_at": now.isoformat(), "reasons": reasons, "checks": checks}

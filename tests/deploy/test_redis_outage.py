@@ -1,0 +1,106 @@
+"""Redis is a dependency the API degrades without (DESIGN.md, "JSON API": never a 500
+because Redis is briefly away; issue 14, item 5).
+
+A redis-server of the test's own, on another port, is the cache (where the rate limits
+live) and the channel layer's Redis; the test stops it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs import throttling
+from tests.conftest import REQUIRE_SERVICES, wait_for
+
+pytestmark = pytest.mark.django_db
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OwnRedis:
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.tmp_path = tmp_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.proc = subprocess.Popen(args, cwd=self.tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", self.port)) == 0, timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    if shutil.which("redis-server") is None:
+        if REQUIRE_SERVICES:
+            pytest.fail("redis-server is required in this run")
+        pytest.skip("redis-server is not installed")
+    server = OwnRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def on_own_redis(own_redis: OwnRedis, settings: Any) -> Iterator[OwnRedis]:
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": own_redis.url,
+            "KEY_PREFIX": "outage-test",
+        }
+    }
+    settings.REDIS_URL = own_redis.url
+    yield own_redis
+    throttling._state["shared_down_until"] = 0.0  # the next test counts in Redis again
+
+
+def test_with_redis_away_the_api_answers_and_still_limits_rates(
+    on_own_redis: OwnRedis, api_client: Any, user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api_client.force_authenticate(user)
+    assert api_client.get("/api/jobs/").status_code == 200
+    on_own_redis.stop()
+
+    started = time.monotonic()
+    statuses = [api_client.get("/api/jobs/").status_code for _ in range(5)]
+    assert statuses == [200] * 5
+    assert time.monotonic() - started < 5  # no time-out per request either
+
+    # The rate limits fall back to this process's own counts: a limit still holds.
+    monkeypatch.setattr(throttling.UserRateThrottle, "rate", "3/min", raising=False)
+    limited = [api_client.get("/api/jobs/").status_code for _ in range(5)]
+    assert 429 in limited
+    assert 500 not in limited
+
+
+def test_with_redis_away_health_says_warning_not_500(on_own_redis: OwnRedis, api_client: Any, superuser: Any) -> None:
+    api_client.force_authenticate(superuser)
+    on_own_redis.stop()
+
+    response = api_client.get("/api/health/")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "warning", body
+    assert any("redis" in reason.lower() for reason in body["reasons"]), body["reasons"]
