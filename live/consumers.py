@@ -23,6 +23,8 @@ import logging
 import time
 import weakref
 from collections import OrderedDict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 from channels.db import database_sync_to_async
@@ -248,10 +250,14 @@ class JobsConsumer(AsyncWebsocketConsumer):
             await self.close(code=messages.CLOSE_UNAUTHENTICATED)
             return
         own = f"user:{self.user.pk}"
-        await self._join(own, f"user.{self.user.pk}")
-        get_hub().socket_opened()
-        self.counted = True
-        await self._send(messages.welcome(user=self.user, latest_event_id=await _latest_event_id(), channels=[own]))
+        # ``welcome`` goes first: what the hub hands over from the join on waits in the
+        # outbox (held like a replay) until it is out.
+        with self._holding_live():
+            await self._join(own, f"user.{self.user.pk}")
+            get_hub().socket_opened()
+            self.counted = True
+            latest = await _latest_event_id()
+            await self._send(messages.welcome(user=self.user, latest_event_id=latest, channels=[own]))
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
@@ -296,6 +302,17 @@ class JobsConsumer(AsyncWebsocketConsumer):
         if not self.closing:
             self.outbox.append(_Entry(0, None, "stats", text))
             if not self.replaying:
+                self._flush_soon()
+
+    @contextmanager
+    def _holding_live(self) -> Iterator[None]:
+        """Live events wait in the outbox while the block sends (the welcome, a replay)."""
+        self.replaying += 1
+        try:
+            yield
+        finally:
+            self.replaying -= 1
+            if not self.replaying and self.outbox:
                 self._flush_soon()
 
     def _flush_soon(self) -> None:
@@ -416,18 +433,13 @@ class JobsConsumer(AsyncWebsocketConsumer):
             return
         assert isinstance(channel, str)
         replayed = 0
-        self.replaying += 1  # live events queue up (bounded) until the replay is out
-        try:
+        with self._holding_live():  # live events queue up (bounded) until the replay is out
             # Join before reading the log: whatever commits after the read arrives live, and
             # whatever both paths carry is sent once (``seen``). No gap, no duplicate.
             await self._join(channel, group)
             latest = await _latest_event_id()
             if since is not None and group != STATS_GROUP:
                 replayed = await self._send_replay(channel, group, since)
-        finally:
-            self.replaying -= 1
-            if not self.replaying and self.outbox:
-                self._flush_soon()
         await self._send(messages.subscribed(channel=channel, since=since, replayed=replayed, latest_event_id=latest))
         if group != STATS_GROUP:
             anchor = latest if since is None else max(since, latest - CATCH_UP_MARGIN)
