@@ -63,6 +63,9 @@ SEEN_MAX = 8192
 # layer can accept a group_add before its subscription is effective (a Redis that just came
 # back), and an event published in that window reaches nobody. ``seen`` drops repeats.
 CATCH_UP_AFTER = (1.0, 4.0)  # seconds after subscribing
+# Live events wait this long after the welcome for the client's first message (a resuming
+# client's subscriptions with ``since``), so that its replay comes first.
+HOLD_AFTER_WELCOME = 0.25
 CATCH_UP_MARGIN = 200  # event ids below the subscription's latest id that are read again
 
 
@@ -240,6 +243,7 @@ class JobsConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.counted = False  # in the hub's count of open sockets
         self.catch_ups: set[asyncio.Task[None]] = set()
+        self.welcome_hold = False  # live events wait for the client's first message
 
     async def connect(self) -> None:
         self.init_state(self.scope.get("user"))
@@ -258,6 +262,13 @@ class JobsConsumer(AsyncWebsocketConsumer):
             self.counted = True
             latest = await _latest_event_id()
             await self._send(messages.welcome(user=self.user, latest_event_id=latest, channels=[own]))
+        # A client that resumes subscribes with ``since`` right after the welcome. Its user
+        # channel is live already, and an event of its job sent live now would come before
+        # the replay of the older ones it missed (a client that keeps only newer ids then
+        # drops them): live events wait until its first message is handled, or briefly.
+        self.replaying += 1
+        self.welcome_hold = True
+        asyncio.get_running_loop().call_later(HOLD_AFTER_WELCOME, self._end_welcome_hold)
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
@@ -302,6 +313,13 @@ class JobsConsumer(AsyncWebsocketConsumer):
         if not self.closing:
             self.outbox.append(_Entry(0, None, "stats", text))
             if not self.replaying:
+                self._flush_soon()
+
+    def _end_welcome_hold(self) -> None:
+        if self.welcome_hold:
+            self.welcome_hold = False
+            self.replaying -= 1
+            if not self.replaying and self.outbox:
                 self._flush_soon()
 
     @contextmanager
@@ -356,6 +374,12 @@ class JobsConsumer(AsyncWebsocketConsumer):
         return False
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            await self._receive(text_data, bytes_data)
+        finally:
+            self._end_welcome_hold()
+
+    async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         if self.closing:
             return
         if not self._allow():

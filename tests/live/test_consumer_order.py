@@ -45,3 +45,32 @@ def test_welcome_is_the_first_frame_even_when_an_event_arrives_while_the_socket_
         await communicator.disconnect()
 
     run(scenario)
+
+
+def test_a_resuming_client_gets_the_replay_before_live_events_of_its_own_user_channel(
+    user: Any,
+) -> None:
+    """A client reconnects and subscribes with ``since``; an event of its job arrives live on
+    its user channel (joined at connect) before the subscription: the replay of what it
+    missed still comes first, in ``event_id`` order, then the live event."""
+    from tests.live.test_consumers import connect, event_ids, make_job, progress, send
+
+    async def scenario() -> None:
+        job = await make_job(user)
+        since = (await event_ids(job))[-1]
+        missed = await progress(job, 1)  # while the client was away
+        communicator = await connect(user)  # the welcome is out
+        live = {"id": missed + 10**6, "at": None, "kind": "progress", "job": str(job.pk)}
+        live["groups"] = [f"user.{user.pk}", f"job.{job.pk}"]
+        live["text"] = json.dumps({"type": "job-update", "event_id": live["id"]})
+        get_hub().dispatch({"type": EVENTS_TYPE, "events": [live]})
+        await send(communicator, type="subscribe", channel=f"job:{job.pk}", since=since)
+        order: list[int] = []
+        while len(order) < 2:
+            message = json.loads(await communicator.receive_from(timeout=TIMEOUT))
+            if message["type"] == "job-update":
+                order.append(message["event_id"])
+        assert order == [missed, live["id"]]
+        await communicator.disconnect()
+
+    run(scenario)
