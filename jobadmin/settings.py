@@ -232,6 +232,8 @@ HEALTH_ACTIVE_WARNING = env.int("HEALTH_ACTIVE_WARNING", default=10)
 # 0.6 of this stops its duties; a standby that takes over starts them this long after it
 # took the lock. Takeover after a leader dies: about this plus a second.
 JOBADMIN_MONITOR_LEASE = env.float("JOBADMIN_MONITOR_LEASE", default=5.0)
+# Live updates arriving later than this (seconds; the relay's lag) make health a warning.
+HEALTH_RELAY_LAG_WARNING = env.float("HEALTH_RELAY_LAG_WARNING", default=5.0)
 # The monitor counts as down when its heartbeat is older than this (seconds).
 HEALTH_MONITOR_STALE = env.float("HEALTH_MONITOR_STALE", default=60.0)
 # /metrics: a request with "Authorization: Bearer <token>", or one from these client addresses.

@@ -171,19 +171,20 @@ def check_monitor(now: datetime) -> dict[str, Any]:
     except Exception as exc:  # the database is away: the database check says so
         logger.warning("health: reading the monitor's lease failed: %r", exc)
         leader = None
+    # The relay's lag (the gauge it stores; gone a minute after no relay reports).
+    lag = metrics.event_lag_ms()
     beat = cache.get(metrics.MONITOR_HEARTBEAT_CACHE_KEY)
     if beat is None:
-        return _check(WARNING, "the monitor has never reported", leader=leader)
+        return _check(WARNING, "the monitor has never reported", leader=leader, relay_lag_ms=lag)
     age = now.timestamp() - float(beat)
+    detail = {"last_seen_seconds": round(age, 1), "leader": leader, "relay_lag_ms": lag}
     if age > settings.HEALTH_MONITOR_STALE:
-        return _check(
-            WARNING, f"the monitor last reported {age:.0f} s ago", last_seen_seconds=round(age, 1), leader=leader
-        )
+        return _check(WARNING, f"the monitor last reported {age:.0f} s ago", **detail)
     if leader is None and connection.vendor == "postgresql":
-        return _check(
-            WARNING, "no monitor holds the lease (a standby takes over)", last_seen_seconds=round(age, 1), leader=None
-        )
-    return _check(HEALTHY, last_seen_seconds=round(age, 1), leader=leader)
+        return _check(WARNING, "no monitor holds the lease (a standby takes over)", **detail)
+    if lag is not None and lag > 1000 * settings.HEALTH_RELAY_LAG_WARNING:
+        return _check(WARNING, f"the relay publishes events {lag / 1000:.1f} s after they happen", **detail)
+    return _check(HEALTHY, **detail)
 
 
 def check_jobs(now: datetime) -> dict[str, Any]:

@@ -128,3 +128,28 @@ def test_anonymous_callers_get_only_the_verdict_staff_get_the_checks(api_client:
     assert staff.status_code == 200
     assert "checks" in staff.json()
     assert "reasons" in staff.json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_monitor_check_reports_the_relays_lag_and_warns_when_it_falls_behind(settings: Any) -> None:
+    from django.core.cache import cache
+
+    from monitoring.metrics import EVENT_LAG_CACHE_KEY
+
+    now = timezone.now()
+    lease = Lease(lease=0.5)
+    assert lease.acquire(wait=lambda: True)
+    try:
+        monitor_heartbeat(now)
+        cache.set(EVENT_LAG_CACHE_KEY, 40.0, 60)
+        check = check_monitor(now)
+        assert check["status"] == "healthy"
+        assert check["relay_lag_ms"] == 40.0
+
+        cache.set(EVENT_LAG_CACHE_KEY, 1000 * settings.HEALTH_RELAY_LAG_WARNING + 1, 60)
+        check = check_monitor(now)
+        assert check["status"] == "warning"
+        assert "relay" in check["reason"]
+    finally:
+        lease.release()
+        cache.delete(EVENT_LAG_CACHE_KEY)
