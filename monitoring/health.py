@@ -177,7 +177,7 @@ def check_monitor(now: datetime) -> dict[str, Any]:
     if beat is None:
         return _check(WARNING, "the monitor has never reported", leader=leader, relay_lag_ms=lag)
     age = now.timestamp() - float(beat)
-    detail = {"last_seen_seconds": round(age, 1), "leader": leader, "relay_lag_ms": lag}
+    detail: dict[str, Any] = {"last_seen_seconds": round(age, 1), "leader": leader, "relay_lag_ms": lag}
     if age > settings.HEALTH_MONITOR_STALE:
         return _check(WARNING, f"the monitor last reported {age:.0f} s ago", **detail)
     if leader is None and connection.vendor == "postgresql":
