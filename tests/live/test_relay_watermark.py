@@ -4,17 +4,15 @@ deploy, a monitor failover) is published once a relay runs again."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection
 
 from jobs import services
-from jobs.events import record_job_event
-from jobs.models import EventKind, JobEvent
+from jobs.models import JobEvent
 from live.relay import ALL_GROUP, EventRelay
-from tests.live.test_relay import RecordingLayer, event_groups, new_relay, progress, steps
+from tests.live.test_relay import LateCommit, RecordingLayer, event_groups, new_relay, progress, steps
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,27 +42,12 @@ def test_a_late_commit_below_the_watermark_while_no_relay_ran_is_published_by_th
     first = services.job_enqueue(job_type="demo", params={}, user=user)
     second = services.job_enqueue(job_type="demo", params={}, user=user)
     relay = new_relay(RecordingLayer())
-    inserted, release = threading.Event(), threading.Event()
-    slow_id: list[int] = []
-
-    def slow_writer() -> None:
-        try:
-            with transaction.atomic():
-                slow_id.append(record_job_event(job=first, kind=EventKind.PROGRESS).id)
-                inserted.set()
-                release.wait(10)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=slow_writer)
-    thread.start()
-    assert inserted.wait(10)
+    late = LateCommit(first)
     fast_id = progress(second, 1)
     steps(relay, 3)  # publishes the higher id, remembers the lower one as a gap, stops
-    release.set()  # the lower id commits while no relay runs
-    thread.join(10)
+    late.commit()  # the lower id commits while no relay runs
 
     layer = RecordingLayer()
     steps(EventRelay(layer=layer, poll=0.001, grace=30), 3)
-    assert [i for group, i in layer.sent if group == ALL_GROUP] == [slow_id[0]]
+    assert [i for group, i in layer.sent if group == ALL_GROUP] == [late.event_id]
     assert fast_id not in {i for _, i in layer.sent}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -69,23 +70,26 @@ def test_more_than_ten_active_jobs_is_a_warning_and_the_threshold_is_a_setting(s
     assert check_jobs(now)["status"] == "healthy"
 
 
-@pytest.mark.django_db(transaction=True)
-def test_monitor_check_follows_its_heartbeat_and_names_the_leader(settings: Any) -> None:
-    now = timezone.now()
+@pytest.fixture
+def leading(transactional_db: Any) -> Iterator[Lease]:
+    """This process holds the monitor's lease (a short one) while the test runs."""
     lease = Lease(lease=0.5)
     assert lease.acquire(wait=lambda: True)
-    try:
-        monitor_heartbeat(now - timedelta(seconds=settings.HEALTH_MONITOR_STALE + 5))
-        assert check_monitor(now)["status"] == "warning"
+    yield lease
+    lease.release()
 
-        monitor_heartbeat(now)
-        check = check_monitor(now)
-        assert check["status"] == "healthy"
-        assert check["leader"]["pid"] == os.getpid()
-        assert check["leader"]["host"] == socket.gethostname()
-        assert check["leader"]["lease_age_seconds"] < 5
-    finally:
-        lease.release()
+
+def test_monitor_check_follows_its_heartbeat_and_names_the_leader(settings: Any, leading: Lease) -> None:
+    now = timezone.now()
+    monitor_heartbeat(now - timedelta(seconds=settings.HEALTH_MONITOR_STALE + 5))
+    assert check_monitor(now)["status"] == "warning"
+
+    monitor_heartbeat(now)
+    check = check_monitor(now)
+    assert check["status"] == "healthy"
+    assert check["leader"]["pid"] == os.getpid()
+    assert check["leader"]["host"] == socket.gethostname()
+    assert check["leader"]["lease_age_seconds"] < 5
 
 
 @pytest.mark.django_db(transaction=True)
@@ -130,17 +134,14 @@ def test_anonymous_callers_get_only_the_verdict_staff_get_the_checks(api_client:
     assert "reasons" in staff.json()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_monitor_check_reports_the_relays_lag_and_warns_when_it_falls_behind(settings: Any) -> None:
+def test_the_monitor_check_reports_the_relays_lag_and_warns_when_it_falls_behind(settings: Any, leading: Lease) -> None:
     from django.core.cache import cache
 
     from monitoring.metrics import EVENT_LAG_CACHE_KEY
 
     now = timezone.now()
-    lease = Lease(lease=0.5)
-    assert lease.acquire(wait=lambda: True)
+    monitor_heartbeat(now)
     try:
-        monitor_heartbeat(now)
         cache.set(EVENT_LAG_CACHE_KEY, 40.0, 60)
         check = check_monitor(now)
         assert check["status"] == "healthy"
@@ -151,5 +152,4 @@ def test_the_monitor_check_reports_the_relays_lag_and_warns_when_it_falls_behind
         assert check["status"] == "warning"
         assert "relay" in check["reason"]
     finally:
-        lease.release()
         cache.delete(EVENT_LAG_CACHE_KEY)
