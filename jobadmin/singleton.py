@@ -148,24 +148,25 @@ class Lease:
     def _connect(self) -> Any:
         import psycopg
 
-        conf = connection.settings_dict
-        params: dict[str, Any] = {
-            "dbname": conf["NAME"],
-            "user": conf.get("USER") or None,
-            "password": conf.get("PASSWORD") or None,
-            "host": conf.get("HOST") or None,
-            "port": conf.get("PORT") or None,
-            "application_name": f"{MONITOR_APPLICATION_NAME} {identity()}",
-            "connect_timeout": max(1, int(self.lease / 2)),
-            "autocommit": True,
-            # The client notices a dead server, and (the server settings below) the
-            # server notices a dead client, within seconds rather than hours.
-            "keepalives": 1,
-            "keepalives_idle": 2,
-            "keepalives_interval": 1,
-            "keepalives_count": 3,
-        }
-        conn = psycopg.connect(**{k: v for k, v in params.items() if v is not None})
+        # Django's own parameters (DATABASE_URL's host, user, sslmode, ...) without what only
+        # its cursors use.
+        params: dict[str, Any] = connection.get_connection_params()
+        for django_only in ("cursor_factory", "context", "prepare_threshold"):
+            params.pop(django_only, None)
+        params.update(
+            {
+                "application_name": f"{MONITOR_APPLICATION_NAME} {identity()}",
+                "connect_timeout": max(1, int(self.lease / 2)),
+                "autocommit": True,
+                # The client notices a dead server, and (the server settings below) the
+                # server notices a dead client, within seconds rather than hours.
+                "keepalives": 1,
+                "keepalives_idle": 2,
+                "keepalives_interval": 1,
+                "keepalives_count": 3,
+            }
+        )
+        conn = psycopg.connect(**params)
         timeout_ms = max(100, int(1000 * self.lease * RENEW_EVERY))
         conn.execute(f"SET statement_timeout = {timeout_ms}")
         conn.execute("SET tcp_keepalives_idle = 2; SET tcp_keepalives_interval = 1; SET tcp_keepalives_count = 3")
