@@ -13,6 +13,8 @@ from pathlib import Path
 
 import environ
 
+from jobadmin import process as _process
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
@@ -91,9 +93,9 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------
-# The web entry points (jobadmin.asgi, jobadmin.wsgi) set JOBADMIN_PROCESS=web before Django
-# loads these settings: web processes pool their connections, the others keep persistent ones.
-WEB_PROCESS = env.str("JOBADMIN_PROCESS", default="") == "web"
+# The web entry points (jobadmin.asgi, jobadmin.wsgi) mark the process before Django loads
+# these settings: web processes pool their connections, the others keep persistent ones.
+WEB_PROCESS = _process.kind == "web"
 # The most database connections one web process holds (PostgreSQL); 0: no pool, a
 # persistent connection per request thread (not bounded: for a PgBouncer in front only).
 JOBADMIN_DB_POOL_MAX = env.int("JOBADMIN_DB_POOL_MAX", default=10)

@@ -58,7 +58,7 @@ class Log(Protocol):
 
 
 def lease_seconds() -> float:
-    return float(getattr(settings, "JOBADMIN_MONITOR_LEASE", 5.0))
+    return float(settings.JOBADMIN_MONITOR_LEASE)
 
 
 def identity() -> str:
@@ -167,7 +167,8 @@ class Lease:
             }
         )
         conn = psycopg.connect(**params)
-        timeout_ms = max(100, int(1000 * self.lease * RENEW_EVERY))
+        # A renewal that answers later than this could not make the leader sure anyway.
+        timeout_ms = max(100, int(1000 * self.lease * SURE_FOR))
         conn.execute(f"SET statement_timeout = {timeout_ms}")
         conn.execute("SET tcp_keepalives_idle = 2; SET tcp_keepalives_interval = 1; SET tcp_keepalives_count = 3")
         return conn

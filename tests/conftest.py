@@ -131,9 +131,6 @@ def child_env(**extra: str | None) -> dict[str, str]:
     ``NAME=None`` removes a variable, so the child gets the setting's default.
     """
     env = dict(os.environ)
-    # Importing jobadmin.asgi (the consumer tests do) marks this process as a web process;
-    # a worker or monitor started from here is not one.
-    env.pop("JOBADMIN_PROCESS", None)
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     env["JOBADMIN_DB_NAME"] = str(connection.settings_dict["NAME"])
     env["PYTHONUNBUFFERED"] = "1"

@@ -25,7 +25,7 @@ from tests.conftest import REQUIRE_SERVICES, Processes, child_env, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
-LEASE = 2.0  # tests/settings.py
+LEASE = 3.0  # tests/settings.py
 RUNNING = re.compile(rb"monitor: running at ([0-9.]+)")
 STOPPED = re.compile(rb"monitor: stopped leading at ([0-9.]+)")
 
