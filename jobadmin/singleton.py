@@ -102,6 +102,8 @@ class Lease:
         """Block until this process leads; False if ``wait()`` said to give up first."""
         vendor = connection.vendor
         while True:
+            if not wait():  # told to stop (also right after a release: do not lead again)
+                return False
             try:
                 got = self._try_postgresql() if vendor == "postgresql" else self._try_file()
             except Exception as exc:  # the database is away: a standby waits through it
@@ -124,8 +126,6 @@ class Lease:
                         self.release()  # lost the session while waiting: start over
                         continue
                 return True
-            if not wait():
-                return False
             time.sleep(self.poll)
 
     def release(self) -> None:
