@@ -51,7 +51,7 @@ def test_daphne_serving_200_api_requests_holds_at_most_its_pool(postgresql: None
         with urllib.request.urlopen(request, timeout=30) as response:
             return int(response.status)
 
-    paths = ["/api/jobs/", "/api/queues/", "/api/health/", "/api/jobs/?status=queued"] * 50
+    paths = ["/api/jobs/", "/api/jobs/?ordering=-created_at", "/api/health/", "/api/jobs/?status=queued"] * 50
     with ThreadPoolExecutor(max_workers=4) as pool:
         statuses = list(pool.map(get, paths))
     assert statuses == [200] * 200
