@@ -5,7 +5,11 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from jobadmin import process
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobadmin.settings")
+# Before the settings load: a web process pools its database connections (JOBADMIN_DB_POOL_MAX).
+process.mark_web()
 # Django must be set up before routing (and the models it imports) is loaded.
 django_asgi_app = get_asgi_application()
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import environ
 
+from jobadmin import process as _process
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
@@ -91,6 +93,12 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------
+# The web entry points (jobadmin.asgi, jobadmin.wsgi) mark the process before Django loads
+# these settings: web processes pool their connections, the others keep persistent ones.
+WEB_PROCESS = _process.kind == "web"
+# The most database connections one web process holds (PostgreSQL); 0: no pool, a
+# persistent connection per request thread (not bounded: for a PgBouncer in front only).
+JOBADMIN_DB_POOL_MAX = env.int("JOBADMIN_DB_POOL_MAX", default=10)
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'jobadmin.sqlite3'}"),
 }
@@ -107,12 +115,31 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # enqueue and dequeue, and reopening SQLite made each async_task ~25 ms instead of ~0.3.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+elif WEB_PROCESS and JOBADMIN_DB_POOL_MAX > 0:
+    # A web process: Django's connection pool (psycopg_pool), at most JOBADMIN_DB_POOL_MAX
+    # connections whatever it serves. Under ASGI every request runs its sync part in a
+    # thread of its own, and a persistent connection per thread leaked one connection per
+    # request thread (200 API requests to one daphne left 26 open; two daphne processes
+    # exhausted max_connections). A request returns its connection to the pool when it ends.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses a pool with persistent connections
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # the pool checks a connection before lending it
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(2, JOBADMIN_DB_POOL_MAX),
+        "max_size": JOBADMIN_DB_POOL_MAX,
+        # A request that waits longer than this for a connection fails (PoolTimeout).
+        "timeout": env.float("JOBADMIN_DB_POOL_TIMEOUT", default=10.0),
+        "max_idle": 300.0,
+    }
 else:
-    # Persistent connections: a worker that reconnects per task loses an order of magnitude.
+    # Workers, the monitor and commands run their database work on a few long-lived
+    # threads: persistent connections, bounded by those threads. A worker that reconnects
+    # per task loses an order of magnitude, and its prepared statements with it.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    # The job engine's hot statements (jobs.rows) are prepared once per connection; the
-    # ORM keeps client-side binding. Off behind a transaction-pooling PgBouncer < 1.21.
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    # The job engine's hot statements (jobs.rows) are prepared once per connection (pooled
+    # connections keep theirs: the pool lends the same connections again); the ORM keeps
+    # client-side binding. Off behind a transaction-pooling PgBouncer < 1.21.
     if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
         DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 
@@ -128,6 +155,9 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": REDIS_PREFIX,
+            # Redis away fails fast (the rate limits fall back, health says so) instead of
+            # holding a request for the operating system's TCP time-out.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
         }
     }
     CHANNEL_LAYERS = {
@@ -200,6 +230,12 @@ ALERT_EMAIL_FROM = env.str("ALERT_EMAIL_FROM", default="jobadmin@localhost")
 HEALTH_FAILURES_CRITICAL = env.int("HEALTH_FAILURES_CRITICAL", default=2)
 HEALTH_FAILURES_WINDOW = env.int("HEALTH_FAILURES_WINDOW", default=300)
 HEALTH_ACTIVE_WARNING = env.int("HEALTH_ACTIVE_WARNING", default=10)
+# The monitor's lease (jobadmin.singleton), seconds: a leader that could not renew it for
+# 0.6 of this stops its duties; a standby that takes over starts them this long after it
+# took the lock. Takeover after a leader dies: about this plus a second.
+JOBADMIN_MONITOR_LEASE = env.float("JOBADMIN_MONITOR_LEASE", default=5.0)
+# Live updates arriving later than this (seconds; the relay's lag) make health a warning.
+HEALTH_RELAY_LAG_WARNING = env.float("HEALTH_RELAY_LAG_WARNING", default=5.0)
 # The monitor counts as down when its heartbeat is older than this (seconds).
 HEALTH_MONITOR_STALE = env.float("HEALTH_MONITOR_STALE", default=60.0)
 # /metrics: a request with "Authorization: Bearer <token>", or one from these client addresses.
@@ -259,9 +295,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # The limits count in the cache (Redis); while it is away, in each process (jobs.throttling).
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.UserRateThrottle",
-        "rest_framework.throttling.AnonRateThrottle",
+        "jobs.throttling.UserRateThrottle",
+        "jobs.throttling.AnonRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "user": env.str("API_THROTTLE_USER", default="6000/min"),

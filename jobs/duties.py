@@ -27,12 +27,18 @@ class Duty:
     stop: Callable[[], None] | None = None
 
 
+# ``start(leading)`` starts the work and returns what stops it; the work checks
+# ``leading()`` before each action that only the leader may take.
+BackgroundStart = Callable[[Callable[[], bool]], Callable[[], None]]
+
+
 @dataclass(frozen=True)
 class BackgroundDuty:
-    """Work with a life of its own (a thread), started once when the monitor starts leading."""
+    """Work with a life of its own (a thread), started each time the monitor starts leading
+    and stopped when it stops leading."""
 
     name: str
-    start: Callable[[], Any]
+    start: BackgroundStart
     enabled: Callable[[], bool]
 
 
@@ -51,7 +57,7 @@ def register_duty(
     _periodic[name] = Duty(name=name, run=run, interval=interval, stop=stop)
 
 
-def register_background_duty(name: str, *, start: Callable[[], Any], enabled: Callable[[], bool]) -> None:
+def register_background_duty(name: str, *, start: BackgroundStart, enabled: Callable[[], bool]) -> None:
     """Register (or replace, by name) a duty that the monitor starts once, when ``enabled()``."""
     _background[name] = BackgroundDuty(name=name, start=start, enabled=enabled)
 

@@ -27,7 +27,6 @@ from rest_framework.exceptions import NotFound
 from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle, UserRateThrottle
 
 from jobs import policy, selectors, services
 from jobs.exceptions import JobError, TransitionNotAllowed
@@ -53,6 +52,7 @@ from jobs.serializers import (
     JobTypeSerializer,
     QueueSerializer,
 )
+from jobs.throttling import ScopedRateThrottle, UserRateThrottle
 
 logger = logging.getLogger(__name__)
 

@@ -23,6 +23,8 @@ import logging
 import time
 import weakref
 from collections import OrderedDict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 from channels.db import database_sync_to_async
@@ -61,6 +63,9 @@ SEEN_MAX = 8192
 # layer can accept a group_add before its subscription is effective (a Redis that just came
 # back), and an event published in that window reaches nobody. ``seen`` drops repeats.
 CATCH_UP_AFTER = (1.0, 4.0)  # seconds after subscribing
+# Live events wait this long after the welcome for the client's first message (a resuming
+# client's subscriptions with ``since``), so that its replay comes first.
+HOLD_AFTER_WELCOME = 0.25
 CATCH_UP_MARGIN = 200  # event ids below the subscription's latest id that are read again
 
 
@@ -238,6 +243,7 @@ class JobsConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.counted = False  # in the hub's count of open sockets
         self.catch_ups: set[asyncio.Task[None]] = set()
+        self.welcome_hold = False  # live events wait for the client's first message
 
     async def connect(self) -> None:
         self.init_state(self.scope.get("user"))
@@ -248,10 +254,21 @@ class JobsConsumer(AsyncWebsocketConsumer):
             await self.close(code=messages.CLOSE_UNAUTHENTICATED)
             return
         own = f"user:{self.user.pk}"
-        await self._join(own, f"user.{self.user.pk}")
-        get_hub().socket_opened()
-        self.counted = True
-        await self._send(messages.welcome(user=self.user, latest_event_id=await _latest_event_id(), channels=[own]))
+        # ``welcome`` goes first: what the hub hands over from the join on waits in the
+        # outbox (held like a replay) until it is out.
+        with self._holding_live():
+            await self._join(own, f"user.{self.user.pk}")
+            get_hub().socket_opened()
+            self.counted = True
+            latest = await _latest_event_id()
+            await self._send(messages.welcome(user=self.user, latest_event_id=latest, channels=[own]))
+        # A client that resumes subscribes with ``since`` right after the welcome. Its user
+        # channel is live already, and an event of its job sent live now would come before
+        # the replay of the older ones it missed (a client that keeps only newer ids then
+        # drops them): live events wait until its first message is handled, or briefly.
+        self.replaying += 1
+        self.welcome_hold = True
+        asyncio.get_running_loop().call_later(HOLD_AFTER_WELCOME, self._end_welcome_hold)
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
@@ -298,6 +315,24 @@ class JobsConsumer(AsyncWebsocketConsumer):
             if not self.replaying:
                 self._flush_soon()
 
+    def _end_welcome_hold(self) -> None:
+        if self.welcome_hold:
+            self.welcome_hold = False
+            self.replaying -= 1
+            if not self.replaying and self.outbox:
+                self._flush_soon()
+
+    @contextmanager
+    def _holding_live(self) -> Iterator[None]:
+        """Live events wait in the outbox while the block sends (the welcome, a replay)."""
+        self.replaying += 1
+        try:
+            yield
+        finally:
+            self.replaying -= 1
+            if not self.replaying and self.outbox:
+                self._flush_soon()
+
     def _flush_soon(self) -> None:
         if self.flusher is not None:  # None only before connect (unit tests of the outbox)
             self.flusher.add(self)
@@ -339,6 +374,12 @@ class JobsConsumer(AsyncWebsocketConsumer):
         return False
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            await self._receive(text_data, bytes_data)
+        finally:
+            self._end_welcome_hold()
+
+    async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         if self.closing:
             return
         if not self._allow():
@@ -416,18 +457,13 @@ class JobsConsumer(AsyncWebsocketConsumer):
             return
         assert isinstance(channel, str)
         replayed = 0
-        self.replaying += 1  # live events queue up (bounded) until the replay is out
-        try:
+        with self._holding_live():  # live events queue up (bounded) until the replay is out
             # Join before reading the log: whatever commits after the read arrives live, and
             # whatever both paths carry is sent once (``seen``). No gap, no duplicate.
             await self._join(channel, group)
             latest = await _latest_event_id()
             if since is not None and group != STATS_GROUP:
                 replayed = await self._send_replay(channel, group, since)
-        finally:
-            self.replaying -= 1
-            if not self.replaying and self.outbox:
-                self._flush_soon()
         await self._send(messages.subscribed(channel=channel, since=since, replayed=replayed, latest_event_id=latest))
         if group != STATS_GROUP:
             anchor = latest if since is None else max(since, latest - CATCH_UP_MARGIN)

@@ -19,6 +19,13 @@ insert. When the database is unreachable the cursor simply does not move; when t
 layer is unreachable the unpublished events stay in hand (and nothing new is read) until
 it is back, so nothing is lost and nothing is sent twice.
 
+The cursor and the gaps are kept in the database (``live.models.RelayState``) once what
+was read is published (at most every ``STATE_SAVE_EVERY``): a relay that starts continues
+where the last one stopped, so events committed while no relay ran (a restart, a deploy,
+a monitor failover), late commits below the cursor included, are published then. Only
+the first relay ever starts at the latest event. In the monitor the relay publishes and
+saves only while the monitor's lease holds (``fence``).
+
 **Hub.** One per web process (per event loop). It is the only member of ``jobs.events``
 in its process (one layer subscription, whatever its sockets watch); for each event it
 hands the already encoded text to each local socket subscribed to any of the event's
@@ -52,6 +59,7 @@ from django.utils import timezone
 
 from jobs.models import EventKind, JobEvent
 from live import messages
+from live.models import RelayState
 from live.transport import tune_gc
 from monitoring.metrics import EVENT_LAG_CACHE_KEY, WS_CONNECTIONS_CACHE_KEY
 
@@ -314,6 +322,32 @@ class GapTracker:
             del self.gaps[event_id]
 
 
+STATE_NAME = "default"  # one relay per deployment
+# The longest the saved watermark trails what was published: a relay that dies publishes
+# at most this much again after a restart (hubs and clients drop an event_id they have).
+STATE_SAVE_EVERY = 0.5
+
+
+def load_tracker(*, grace: float, now: float) -> GapTracker | None:
+    """The tracker where the last relay left it (its gaps watched for ``grace`` again), or None."""
+    state = RelayState.objects.filter(name=STATE_NAME).first()
+    if state is None:
+        return None
+    tracker = GapTracker(cursor=state.cursor, grace=grace)
+    tracker.gaps = {int(event_id): now + grace for event_id in state.gaps}
+    return tracker
+
+
+def save_tracker(tracker: GapTracker) -> None:
+    values = {"cursor": tracker.cursor, "gaps": sorted(tracker.gaps), "updated_at": timezone.now()}
+    if not RelayState.objects.filter(name=STATE_NAME).update(**values):
+        RelayState.objects.update_or_create(name=STATE_NAME, defaults=values)
+
+
+class LeaseLost(Exception):
+    """The monitor is no longer sure it leads: the relay must stop publishing."""
+
+
 class Layer(Protocol):
     async def group_send(self, group: str, message: dict[str, Any]) -> None: ...
 
@@ -326,13 +360,18 @@ class EventRelay:
         poll: float | None = None,
         grace: float | None = None,
         stats_wanted: Callable[[], bool] | None = None,
+        fence: Callable[[], bool] | None = None,
     ) -> None:
         self.layer = layer or get_channel_layer()
+        # The monitor's lease: a relay that is no longer sure it runs alone publishes nothing.
+        self.fence = fence or (lambda: True)
         self.poll = poll if poll is not None else float(settings.JOBADMIN_RELAY_POLL)
         self.grace = grace if grace is not None else float(settings.JOBADMIN_RELAY_GAP_GRACE)
         self.stats_interval = float(settings.JOB_STATS_INTERVAL)
         self.batch = 500
         self.tracker: GapTracker | None = None
+        self._saved_state: tuple[int, tuple[int, ...]] | None = None
+        self._next_save = 0.0
         # Read but not yet published, oldest first.
         self.in_hand: list[dict[str, Any]] = []
         self.published = 0
@@ -355,11 +394,16 @@ class EventRelay:
     # Runs in the relay's own thread, which keeps one database connection.
     def _read(self) -> list[dict[str, Any]]:
         try:
-            if self.tracker is None:
-                self.tracker = GapTracker(cursor=latest_event_id(), grace=self.grace)
-                return []
             now = time.monotonic()
+            if self.tracker is None:
+                self.tracker = load_tracker(grace=self.grace, now=now)
+                if self.tracker is None:  # the first relay ever: from the latest event on
+                    self.tracker = GapTracker(cursor=latest_event_id(), grace=self.grace)
+                    self._save_state(now=now, force=True)
+                    return []
             self.tracker.expire(now=now)
+            # Everything read so far is published (a read happens only with nothing in hand).
+            self._save_state(now=now)
             rows = events_after(after=self.tracker.cursor, limit=self.batch)
             due = self.tracker.due(now=now) if self.tracker.gaps else []
             if due:
@@ -370,7 +414,25 @@ class EventRelay:
             connection.close()  # the next read reconnects
             raise
 
+    def _save_state(self, *, now: float, force: bool = False) -> None:
+        """Keep the watermark and the gaps where the next relay finds them: at most every
+        ``STATE_SAVE_EVERY`` seconds, only when they changed, only while the lease holds."""
+        tracker = self.tracker
+        if tracker is None or not (force or now >= self._next_save) or not self.fence():
+            return
+        state = (tracker.cursor, tuple(sorted(tracker.gaps)))
+        if state == self._saved_state:
+            return
+        save_tracker(tracker)
+        self._saved_state = state
+        self._next_save = now + STATE_SAVE_EVERY
+
     def _close_db(self) -> None:
+        try:
+            if self.tracker is not None and not self.in_hand:
+                self._save_state(now=time.monotonic(), force=True)
+        except Exception as exc:  # the database is away: the next relay publishes a little again
+            logger.warning("relay: saving the watermark failed: %r", exc)
         close_old_connections()
         connection.close()
 
@@ -383,6 +445,8 @@ class EventRelay:
         """Publish what was read, ``batch`` events per layer message; on a layer failure keep
         what was not sent for the next round."""
         while self.in_hand:
+            if not self.fence():
+                raise LeaseLost
             chunk = self.in_hand[: self.batch]
             await self.layer.group_send(EVENTS_GROUP, {"type": EVENTS_TYPE, "events": chunk})
             del self.in_hand[: len(chunk)]
@@ -460,25 +524,30 @@ class EventRelay:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
-        backoff = self.poll
         try:
-            while not stop.is_set():
-                try:
-                    published = await self.step()
-                    self.maybe_stats()
-                    backoff = self.poll
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # database or layer away: retry, the cursor did not move
-                    logger.warning("relay: %r; retrying in %.2fs", exc, backoff)
-                    published = 0
-                    backoff = min(max(backoff * 2, 0.05), 2.0)
-                    await asyncio.sleep(backoff)
-                    continue
-                if not published:
-                    await asyncio.sleep(self.poll)
+            await self._run(stop)
+        except LeaseLost:
+            logger.warning("relay: the monitor lost its lease; stopping")
         finally:
             await self.close()
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        backoff = self.poll
+        while not stop.is_set():
+            try:
+                published = await self.step()
+                self.maybe_stats()
+                backoff = self.poll
+            except (asyncio.CancelledError, LeaseLost):
+                raise
+            except Exception as exc:  # database or layer away: retry, the cursor did not move
+                logger.warning("relay: %r; retrying in %.2fs", exc, backoff)
+                published = 0
+                backoff = min(max(backoff * 2, 0.05), 2.0)
+                await asyncio.sleep(backoff)
+                continue
+            if not published:
+                await asyncio.sleep(self.poll)
 
     async def close(self) -> None:
         """Close the relay thread's database connection (a test database cannot be dropped with it open)."""
@@ -499,16 +568,20 @@ class EventRelay:
         self._executor = None
 
 
-def start_relay_thread() -> tuple[threading.Thread, threading.Event]:
-    """Run the relay in a thread with its own event loop (``manage.py monitor`` with Redis)."""
+def start_relay_thread(leading: Callable[[], bool] | None = None) -> Callable[[], None]:
+    """Run the relay in a thread with its own event loop (``manage.py monitor`` with Redis).
+
+    ``leading()`` is the monitor's lease: the relay publishes nothing once it is False.
+    Returns the function that stops the relay and waits for its thread.
+    """
     stopped = threading.Event()
 
     def main() -> None:
         async def runner() -> None:
             stop = asyncio.Event()
-            task = asyncio.create_task(EventRelay().run(stop))
+            task = asyncio.create_task(EventRelay(fence=leading).run(stop))
             while not stopped.is_set() and not task.done():
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.05)
             stop.set()
             await task
 
@@ -516,7 +589,12 @@ def start_relay_thread() -> tuple[threading.Thread, threading.Event]:
 
     thread = threading.Thread(target=main, name="event-relay", daemon=True)
     thread.start()
-    return thread, stopped
+
+    def stop() -> None:
+        stopped.set()
+        thread.join(timeout=15)
+
+    return stop
 
 
 # --- the hub (one per web process / event loop) -------------------------------------------

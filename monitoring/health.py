@@ -8,6 +8,8 @@ does not take every web node out because, say, the workers are down.
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -27,6 +29,8 @@ from jobs.selectors import (
     queue_limits_total,
 )
 from monitoring import metrics
+
+logger = logging.getLogger(__name__)
 
 HEALTHY, WARNING, CRITICAL = "healthy", "warning", "critical"
 STATUSES = (HEALTHY, WARNING, CRITICAL)
@@ -58,7 +62,9 @@ def check_broker() -> dict[str, Any]:
         broker.ping()
         size = broker.queue_size()
     except Exception as exc:
-        return _check(CRITICAL, f"broker unreachable: {exc.__class__.__name__}")
+        # A warning, not critical: the API serves and enqueues (jobs are committed), and the
+        # wake-ups are sent again once the broker is back.
+        return _check(WARNING, f"broker unreachable: {exc.__class__.__name__}; wake-ups wait until it is back")
     return _check(HEALTHY, broker=broker.__class__.__name__, pending_wakeups=size)
 
 
@@ -75,7 +81,8 @@ def check_channel_layer() -> dict[str, Any]:
         try:
             redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).ping()
         except redis.RedisError as exc:
-            return _check(CRITICAL, f"channel layer Redis unreachable: {exc.__class__.__name__}", layer=name)
+            # Live updates pause; sockets resume without loss (``since``) once it is back.
+            return _check(WARNING, f"channel layer Redis unreachable: {exc.__class__.__name__}", layer=name)
     return _check(HEALTHY, layer=name)
 
 
@@ -105,14 +112,79 @@ def monitor_heartbeat(now: datetime | None = None) -> None:
     cache.set(metrics.MONITOR_HEARTBEAT_CACHE_KEY, (now or timezone.now()).timestamp(), None)
 
 
+# The monitor's lease (jobadmin.singleton): a session advisory lock on this key, held by a
+# session whose application_name is this prefix, the host and the pid.
+MONITOR_LOCK_KEY = 0x4A0B_AD31
+MONITOR_APPLICATION_NAME = "jobadmin-monitor"
+
+
+def monitor_leader() -> dict[str, Any] | None:
+    """The monitor that holds the lease: host, pid, and the lease's age (seconds since the
+    leader last renewed it); None when no monitor leads.
+
+    On PostgreSQL read from the server (``pg_locks``), the truth; on SQLite from the lock
+    file, whose holder is alive while its heartbeat is fresh.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # A session advisory lock on one bigint key shows as classid (high 32 bits), objid
+            # (low 32 bits), objsubid 1. The renewal query ends at state_change.
+            cursor.execute(
+                "SELECT a.application_name, EXTRACT(EPOCH FROM now() - a.state_change),"
+                " EXTRACT(EPOCH FROM now() - a.backend_start)"
+                " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = %s AND l.objsubid = 1"
+                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                [MONITOR_LOCK_KEY],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        name, age, connected = row
+        parts = str(name).split(" ")
+        host, pid = (parts[1], parts[2]) if len(parts) == 3 and parts[0] == MONITOR_APPLICATION_NAME else ("?", "0")
+        return {
+            "host": host,
+            "pid": int(pid) if pid.isdigit() else None,
+            "lease_age_seconds": round(float(age or 0.0), 1),
+            "leading_for_seconds": round(float(connected or 0.0), 1),
+        }
+    path = settings.DATA_DIR / "monitor.lock"
+    try:
+        holder = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return None
+    if not holder:
+        return None
+    beat = cache.get(metrics.MONITOR_HEARTBEAT_CACHE_KEY)
+    return {
+        "host": holder.get("host"),
+        "pid": holder.get("pid"),
+        "lease_age_seconds": round(time.time() - float(beat), 1) if beat is not None else None,
+        "leading_for_seconds": round(time.time() - float(holder.get("since", time.time())), 1),
+    }
+
+
 def check_monitor(now: datetime) -> dict[str, Any]:
+    try:
+        leader = monitor_leader()
+    except Exception as exc:  # the database is away: the database check says so
+        logger.warning("health: reading the monitor's lease failed: %r", exc)
+        leader = None
+    # The relay's lag (the gauge it stores; gone a minute after no relay reports).
+    lag = metrics.event_lag_ms()
     beat = cache.get(metrics.MONITOR_HEARTBEAT_CACHE_KEY)
     if beat is None:
-        return _check(WARNING, "the monitor has never reported")
+        return _check(WARNING, "the monitor has never reported", leader=leader, relay_lag_ms=lag)
     age = now.timestamp() - float(beat)
+    detail: dict[str, Any] = {"last_seen_seconds": round(age, 1), "leader": leader, "relay_lag_ms": lag}
     if age > settings.HEALTH_MONITOR_STALE:
-        return _check(WARNING, f"the monitor last reported {age:.0f} s ago", last_seen_seconds=round(age, 1))
-    return _check(HEALTHY, last_seen_seconds=round(age, 1))
+        return _check(WARNING, f"the monitor last reported {age:.0f} s ago", **detail)
+    if leader is None and connection.vendor == "postgresql":
+        return _check(WARNING, "no monitor holds the lease (a standby takes over)", **detail)
+    if lag is not None and lag > 1000 * settings.HEALTH_RELAY_LAG_WARNING:
+        return _check(WARNING, f"the relay publishes events {lag / 1000:.1f} s after they happen", **detail)
+    return _check(HEALTHY, **detail)
 
 
 def check_jobs(now: datetime) -> dict[str, Any]:
@@ -138,6 +210,16 @@ def check_jobs(now: datetime) -> dict[str, Any]:
     return _check(status, "; ".join(reasons), **detail)
 
 
+def _failed_check(exc: Exception) -> dict[str, Any]:
+    """A check that raised: critical, unless the cache (Redis) it reads is away, which the
+    API rides out (rate limits fall back, jobs are kept): then a warning."""
+    import redis
+
+    if isinstance(exc, redis.RedisError):
+        return _check(WARNING, f"not checked: the cache (Redis) is unreachable: {exc.__class__.__name__}")
+    return _check(CRITICAL, f"check failed: {exc.__class__.__name__}")
+
+
 def health_report(*, now: datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
     checks: dict[str, dict[str, Any]] = {"database": check_database()}
@@ -155,7 +237,7 @@ def health_report(*, now: datetime | None = None) -> dict[str, Any]:
         try:
             checks[name] = check()
         except Exception as exc:
-            checks[name] = _check(CRITICAL, f"check failed: {exc.__class__.__name__}")
+            checks[name] = _failed_check(exc)
     status = max((c["status"] for c in checks.values()), key=_ORDER.__getitem__)
     reasons = [f"{name}: {c['reason']}" for name, c in checks.items() if c["status"] != HEALTHY and c["reason"]]
     return {"status": status, "checked_at": now.isoformat(), "reasons": reasons, "checks": checks}

@@ -259,6 +259,17 @@ class MetricsSeriesSerializer(serializers.Serializer):
     points = MetricPointSerializer(many=True)
 
 
+class MonitorLeaderSerializer(serializers.Serializer):
+    """The monitor that holds the lease (``jobadmin.singleton``)."""
+
+    host = serializers.CharField(allow_null=True)
+    pid = serializers.IntegerField(allow_null=True)
+    lease_age_seconds = serializers.FloatField(
+        allow_null=True, help_text="Seconds since the leader last renewed its lease."
+    )
+    leading_for_seconds = serializers.FloatField(allow_null=True)
+
+
 class HealthCheckSerializer(serializers.Serializer):
     """One check; the details beside ``status`` and ``reason`` depend on the check and are absent when it failed."""
 
@@ -277,6 +288,8 @@ class HealthCheckSerializer(serializers.Serializer):
     clusters = serializers.IntegerField(required=False)
     # monitor
     last_seen_seconds = serializers.FloatField(required=False)
+    leader = MonitorLeaderSerializer(required=False, allow_null=True)
+    relay_lag_ms = serializers.FloatField(required=False, allow_null=True)
     # jobs
     failures = serializers.IntegerField(required=False)
     failures_window_seconds = serializers.IntegerField(required=False)

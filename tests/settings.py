@@ -20,6 +20,7 @@ for name, value in {
     # The processes fixture waits for the cluster's INFO line "... running.".
     "Q_LOG_LEVEL": "INFO",
     "JOB_STATS_INTERVAL": "1",
+    "JOBADMIN_MONITOR_LEASE": "3",
 }.items():
     os.environ.setdefault(name, value)
 

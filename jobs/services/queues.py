@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from jobs import rows
@@ -63,12 +64,21 @@ def wakeups_wanted(name: str) -> bool:
 def send_wakeups(queue: str, count: int = 1) -> None:
     """Send ``count`` wake-ups for ``queue`` to the broker now (outside any transaction).
 
-    Callers count them in ``Queue.pending_wakeups`` first (see ``request_wakeups``).
+    Callers count them in ``Queue.pending_wakeups`` first (see ``request_wakeups``). It
+    runs after the caller's commit, so it never raises: with the broker away (Redis
+    restarting) the job is committed all the same, and a 500 would make the user enqueue
+    it again. The wake-ups not sent are uncounted, so that the next enqueue or the
+    monitor's dispatch tick sends them instead of believing them in flight.
     """
     from django_q.tasks import async_task
 
-    for _ in range(count):
-        async_task(RUN_TASK, queue, save=False, task_name=f"run-next:{queue}")
+    for sent in range(count):
+        try:
+            async_task(RUN_TASK, queue, save=False, task_name=f"run-next:{queue}")
+        except Exception as exc:  # the broker's own errors (redis.ConnectionError, ...)
+            logger.warning("wake-up for queue %s not sent (%r); the job waits for the next one", queue, exc)
+            Queue.objects.filter(name=queue).update(pending_wakeups=Greatest(F("pending_wakeups") - (count - sent), 0))
+            return
 
 
 def request_wakeups(queue: str, count: int = 1, *, force: bool = False) -> int:

@@ -180,6 +180,33 @@ def progress(job: Job, processed: int) -> int:
         connections.close_all()
 
 
+class LateCommit:
+    """An event inserted in a transaction held open in a thread: its id is taken, invisible
+    until ``commit()`` (on PostgreSQL a higher id can commit, and be read, first)."""
+
+    def __init__(self, job: Job) -> None:
+        self.inserted = threading.Event()
+        self.release = threading.Event()
+        self.ids: list[int] = []
+        self.thread = threading.Thread(target=self._write, args=(job,))
+        self.thread.start()
+        assert self.inserted.wait(10)
+        self.event_id = self.ids[0]
+
+    def _write(self, job: Job) -> None:
+        try:
+            with transaction.atomic():
+                self.ids.append(record_job_event(job=job, kind=EventKind.PROGRESS).id)
+                self.inserted.set()
+                self.release.wait(10)  # holds its id, uncommitted, while a higher id commits
+        finally:
+            connections.close_all()
+
+    def commit(self) -> None:
+        self.release.set()
+        self.thread.join(10)
+
+
 def test_an_event_that_commits_after_a_higher_id_is_still_published(user: Any) -> None:
     if connection.vendor != "postgresql":
         pytest.skip("out-of-order commits need PostgreSQL's concurrent writers (CI runs this)")
@@ -187,30 +214,14 @@ def test_an_event_that_commits_after_a_higher_id_is_still_published(user: Any) -
     second = services.job_enqueue(job_type="demo", params={}, user=user)
     layer = RecordingLayer()
     relay = new_relay(layer)
-    inserted = threading.Event()
-    release = threading.Event()
-    slow_id: list[int] = []
-
-    def slow_writer() -> None:
-        try:
-            with transaction.atomic():
-                slow_id.append(record_job_event(job=first, kind=EventKind.PROGRESS).id)
-                inserted.set()
-                release.wait(10)  # holds its id, uncommitted, while a higher id commits
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=slow_writer)
-    thread.start()
-    assert inserted.wait(10)
+    late = LateCommit(first)
     fast_id = progress(second, 1)
-    assert fast_id > slow_id[0]
+    assert fast_id > late.event_id
     steps(relay, 3)
     assert {i for _, i in layer.sent} == {fast_id}
-    release.set()
-    thread.join(10)
+    late.commit()
     steps(relay, 3)
-    assert sorted(i for group, i in layer.sent if group == ALL_GROUP) == sorted([fast_id, slow_id[0]])
+    assert sorted(i for group, i in layer.sent if group == ALL_GROUP) == sorted([fast_id, late.event_id])
 
 
 def test_after_losing_its_database_connection_the_relay_reconnects_and_catches_up(user: Any) -> None:

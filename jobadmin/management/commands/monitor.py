@@ -4,8 +4,9 @@ It runs the duties that the apps register (``jobs.duties``): each loop turn
 (``JOBADMIN_DISPATCH_INTERVAL``) every periodic duty whose interval has passed, in
 registration order — the engine's dispatch tick and stall sweep every turn, monitoring's
 metric samples, statistics and alert rules on their own intervals — and, once, every
-background duty (with Redis, the live-updates relay). Exactly one monitor runs: a second
-one waits for the first one's lock.
+background duty (with Redis, the live-updates relay). Exactly one monitor leads: a second
+one waits for the lease (``jobadmin.singleton``) and takes over when the leader is gone; a
+leader that is no longer sure of its lease stops every duty and waits again.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 from django.utils import timezone
 
-from jobadmin.singleton import monitor_lock
+from jobadmin.singleton import Lease, identity
 from jobs.duties import background_duties, periodic_duties
 
 
@@ -53,29 +54,54 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        with monitor_lock(wait=lambda: not stop["now"]) as held:
-            if not held:
-                return
-            self.stdout.write("monitor: running")
-            if not options["once"]:
-                for background in background_duties():
-                    if background.enabled():
-                        background.start()
-            duties = periodic_duties()
-            schedule = {duty.name: Every(duty.interval()) for duty in duties}
-            while not stop["now"]:
+        lease = Lease(log=self.stderr)
+        # Leading, standing down when the lease is lost, waiting again: until told to stop.
+        while lease.acquire(wait=lambda: not stop["now"]):
+            try:
+                self._lead(lease, stop, once=options["once"])
+            finally:
+                lease.release()
+            if options["once"]:
+                break
+        self.stdout.write("monitor: stopped")
+
+    def _lead(self, lease: Lease, stop: dict[str, bool], *, once: bool) -> None:
+        """Run the duties while this process is sure it leads (checked before each one)."""
+        self.stdout.write(f"monitor: running at {time.time():.3f} ({identity()})")
+        stoppers: list[Callable[[], None]] = []
+        if not once:
+            for background in background_duties():
+                if background.enabled():
+                    stoppers.append(background.start(lease.sure))
+        duties = periodic_duties()
+        schedule = {duty.name: Every(duty.interval()) for duty in duties}
+        try:
+            while not stop["now"] and lease.sure():
                 started = time.monotonic()
                 now = timezone.now()
                 for duty in duties:
+                    if not lease.sure():
+                        break
                     if schedule[duty.name].due(started):
-                        self._guarded(duty.name, duty.run, now)
-                if options["once"]:
+                        lease.duty(True)
+                        try:
+                            self._guarded(duty.name, duty.run, now)
+                        finally:
+                            lease.duty(False)
+                if once:
                     break
-                time.sleep(max(0.0, settings.JOBADMIN_DISPATCH_INTERVAL - (time.monotonic() - started)))
+                pause = settings.JOBADMIN_DISPATCH_INTERVAL - (time.monotonic() - started)
+                while pause > 0 and not stop["now"] and lease.sure():
+                    time.sleep(min(pause, 0.05))
+                    pause -= 0.05
+        finally:
+            for stopper in stoppers:
+                stopper()
             for duty in duties:
                 if duty.stop is not None:
                     duty.stop()
-        self.stdout.write("monitor: stopped")
+            close_old_connections()
+            self.stdout.write(f"monitor: stopped leading at {time.time():.3f}")
 
     def _guarded(self, what: str, step: Callable[[datetime], Any], now: datetime) -> None:
         try:

@@ -1,0 +1,145 @@
+"""Exactly one monitor, through broken connections and database outages (DESIGN.md,
+"Monitoring"; issue 14, item 3).
+
+Real ``manage.py monitor`` processes on this run's own test database, which the tests
+break: the lock's connection terminated (``pg_terminate_backend``), the database refusing
+connections (``ALLOW_CONNECTIONS false``). Each monitor prints when it starts leading and
+when it has stopped every duty; the tests check from those times that no two monitors
+ever led at once.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import connection
+
+from monitoring.health import MONITOR_LOCK_KEY, monitor_leader
+from tests.conftest import REQUIRE_SERVICES, Processes, child_env, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+
+LEASE = 3.0  # tests/settings.py
+RUNNING = re.compile(rb"monitor: running at ([0-9.]+)")
+STOPPED = re.compile(rb"monitor: stopped leading at ([0-9.]+)")
+
+
+@pytest.fixture
+def admin() -> Iterator[psycopg.Connection[Any]]:
+    """A connection to the server's maintenance database, to break this run's database."""
+    if connection.vendor != "postgresql":
+        if REQUIRE_SERVICES:
+            pytest.fail("PostgreSQL is required in this run")
+        pytest.skip("the monitor's lease on PostgreSQL (CI sets DATABASE_URL)")
+    conf = connection.settings_dict
+    params = {"host": conf["HOST"] or None, "port": conf["PORT"] or None, "user": conf["USER"] or None}
+    params["password"] = conf["PASSWORD"] or None
+    conn = psycopg.connect(dbname="postgres", autocommit=True, **{k: v for k, v in params.items() if v})
+    try:
+        yield conn
+    finally:
+        conn.execute(f'ALTER DATABASE "{conf["NAME"]}" ALLOW_CONNECTIONS true')
+        conn.close()
+
+
+def terms(processes: Processes, proc: Any, killed_at: float | None = None) -> list[tuple[float, float]]:
+    """The times ``proc`` led: (started, stopped); one still open ends now, or when it was killed."""
+    log = processes.log_of(proc)
+    starts = [float(m) for m in RUNNING.findall(log)]
+    stops = [float(m) for m in STOPPED.findall(log)]
+    end = killed_at if killed_at is not None else time.time()
+    return [(start, stops[i] if i < len(stops) else end) for i, start in enumerate(starts)]
+
+
+def assert_never_two_leaders(*leaders: list[tuple[float, float]]) -> None:
+    spans = sorted((start, end, who) for who, spans in enumerate(leaders) for start, end in spans)
+    for (_start_a, end_a, a), (start_b, _end_b, b) in zip(spans, spans[1:], strict=False):
+        assert start_b >= end_a, f"monitor {b} started leading at {start_b:.3f} while monitor {a} led until {end_a:.3f}"
+
+
+def lock_holder_pid() -> int | None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s", [MONITOR_LOCK_KEY]
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else None
+
+
+def start_monitor(processes: Processes, name: str) -> Any:
+    return processes.start("manage.py", "monitor", env=child_env(JOBADMIN_MONITOR_LEASE=str(LEASE)), name=name)
+
+
+def leads(processes: Processes, proc: Any, count: int = 1) -> bool:
+    assert proc.poll() is None, processes.log_of(proc).decode(errors="replace")
+    return len(RUNNING.findall(processes.log_of(proc))) >= count
+
+
+def test_a_leader_whose_lock_connection_is_terminated_stands_down_before_another_leads(
+    admin: Any, processes: Processes
+) -> None:
+    first = start_monitor(processes, "first")
+    wait_for(lambda: leads(processes, first), timeout=60, message="the first monitor never led")
+    second = start_monitor(processes, "second")
+    time.sleep(2)  # the second one is up and waiting
+    leader = monitor_leader()
+    assert leader is not None
+    assert leader["pid"] == first.pid
+    assert leader["lease_age_seconds"] < 5 * LEASE
+
+    holder = lock_holder_pid()
+    assert holder is not None
+    admin.execute("SELECT pg_terminate_backend(%s)", [holder])
+
+    # Someone leads again: the standby, or the old leader once it took the lock back.
+    wait_for(lambda: leads(processes, second) or leads(processes, first, 2), timeout=30, message="nobody led again")
+    time.sleep(LEASE)
+    assert first.poll() is None
+    assert second.poll() is None
+    assert STOPPED.search(processes.log_of(first)), "the first monitor never stood down"
+    assert_never_two_leaders(terms(processes, first), terms(processes, second))
+
+
+def test_a_standby_waits_through_a_database_outage_and_takes_over_when_the_leader_dies(
+    admin: Any, processes: Processes
+) -> None:
+    name = connection.settings_dict["NAME"]
+    connection.ensure_connection()
+    first = start_monitor(processes, "first")
+    wait_for(lambda: leads(processes, first), timeout=60, message="the first monitor never led")
+    second = start_monitor(processes, "second")
+    time.sleep(2)
+
+    # The database goes away for everyone but this test's own session.
+    admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+        [name, connection.connection.info.backend_pid],
+    )
+    time.sleep(3 * LEASE)
+    assert second.poll() is None, "the standby exited during the outage: " + processes.log_of(second).decode()
+    assert first.poll() is None, "the leader exited during the outage: " + processes.log_of(first).decode()
+    admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+    # After the outage one of them leads; kill it, the other takes over.
+    wait_for(lambda: lock_holder_pid() is not None and monitor_leader() is not None, timeout=30)
+    leader = monitor_leader()
+    assert leader is not None
+    dying, standby = (first, second) if leader["pid"] == first.pid else (second, first)
+    wait_for(lambda: leads(processes, dying, len(terms(processes, dying)) or 1), timeout=30)
+    led_before = len(terms(processes, standby))
+    dying.send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    dying.wait()
+    wait_for(lambda: leads(processes, standby, led_before + 1), timeout=10 * LEASE, message="no takeover")
+    took_over = terms(processes, standby)[-1][0] - killed_at
+    print(f"takeover {took_over:.2f} s after SIGKILL (lease {LEASE} s)")
+    assert took_over < LEASE + 3
+
+    assert_never_two_leaders(terms(processes, dying, killed_at), terms(processes, standby))
