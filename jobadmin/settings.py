@@ -189,6 +189,9 @@ JOBADMIN_LONG_RUNNING_THRESHOLD = env.float("JOBADMIN_LONG_RUNNING_THRESHOLD", d
 JOBADMIN_PROGRESS_INTERVAL = env.float("JOBADMIN_PROGRESS_INTERVAL", default=0.5)
 # A wake-up keeps claiming jobs of its queue for this long before handing over.
 JOBADMIN_WAKEUP_BUDGET = env.float("JOBADMIN_WAKEUP_BUDGET", default=5.0)
+# Wake-ups counted in flight that no worker took within this many seconds are believed lost
+# (Redis restarted empty): the next enqueue or hand-over sends a fresh one, monitor or not.
+JOBADMIN_WAKEUP_LOST_AFTER = env.float("JOBADMIN_WAKEUP_LOST_AFTER", default=5.0)
 JOBADMIN_DISPATCH_INTERVAL = env.float("JOBADMIN_DISPATCH_INTERVAL", default=1.0)
 # A worker process told to stop (SIGTERM) suspends its job at the next checkpoint and exits;
 # a job that reaches none within this many seconds follows its stall policy (jobs.shutdown).

@@ -275,6 +275,9 @@ class Queue(models.Model):
     paused = models.BooleanField(default=False)
     # Wake-ups sent and not yet taken by a worker; at most `concurrency` are needed.
     pending_wakeups = models.PositiveIntegerField(default=0)
+    # When the last of them was counted. Older than JOBADMIN_WAKEUP_LOST_AFTER with none
+    # taken since, they are believed lost (a broker restarted empty): see jobs.rows.
+    wakeup_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

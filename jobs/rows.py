@@ -236,9 +236,19 @@ def execute(sql: str, params: Sequence[Any]) -> int:
 # Every raw statement of ``jobs.services`` lives here under a name, so SQL has one home.
 # Each runs on the caller's connection and inside the caller's transaction.
 
-_QUEUE_WAKEUP_ROOM = "SELECT pending_wakeups, concurrency FROM jobs_queue WHERE name = %s"
-_COUNT_WAKEUP = "UPDATE jobs_queue SET pending_wakeups = pending_wakeups + 1 WHERE name = %s"
-_COUNT_WAKEUP_BELOW_LIMIT = _COUNT_WAKEUP + " AND pending_wakeups < concurrency"
+# Room for another wake-up in flight: fewer than ``concurrency`` are counted, or those counted
+# were all counted before the cut-off and none was taken since, so they are believed lost
+# (a broker restarted empty) and a fresh one is sent; an extra wake-up claims nothing.
+_WAKEUP_ROOM = (
+    "(pending_wakeups < concurrency OR (pending_wakeups > 0 AND (wakeup_sent_at IS NULL OR wakeup_sent_at < %s)))"
+)
+_QUEUE_WAKEUP_ROOM = f"SELECT {_WAKEUP_ROOM} FROM jobs_queue WHERE name = %s"
+# Counting one after the cut-off forgets the lost ones: it is the only one in flight.
+_COUNT_WAKEUP = (
+    "UPDATE jobs_queue SET pending_wakeups = CASE WHEN wakeup_sent_at IS NULL OR wakeup_sent_at < %s "
+    "THEN 1 ELSE pending_wakeups + 1 END, wakeup_sent_at = %s WHERE name = %s"
+)
+_COUNT_WAKEUP_BELOW_LIMIT = f"{_COUNT_WAKEUP} AND {_WAKEUP_ROOM}"
 _SLOTS_HELD = "SELECT COUNT(*) FROM jobs_queueslot WHERE queue = %s AND job_id IS NOT NULL"
 # A free slot of a queue that is not paused, below its concurrency, while no job holds a
 # slot above it (after a lowered limit: no claims until those jobs end, so the new limit is
@@ -264,22 +274,29 @@ _NEXT_RUNNABLE_JOB = (
 )
 
 
-def queue_wakeup_room(queue: str) -> tuple[int, int] | None:
-    """``(pending_wakeups, concurrency)`` of ``queue``, or None if it has no row."""
-    row = fetch_one(_QUEUE_WAKEUP_ROOM, [queue])
-    return None if row is None else (row[0], row[1])
+def queue_wakeup_room(queue: str, *, lost_before: Any) -> bool | None:
+    """Whether ``queue`` has room for another wake-up (see ``_WAKEUP_ROOM``); None if it has no row.
 
-
-def queue_count_wakeups(queue: str, count: int, *, force: bool) -> int:
-    """Add up to ``count`` wake-ups in flight to ``queue``; returns how many were added.
-
-    Without ``force`` a wake-up is only counted while fewer than ``concurrency`` are.
+    ``lost_before``: wake-ups counted before it, none taken since, are believed lost.
     """
-    sql = _COUNT_WAKEUP if force else _COUNT_WAKEUP_BELOW_LIMIT
+    row = fetch_one(_QUEUE_WAKEUP_ROOM, [connection.ops.adapt_datetimefield_value(lost_before), queue])
+    return None if row is None else bool(row[0])
+
+
+def queue_count_wakeups(queue: str, count: int, *, force: bool, now: Any, lost_before: Any) -> int:
+    """Add up to ``count`` wake-ups in flight to ``queue`` at ``now``; returns how many were added.
+
+    Without ``force`` a wake-up is only counted while there is room (see ``_WAKEUP_ROOM``).
+    """
+    adapt = connection.ops.adapt_datetimefield_value
+    params = [adapt(lost_before), adapt(now), queue]
+    sql = _COUNT_WAKEUP
+    if not force:
+        sql, params = _COUNT_WAKEUP_BELOW_LIMIT, [*params, adapt(lost_before)]
     added = 0
     with connection.cursor() as cursor:
         for _ in range(count):
-            cursor.execute(sql, [queue])
+            cursor.execute(sql, params)
             if not cursor.rowcount:
                 break
             added += 1

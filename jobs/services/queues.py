@@ -8,7 +8,7 @@ transaction that asks for them and sent to the broker after its commit.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -49,16 +49,28 @@ def queue_get(name: str) -> Queue:
         return queue
 
 
+def wakeups_lost_before(now: datetime) -> datetime:
+    """The cut-off before which wake-ups counted in flight, none taken since, are believed lost.
+
+    A wake-up is taken within moments while a worker is free; one that a broker restarted
+    empty lost is never taken, and counting it would stop every later enqueue from sending
+    one until the monitor's dispatch tick. Past ``JOBADMIN_WAKEUP_LOST_AFTER`` the count is
+    forgotten: a wake-up that was only waiting for a busy worker makes at most one extra,
+    which claims nothing.
+    """
+    return now - timedelta(seconds=settings.JOBADMIN_WAKEUP_LOST_AFTER)
+
+
 def wakeups_wanted(name: str) -> bool:
     """Whether ``name`` has room for another wake-up in flight; raises ``QueueNotFound``.
 
     The enqueue path's one read of the queue (plain SQL, see ``jobs.rows``).
     """
-    row = rows.queue_wakeup_room(name)
-    if row is None:
-        queue = queue_get(name)
-        row = (queue.pending_wakeups, queue.concurrency)
-    return bool(row[0] < row[1])
+    room = rows.queue_wakeup_room(name, lost_before=wakeups_lost_before(timezone.now()))
+    if room is None:
+        queue_get(name)
+        room = True  # a queue just created has none in flight
+    return room
 
 
 def send_wakeups(queue: str, count: int = 1) -> None:
@@ -89,7 +101,8 @@ def request_wakeups(queue: str, count: int = 1, *, force: bool = False) -> int:
     beyond that a request sends nothing. ``force`` sends regardless (the dispatcher's
     safety net, which resets the count when the broker is empty).
     """
-    sent = rows.queue_count_wakeups(queue, count, force=force)
+    now = timezone.now()
+    sent = rows.queue_count_wakeups(queue, count, force=force, now=now, lost_before=wakeups_lost_before(now))
     if sent:
         transaction.on_commit(lambda: send_wakeups(queue, sent))
     return sent

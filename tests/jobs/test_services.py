@@ -6,6 +6,7 @@ event log say exactly what happened — or the action is refused and nothing cha
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -525,6 +526,34 @@ def test_enqueue_sends_no_more_wakeups_than_the_queue_can_use(django_capture_on_
     assert len(callbacks) == 1
 
 
+def test_wakeups_counted_in_flight_that_no_worker_took_in_time_are_believed_lost(
+    django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    # Issue 14, item 6: after Redis restarted empty the count stayed at the limit and no
+    # enqueue sent a wake-up until the monitor's dispatch tick reset it.
+    settings.JOBADMIN_WAKEUP_LOST_AFTER = 3600
+    Queue.objects.filter(name="high").update(concurrency=2)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        for _ in range(3):
+            enqueue(queue="high")
+    assert len(callbacks) == 2, "within the bound the count holds at the limit"
+
+    # The broker lost them: no worker takes them, and past the bound they are forgotten.
+    settings.JOBADMIN_WAKEUP_LOST_AFTER = 0.05
+    time.sleep(0.1)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        enqueue(queue="high")
+    assert len(callbacks) == 1, "a fresh wake-up replaces the lost ones"
+    assert Queue.objects.get(name="high").pending_wakeups == 1, "the fresh one is the only one in flight"
+
+    settings.JOBADMIN_WAKEUP_LOST_AFTER = 3600
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        enqueue(queue="high")
+        enqueue(queue="high")
+    assert len(callbacks) == 1, "counted again from the fresh one, up to the limit"
+    assert Queue.objects.get(name="high").pending_wakeups == 2
+
+
 def test_cleaning_up_a_stalled_job_wakes_a_worker_for_the_jobs_waiting_behind_it(
     django_capture_on_commit_callbacks,
 ):
@@ -543,7 +572,7 @@ def test_cleaning_up_a_stalled_job_wakes_a_worker_for_the_jobs_waiting_behind_it
 def test_dispatch_tick_resets_the_inflight_count_when_the_broker_is_empty():
     broker = get_broker()
     broker.purge_queue()
-    Queue.objects.filter(name="default").update(pending_wakeups=5)
+    Queue.objects.filter(name="default").update(pending_wakeups=5, wakeup_sent_at=timezone.now())
     enqueue()  # sends nothing: the count says five are in flight
 
     assert services.dispatch_tick() == 1
