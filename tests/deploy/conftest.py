@@ -10,13 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REQUIRE_SERVICES, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.conftest import REQUIRE_SERVICES, free_port, wait_for
 
 
 class OwnRedis:
@@ -49,3 +43,13 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def broker_on_own_redis(own_redis: OwnRedis, monkeypatch: pytest.MonkeyPatch) -> OwnRedis:
+    """This process's django-q2 broker is the test's own Redis (which the test may stop)."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "REDIS", own_redis.url)
+    return own_redis

@@ -12,17 +12,14 @@ from tests.deploy.conftest import OwnRedis
 
 @pytest.mark.django_db(transaction=True)
 def test_an_admin_enqueue_whose_wakeup_cannot_be_sent_succeeds_and_counts_no_wakeup_in_flight(
-    own_redis: OwnRedis, client: Any, superuser: Any, monkeypatch: pytest.MonkeyPatch
+    broker_on_own_redis: OwnRedis, client: Any, superuser: Any
 ) -> None:
     from django.urls import reverse
-    from django_q.conf import Conf
 
     from jobs.models import Job, Queue
 
     # The broker is this test's Redis, and it is away when the job commits.
-    monkeypatch.setattr(Conf, "ORM", None)
-    monkeypatch.setattr(Conf, "REDIS", own_redis.url)
-    own_redis.stop()
+    broker_on_own_redis.stop()
     client.force_login(superuser)
 
     response = client.post(

@@ -19,16 +19,13 @@ LOST_AFTER = "1"
 
 @pytest.mark.django_db(transaction=True)
 def test_jobs_enqueued_around_an_empty_redis_restart_complete_without_a_monitor(
-    own_redis: OwnRedis, processes: Processes, settings: Any, monkeypatch: pytest.MonkeyPatch
+    broker_on_own_redis: OwnRedis, processes: Processes, settings: Any
 ) -> None:
-    from django_q.conf import Conf
-
     from jobs import services
     from jobs.models import Job, JobStatus, Queue
 
     # The broker of this process and of the cluster is this test's Redis; no monitor runs.
-    monkeypatch.setattr(Conf, "ORM", None)
-    monkeypatch.setattr(Conf, "REDIS", own_redis.url)
+    own_redis = broker_on_own_redis
     settings.JOBADMIN_WAKEUP_LOST_AFTER = float(LOST_AFTER)
     Queue.objects.filter(name="high").update(concurrency=1)
 
