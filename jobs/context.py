@@ -83,7 +83,6 @@ class JobContext:
 
         # Set by the heartbeat thread; read at every checkpoint.
         self._signal: str | None = None
-        self._control_changed = threading.Event()
 
     # --- API for job functions ------------------------------------------------------------
 
@@ -312,9 +311,7 @@ class JobContext:
             pending = "stop"
         else:
             pending = None
-        if pending != self._signal:
-            self._signal = pending
-            self._control_changed.set()
+        self._signal = pending
 
 
 class _Beat:

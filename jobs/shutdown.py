@@ -34,7 +34,6 @@ class _State:
         self.requested = threading.Event()
         self.in_task = False
         self.context: JobContext | None = None
-        self.worker = ""
 
 
 _state = _State()
