@@ -183,7 +183,12 @@ JOBADMIN_QUEUES: dict[str, int] = {"high": 2, "default": 5, "batch": 3}
 JOBADMIN_MAX_JOB_TIMEOUT = env.int("JOBADMIN_MAX_JOB_TIMEOUT", default=3600)
 JOBADMIN_HEARTBEAT_INTERVAL = env.float("JOBADMIN_HEARTBEAT_INTERVAL", default=2.0)
 JOBADMIN_CONTROL_POLL = env.float("JOBADMIN_CONTROL_POLL", default=0.5)
-JOBADMIN_STALL_THRESHOLD = env.float("JOBADMIN_STALL_THRESHOLD", default=60.0)
+# A running job whose heartbeat is older than this is stalled (its worker died). It must
+# exceed JOBADMIN_DB_OUTAGE_GRACE by two heartbeats, or the grace is cut short (jobs.outage).
+JOBADMIN_STALL_THRESHOLD = env.float("JOBADMIN_STALL_THRESHOLD", default=90.0)
+# A worker that loses the database keeps its job, its reports and its outcome for this long
+# before it gives the job up to the stall sweep (jobs.outage; docs/engine.md).
+JOBADMIN_DB_OUTAGE_GRACE = env.float("JOBADMIN_DB_OUTAGE_GRACE", default=60.0)
 JOBADMIN_LONG_RUNNING_THRESHOLD = env.float("JOBADMIN_LONG_RUNNING_THRESHOLD", default=1800.0)
 # Progress reports are coalesced into at most one write per interval.
 JOBADMIN_PROGRESS_INTERVAL = env.float("JOBADMIN_PROGRESS_INTERVAL", default=0.5)
@@ -264,8 +269,9 @@ CORS_ALLOW_CREDENTIALS = False
 
 # django-q2's hard time-out of one task (a wake-up): a wake-up starts a job only if the job's
 # own time-out fits in what is left of it (jobs.tasks.Budget), so this never kills a job
-# within its time-out; time paused does not count (a paused job holds no worker).
-Q_TIMEOUT = env.int("Q_TIMEOUT", default=JOBADMIN_MAX_JOB_TIMEOUT + 60)
+# within its time-out; time paused does not count (a paused job holds no worker). Above the
+# longest job it leaves room for an outcome that waits out a database outage.
+Q_TIMEOUT = env.int("Q_TIMEOUT", default=JOBADMIN_MAX_JOB_TIMEOUT + int(JOBADMIN_DB_OUTAGE_GRACE) + 60)
 Q_CLUSTER = {
     "name": env.str("Q_CLUSTER_NAME", default="jobadmin"),
     # One worker process per job the queues' limits allow at once, so that a busy queue

@@ -23,6 +23,11 @@ class JobsConfig(AppConfig):
         shutdown.patch_cluster()
         _ask_the_policy_about_cors()
         register_duty("dispatch", run=DispatchDuty(), interval=lambda: settings.JOBADMIN_DISPATCH_INTERVAL)
+        from django.core import checks
+
+        from jobs.outage import check_grace
+
+        checks.register(check_grace)
 
 
 def _ask_the_policy_about_cors() -> None:

@@ -10,6 +10,11 @@ cursor. docs/jobs.md teaches it.
 
 A daemon thread refreshes the heartbeat and reads the control flags back, so a
 checkpoint costs one attribute read and never a query.
+
+Through a database outage the job goes on: its reports are kept, in order, and written
+when the database answers again; the heartbeat thread keeps trying. Only when the outage
+outlasts ``jobs.outage.give_up_after()`` does the worker give the job up (``JobLost`` at
+the next checkpoint), and the stall sweep settles it once the database is back.
 """
 
 from __future__ import annotations
@@ -19,22 +24,23 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from jobs import services
+from jobs import outage, services
 from jobs.exceptions import CursorNotSaved, JobCancelled, JobLost, JobSuspended, JobTimedOut
 from jobs.models import EventKind, Job, JobStatus
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 _JSON_SCALARS = frozenset({int, str, bool, type(None)})
 
 
@@ -73,6 +79,14 @@ class JobContext:
         self._unwinding = False
         self._dirty = False
         self._log_lines: list[dict[str, Any]] = []
+        # Reports not written yet, in order: (kind, extra, values). Empty unless the
+        # database is out; consecutive progress reports are coalesced into the last one.
+        self._pending: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = []
+        # The last write that went through (a report or a heartbeat; the claim before
+        # them), and since when writes fail (None while they go through).
+        self._last_written = time.monotonic()
+        self._failing_since: float | None = None
+        self._retry_at = 0.0
 
         self._interval = settings.JOBADMIN_PROGRESS_INTERVAL
         self._next_flush = time.monotonic() + self._interval
@@ -83,6 +97,7 @@ class JobContext:
 
         # Set by the heartbeat thread; read at every checkpoint.
         self._signal: str | None = None
+        self._lost_reason = "This worker no longer owns the job."
 
     # --- API for job functions ------------------------------------------------------------
 
@@ -225,7 +240,7 @@ class JobContext:
         if pending is None:
             return
         if pending == "lost":
-            raise JobLost("This worker no longer owns the job.")
+            raise JobLost(self._lost_reason)
         self._unwinding = True
         if pending == "cancel":
             raise JobCancelled("Cancelled.")
@@ -274,19 +289,107 @@ class JobContext:
         return now + timedelta(seconds=(self._total - self._processed) * elapsed / done)
 
     def _flush(self, *, kind: str, extra: dict[str, Any] | None = None, monotonic_now: float | None = None) -> None:
+        now = monotonic_now or time.monotonic()
         self._dirty = False
-        self._next_flush = (monotonic_now or time.monotonic()) + self._interval
+        self._next_flush = now + self._interval
+        report = (kind, extra, self.values())
+        if self._pending and kind == EventKind.PROGRESS and extra is None and self._pending[-1][0] == kind:
+            self._pending[-1] = report  # progress is a state: only the newest is worth writing
+        else:
+            self._pending.append(report)
+        if self._failing_since is not None and now < self._retry_at:
+            return  # the database is out: kept, and tried again after RETRY_EVERY
+        try:
+            self._write_pending()
+        except DatabaseError as exc:
+            if not outage.is_outage(exc):
+                raise
+            self._write_failed(now)
+
+    def _write_pending(self) -> None:
+        """Write the kept log lines and reports, oldest first; raises if the database is out."""
         if self._log_lines:
             self._flush_logs()
-        if not services.job_report(
-            job_id=self.job_id, worker=self.worker, attempt=self.attempt, values=self.values(), kind=kind, extra=extra
-        ):
-            self._signal = "lost"
-            raise JobLost("This worker no longer owns the job.")
+        while self._pending:
+            kind, extra, values = self._pending[0]
+            if not services.job_report(
+                job_id=self.job_id, worker=self.worker, attempt=self.attempt, values=values, kind=kind, extra=extra
+            ):
+                self._pending.clear()
+                self._signal = "lost"
+                raise JobLost("This worker no longer owns the job.")
+            del self._pending[0]
+        self.written()
+
+    def written(self) -> None:
+        """A write of this job's went through (the heartbeat thread calls it too)."""
+        self._last_written = time.monotonic()
+        if self._failing_since is not None:
+            logger.warning(
+                "job %s: the database answers again after %.1f s", self.job_id, self._last_written - self._failing_since
+            )
+            self._failing_since = None
+
+    def _write_failed(self, now: float) -> None:
+        """A write failed for want of the database: keep what is pending, retry later, and give
+        the job up once the outage outlasts ``outage.give_up_after()``."""
+        outage.drop_connection()
+        if self._failing_since is None:
+            self.write_failed_elsewhere(now)
+            logger.warning(
+                "job %s: the database is out; its reports are kept and the job goes on for up to %g s",
+                self.job_id,
+                outage.give_up_after(),
+            )
+        self._retry_at = now + outage.RETRY_EVERY
+        self._dirty = True
+        self.give_up_if_too_long(now)
+
+    def give_up_if_too_long(self, now: float) -> None:
+        if self.outage_deadline_passed(now):
+            self.give_up(now)
+            self._unwinding = True
+            raise JobLost(self._lost_reason)
+
+    def give_up(self, now: float) -> None:
+        """The outage outlasted the grace: the job stops at its next checkpoint (``JobLost``)."""
+        self._lost_reason = (
+            f"the database was out for {now - self._last_written:.0f} s, so this worker gives the job up "
+            "and the stall sweep settles it"
+        )
+        self._signal = "lost"
+
+    def write_failed_elsewhere(self, now: float) -> None:
+        """A write for this job (its heartbeat, its outcome) failed for want of the database."""
+        if self._failing_since is None:
+            self._failing_since = now
+
+    def outage_deadline_passed(self, now: float) -> bool:
+        return self._failing_since is not None and now - self._last_written >= outage.give_up_after()
+
+    def write_through_outage(self, write: Callable[[], R]) -> R:
+        """Run ``write`` (the attempt's outcome) once the kept reports are written, retrying
+        both while the database is out; ``JobLost`` once the outage outlasts the grace."""
+        while True:
+            try:
+                self._write_pending()
+                return write()
+            except DatabaseError as exc:
+                if not outage.is_outage(exc):
+                    raise
+                now = time.monotonic()
+                outage.drop_connection()
+                self.write_failed_elsewhere(now)
+                self.give_up_if_too_long(now)
+                time.sleep(outage.RETRY_EVERY)
 
     def _flush_logs(self) -> None:
         lines, self._log_lines = self._log_lines, []
-        services.job_log(job_id=self.job_id, worker=self.worker, attempt=self.attempt, lines=lines)
+        try:
+            services.job_log(job_id=self.job_id, worker=self.worker, attempt=self.attempt, lines=lines)
+        except DatabaseError:
+            self._log_lines[:0] = lines  # kept for the next try
+            raise
 
     def flush_pending(self) -> None:
         if self._log_lines:
@@ -301,6 +404,8 @@ class JobContext:
         _heartbeats.remove(self)
 
     def _apply(self, control: services.Control) -> None:
+        if self._signal == "lost":
+            return  # for good: the job was taken, or given up
         if not control.owned and control.status != JobStatus.CANCELLED:
             pending: str | None = "lost"
         elif control.status == JobStatus.CANCELLED or control.cancel_requested:
@@ -385,16 +490,30 @@ class _Heartbeats:
             return due
 
     def _run(self) -> None:
+        failing = False
         while True:
             for ctx, write in self._due():
                 try:
                     control = services.job_heartbeat(
                         job_id=ctx.job_id, worker=ctx.worker, attempt=ctx.attempt, write=write
                     )
-                except Exception:  # a database hiccup must not kill the heartbeat
-                    logger.exception("heartbeat of job %s failed", ctx.job_id)
-                    close_old_connections()
+                except Exception as exc:  # a database hiccup must not kill the heartbeat
+                    if not outage.is_outage(exc):
+                        logger.exception("heartbeat of job %s failed", ctx.job_id)
+                    elif not failing:
+                        logger.warning("heartbeats fail: the database is out (%s)", exc)
+                    failing = True
+                    outage.drop_connection()
+                    now = time.monotonic()
+                    ctx.write_failed_elsewhere(now)
+                    if ctx.outage_deadline_passed(now):
+                        ctx.give_up(now)
                     continue
+                if failing:
+                    logger.warning("heartbeats go through again")
+                    failing = False
+                if write:
+                    ctx.written()
                 ctx._apply(control)
 
 

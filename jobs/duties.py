@@ -10,10 +10,14 @@ next turn; one failing duty never stops another.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
 
 
 @dataclass(frozen=True)
@@ -72,14 +76,32 @@ def background_duties() -> list[BackgroundDuty]:
 
 class DispatchDuty:
     """The engine's safety net, each monitor tick: wake-ups the broker lost or that a retry's
-    back-off delayed, then the stall sweep, so that no job stays queued or running forever."""
+    back-off delayed, then the stall sweep, so that no job stays queued or running forever.
+
+    The sweep tells a worker that could not write from one that died: a worker that lost
+    the database writes its heartbeat within two heartbeats (and a retry) of the database
+    answering again (jobs.outage). So the sweep waits that long after the monitor itself
+    reaches the database again (or first reaches it), and a heartbeat missed while the
+    database was out never counts against a live worker.
+    """
 
     def __init__(self) -> None:
         self.since: datetime | None = None
+        self.answering_since: float | None = None  # monotonic; None while the database is out
 
     def __call__(self, now: datetime) -> None:
-        from jobs import services
+        from jobs import outage, services
 
-        services.dispatch_tick(since=self.since, now=now)
-        services.jobs_cleanup_stalled(now=now)
+        try:
+            services.dispatch_tick(since=self.since, now=now)
+        except DatabaseError as exc:
+            if outage.is_outage(exc):
+                self.answering_since = None
+            raise
         self.since = now
+        clock = time.monotonic()
+        if self.answering_since is None:
+            self.answering_since = clock
+        settle = 2 * settings.JOBADMIN_HEARTBEAT_INTERVAL + outage.RETRY_EVERY
+        if clock - self.answering_since >= settle:
+            services.jobs_cleanup_stalled(now=now)

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
-from jobs import services, shutdown
+from jobs import outage, services, shutdown
 from jobs.context import JobContext
 from jobs.exceptions import JobCancelled, JobLost, JobSuspended, JobTimedOut
 from jobs.models import Job
@@ -72,7 +72,8 @@ class Budget:
         now = time.monotonic()
         if now >= self.claim_until:
             return None
-        return settings.Q_CLUSTER["timeout"] - (now - self.started) - self.MARGIN
+        # After the job, its outcome may wait out a database outage (jobs.outage).
+        return settings.Q_CLUSTER["timeout"] - (now - self.started) - self.MARGIN - outage.give_up_after()
 
 
 @contextmanager
@@ -122,40 +123,47 @@ def execute_job(job: Job, *, worker: str, claim_next: str | None = None, budget:
     ctx.start_heartbeat()
     shutdown.job_started(ctx)
     ids: dict[str, Any] = {"job_id": job.pk, "worker": worker, "attempt": job.attempts}
+    # Every outcome is written through a database outage: ``write_through_outage`` first
+    # writes the reports the job kept while the database was out, then the outcome, and
+    # retries both until the database answers or the outage outlasts the grace.
+    outcome = ctx.write_through_outage
     try:
         try:
             with _alarm(job.timeout):
                 result = jtype.func(ctx, job.params)
-            ctx.flush_pending()
             finish = {**ids, "values": ctx.values(), "result": result, "result_file": ctx.result_file, "job": job}
             max_timeout = budget.max_timeout() if budget is not None else None
             if claim_next is None or shutdown.requested() or (budget is not None and max_timeout is None):
-                services.job_complete(**finish)
+                outcome(lambda: services.job_complete(**finish))
                 return None
-            return services.job_complete_and_claim(queue=claim_next, max_timeout=max_timeout, **finish)
+            return outcome(lambda: services.job_complete_and_claim(queue=claim_next, max_timeout=max_timeout, **finish))
         except JobSuspended:
             # Paused, or this worker stops: the job gives its worker and slot back and a
             # later run continues it from the checkpoint written here.
-            ctx.flush_pending()
-            services.job_suspend(**ids, values=ctx.values())
+            outcome(lambda: services.job_suspend(**ids, values=ctx.values()))
         except JobCancelled:
-            services.job_mark_cancelled(**ids, values=ctx.values())
+            outcome(lambda: services.job_mark_cancelled(**ids, values=ctx.values()))
         except JobTimedOut as exc:
-            services.job_fail(
-                **ids,
-                values=ctx.values(),
-                error=str(exc) or f"Timed out after {job.timeout} s.",
-                traceback=tb.format_exc(),
-            )
-        except JobLost:
-            logger.warning("job %s was taken from worker %s; its outcome is discarded", job.pk, worker)
+            error = str(exc) or f"Timed out after {job.timeout} s."
+            trace = tb.format_exc()
+            outcome(lambda: services.job_fail(**ids, values=ctx.values(), error=error, traceback=trace))
         except Exception as exc:
-            services.job_fail(
-                **ids, values=ctx.values(), error=f"{type(exc).__name__}: {exc}", traceback=tb.format_exc()
-            )
+            if outage.is_outage(exc) and not outage.database_reachable():
+                # The job's own queries met a database outage, which is not the job's fault:
+                # it stops here and, once the database answers, is queued again to continue
+                # from its checkpoint (same attempt), as after a worker's stop.
+                logger.warning("job %s met a database outage (%s); it continues once the database is back", job.pk, exc)
+                outcome(lambda: services.job_suspend(**ids, values=ctx.values()))
+            else:
+                error = f"{type(exc).__name__}: {exc}"
+                trace = tb.format_exc()
+                outcome(lambda: services.job_fail(**ids, values=ctx.values(), error=error, traceback=trace))
+    except JobLost as exc:
+        # Taken from this worker (stalled), or the database was out for longer than the
+        # grace: the outcome is discarded and the stall sweep settles the job.
+        logger.warning("job %s: %s; worker %s discards its outcome", job.pk, exc, worker)
+        return None
     except Exception:
-        # Recording the outcome failed (the database went away?): the job keeps its stale
-        # heartbeat and the stall clean-up settles it.
         logger.exception("could not record the outcome of job %s", job.pk)
         return None
     finally:

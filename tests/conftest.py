@@ -208,6 +208,15 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         procs.stop_all()
 
 
+@pytest.fixture
+def test_job_types() -> Iterator[None]:
+    """The throwaway types of tests/jobtypes, here and (with JOBADMIN_TEST_JOBTYPES=1) in workers."""
+    from tests.jobtypes.jobs import registered
+
+    with registered():
+        yield
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -15,6 +15,8 @@ for name, value in {
     "JOBADMIN_CONTROL_POLL": "0.1",
     "JOBADMIN_PROGRESS_INTERVAL": "0.2",
     "JOBADMIN_STALL_THRESHOLD": "3",
+    # Within what the stall threshold leaves (jobs.outage.give_up_after).
+    "JOBADMIN_DB_OUTAGE_GRACE": "2",
     "Q_POLL": "0.05",
     "Q_WORKERS": "2",
     # The processes fixture waits for the cluster's INFO line "... running.".

@@ -1,4 +1,6 @@
-"""Fixtures of the fault tests: a redis-server of the test's own, which the test may stop."""
+"""Fixtures of the fault tests: a redis-server of the test's own, which the test may stop, and
+a hand on this run's own PostgreSQL test database, which the test may close to everyone but
+itself (never the shared server)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,11 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from django.db import connection
 
 from tests.conftest import REQUIRE_SERVICES, free_port, wait_for
 
@@ -53,3 +58,48 @@ def broker_on_own_redis(own_redis: OwnRedis, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(Conf, "ORM", None)
     monkeypatch.setattr(Conf, "REDIS", own_redis.url)
     return own_redis
+
+
+class DatabaseBlock:
+    """Closes this run's test database to every session but the test's own, and opens it again.
+
+    ``ALLOW_CONNECTIONS false`` refuses new connections and ``pg_terminate_backend`` ends
+    the open ones: to the workers and monitors the tests start, the database is out.
+    """
+
+    def __init__(self, admin: psycopg.Connection[Any]) -> None:
+        self.admin = admin
+        self.name = str(connection.settings_dict["NAME"])
+
+    def close(self) -> None:
+        connection.ensure_connection()
+        self.admin.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
+        self.admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+            [self.name, connection.connection.info.backend_pid],
+        )
+
+    def open(self) -> None:
+        self.admin.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+
+
+@pytest.fixture
+def pg_admin() -> Iterator[psycopg.Connection[Any]]:
+    """A connection to the server's maintenance database, to break this run's database."""
+    if connection.vendor != "postgresql":
+        if REQUIRE_SERVICES:
+            pytest.fail("PostgreSQL is required in this run")
+        pytest.skip("breaks a PostgreSQL database of its own (CI sets DATABASE_URL)")
+    conf = connection.settings_dict
+    params = {"host": conf["HOST"], "port": conf["PORT"], "user": conf["USER"], "password": conf["PASSWORD"]}
+    conn = psycopg.connect(dbname="postgres", autocommit=True, **{k: v for k, v in params.items() if v})
+    try:
+        yield conn
+    finally:
+        conn.execute(f'ALTER DATABASE "{conf["NAME"]}" ALLOW_CONNECTIONS true')
+        conn.close()
+
+
+@pytest.fixture
+def database_block(pg_admin: psycopg.Connection[Any]) -> DatabaseBlock:
+    return DatabaseBlock(pg_admin)

@@ -13,39 +13,20 @@ from __future__ import annotations
 import re
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from django.db import connection
 
 from monitoring.health import MONITOR_LOCK_KEY, monitor_leader
-from tests.conftest import REQUIRE_SERVICES, Processes, child_env, wait_for
+from tests.conftest import Processes, child_env, wait_for
+from tests.deploy.conftest import DatabaseBlock
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
 LEASE = 3.0  # tests/settings.py
 RUNNING = re.compile(rb"monitor: running at ([0-9.]+)")
 STOPPED = re.compile(rb"monitor: stopped leading at ([0-9.]+)")
-
-
-@pytest.fixture
-def admin() -> Iterator[psycopg.Connection[Any]]:
-    """A connection to the server's maintenance database, to break this run's database."""
-    if connection.vendor != "postgresql":
-        if REQUIRE_SERVICES:
-            pytest.fail("PostgreSQL is required in this run")
-        pytest.skip("the monitor's lease on PostgreSQL (CI sets DATABASE_URL)")
-    conf = connection.settings_dict
-    params = {"host": conf["HOST"] or None, "port": conf["PORT"] or None, "user": conf["USER"] or None}
-    params["password"] = conf["PASSWORD"] or None
-    conn = psycopg.connect(dbname="postgres", autocommit=True, **{k: v for k, v in params.items() if v})
-    try:
-        yield conn
-    finally:
-        conn.execute(f'ALTER DATABASE "{conf["NAME"]}" ALLOW_CONNECTIONS true')
-        conn.close()
 
 
 def terms(processes: Processes, proc: Any, killed_at: float | None = None) -> list[tuple[float, float]]:
@@ -82,7 +63,7 @@ def leads(processes: Processes, proc: Any, count: int = 1) -> bool:
 
 
 def test_a_leader_whose_lock_connection_is_terminated_stands_down_before_another_leads(
-    admin: Any, processes: Processes
+    pg_admin: Any, processes: Processes
 ) -> None:
     first = start_monitor(processes, "first")
     wait_for(lambda: leads(processes, first), timeout=60, message="the first monitor never led")
@@ -95,7 +76,7 @@ def test_a_leader_whose_lock_connection_is_terminated_stands_down_before_another
 
     holder = lock_holder_pid()
     assert holder is not None
-    admin.execute("SELECT pg_terminate_backend(%s)", [holder])
+    pg_admin.execute("SELECT pg_terminate_backend(%s)", [holder])
 
     # Someone leads again: the standby, or the old leader once it took the lock back.
     wait_for(lambda: leads(processes, second) or leads(processes, first, 2), timeout=30, message="nobody led again")
@@ -107,25 +88,19 @@ def test_a_leader_whose_lock_connection_is_terminated_stands_down_before_another
 
 
 def test_a_standby_waits_through_a_database_outage_and_takes_over_when_the_leader_dies(
-    admin: Any, processes: Processes
+    database_block: DatabaseBlock, processes: Processes
 ) -> None:
-    name = connection.settings_dict["NAME"]
-    connection.ensure_connection()
     first = start_monitor(processes, "first")
     wait_for(lambda: leads(processes, first), timeout=60, message="the first monitor never led")
     second = start_monitor(processes, "second")
     time.sleep(2)
 
     # The database goes away for everyone but this test's own session.
-    admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-    admin.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
-        [name, connection.connection.info.backend_pid],
-    )
+    database_block.close()
     time.sleep(3 * LEASE)
     assert second.poll() is None, "the standby exited during the outage: " + processes.log_of(second).decode()
     assert first.poll() is None, "the leader exited during the outage: " + processes.log_of(first).decode()
-    admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    database_block.open()
 
     # After the outage one of them leads; kill it, the other takes over.
     wait_for(lambda: lock_holder_pid() is not None and monitor_leader() is not None, timeout=30)

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,15 +27,6 @@ from tests.conftest import child_env, free_port, wait_for
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
 FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
-@pytest.fixture
-def test_job_types() -> Iterator[None]:
-    """The throwaway types of tests/jobtypes, here and (by env var) in the workers."""
-    from tests.jobtypes.jobs import registered
-
-    with registered():
-        yield
 
 
 def qcluster(processes: Any, **env: str | None) -> Any:

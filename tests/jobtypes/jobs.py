@@ -61,7 +61,24 @@ def slow(ctx: JobContext, params: dict[str, Any]) -> None:
         time.sleep(0.1)
 
 
+def reader(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Forty checkpointed items, each reading the database itself; logs the items each run did."""
+    from jobs.models import Job
+
+    first = done = None
+    try:
+        for index in ctx.iterate(range(40)):
+            first = index if first is None else first
+            Job.objects.filter(pk=ctx.job_id).exists()
+            time.sleep(0.1)
+            done = index + 1
+    finally:
+        if first is not None and done is not None:
+            ctx.log(f"Processed items {first + 1}-{done}.")
+
+
 TYPES: dict[str, tuple[Any, dict[str, Any]]] = {
+    "test-reader": (reader, {"timeout": 60}),
     "test-slow": (slow, {"timeout": 6}),
     "test-stubborn": (stubborn, {"timeout": 60, "stall_policy": "requeue", "max_attempts": 3}),
     "test-stepper": (stepper, {"steps": ["First", "Second", "Third"], "timeout": 60}),

@@ -1,0 +1,70 @@
+"""A worker's view of a database outage: which errors are one, and how long it rides them out.
+
+A worker that loses the database keeps its job: reports are kept in memory and written
+when the database is back, heartbeats are retried, and the outcome waits for the database
+(``jobs.context``, ``jobs.tasks``). It gives the job up only after ``give_up_after()``
+seconds: ``JOBADMIN_DB_OUTAGE_GRACE``, capped so that a worker never holds a job that the
+stall sweep may already have given to another (its heartbeat is older than
+``JOBADMIN_STALL_THRESHOLD``). docs/engine.md, "Database outages", tells the whole story.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Warning
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
+
+# Seconds between two tries to reach the database again.
+RETRY_EVERY = 1.0
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A lost or refused connection (or a locked SQLite file), not a bad query: worth waiting for."""
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+def give_up_after() -> float:
+    """How long a worker keeps a job through an outage, counted from its last write that
+    went through: the grace, but never past the point where the stall sweep could take the
+    job (two heartbeats before the stall threshold)."""
+    cap = settings.JOBADMIN_STALL_THRESHOLD - 2 * settings.JOBADMIN_HEARTBEAT_INTERVAL
+    return max(0.0, min(settings.JOBADMIN_DB_OUTAGE_GRACE, cap))
+
+
+def drop_connection() -> None:
+    """Forget this thread's broken connection: the next query connects afresh."""
+    try:
+        connection.close()
+    except DatabaseError:
+        pass
+
+
+def database_reachable() -> bool:
+    """Whether a query goes through now (on this thread's connection, reconnecting if need be)."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        if not is_outage(exc):
+            raise
+        drop_connection()
+        return False
+    return True
+
+
+def check_grace(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """A system check: the grace must fit below the stall threshold, or it is cut short."""
+    cap = settings.JOBADMIN_STALL_THRESHOLD - 2 * settings.JOBADMIN_HEARTBEAT_INTERVAL
+    if settings.JOBADMIN_DB_OUTAGE_GRACE <= cap:
+        return []
+    return [
+        Warning(
+            f"JOBADMIN_DB_OUTAGE_GRACE ({settings.JOBADMIN_DB_OUTAGE_GRACE:g} s) is longer than "
+            f"JOBADMIN_STALL_THRESHOLD minus two heartbeats ({cap:g} s): workers give a job up "
+            f"after {max(cap, 0):g} s of outage, before the stall sweep could take it.",
+            hint="Raise JOBADMIN_STALL_THRESHOLD, or lower JOBADMIN_DB_OUTAGE_GRACE.",
+            id="jobs.W001",
+        )
+    ]
