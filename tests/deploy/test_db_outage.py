@@ -35,6 +35,15 @@ def demo(items: int, delay_ms: int) -> Any:
     return services.job_enqueue(job_type="demo", params={"items": items, "delay_ms": delay_ms})
 
 
+def outage_while_running(block: DatabaseBlock, job: Any, seconds: float) -> Any:
+    """Close the database for ``seconds`` once ``job`` is running and 5 items in; its end."""
+    wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 5, timeout=30)
+    block.close()
+    time.sleep(seconds)
+    block.open()
+    return wait_finished(job, timeout=40)
+
+
 def test_running_jobs_ride_out_an_outage_and_a_job_ending_in_it_records_its_outcome_after(
     processes: Processes, database_block: DatabaseBlock
 ) -> None:
@@ -66,14 +75,7 @@ def test_a_job_whose_own_queries_meet_the_outage_continues_from_its_checkpoint(
     processes: Processes, database_block: DatabaseBlock, test_job_types: None
 ) -> None:
     start(processes, **RIDE_OUT)
-    job = services.job_enqueue(job_type="test-reader", params={})
-    wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 5, timeout=30)
-
-    database_block.close()
-    time.sleep(3)
-    database_block.open()
-
-    done = wait_finished(job, timeout=40)
+    done = outage_while_running(database_block, services.job_enqueue(job_type="test-reader", params={}), 3)
     assert done.status == JobStatus.COMPLETED, done.error
     assert done.attempts == 1
     assert EventKind.SUSPENDED in kinds(done)
@@ -89,14 +91,7 @@ def test_past_the_grace_the_worker_gives_the_job_up_and_the_sweep_settles_it(
 ) -> None:
     # give_up_after = min(2, 6 - 2 * 0.5) = 2 s; the outage lasts 8.
     start(processes, JOBADMIN_STALL_THRESHOLD="6", JOBADMIN_DB_OUTAGE_GRACE="2")
-    job = services.job_enqueue(job_type="test-slow", params={})
-    wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 5, timeout=30)
-
-    database_block.close()
-    time.sleep(8)
-    database_block.open()
-
-    done = wait_finished(job, timeout=40)
+    done = outage_while_running(database_block, services.job_enqueue(job_type="test-slow", params={}), 8)
     # test-slow's stall policy is "fail": the sweep failed it as stalled, after the outage.
     assert done.status == JobStatus.FAILED
     assert EventKind.STALLED in kinds(done)

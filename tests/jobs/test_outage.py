@@ -19,4 +19,3 @@ def test_the_grace_is_capped_two_heartbeats_below_the_stall_threshold(settings: 
     [warning] = outage.check_grace()
     assert warning.id == "jobs.W001"
     assert "after 86 s" in warning.msg
-
