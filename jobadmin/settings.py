@@ -137,6 +137,9 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    # A database that does not answer fails a connect within this many seconds instead of
+    # hanging on TCP's own time-out: a worker riding out an outage tries again each second.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
     # The job engine's hot statements (jobs.rows) are prepared once per connection (pooled
     # connections keep theirs: the pool lends the same connections again); the ORM keeps
     # client-side binding. Off behind a transaction-pooling PgBouncer < 1.21.
