@@ -9,6 +9,7 @@ the stall sweep settles it once the database is back.
 
 from __future__ import annotations
 
+import signal
 import time
 from typing import Any
 
@@ -123,3 +124,27 @@ def test_a_new_monitor_waits_two_heartbeats_before_its_first_stall_sweep(db: Any
 
     wait_for(swept, timeout=10)
     assert EventKind.STALLED in kinds(job)
+
+
+def test_sigterm_during_an_outage_stops_the_worker_within_its_grace_and_the_job_is_settled_after(
+    processes: Processes, database_block: DatabaseBlock
+) -> None:
+    env = {**RIDE_OUT, "JOBADMIN_STALL_THRESHOLD": "8", "JOBADMIN_DB_OUTAGE_GRACE": "5", "JOBADMIN_SHUTDOWN_GRACE": "2"}
+    worker = processes.qcluster(**env)
+    processes.start("manage.py", "monitor", env=child_env(**env), name="monitor")
+    job = demo(200, 100)
+    wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 5, timeout=30)
+
+    database_block.close()
+    time.sleep(1)
+    stopping = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=20)  # the suspension cannot be written: the shutdown grace ends it
+    assert time.monotonic() - stopping < 15
+    database_block.open()
+
+    # Nothing stays running: the stall sweep settles the job by its policy once the
+    # database is back (demo: "fail"), and no worker process is left.
+    done = wait_finished(job, timeout=40)
+    assert done.status == JobStatus.FAILED
+    assert EventKind.STALLED in kinds(done)
