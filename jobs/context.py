@@ -221,8 +221,8 @@ class JobContext:
         getattr(logger, level if level in ("debug", "info", "warning", "error") else "info")(
             "job %s: %s", self.job_id, message
         )
-        if len(self._log_lines) >= 100:
-            self._flush_logs()
+        if len(self._log_lines) >= 100 and self._failing_since is None:
+            self._write_or_keep(self._flush_logs, time.monotonic())
         if self._signal is not None:
             self.checkpoint()
 
@@ -299,8 +299,12 @@ class JobContext:
             self._pending.append(report)
         if self._failing_since is not None and now < self._retry_at:
             return  # the database is out: kept, and tried again after RETRY_EVERY
+        self._write_or_keep(self._write_pending, now)
+
+    def _write_or_keep(self, write: Callable[[], None], now: float) -> None:
+        """Write now; if the database is out, keep what is pending for a later try."""
         try:
-            self._write_pending()
+            write()
         except DatabaseError as exc:
             if not outage.is_outage(exc):
                 raise
@@ -390,10 +394,6 @@ class JobContext:
         except DatabaseError:
             self._log_lines[:0] = lines  # kept for the next try
             raise
-
-    def flush_pending(self) -> None:
-        if self._log_lines:
-            self._flush_logs()
 
     # --- Heartbeat ---------------------------------------------------------------------------
 

@@ -72,6 +72,21 @@ def test_running_jobs_ride_out_an_outage_and_a_job_ending_in_it_records_its_outc
     assert processed == sorted(processed)
 
 
+def test_log_lines_written_during_an_outage_are_kept_and_the_job_rides_on(
+    processes: Processes, database_block: DatabaseBlock, test_job_types: None
+) -> None:
+    start(processes, **RIDE_OUT)
+    done = outage_while_running(database_block, services.job_enqueue(job_type="test-chatty", params={}), 4)
+    assert done.status == JobStatus.COMPLETED, done.error
+    assert EventKind.SUSPENDED not in kinds(done)
+    lines = [
+        line["message"]
+        for event in done.events.filter(kind=EventKind.LOG).order_by("id")
+        for line in event.payload["lines"]
+    ]
+    assert lines == [f"item {index} line {line}" for index in range(60) for line in range(5)]
+
+
 def test_a_job_whose_own_queries_meet_the_outage_continues_from_its_checkpoint(
     processes: Processes, database_block: DatabaseBlock, test_job_types: None
 ) -> None:

@@ -77,7 +77,16 @@ def reader(ctx: JobContext, params: dict[str, Any]) -> None:
             ctx.log(f"Processed items {first + 1}-{done}.")
 
 
+def chatty(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Sixty items of 0.1 s, five log lines each (its log is written every 100 lines)."""
+    for index in ctx.iterate(range(60)):
+        for line in range(5):
+            ctx.log(f"item {index} line {line}")
+        time.sleep(0.1)
+
+
 TYPES: dict[str, tuple[Any, dict[str, Any]]] = {
+    "test-chatty": (chatty, {"timeout": 60}),
     "test-reader": (reader, {"timeout": 60}),
     "test-slow": (slow, {"timeout": 6}),
     "test-stubborn": (stubborn, {"timeout": 60, "stall_policy": "requeue", "max_attempts": 3}),
