@@ -1,0 +1,912 @@
+"""The chaos soak of issue 14: JobAdmin run the way production runs it, broken on purpose.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python -m benchmarks.chaos
+    # options: --duration 360 --jobs-per-s 2 --seed 1 --fault-every 20
+    #          --faults kill-worker,kill-monitor,kill-daphne,redis-restart,db-block
+
+On the PostgreSQL server of ``DATABASE_URL`` it creates a database of its own
+(``jobadmin_chaos_<pid>``, dropped at the end: it blocks it), and it starts a redis-server of
+its own on a free port (it restarts it empty). Then the processes of docs/deploy.md's
+Procfile: 2 daphne (two ports), 2 ``qcluster``, a ``monitor`` and a standby monitor. Each
+is restarted when it exits, as systemd's ``Restart=always`` does.
+
+For ``--duration`` seconds a stream of demo jobs goes in through the API (some failing at
+an item, some paused then resumed, some cancelled), websocket subscribers on both daphne
+processes follow them (``all``, a user's own channel, single jobs; a socket whose daphne
+dies resumes on the other one with ``since``), and every ``--fault-every`` seconds one fault
+is injected, in turn: SIGKILL a qcluster's process group (restarted), SIGKILL the leading
+monitor (restarted: the new standby), SIGKILL a daphne (restarted), SIGKILL Redis and start
+it again empty, refuse connections to the database for 10-20 s (``ALLOW_CONNECTIONS false``
+and ``pg_terminate_backend``).
+
+Then it waits until every job is finished and checks (``benchmarks/chaos_checks.py``):
+every job terminal; none lost (every job the API accepted exists, finished); none run twice
+at once (from each job's event log); no failure but the ones asked for and those of killed
+workers; for every subscriber, the events it saw against ``GET /api/jobs/<id>/events/`` of
+its jobs; the most connections PostgreSQL saw for the database; never two monitors
+leading. It prints a summary and exits 1 if a check fails. A benchmark in that it prints
+figures; unlike the others, it fails on a broken guarantee (the test suite runs a short one,
+``tests/deploy/test_chaos.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks import chaos_checks as checks
+
+ROOT = Path(__file__).resolve().parent.parent
+FAULTS = ("kill-worker", "kill-monitor", "kill-daphne", "redis-restart", "db-block")
+RESUME_OVERLAP = 200  # as live.js: resume this many ids early, drop the repeats
+# Our own values for every setting the children read; nothing of the caller's leaks in
+# (the test process has the test settings' fast timings in its environment).
+OWN_PREFIXES = ("JOBADMIN_", "Q_", "DJANGO_", "REDIS_", "DATABASE_", "JOB_", "API_", "HEALTH_", "CONN_")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- processes -------------------------------------------------------------------------------
+@dataclass
+class Incarnation:
+    role: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    started: float
+    killed_at: float | None = None
+    pids: set[int] = field(default_factory=set)  # the process group's pids when it was killed
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class Cluster:
+    """The deployment's processes, each restarted when it exits (``Restart=always``)."""
+
+    def __init__(self, tmp: Path, env: dict[str, str], ports: dict[str, int]) -> None:
+        self.tmp = tmp
+        self.env = env
+        self.ports = ports
+        self.current: dict[str, Incarnation] = {}
+        self.history: list[Incarnation] = []
+        self.unexpected_exits: list[str] = []
+        self.lease_exits = 0  # monitors that exited (75) because a duty outlived their lost lease
+        self.lock = threading.Lock()
+
+    def argv(self, role: str) -> list[str]:
+        if role.startswith("daphne"):
+            return ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.ports[role]), "jobadmin.asgi:application"]
+        if role.startswith("worker"):
+            return ["manage.py", "qcluster"]
+        return ["manage.py", "monitor"]
+
+    def start(self, role: str) -> Incarnation:
+        path = self.tmp / f"{role}-{sum(1 for i in self.history if i.role == role)}.log"
+        handle = open(path, "wb")  # noqa: SIM115 - the child keeps it
+        proc = subprocess.Popen(
+            [sys.executable, *self.argv(role)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        handle.close()
+        incarnation = Incarnation(role, proc, path, time.time())
+        with self.lock:
+            self.current[role] = incarnation
+            self.history.append(incarnation)
+        return incarnation
+
+    def kill(self, role: str) -> Incarnation:
+        """SIGKILL the role's whole process group (a qcluster's workers too), as a machine dies."""
+        import psutil
+
+        incarnation = self.current[role]
+        with contextlib.suppress(psutil.Error):
+            parent = psutil.Process(incarnation.proc.pid)
+            incarnation.pids = {parent.pid, *(child.pid for child in parent.children(recursive=True))}
+        incarnation.killed_at = time.time()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(incarnation.proc.pid, signal.SIGKILL)
+        incarnation.proc.wait()
+        return incarnation
+
+    def supervise(self) -> None:
+        """Restart what exited on its own (a monitor that lost its lease mid-duty exits with 75)."""
+        for role, incarnation in list(self.current.items()):
+            code = incarnation.proc.poll()
+            if code is not None and incarnation.killed_at is None:
+                incarnation.killed_at = time.time()
+                self.start(role)
+                if role.startswith("monitor") and code == 75:  # by design: come back as a standby
+                    self.lease_exits += 1
+                    continue
+                tail = " | ".join(incarnation.text().strip().splitlines()[-3:])
+                self.unexpected_exits.append(f"{role} (pid {incarnation.proc.pid}) exited with {code}: {tail[-300:]}")
+                log(f"{role} exited with {code}; restarted it")
+
+    def leader(self) -> str | None:
+        """The monitor role that leads now, from the logs of the current incarnations."""
+        for role, incarnation in self.current.items():
+            if role.startswith("monitor") and incarnation.proc.poll() is None:
+                text = incarnation.text()
+                if text.count("monitor: running at") > text.count("monitor: stopped leading at"):
+                    return role
+        return None
+
+    def stop_all(self) -> None:
+        for incarnation in self.current.values():
+            if incarnation.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(incarnation.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for incarnation in self.current.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                incarnation.proc.wait(max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(incarnation.proc.pid, signal.SIGKILL)
+            incarnation.proc.wait()
+
+    def killed_pids(self) -> set[int]:
+        return {pid for incarnation in self.history for pid in incarnation.pids}
+
+
+class Redis:
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.tmp = tmp
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.proc = subprocess.Popen(args, cwd=self.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not listening(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# --- the database ------------------------------------------------------------------------------
+class Database:
+    """The soak's own database on the server of DATABASE_URL, and the connections watching it."""
+
+    def __init__(self, url: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.name = f"jobadmin_chaos_{os.getpid()}"
+        self.url = urllib.parse.urlunsplit(parts._replace(path=f"/{self.name}"))
+        self.server = {
+            "host": parts.hostname or None,
+            "port": parts.port or None,
+            "user": urllib.parse.unquote(parts.username) if parts.username else None,
+            "password": urllib.parse.unquote(parts.password) if parts.password else None,
+        }
+        self.max_connections = 0
+        self.samples: list[int] = []
+        self.blocked_until = 0.0
+
+    def connect(self, dbname: str) -> Any:
+        import psycopg
+
+        params = {k: v for k, v in self.server.items() if v is not None}
+        return psycopg.connect(dbname=dbname, autocommit=True, **params)
+
+    def create(self) -> None:
+        with self.connect("postgres") as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+
+    def drop(self) -> None:
+        with self.connect("postgres") as conn:
+            conn.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def block(self) -> None:
+        with self.connect("postgres") as conn:
+            conn.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [self.name])
+
+    def allow(self) -> None:
+        with self.connect("postgres") as conn:
+            conn.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+
+    def watch(self, stop: threading.Event) -> None:
+        """Count the database's connections (pg_stat_activity) every 0.25 s."""
+        with self.connect("postgres") as conn:
+            while not stop.wait(0.25):
+                row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [self.name]).fetchone()
+                count = int(row[0]) if row else 0
+                self.samples.append(count)
+                self.max_connections = max(self.max_connections, count)
+
+    def relay_started(self) -> bool:
+        """The first relay ever starts from the latest event: the stream must not start before it."""
+        with self.connect(self.name) as conn:
+            return conn.execute("SELECT count(*) FROM live_relaystate").fetchone()[0] > 0
+
+    def running_worker_pids(self) -> list[int]:
+        with self.connect(self.name) as conn:
+            rows = conn.execute("SELECT worker FROM jobs_job WHERE status = 'running'").fetchall()
+        return [int(worker.rsplit(":", 1)[1]) for (worker,) in rows if worker and ":" in worker]
+
+    def jobs(self) -> list[dict[str, Any]]:
+        with self.connect(self.name) as conn:
+            rows = conn.execute("SELECT id, status, error, params, type FROM jobs_job").fetchall()
+        return [{"id": str(r[0]), "status": r[1], "error": r[2] or "", "params": r[3], "type": r[4]} for r in rows]
+
+
+# --- the API -----------------------------------------------------------------------------------
+class Unreachable(Exception):
+    """Nothing was sent: the daphne is not there (safe to try another)."""
+
+
+class Broken(Exception):
+    """The request may or may not have been applied (a reset, a time-out)."""
+
+
+class Api:
+    def __init__(self, ports: list[int], token: str) -> None:
+        self.ports = ports
+        self.token = token
+        self.turn = 0
+
+    def call(self, method: str, path: str, body: Any = None, timeout: float = 15) -> tuple[int, Any]:
+        """One request, to the daphne processes in turn; one that is down is skipped."""
+        self.turn += 1
+        last: Exception | None = None
+        for i in range(len(self.ports)):
+            port = self.ports[(self.turn + i) % len(self.ports)]
+            try:
+                return self._once(port, method, path, body, timeout)
+            except Unreachable as exc:
+                last = exc
+        raise last or Unreachable("no daphne")
+
+    def _once(self, port: int, method: str, path: str, body: Any, timeout: float) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Token {self.token}", "Content-Type": "application/json"},
+            method=method,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return int(response.status), json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                return int(exc.code), json.loads(raw or b"null")
+            except ValueError:
+                return int(exc.code), raw[:200].decode(errors="replace")
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ConnectionRefusedError):
+                raise Unreachable(str(exc)) from exc
+            raise Broken(str(exc)) from exc
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise Broken(str(exc)) from exc
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            answer: Any = None
+            for _ in range(10):
+                try:
+                    status, body = self.call("GET", f"/api/jobs/{job_id}/events/?limit=500&after={after}")
+                    if status == 200:
+                        break
+                    answer = (status, body)
+                except (Unreachable, Broken) as exc:
+                    answer = exc
+                time.sleep(1)
+            else:
+                raise RuntimeError(f"could not read the events of {job_id}: {answer!r}")
+            rows.extend(body["results"])
+            if not body["has_more"]:
+                return rows
+            after = body["last_event_id"]
+
+
+# --- websocket subscribers ---------------------------------------------------------------------
+class Subscriber:
+    """One client of ``/ws/jobs/``, resuming on the other daphne when its socket breaks.
+
+    ``kind``: ``all`` (the ``all`` channel), ``user`` (the automatic channel of the jobs'
+    owner) or ``jobs`` (``job:<id>`` of some jobs, each with ``since`` 0)."""
+
+    def __init__(self, name: str, kind: str, token: str, ports: list[int], home: int) -> None:
+        self.name, self.kind, self.token, self.ports = name, kind, token, ports
+        self.port_index = home
+        self.seen: dict[str, set[int]] = {}
+        self.last_event_id = 0
+        self.jobs: list[str] = []  # the jobs it subscribed to (kind "jobs")
+        self.finished: set[str] = set()
+        self.connections = 0
+        self.resumes = 0
+        self.duplicates_on_a_socket = 0
+        self.welcome_not_first = 0
+        self.errors: Counter[str] = Counter()
+        self.closes: Counter[str] = Counter()
+        self.ws: Any = None
+        self.ready = asyncio.Event()
+        self.stopped = False
+        self.user_id: int | None = None
+
+    def subscribe_later(self, job_id: str) -> None:
+        self.jobs.append(job_id)
+        self.seen.setdefault(job_id, set())
+        if self.ws is not None:
+            asyncio.ensure_future(self._send({"type": "subscribe", "channel": f"job:{job_id}", "since": 0}))
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.send(json.dumps(message))
+
+    async def run(self) -> None:
+        from websockets.asyncio.client import connect
+
+        backoff = 0.2
+        while not self.stopped:
+            port = self.ports[self.port_index % len(self.ports)]
+            try:
+                async with connect(
+                    f"ws://127.0.0.1:{port}/ws/jobs/?token={self.token}", open_timeout=10, max_queue=None
+                ) as ws:
+                    await self._session(ws)
+                    backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.closes[type(exc).__name__] += 1
+            self.ws = None
+            if self.stopped:
+                return
+            self.port_index += 1  # the other daphne
+            await asyncio.sleep(backoff)
+            backoff = min(2.0, backoff * 2)
+
+    async def _session(self, ws: Any) -> None:
+        first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if first.get("type") != "welcome":
+            self.welcome_not_first += 1
+        else:
+            self.user_id = first["user"]["id"]
+        resuming = self.connections > 0
+        self.connections += 1
+        self.resumes += resuming
+        since = max(0, self.last_event_id - RESUME_OVERLAP)
+        if self.kind == "all":
+            await ws.send(json.dumps({"type": "subscribe", "channel": "all", **({"since": since} if resuming else {})}))
+        elif self.kind == "user" and resuming:
+            await ws.send(json.dumps({"type": "subscribe", "channel": f"user:{self.user_id}", "since": since}))
+        elif self.kind == "jobs":
+            for n, job_id in enumerate(j for j in self.jobs if j not in self.finished):
+                if n and n % 10 == 0:
+                    await asyncio.sleep(1)  # the socket's rate limit: 20 messages/s
+                await ws.send(json.dumps({"type": "subscribe", "channel": f"job:{job_id}", "since": 0}))
+        self.ws = ws
+        on_this_socket: set[int] = set()
+        if first.get("type") != "welcome":
+            self._frame(first, on_this_socket)
+        async for frame in ws:
+            self._frame(json.loads(frame), on_this_socket)
+
+    def _frame(self, message: dict[str, Any], on_this_socket: set[int]) -> None:
+        kind = message.get("type")
+        if kind == "subscribed":
+            self.ready.set()
+        elif kind == "error":
+            self.errors[message.get("code", "?")] += 1
+        elif kind == "job-update":
+            event_id, job = message["event_id"], message["job"]
+            if event_id in on_this_socket:
+                self.duplicates_on_a_socket += 1
+            on_this_socket.add(event_id)
+            self.last_event_id = max(self.last_event_id, event_id)
+            if self.kind == "jobs" and job["id"] not in self.seen:
+                return
+            self.seen.setdefault(job["id"], set()).add(event_id)
+            if job["status"] in checks.TERMINAL:
+                self.finished.add(job["id"])
+
+    def jobs_to_check(self, all_jobs: list[str]) -> list[str]:
+        return list(self.jobs) if self.kind == "jobs" else all_jobs
+
+
+# --- the soak ----------------------------------------------------------------------------------
+@dataclass
+class Figures:
+    accepted: dict[str, dict[str, Any]] = field(default_factory=dict)  # job id -> what was asked
+    enqueue_outcomes: Counter[str] = field(default_factory=Counter)
+    action_outcomes: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    fault_log: list[str] = field(default_factory=list)
+    takeovers: list[float] = field(default_factory=list)
+
+
+class Soak:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.tmp = Path(tempfile.mkdtemp(prefix="chaos-"))
+        self.db = Database(args.database_url)
+        self.redis = Redis(self.tmp)
+        self.ports = {"daphne-a": free_port(), "daphne-b": free_port()}
+        self.figures = Figures()
+        self.stop_stream = asyncio.Event()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.subscribers: list[Subscriber] = []
+
+    def child_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)}
+        env.update(
+            DJANGO_SETTINGS_MODULE="jobadmin.settings",
+            DJANGO_SECRET_KEY=f"chaos-{os.getpid()}-same-on-every-process",
+            DATABASE_URL=self.db.url,
+            REDIS_URL=f"redis://127.0.0.1:{self.redis.port}/0",
+            REDIS_PREFIX=f"jobadmin-chaos-{os.getpid()}",
+            Q_CLUSTER_NAME=f"jobadmin-chaos-{os.getpid()}",
+            JOBADMIN_DATA_DIR=str(self.tmp / "data"),
+            Q_WORKERS=str(self.args.q_workers),
+            Q_LOG_LEVEL="INFO",
+            JOBADMIN_DB_POOL_MAX=str(self.args.pool_max),
+            JOBADMIN_STALL_THRESHOLD=str(self.args.stall_threshold),
+            JOBADMIN_HEARTBEAT_INTERVAL="1",
+            JOBADMIN_MONITOR_LEASE=str(self.args.lease),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def manage(self, *argv: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *argv], cwd=ROOT, env=self.child_env(), capture_output=True, text=True
+        )
+        if done.returncode:
+            raise RuntimeError(f"manage.py {' '.join(argv[:2])} failed: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def prepare(self) -> tuple[str, str]:
+        """The database, migrated; the jobs' owner and a watcher (``jobs.view_job``), with tokens."""
+        self.db.create()
+        self.redis.start()
+        self.manage("migrate", "-v0")
+        script = (
+            "from django.contrib.auth import get_user_model; from django.contrib.auth.models import Permission;"
+            "from rest_framework.authtoken.models import Token;"
+            "U = get_user_model(); owner = U.objects.create_user('chaos-owner');"
+            "watcher = U.objects.create_user('chaos-watcher', is_staff=True);"
+            "watcher.user_permissions.add(Permission.objects.get(codename='view_job'));"
+            "print('TOKENS', Token.objects.create(user=owner).key, Token.objects.create(user=watcher).key)"
+        )
+        out = self.manage("shell", "-c", script)
+        owner, watcher = next(line for line in out.splitlines() if line.startswith("TOKENS")).split()[1:]
+        return owner, watcher
+
+    # --- the stream of jobs ---
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def stream(self, api: Api) -> None:
+        interval = 1.0 / self.args.jobs_per_s
+        n = 0
+        start = time.monotonic()
+        while not self.stop_stream.is_set():
+            self.spawn(self.one_job(api, n))
+            n += 1
+            await asyncio.sleep(max(0.0, start + n * interval - time.monotonic()))
+
+    async def one_job(self, api: Api, n: int) -> None:
+        rng = self.rng
+        roll = rng.random()
+        plan = "plain" if roll < 0.6 else "fail_at" if roll < 0.75 else "pause" if roll < 0.9 else "cancel"
+        items = rng.randint(100, 200) if plan == "pause" else rng.randint(20, 100)
+        params: dict[str, Any] = {"items": items, "delay_ms": rng.randint(5, 20)}
+        if plan == "fail_at":
+            params["fail_at"] = rng.randint(1, items)
+        try:
+            status, body = await asyncio.to_thread(api.call, "POST", "/api/jobs/", {"type": "demo", "params": params})
+        except Unreachable:
+            self.figures.enqueue_outcomes["no daphne up"] += 1
+            return
+        except Broken:
+            self.figures.enqueue_outcomes["connection broken (unknown)"] += 1
+            return
+        self.figures.enqueue_outcomes[str(status)] += 1
+        if status != 201:
+            return
+        job_id = body["id"]
+        self.figures.accepted[job_id] = {"plan": plan, **params}
+        if n % 3 == 0:
+            self.subscribers_of("jobs")[n // 3 % 2].subscribe_later(job_id)
+        if plan == "pause":
+            await asyncio.sleep(rng.uniform(0.3, 2.0))
+            if await self.act(api, job_id, "pause") == 200:
+                await asyncio.sleep(rng.uniform(0.5, 3.0))
+                await self.act(api, job_id, "resume", until_done=True)
+        elif plan == "cancel":
+            await asyncio.sleep(rng.uniform(0.0, 2.0))
+            await self.act(api, job_id, "cancel")
+
+    async def act(self, api: Api, job_id: str, action: str, until_done: bool = False) -> int:
+        """POST a transition; ``until_done`` retries through faults (a paused job must be resumed)."""
+        while True:
+            try:
+                status, _ = await asyncio.to_thread(api.call, "POST", f"/api/jobs/{job_id}/{action}/")
+                outcome = str(status)
+            except (Unreachable, Broken) as exc:
+                status, outcome = 0, type(exc).__name__
+            self.figures.action_outcomes[f"{action} {outcome}"] += 1
+            if status in (200, 409) or not until_done:
+                return status
+            await asyncio.sleep(1)
+
+    def subscribers_of(self, kind: str) -> list[Subscriber]:
+        return [s for s in self.subscribers if s.kind == kind]
+
+    # --- faults ---
+    def schedule(self) -> list[tuple[float, str]]:
+        kinds = [k for k in self.args.faults.split(",") if k]
+        at, plan, turn = self.args.warmup, [], 0
+        order = list(kinds)
+        while at < self.args.duration - self.args.fault_tail:
+            if turn % len(order) == 0:
+                self.rng.shuffle(order)
+            plan.append((at, order[turn % len(order)]))
+            turn += 1
+            at += self.args.fault_every * self.rng.uniform(0.8, 1.2)
+        return plan
+
+    async def faults(self, cluster: Cluster, started: float) -> None:
+        for at, kind in self.schedule():
+            await asyncio.sleep(max(0.0, started + at - time.monotonic()))
+            if self.stop_stream.is_set():
+                return
+            note = await self.inject(cluster, kind)
+            self.figures.faults[kind] += 1
+            self.figures.fault_log.append(f"{time.monotonic() - started:6.1f}s {kind}: {note}")
+            log(f"fault {kind}: {note}")
+
+    async def inject(self, cluster: Cluster, kind: str) -> str:
+        rng = self.rng
+        if kind == "kill-worker":
+            role = await asyncio.to_thread(self.busiest_worker, cluster)
+            gone = await asyncio.to_thread(cluster.kill, role)
+            await asyncio.sleep(rng.uniform(1, 4))
+            cluster.start(role)
+            return f"SIGKILL {role} (pids {sorted(gone.pids)}), restarted"
+        if kind == "kill-monitor":
+            role = cluster.leader() or rng.choice(["monitor-1", "monitor-2"])
+            other = "monitor-2" if role == "monitor-1" else "monitor-1"
+            before = cluster.current[other].text().count("monitor: running at")
+            gone = await asyncio.to_thread(cluster.kill, role)
+            cluster.start(role)
+            self.spawn(self.takeover(cluster, other, before, gone.killed_at or time.time()))
+            return f"SIGKILL {role} (pid {gone.proc.pid}), restarted as the standby"
+        if kind == "kill-daphne":
+            role = rng.choice(["daphne-a", "daphne-b"])
+            gone = await asyncio.to_thread(cluster.kill, role)
+            await asyncio.sleep(rng.uniform(1, 4))
+            cluster.start(role)
+            return f"SIGKILL {role} (pid {gone.proc.pid}), restarted"
+        if kind == "redis-restart":
+            await asyncio.to_thread(self.redis.kill)
+            await asyncio.sleep(rng.uniform(0.5, 3))
+            await asyncio.to_thread(self.redis.start)
+            return "SIGKILL redis-server, started again empty"
+        if kind == "db-block":
+            seconds = rng.uniform(10, 20)
+            await asyncio.to_thread(self.db.block)
+            await asyncio.sleep(seconds)
+            await asyncio.to_thread(self.db.allow)
+            return f"database refused connections for {seconds:.1f} s"
+        raise ValueError(kind)
+
+    def busiest_worker(self, cluster: Cluster) -> str:
+        """The qcluster running the most jobs now (a kill that interrupts nothing proves little)."""
+        import psutil
+
+        try:
+            running = Counter(self.db.running_worker_pids())
+        except Exception:  # the database is blocked: any worker
+            running = Counter()
+        load: dict[str, int] = {}
+        for role in ("worker-1", "worker-2"):
+            with contextlib.suppress(psutil.Error):
+                main = psutil.Process(cluster.current[role].proc.pid)
+                pids = {main.pid, *(child.pid for child in main.children(recursive=True))}
+                load[role] = sum(running[pid] for pid in pids)
+        top = max(load.values(), default=0)
+        return self.rng.choice([role for role, n in load.items() if n == top] or ["worker-1"])
+
+    async def takeover(self, cluster: Cluster, other: str, before: int, killed_at: float) -> None:
+        incarnation = cluster.current[other]
+        deadline = time.time() + 60
+        while time.time() < deadline and incarnation.text().count("monitor: running at") <= before:
+            await asyncio.sleep(0.2)
+        if incarnation.text().count("monitor: running at") > before:
+            starts = checks.leader_terms(incarnation.text(), other, None)
+            self.figures.takeovers.append(starts[-1][0] - killed_at)
+
+    async def supervise(self, cluster: Cluster, until: asyncio.Event) -> None:
+        while not until.is_set():
+            cluster.supervise()
+            await asyncio.sleep(0.5)
+
+    # --- the run ---
+    async def run(self, owner: str, watcher: str) -> int:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=48))
+        cluster = Cluster(self.tmp, self.child_env(), self.ports)
+        self.cluster = cluster
+        for role in ("daphne-a", "daphne-b", "worker-1", "worker-2", "monitor-1"):
+            cluster.start(role)
+        await asyncio.sleep(1.5)  # the first monitor leads; the second waits
+        cluster.start("monitor-2")
+        deadline = time.monotonic() + 60
+        while not all(listening(port) for port in self.ports.values()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("daphne did not start")
+            await asyncio.sleep(0.2)
+        while not await asyncio.to_thread(self.db.relay_started):
+            if time.monotonic() > deadline:
+                raise RuntimeError("no relay started (no monitor leads)")
+            await asyncio.sleep(0.2)
+        ports = list(self.ports.values())
+        api = Api(ports, owner)
+        for i, (kind, token) in enumerate([("all", watcher), ("user", owner), ("jobs", watcher)] * 2):
+            self.subscribers.append(Subscriber(f"{kind}@{'ab'[i // 3]}", kind, token, ports, i // 3))
+        done = asyncio.Event()
+        runners = [asyncio.ensure_future(s.run()) for s in self.subscribers]
+        supervisor = asyncio.ensure_future(self.supervise(cluster, done))
+        for s in self.subscribers_of("all"):
+            await asyncio.wait_for(s.ready.wait(), 30)
+        await asyncio.sleep(1)  # the "user" sockets' welcome hold is over: live from here
+        stop_watch = threading.Event()
+        watcher_thread = threading.Thread(target=self.db.watch, args=(stop_watch,), daemon=True)
+        watcher_thread.start()
+
+        log(f"soak: {self.args.duration:g} s, {self.args.jobs_per_s:g} jobs/s, faults {self.args.faults}")
+        started = time.monotonic()
+        streaming = asyncio.ensure_future(self.stream(api))
+        faulting = asyncio.ensure_future(self.faults(cluster, started))
+        await asyncio.sleep(self.args.duration)
+        self.stop_stream.set()
+        await streaming
+        await faulting
+        # The pauses still open are resumed, every job reaches a final state.
+        quiet_deadline = time.monotonic() + self.args.stall_threshold * 2 + 120
+        while self.tasks and time.monotonic() < quiet_deadline:
+            await asyncio.sleep(0.5)
+        log("stream over; waiting for every job to finish")
+        jobs = await asyncio.to_thread(self.db.jobs)
+        while any(j["status"] not in checks.TERMINAL for j in jobs) and time.monotonic() < quiet_deadline:
+            await asyncio.sleep(1)
+            jobs = await asyncio.to_thread(self.db.jobs)
+        quiet_after = time.monotonic() - started - self.args.duration
+        log(f"quiet {quiet_after:.0f} s after the stream; reading every job's events")
+        reader = Api(ports, watcher)  # jobs.view_job: the system's own jobs too (purge-history)
+        events = {j["id"]: await asyncio.to_thread(reader.events, j["id"]) for j in jobs}
+        # Let the subscribers catch up with the end (the relay's last batches, a late catch-up read).
+        catch_up = time.monotonic() + 15
+        while time.monotonic() < catch_up and any(
+            checks.delivery(s.seen.get(job, ()), events[job]).broken
+            for s in self.subscribers
+            for job in s.jobs_to_check(list(events))
+        ):
+            await asyncio.sleep(0.5)
+        stop_watch.set()
+        done.set()
+        for s in self.subscribers:
+            s.stopped = True
+        for task in [*runners, supervisor]:
+            task.cancel()
+        await asyncio.gather(*runners, supervisor, return_exceptions=True)
+        return self.report(cluster, jobs, events, started, quiet_after)
+
+    # --- checks and figures ---
+    def report(
+        self,
+        cluster: Cluster,
+        jobs: list[dict[str, Any]],
+        events: dict[str, list[dict[str, Any]]],
+        started: float,
+        quiet_after: float,
+    ) -> int:
+        now = time.time()
+        figures, accepted = self.figures, self.figures.accepted
+        by_id = {j["id"]: j for j in jobs}
+        statuses = Counter(j["status"] for j in jobs)
+        not_terminal = [j["id"] for j in jobs if j["status"] not in checks.TERMINAL]
+        lost = [job_id for job_id in accepted if job_id not in by_id]
+        killed = cluster.killed_pids()
+        causes: Counter[str] = Counter()
+        unexpected: list[str] = []
+        for j in jobs:
+            if j["status"] == "failed":
+                cause = checks.failure_cause(j["error"], killed, (j["params"] or {}).get("fail_at"))
+                causes[cause] += 1
+                if cause == "unexpected":
+                    unexpected.append(f"{j['id']}: {j['error'][:160]}")
+        twice = {job_id: p for job_id, rows in events.items() if (p := checks.run_problems(rows))}
+        skipped = {}
+        for j in jobs:
+            if j["type"] == "demo" and j["status"] == "completed":
+                if missed := checks.skipped_items(events[j["id"]], j["params"]["items"]):
+                    skipped[j["id"]] = missed
+        last_status = {
+            job_id: next((e["payload"]["job"]["status"] for e in reversed(rows) if e["payload"].get("job")), None)
+            for job_id, rows in events.items()
+        }
+        log_disagrees = [j["id"] for j in jobs if last_status.get(j["id"]) != j["status"]]
+        deliveries: dict[str, dict[str, checks.Delivery]] = {}
+        for s in self.subscribers:
+            deliveries[s.name] = {
+                job: checks.delivery(s.seen.get(job, ()), events[job]) for job in s.jobs_to_check(list(events))
+            }
+        terms = [
+            term
+            for incarnation in cluster.history
+            if incarnation.role.startswith("monitor")
+            for term in checks.leader_terms(
+                incarnation.text(), f"{incarnation.role}#{incarnation.proc.pid}", incarnation.killed_at or now
+            )
+        ]
+        overlaps = checks.leader_overlaps(terms)
+        plans = Counter(spec["plan"] for spec in accepted.values())
+
+        print("\n=== chaos soak ===")
+        print(f"duration {self.args.duration:g} s, {self.args.jobs_per_s:g} jobs/s, seed {self.args.seed}, "
+              f"quiet {quiet_after:.0f} s after the stream; load average {os.getloadavg()[0]:.1f} on "
+              f"{os.cpu_count()} cores")  # fmt: skip
+        rows = [
+            ("jobs accepted by the API (201)", f"{len(accepted)} ({dict(plans)})"),
+            ("jobs in the database", str(len(jobs))),
+            ("terminal by status", ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))),
+            ("failed by cause", ", ".join(f"{k} {v}" for k, v in sorted(causes.items())) or "-"),
+            ("enqueue answers", ", ".join(f"{k}: {v}" for k, v in sorted(figures.enqueue_outcomes.items()))),
+            ("actions", ", ".join(f"{k}: {v}" for k, v in sorted(figures.action_outcomes.items())) or "-"),
+            ("faults injected", ", ".join(f"{k} {v}" for k, v in sorted(figures.faults.items())) or "-"),
+            ("SIGKILLs (processes and Redis)", str(sum(v for k, v in figures.faults.items() if k != "db-block"))),
+            ("monitor takeovers after SIGKILL", ", ".join(f"{t:.1f} s" for t in figures.takeovers) or "-"),
+            ("processes that exited by themselves", str(len(cluster.unexpected_exits))),
+            ("monitors that exited on a lost lease (75)", str(cluster.lease_exits)),
+            ("not terminal", str(len(not_terminal))),
+            ("lost (accepted, not in the database)", str(len(lost))),
+            ("run twice at once (duplicates)", str(len(twice))),
+            ("completed with items skipped", str(len(skipped))),
+            ("final status != the log's last event", str(len(log_disagrees))),
+            ("failed unexpectedly (not fail_at, worker alive)", str(len(unexpected))),
+            ("max PostgreSQL connections (database)", str(self.db.max_connections)),
+            ("monitor terms / two leading at once", f"{len(terms)} / {len(overlaps)}"),
+        ]
+        width = max(len(name) for name, _ in rows)
+        for name, value in rows:
+            print(f"  {name:<{width}}  {value}")
+        print("\n  subscriber  sockets  resumes  jobs  events seen  mismatched jobs  conflated progress  "
+              "dup on a socket  welcome not first  errors")  # fmt: skip
+        mismatched_total = 0
+        for s in self.subscribers:
+            per_job = deliveries[s.name]
+            mismatched = [job for job, d in per_job.items() if d.broken]
+            mismatched_total += len(mismatched)
+            conflated = sum(len(d.conflated) for d in per_job.values())
+            seen = sum(len(v) for v in s.seen.values())
+            print(f"  {s.name:<10}  {s.connections:>7}  {s.resumes:>7}  {len(per_job):>4}  {seen:>11}  "
+                  f"{len(mismatched):>15}  {conflated:>18}  {s.duplicates_on_a_socket:>15}  "
+                  f"{s.welcome_not_first:>17}  {dict(s.errors) or '-'}")  # fmt: skip
+            for job in mismatched[:3]:
+                d = per_job[job]
+                kinds = {e["event_id"]: e["kind"] for e in events[job]}
+                missing = [f"{i} {kinds[i]}" for i in d.missing_status[:6]]
+                print(f"      job {job}: never delivered {missing}, last progress {d.missing_last_progress}, "
+                      f"not in its log {d.extra[:5]}; seen {sorted(s.seen.get(job, ()))[:8]}")  # fmt: skip
+        print("\nfaults:")
+        for line in figures.fault_log:
+            print(f"  {line}")
+        problems = {
+            "not terminal": not_terminal,
+            "lost": lost,
+            "run twice at once": [f"{k}: {v[:2]}" for k, v in twice.items()],
+            "completed with items skipped": [f"{k}: {v[:5]}" for k, v in skipped.items()],
+            "final status disagrees with the log": log_disagrees,
+            "failed unexpectedly": unexpected,
+            "subscriber mismatches": ["see the table"] * mismatched_total,
+            "duplicates on one socket": ["see the table"] * sum(s.duplicates_on_a_socket for s in self.subscribers),
+            "welcome not first": ["see the table"] * sum(s.welcome_not_first for s in self.subscribers),
+            "two monitors leading": overlaps,
+            "processes that exited by themselves": cluster.unexpected_exits,
+        }
+        failed = {name: items for name, items in problems.items() if items}
+        print("\nresult:", "PASS" if not failed else "FAIL")
+        for name, items in failed.items():
+            print(f"  {name}: {len(items)}")
+            for item in items[:5]:
+                print(f"    {item}")
+        print(f"(logs in {self.tmp})")
+        return 1 if failed else 0
+
+    def cleanup(self) -> None:
+        if hasattr(self, "cluster"):
+            self.cluster.stop_all()
+        self.redis.kill()
+        with contextlib.suppress(Exception):
+            self.db.drop()
+        if not self.args.keep_logs:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=360.0, help="seconds of jobs and faults")
+    parser.add_argument("--jobs-per-s", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated, of {', '.join(FAULTS)}")
+    parser.add_argument("--fault-every", type=float, default=20.0, help="seconds between faults (±20%%)")
+    parser.add_argument("--warmup", type=float, default=8.0, help="seconds before the first fault")
+    parser.add_argument("--fault-tail", type=float, default=10.0, help="no fault starts this close to the end")
+    parser.add_argument("--stall-threshold", type=float, default=30.0, help="JOBADMIN_STALL_THRESHOLD")
+    parser.add_argument("--lease", type=float, default=3.0, help="JOBADMIN_MONITOR_LEASE")
+    parser.add_argument("--q-workers", type=int, default=3, help="Q_WORKERS of each qcluster")
+    parser.add_argument("--pool-max", type=int, default=5, help="JOBADMIN_DB_POOL_MAX of each daphne")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""))
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
+    args = parser.parse_args(argv)
+    unknown = set(args.faults.split(",")) - set(FAULTS) - {""}
+    if unknown:
+        parser.error(f"unknown faults: {', '.join(sorted(unknown))}")
+    if not args.database_url.startswith(("postgres://", "postgresql://")):
+        parser.error("the soak needs PostgreSQL: set DATABASE_URL (any database on the server; it makes its own)")
+    if shutil.which("redis-server") is None:
+        parser.error("the soak needs redis-server (it runs its own)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    soak = Soak(args)
+    try:
+        owner, watcher = soak.prepare()
+        return asyncio.run(soak.run(owner, watcher))
+    finally:
+        soak.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
