@@ -267,8 +267,11 @@ class Database:
 
     def jobs(self) -> list[dict[str, Any]]:
         with self.connect(self.name) as conn:
-            rows = conn.execute("SELECT id, status, error, params, type FROM jobs_job").fetchall()
-        return [{"id": str(r[0]), "status": r[1], "error": r[2] or "", "params": r[3], "type": r[4]} for r in rows]
+            rows = conn.execute("SELECT id, status, error, params, type, user_id FROM jobs_job").fetchall()
+        return [
+            {"id": str(r[0]), "status": r[1], "error": r[2] or "", "params": r[3], "type": r[4], "user": r[5]}
+            for r in rows
+        ]
 
 
 # --- the API -----------------------------------------------------------------------------------
@@ -445,8 +448,13 @@ class Subscriber:
             if job["status"] in checks.TERMINAL:
                 self.finished.add(job["id"])
 
-    def jobs_to_check(self, all_jobs: list[str]) -> list[str]:
-        return list(self.jobs) if self.kind == "jobs" else all_jobs
+    def jobs_to_check(self, owners: dict[str, int | None]) -> list[str]:
+        """The jobs whose every event this subscriber must have seen (``owners``: job -> user)."""
+        if self.kind == "jobs":
+            return list(self.jobs)
+        if self.kind == "user":  # its own channel: the jobs of its user (not the system's)
+            return [job for job, user in owners.items() if user == self.user_id]
+        return list(owners)
 
 
 # --- the soak ----------------------------------------------------------------------------------
@@ -599,9 +607,10 @@ class Soak:
             await asyncio.sleep(max(0.0, started + at - time.monotonic()))
             if self.stop_stream.is_set():
                 return
+            last = max((s.last_event_id for s in self.subscribers), default=0)
             note = await self.inject(cluster, kind)
             self.figures.faults[kind] += 1
-            self.figures.fault_log.append(f"{time.monotonic() - started:6.1f}s {kind}: {note}")
+            self.figures.fault_log.append(f"{time.monotonic() - started:6.1f}s {kind} (events up to ~{last}): {note}")
             log(f"fault {kind}: {note}")
 
     async def inject(self, cluster: Cluster, kind: str) -> str:
@@ -614,11 +623,11 @@ class Soak:
             return f"SIGKILL {role} (pids {sorted(gone.pids)}), restarted"
         if kind == "kill-monitor":
             role = cluster.leader() or rng.choice(["monitor-1", "monitor-2"])
-            other = "monitor-2" if role == "monitor-1" else "monitor-1"
-            before = cluster.current[other].text().count("monitor: running at")
+            leading = cluster.leader() is not None
             gone = await asyncio.to_thread(cluster.kill, role)
             cluster.start(role)
-            self.spawn(self.takeover(cluster, other, before, gone.killed_at or time.time()))
+            if leading:
+                self.spawn(self.takeover(cluster, gone.killed_at or time.time()))
             return f"SIGKILL {role} (pid {gone.proc.pid}), restarted as the standby"
         if kind == "kill-daphne":
             role = rng.choice(["daphne-a", "daphne-b"])
@@ -656,14 +665,21 @@ class Soak:
         top = max(load.values(), default=0)
         return self.rng.choice([role for role, n in load.items() if n == top] or ["worker-1"])
 
-    async def takeover(self, cluster: Cluster, other: str, before: int, killed_at: float) -> None:
-        incarnation = cluster.current[other]
+    async def takeover(self, cluster: Cluster, killed_at: float) -> None:
+        """Seconds from a leader's SIGKILL to the next "monitor: running at" of any monitor."""
         deadline = time.time() + 60
-        while time.time() < deadline and incarnation.text().count("monitor: running at") <= before:
+        while time.time() < deadline:
+            starts = [
+                start
+                for incarnation in list(cluster.history)
+                if incarnation.role.startswith("monitor")
+                for start, _, _ in checks.leader_terms(incarnation.text(), incarnation.role, None)
+                if start > killed_at
+            ]
+            if starts:
+                self.figures.takeovers.append(min(starts) - killed_at)
+                return
             await asyncio.sleep(0.2)
-        if incarnation.text().count("monitor: running at") > before:
-            starts = checks.leader_terms(incarnation.text(), other, None)
-            self.figures.takeovers.append(starts[-1][0] - killed_at)
 
     async def supervise(self, cluster: Cluster, until: asyncio.Event) -> None:
         while not until.is_set():
@@ -723,12 +739,13 @@ class Soak:
         log(f"quiet {quiet_after:.0f} s after the stream; reading every job's events")
         reader = Api(ports, watcher)  # jobs.view_job: the system's own jobs too (purge-history)
         events = {j["id"]: await asyncio.to_thread(reader.events, j["id"]) for j in jobs}
+        owners = {j["id"]: j["user"] for j in jobs}
         # Let the subscribers catch up with the end (the relay's last batches, a late catch-up read).
         catch_up = time.monotonic() + 15
         while time.monotonic() < catch_up and any(
             checks.delivery(s.seen.get(job, ()), events[job]).broken
             for s in self.subscribers
-            for job in s.jobs_to_check(list(events))
+            for job in s.jobs_to_check(owners)
         ):
             await asyncio.sleep(0.5)
         stop_watch.set()
@@ -776,9 +793,10 @@ class Soak:
         }
         log_disagrees = [j["id"] for j in jobs if last_status.get(j["id"]) != j["status"]]
         deliveries: dict[str, dict[str, checks.Delivery]] = {}
+        owners = {j["id"]: j["user"] for j in jobs}
         for s in self.subscribers:
             deliveries[s.name] = {
-                job: checks.delivery(s.seen.get(job, ()), events[job]) for job in s.jobs_to_check(list(events))
+                job: checks.delivery(s.seen.get(job, ()), events[job]) for job in s.jobs_to_check(owners)
             }
         terms = [
             term
@@ -859,7 +877,8 @@ class Soak:
             print(f"  {name}: {len(items)}")
             for item in items[:5]:
                 print(f"    {item}")
-        print(f"(logs in {self.tmp})")
+        if self.args.keep_logs:
+            print(f"(logs in {self.tmp})")
         return 1 if failed else 0
 
     def cleanup(self) -> None:
