@@ -481,12 +481,25 @@ class JobsConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(max(0.0, start + delay - _SharedIdReads.SLOT - loop.time()))
             if self.closing or self.groups_by_channel.get(channel) != group:
                 return
-            ids = await _shared_id_reads().ids_after(group, anchor, REPLAY_PAGE)
-            wanted = [event_id for event_id in ids if event_id not in self.seen]
-            for row in await _events(wanted) if wanted else ():
-                message = event_message(row)
-                if message is not None and self._mark_seen(row["id"]):
-                    await self._send(message)
+            await self._read_again(group, anchor)
+
+    async def _read_again(self, group: str, anchor: int) -> None:
+        """Send what the log has for ``group`` after ``anchor`` and this socket has not had."""
+        ids = await _shared_id_reads().ids_after(group, anchor, REPLAY_PAGE)
+        wanted = [event_id for event_id in ids if event_id not in self.seen]
+        for row in await _events(wanted) if wanted else ():
+            message = event_message(row)
+            if message is not None and self._mark_seen(row["id"]):
+                await self._send(message)
+
+    def catch_up_after(self, anchor: int) -> None:
+        """From the hub, which missed relay batches: read every channel's log after ``anchor`` again."""
+        if self.closing:
+            return
+        for group in set(self.groups_by_channel.values()) - {STATS_GROUP}:
+            task = asyncio.ensure_future(self._read_again(group, anchor))
+            self.catch_ups.add(task)
+            task.add_done_callback(self.catch_ups.discard)
 
     async def _send_replay(self, channel: str, group: str, since: int) -> int:
         sent = 0

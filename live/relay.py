@@ -72,6 +72,12 @@ STATS_GROUP = "jobs.stats"
 ALL_GROUP = "jobs.all"
 ALERTS_GROUP = "jobs.alerts"
 HUB_CAPACITY = 100_000
+# An idle relay repeats the number of its last batch this often, so that a hub that lost the
+# last batches (its layer connection was away: Redis restarted) finds out without new events.
+TICK_EVERY = 1.0
+# Event ids below the highest a hub handed out that it reads again after missing a batch
+# (ids commit out of order on PostgreSQL).
+MISSED_MARGIN = 200
 
 # Live gauges in the cache (read by monitoring.metrics and /metrics). On the embedded default
 # the cache is a DatabaseCache, so every write is a database write: at most one per interval.
@@ -375,6 +381,11 @@ class EventRelay:
         # Read but not yet published, oldest first.
         self.in_hand: list[dict[str, Any]] = []
         self.published = 0
+        # Every batch carries this relay's token and its number: a hub that sees a number
+        # skipped reads the log again (``Hub.dispatch``).
+        self.token = uuid.uuid4().hex[:12]
+        self.seq = 0
+        self._sent_at = 0.0
         self._executor: ThreadPoolExecutor | None = None  # one thread: one database connection
         self._next_stats = 0.0
         # Stats are slow (many aggregate queries): their own thread and connection, off the event path.
@@ -448,9 +459,19 @@ class EventRelay:
             if not self.fence():
                 raise LeaseLost
             chunk = self.in_hand[: self.batch]
-            await self.layer.group_send(EVENTS_GROUP, {"type": EVENTS_TYPE, "events": chunk})
+            message = {"type": EVENTS_TYPE, "events": chunk, "relay": self.token, "seq": self.seq + 1}
+            await self.layer.group_send(EVENTS_GROUP, message)
+            self.seq += 1
+            self._sent_at = time.monotonic()
             del self.in_hand[: len(chunk)]
             self.published += len(chunk)
+
+    async def tick(self) -> None:
+        """While idle, repeat the last batch's number every ``TICK_EVERY`` seconds."""
+        if self.seq and time.monotonic() - self._sent_at >= TICK_EVERY and self.fence():
+            message = {"type": EVENTS_TYPE, "events": [], "relay": self.token, "seq": self.seq, "tick": True}
+            await self.layer.group_send(EVENTS_GROUP, message)
+            self._sent_at = time.monotonic()
 
     async def step(self) -> int:
         """One round: publish what is in hand, else read and publish. Returns events published."""
@@ -464,6 +485,8 @@ class EventRelay:
                     if isinstance(created, datetime) and (self._hand_oldest is None or created < self._hand_oldest):
                         self._hand_oldest = created
         await self.publish_in_hand()
+        if self.published == before:
+            await self.tick()
         if self._hand_oldest is not None:
             # Everything in hand is out: how late the oldest of it went.
             lag = max((timezone.now() - self._hand_oldest).total_seconds() * 1000, 0.0)
@@ -601,6 +624,8 @@ def start_relay_thread(leading: Callable[[], bool] | None = None) -> Callable[[]
 class Subscriber(Protocol):
     def deliver(self, event_id: int, job: str | None, kind: str, text: str, at: float | None = None) -> None: ...
 
+    def catch_up_after(self, anchor: int) -> None: ...
+
     def deliver_stats(self, text: str) -> None: ...
 
 
@@ -610,6 +635,9 @@ class Hub:
         self.channel_name = ""
         self.members: dict[str, set[Any]] = {}
         self.recent: OrderedDict[int, None] = OrderedDict()  # ids already handed out
+        self.highest = 0  # the highest event id handed out
+        self.relay_token: str | None = None  # the relay whose batches arrive, and the last one's number
+        self.relay_seq = 0
         self.tasks: list[asyncio.Task[Any]] = []
         self.relay: EventRelay | None = None
         self._started = asyncio.Lock()
@@ -713,12 +741,14 @@ class Hub:
             return
         if message.get("type") != EVENTS_TYPE:
             return
+        self._check_sequence(message)
         for event in message["events"]:
             event_id = event["id"]
             # A batch the relay sent again (it could not tell that the layer took it) repeats events.
             if event_id in self.recent:
                 continue
             self.recent[event_id] = None
+            self.highest = max(self.highest, event_id)
             if len(self.recent) > 50_000:
                 self.recent.popitem(last=False)
             targets: set[Any] = set()
@@ -726,6 +756,32 @@ class Hub:
                 targets.update(self.members.get(group, ()))
             for subscriber in targets:
                 subscriber.deliver(event_id, event["job"], event["kind"], event["text"], event["at"])
+
+    def _check_sequence(self, message: dict[str, Any]) -> None:
+        """A batch number skipped means batches this process never received (its layer
+        connection was away while the relay published): its sockets read the log again."""
+        token, seq = message.get("relay"), message.get("seq")
+        if token is None or not isinstance(seq, int):
+            return
+        tick = bool(message.get("tick"))
+        if token != self.relay_token:
+            # Another relay (a monitor failover) numbers from 1; the first one this hub hears
+            # of may be well on (this process started after it).
+            first = self.relay_token is None
+            self.relay_token, self.relay_seq = token, 0
+            if first:
+                self.relay_seq = seq
+                return
+        expected = self.relay_seq if tick else self.relay_seq + 1
+        if seq > expected:
+            last_missed = seq if tick else seq - 1
+            logger.warning("hub: missed relay batches %s-%s; reading the log again", self.relay_seq + 1, last_missed)
+            self._missed(max(0, self.highest - MISSED_MARGIN))
+        self.relay_seq = max(self.relay_seq, seq)
+
+    def _missed(self, anchor: int) -> None:
+        for subscriber in {s for members in self.members.values() for s in members}:
+            subscriber.catch_up_after(anchor)
 
 
 class LocalLayer:
