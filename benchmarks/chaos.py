@@ -608,9 +608,10 @@ class Soak:
             if self.stop_stream.is_set():
                 return
             last = max((s.last_event_id for s in self.subscribers), default=0)
+            at = time.monotonic() - started
             note = await self.inject(cluster, kind)
             self.figures.faults[kind] += 1
-            self.figures.fault_log.append(f"{time.monotonic() - started:6.1f}s {kind} (events up to ~{last}): {note}")
+            self.figures.fault_log.append(f"{at:6.1f}s {kind} (events up to ~{last}): {note}")
             log(f"fault {kind}: {note}")
 
     async def inject(self, cluster: Cluster, kind: str) -> str:
