@@ -71,6 +71,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: a view that meets a database outage answers 503 with Retry-After, not 500.
+    "jobs.api_errors.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "jobadmin.urls"

@@ -1,4 +1,5 @@
-"""One place where domain errors become HTTP errors, in DRF's error format."""
+"""One place where domain errors become HTTP errors, in DRF's error format; and where a
+database outage becomes a 503 instead of a 500."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from jobs import outage
 from jobs.exceptions import QueueNotFound, TransitionNotAllowed
 from jobs.policy import AccessDenied
 from jobs.registry import UnknownJobType
@@ -44,3 +46,37 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=404)
     return defaults.page_not_found(request, exception)
+
+
+# How long a client should wait before it tries again while the database is out.
+RETRY_AFTER_SECONDS = 5
+
+
+class DatabaseUnavailableMiddleware:
+    """A request that meets a database outage gets a 503 with ``Retry-After``, not a 500.
+
+    The request's writes were in a transaction that did not commit, so trying again later
+    is safe. Under ``/api/`` the body is DRF's error format with the code
+    ``database_unavailable``; a page gets a short text. Last in ``MIDDLEWARE``, so that it
+    sees the exceptions of every view, the API's (DRF re-raises what it does not handle)
+    and the admin's alike.
+    """
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not outage.is_outage(exception):
+            return None
+        outage.drop_connection()
+        message = "The database is unavailable; nothing was changed. Try again shortly."
+        response: HttpResponse
+        if request.path.startswith("/api/"):
+            response = JsonResponse({"detail": message, "code": "database_unavailable"}, status=503)
+        else:
+            response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response

@@ -163,3 +163,31 @@ def test_sigterm_during_an_outage_stops_the_worker_within_its_grace_and_the_job_
     done = wait_finished(job, timeout=40)
     assert done.status == JobStatus.FAILED
     assert EventKind.STALLED in kinds(done)
+
+
+def test_requests_that_meet_an_outage_get_a_503_to_retry_and_change_nothing(
+    database_block: DatabaseBlock, api_client: Any, client: Any, user: Any, superuser: Any
+) -> None:
+    from django.db import connection
+
+    from jobs.models import Job
+    from tests.conftest import grant
+
+    grant(user, "jobs.view_job", "jobs.change_job")
+    api_client.force_authenticate(user)
+    client.force_login(superuser)
+    database_block.close()
+    connection.close()  # this test's own session too: now nobody reaches the database
+    try:
+        listed = api_client.get("/api/jobs/")
+        enqueued = api_client.post("/api/jobs/", {"type": "demo", "params": {"items": 1}}, format="json")
+        page = client.get("/admin/jobs/job/")
+    finally:
+        database_block.open()
+    for response in (listed, enqueued):
+        assert response.status_code == 503
+        assert response.json()["code"] == "database_unavailable"
+        assert response["Retry-After"] == "5"
+    assert page.status_code == 503
+    assert page["Retry-After"] == "5"
+    assert Job.objects.count() == 0
