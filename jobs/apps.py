@@ -17,10 +17,12 @@ class JobsConfig(AppConfig):
         # Each django-q2 worker process stops gracefully on SIGTERM (jobs.shutdown).
         from django_q.signals import post_spawn
 
-        from jobs import shutdown
+        from jobs import shutdown, signing_key
 
         post_spawn.connect(shutdown.install, dispatch_uid="jobadmin-graceful-stop")
         shutdown.patch_cluster()
+        # A cluster with another DJANGO_SECRET_KEY is visible to health and logs what it drops.
+        signing_key.patch_cluster()
         _ask_the_policy_about_cors()
         register_duty("dispatch", run=DispatchDuty(), interval=lambda: settings.JOBADMIN_DISPATCH_INTERVAL)
         from django.core import checks

@@ -20,6 +20,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
+from jobs import signing_key
 from jobs.models import JobStatus
 from jobs.selectors import (
     job_active_count,
@@ -87,24 +88,44 @@ def check_channel_layer() -> dict[str, Any]:
 
 
 def check_workers() -> dict[str, Any]:
-    clusters = metrics.live_clusters()
+    clusters = metrics.live_clusters()  # only those that sign with this process's key
     workers = sum(c["workers"] for c in clusters)
     limits = queue_limits_total()
-    if workers:
-        if workers < limits:
-            # The limits promise that many jobs at once; fewer worker processes mean a busy
-            # queue holds every worker and another queue's jobs wait (docs/jobs.md, capacity).
-            return _check(
-                WARNING,
-                f"{workers} live workers cannot serve the queues' summed limit of {limits} jobs at once",
-                workers=workers,
-                clusters=len(clusters),
-                capacity=limits,
+    other = signing_key.other_key_records()
+    detail: dict[str, Any] = {
+        "workers": workers,
+        "clusters": len(clusters),
+        "capacity": limits,
+        "other_key_workers": sum(int(record.get("workers") or 0) for record in other),
+        "other_key_hosts": sorted({str(record.get("host")) for record in other}),
+    }
+    problems: list[tuple[str, str]] = []
+    if other:
+        # Their pushers take wake-ups off the broker and drop them: with no worker that reads
+        # them, no job runs (critical); beside such workers, jobs wait for another wake-up.
+        problems.append(
+            (
+                WARNING if workers else CRITICAL,
+                f"{detail['other_key_workers']} workers ({len(other)} cluster(s) on "
+                f"{', '.join(detail['other_key_hosts'])}) cannot read wake-ups: their DJANGO_SECRET_KEY "
+                "differs from this process's",
             )
-        return _check(HEALTHY, workers=workers, clusters=len(clusters), capacity=limits)
-    if jobs_queued_exist():
-        return _check(CRITICAL, "no live workers while jobs are queued", workers=0, clusters=0)
-    return _check(WARNING, "no live workers", workers=0, clusters=0)
+        )
+    if workers and workers < limits:
+        # The limits promise that many jobs at once; fewer worker processes mean a busy
+        # queue holds every worker and another queue's jobs wait (docs/jobs.md, capacity).
+        problems.append(
+            (WARNING, f"{workers} live workers cannot serve the queues' summed limit of {limits} jobs at once")
+        )
+    if not workers:
+        queued = jobs_queued_exist()
+        problems.append(
+            (CRITICAL if queued else WARNING, "no live workers" + (" while jobs are queued" if queued else ""))
+        )
+    if not problems:
+        return _check(HEALTHY, **detail)
+    status = max((status for status, _ in problems), key=_ORDER.__getitem__)
+    return _check(status, "; ".join(reason for _, reason in problems), **detail)
 
 
 def monitor_heartbeat(now: datetime | None = None) -> None:

@@ -286,6 +286,9 @@ class HealthCheckSerializer(serializers.Serializer):
     # workers
     workers = serializers.IntegerField(required=False)
     clusters = serializers.IntegerField(required=False)
+    capacity = serializers.IntegerField(required=False)
+    other_key_workers = serializers.IntegerField(required=False)
+    other_key_hosts = serializers.ListField(child=serializers.CharField(), required=False)
     # monitor
     last_seen_seconds = serializers.FloatField(required=False)
     leader = MonitorLeaderSerializer(required=False, allow_null=True)
