@@ -23,7 +23,7 @@ import logging
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
@@ -63,6 +63,9 @@ SEEN_MAX = 8192
 # layer can accept a group_add before its subscription is effective (a Redis that just came
 # back), and an event published in that window reaches nobody. ``seen`` drops repeats.
 CATCH_UP_AFTER = (1.0, 4.0)  # seconds after subscribing
+# A catch-up read that fails (the database is away) is tried again, first after this many
+# seconds, doubling up to the second figure, for as long as the socket stays subscribed.
+CATCH_UP_RETRY = (0.25, 5.0)
 # Live events wait this long after the welcome for the client's first message (a resuming
 # client's subscriptions with ``since``), so that its replay comes first.
 HOLD_AFTER_WELCOME = 0.25
@@ -242,7 +245,7 @@ class JobsConsumer(AsyncWebsocketConsumer):
         self.last_rate_error = 0.0
         self.closing = False
         self.counted = False  # in the hub's count of open sockets
-        self.catch_ups: set[asyncio.Task[None]] = set()
+        self.catch_ups: set[asyncio.Task[Any]] = set()
         self.welcome_hold = False  # live events wait for the client's first message
 
     async def connect(self) -> None:
@@ -479,18 +482,38 @@ class JobsConsumer(AsyncWebsocketConsumer):
         start = loop.time()
         for delay in CATCH_UP_AFTER:
             await asyncio.sleep(max(0.0, start + delay - _SharedIdReads.SLOT - loop.time()))
-            if self.closing or self.groups_by_channel.get(channel) != group:
+            subscribed = lambda: self.groups_by_channel.get(channel) == group  # noqa: E731 - this subscription
+            if not await self._read_again(group, anchor, still=subscribed):
                 return
-            await self._read_again(group, anchor)
 
-    async def _read_again(self, group: str, anchor: int) -> None:
-        """Send what the log has for ``group`` after ``anchor`` and this socket has not had."""
-        ids = await _shared_id_reads().ids_after(group, anchor, REPLAY_PAGE)
-        wanted = [event_id for event_id in ids if event_id not in self.seen]
-        for row in await _events(wanted) if wanted else ():
-            message = event_message(row)
-            if message is not None and self._mark_seen(row["id"]):
-                await self._send(message)
+    async def _read_again(self, group: str, anchor: int, still: Callable[[], bool] | None = None) -> bool:
+        """Send what the log has for ``group`` after ``anchor`` and this socket has not had.
+
+        A read that fails (the database is away) is retried with back-off, so what it would
+        bring is delivered once the database is back. False, without reading, once the socket
+        closed or ``still()`` (by default: the socket still watches ``group``) is false.
+        """
+        backoff = CATCH_UP_RETRY[0]
+        failed = False
+        while True:
+            if self.closing or not (still() if still else group in self.groups_by_channel.values()):
+                return False
+            try:
+                ids = await _shared_id_reads().ids_after(group, anchor, REPLAY_PAGE)
+                wanted = [event_id for event_id in ids if event_id not in self.seen]
+                rows = await _events(wanted) if wanted else []
+            except Exception as exc:
+                if not failed:  # once per outage and read, not once per retry
+                    failed = True
+                    logger.warning("websocket: a catch-up read of %s failed (%r); retrying", group, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, CATCH_UP_RETRY[1])
+                continue
+            for row in rows:
+                message = event_message(row)
+                if message is not None and self._mark_seen(row["id"]):
+                    await self._send(message)
+            return True
 
     def catch_up_after(self, anchor: int) -> None:
         """From the hub, which missed relay batches: read every channel's log after ``anchor`` again."""
