@@ -237,7 +237,9 @@ class JobsConsumer(AsyncWebsocketConsumer):
         self.outbox: deque[_Entry] = deque()
         self.pending_progress: dict[str, _Entry] = {}
         self.seen: OrderedDict[int, None] = OrderedDict()
-        self.replaying = 0
+        self.replaying = 0  # holds on live frames: a replay, the welcome (see ``_hold``)
+        self.live = asyncio.Event()  # set while nothing is held
+        self.live.set()
         self.flusher: _Flusher | None = None  # the process's, once connected
         self.tokens = BURST
         self.refilled = time.monotonic()
@@ -269,7 +271,7 @@ class JobsConsumer(AsyncWebsocketConsumer):
         # channel is live already, and an event of its job sent live now would come before
         # the replay of the older ones it missed (a client that keeps only newer ids then
         # drops them): live events wait until its first message is handled, or briefly.
-        self.replaying += 1
+        self._hold()
         self.welcome_hold = True
         asyncio.get_running_loop().call_later(HOLD_AFTER_WELCOME, self._end_welcome_hold)
 
@@ -321,20 +323,27 @@ class JobsConsumer(AsyncWebsocketConsumer):
     def _end_welcome_hold(self) -> None:
         if self.welcome_hold:
             self.welcome_hold = False
-            self.replaying -= 1
-            if not self.replaying and self.outbox:
+            self._release()
+
+    def _hold(self) -> None:
+        self.replaying += 1
+        self.live.clear()
+
+    def _release(self) -> None:
+        self.replaying -= 1
+        if not self.replaying:
+            self.live.set()
+            if self.outbox:
                 self._flush_soon()
 
     @contextmanager
     def _holding_live(self) -> Iterator[None]:
         """Live events wait in the outbox while the block sends (the welcome, a replay)."""
-        self.replaying += 1
+        self._hold()
         try:
             yield
         finally:
-            self.replaying -= 1
-            if not self.replaying and self.outbox:
-                self._flush_soon()
+            self._release()
 
     def _flush_soon(self) -> None:
         if self.flusher is not None:  # None only before connect (unit tests of the outbox)
@@ -453,14 +462,17 @@ class JobsConsumer(AsyncWebsocketConsumer):
         if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
             await self._error(messages.BAD_MESSAGE, "'since' must be a non-negative event id", channel=str(channel))
             return
-        group, problem = await self._group_for(channel)
-        if group is None:
-            text = policy.FORBIDDEN_CHANNEL if problem == messages.FORBIDDEN else "no such channel"
-            await self._error(problem or messages.UNKNOWN_CHANNEL, text, channel=str(channel)[:80])
-            return
-        assert isinstance(channel, str)
         replayed = 0
-        with self._holding_live():  # live events queue up (bounded) until the replay is out
+        # Live events wait from here, before the policy is asked (a database hop): one of this
+        # channel's events arriving meanwhile on another of the socket's channels (its user's)
+        # must not overtake the replay of older ones; they queue up (bounded) until it is out.
+        with self._holding_live():
+            group, problem = await self._group_for(channel)
+            if group is None:
+                text = policy.FORBIDDEN_CHANNEL if problem == messages.FORBIDDEN else "no such channel"
+                await self._error(problem or messages.UNKNOWN_CHANNEL, text, channel=str(channel)[:80])
+                return
+            assert isinstance(channel, str)
             # Join before reading the log: whatever commits after the read arrives live, and
             # whatever both paths carry is sent once (``seen``). No gap, no duplicate.
             await self._join(channel, group)
@@ -510,6 +522,9 @@ class JobsConsumer(AsyncWebsocketConsumer):
                 backoff = min(backoff * 2, CATCH_UP_RETRY[1])
                 continue
             for row in rows:
+                # Not in the middle of a replay (of another channel of this socket): an event
+                # sent now could be newer than what the replay has still to send.
+                await self.live.wait()
                 message = event_message(row)
                 if message is not None and self._mark_seen(row["id"]):
                     await self._send(message)

@@ -74,3 +74,96 @@ def test_a_resuming_client_gets_the_replay_before_live_events_of_its_own_user_ch
         await communicator.disconnect()
 
     run(scenario)
+
+
+def test_a_later_subscribes_replay_is_not_overtaken_by_another_channels_catch_up(
+    user: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an open socket, a second subscription replays with ``since`` while the catch-up of
+    the first one finds events the live path missed: the replay still comes in ``event_id``
+    order, with nothing newer before it, so a client that applies only newer ids drops none."""
+    from tests.live.test_consumers import connect, event_ids, make_job, progress, receive, send
+
+    settings.JOBADMIN_RELAY_IN_WEB = False  # no live path: as if the layer dropped every event
+    monkeypatch.setattr(consumers, "REPLAY_PAGE", 2)  # the replay takes several reads
+    monkeypatch.setattr(consumers, "CATCH_UP_AFTER", (0.3, 0.35))
+    monkeypatch.setattr(consumers._SharedIdReads, "SLOT", 0.05)
+    caught_up = asyncio.Event()
+    real_events, real_replay = consumers._events, consumers._replay
+
+    async def catch_up_rows(ids: list[int]) -> list[dict[str, Any]]:
+        rows = await real_events(ids)
+        caught_up.set()
+        return rows
+
+    async def slow_replay(group: str, after: int, limit: int) -> list[dict[str, Any]]:
+        rows = await real_replay(group, after, limit)
+        if len(rows) == limit:  # a page with more to come: the catch-up reads meanwhile
+            await asyncio.wait_for(caught_up.wait(), TIMEOUT)
+            await asyncio.sleep(0.1)
+        return rows
+
+    monkeypatch.setattr(consumers, "_events", catch_up_rows)
+    monkeypatch.setattr(consumers, "_replay", slow_replay)
+
+    async def scenario() -> None:
+        job = await make_job(user)
+        since = (await event_ids(job))[-1]
+        older = [await progress(job, n) for n in (1, 2, 3)]
+        communicator = await connect(user)
+        await send(communicator, type="subscribe", channel=f"job:{job.pk}")  # its catch-up: after `older`
+        assert (await receive(communicator))["type"] == "subscribed"
+        newer = [await progress(job, n) for n in (4, 5)]
+        await send(communicator, type="subscribe", channel=f"user:{user.pk}", since=since)
+        order: list[int] = []
+        while len(order) < 5:
+            message = await receive(communicator)
+            if message["type"] == "job-update":
+                order.append(message["event_id"])
+        assert order == older + newer
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_a_later_subscribe_with_since_holds_live_events_while_its_permission_is_checked(
+    user: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an open socket a subscription with ``since`` is asked of the policy (a database
+    hop) before it joins: an event of that job arriving live on the user's channel meanwhile
+    still comes after the replay of the older ones."""
+    from tests.live.test_consumers import connect, event_ids, make_job, progress, receive, send
+
+    settings.JOBADMIN_RELAY_IN_WEB = False  # only the event dispatched below is live
+    real_may_subscribe = consumers._may_subscribe
+    arrived: list[int] = []
+
+    async def may_subscribe_while_an_event_arrives(who: Any, channel: Any) -> bool:
+        if arrived:
+            live = {"id": arrived[0], "at": None, "kind": "progress", "job": channel.key}
+            live["groups"] = [f"user.{who.pk}", f"job.{channel.key}"]
+            live["text"] = json.dumps({"type": "job-update", "event_id": live["id"]})
+            get_hub().dispatch({"type": EVENTS_TYPE, "events": [live]})
+            await asyncio.sleep(0.05)  # the process's flusher gets its turn
+        return bool(await real_may_subscribe(who, channel))
+
+    monkeypatch.setattr(consumers, "_may_subscribe", may_subscribe_while_an_event_arrives)
+
+    async def scenario() -> None:
+        job = await make_job(user)
+        since = (await event_ids(job))[-1]
+        communicator = await connect(user)
+        await send(communicator, type="ping")  # the socket is open and live
+        assert (await receive(communicator))["type"] == "pong"
+        missed = await progress(job, 1)
+        arrived.append(missed + 10**6)
+        await send(communicator, type="subscribe", channel=f"job:{job.pk}", since=since)
+        order: list[int] = []
+        while len(order) < 2:
+            message = json.loads(await communicator.receive_from(timeout=TIMEOUT))
+            if message["type"] == "job-update":
+                order.append(message["event_id"])
+        assert order == [missed, arrived[0]]
+        await communicator.disconnect()
+
+    run(scenario)
