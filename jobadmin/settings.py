@@ -215,6 +215,12 @@ JOBADMIN_WEB_GC_THRESHOLD = env.int("JOBADMIN_WEB_GC_THRESHOLD", default=20_000)
 # The relay (live.relay): how often it reads the event log for new rows, and how long it
 # waits for an event id that was skipped (a transaction still open, or rolled back).
 JOBADMIN_RELAY_POLL = env.float("JOBADMIN_RELAY_POLL", default=0.01)
+# On PostgreSQL the relay is woken by LISTEN/NOTIFY (a trigger notifies at each commit of
+# events) and reads the log only then, or every JOBADMIN_RELAY_SAFETY_POLL seconds in case a
+# notification was missed (while its listening connection reconnected); SQLite, or false
+# here (behind a transaction-pooling PgBouncer, where LISTEN does not work), polls.
+JOBADMIN_RELAY_LISTEN = env.bool("JOBADMIN_RELAY_LISTEN", default=True)
+JOBADMIN_RELAY_SAFETY_POLL = env.float("JOBADMIN_RELAY_SAFETY_POLL", default=1.0)
 JOBADMIN_RELAY_GAP_GRACE = env.float("JOBADMIN_RELAY_GAP_GRACE", default=30.0)
 # Where the relay runs: in the web process on the embedded default (no Redis: the channel
 # layer lives in that process); with Redis in `monitor`, unless this puts it in the web

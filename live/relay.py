@@ -2,14 +2,22 @@
 
 **Relay.** One per deployment: inside the web process on the embedded default (started
 lazily on the first websocket), in ``manage.py monitor`` when ``REDIS_URL`` is set. It
-reads new ``JobEvent`` rows by a short poll on the primary key and publishes each one
-once, with the groups it belongs to (``job.<uuid>``, ``user.<owner>``, ``jobs.all``;
-alerts ``jobs.alerts``), in one layer message per read (up to ``batch`` events) to the
+reads new ``JobEvent`` rows on the primary key and publishes each one once, with the
+groups it belongs to (``job.<uuid>``, ``user.<owner>``, ``jobs.all``; alerts
+``jobs.alerts``), in one layer message per read (up to ``batch`` events) to the
 single group ``jobs.events`` that every web process's hub listens to. One message per
 read, not one per event and group: a ``group_send`` costs an event-loop round trip on the
 in-process layer and a Redis round trip on channels-redis, and at three groups per event
 that capped the relay near 500 events/s under load (measured: 1-3 ms per event). It also
 computes ``job-stats`` once per ``JOB_STATS_INTERVAL`` and publishes it the same way.
+
+When it reads: on PostgreSQL, when a notification says events were committed (a trigger,
+``live`` migration 0002, NOTIFYs ``jobadmin_events`` at each commit that inserted events;
+the relay LISTENs on a connection of its own, see ``Listener``), and at least every
+``JOBADMIN_RELAY_SAFETY_POLL`` seconds in case one was missed; elsewhere (SQLite,
+``JOBADMIN_RELAY_LISTEN=false``, or while the listening connection is down) every
+``JOBADMIN_RELAY_POLL`` seconds. An idle relay that polled every 10 ms cost about 15 % of a
+core, its database session a few more (docs/benchmarks.md, "The relay's wake-up").
 
 The outbox trap: on PostgreSQL ids are taken at INSERT and become visible at COMMIT, so
 id 11 can become visible after id 12 was read. The relay remembers every id it skipped
@@ -358,6 +366,62 @@ class Layer(Protocol):
     async def group_send(self, group: str, message: dict[str, Any]) -> None: ...
 
 
+NOTIFY_CHANNEL = "jobadmin_events"  # what the trigger of live migration 0002 notifies
+# The listening relay reads at most once per this many seconds: under load one read takes
+# what committed meanwhile. A read per notification cost the monitor 38-43 % of a core at
+# 500 events/s against 28 % polling; 10 ms between reads cost 4-6 ms of latency at 100
+# events/s; 5 ms matches the poll's CPU under load with lower latency (docs/benchmarks.md).
+READ_SPACING = 0.005
+
+
+def listen_available() -> bool:
+    return bool(settings.JOBADMIN_RELAY_LISTEN) and connection.vendor == "postgresql"
+
+
+class Listener:
+    """A PostgreSQL connection of its own that LISTENs for commits of events and sets ``wake``.
+
+    It reconnects after an error with back-off; each time it listens again it sets ``wake``
+    once, for what was committed while it did not listen. ``listening`` says whether the
+    relay may rely on it (else it polls).
+    """
+
+    def __init__(self, wake: asyncio.Event) -> None:
+        self.wake = wake
+        self.listening = False
+
+    @staticmethod
+    def _params() -> dict[str, Any]:
+        params = dict(connection.get_connection_params())
+        for sync_only in ("cursor_factory", "context"):  # Django's, for its own sync connections
+            params.pop(sync_only, None)
+        return params
+
+    async def run(self) -> None:
+        import psycopg
+
+        backoff = 0.5
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(**self._params(), autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.listening = True
+                    self.wake.set()
+                    backoff = 0.5
+                    async for _ in conn.notifies():
+                        self.wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: poll meanwhile, listen again later
+                logger.warning("relay: listening for events failed: %r; polling meanwhile", exc)
+            finally:
+                self.listening = False
+                self.wake.set()  # the relay polls until it listens again
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
 class EventRelay:
     def __init__(
         self,
@@ -367,12 +431,19 @@ class EventRelay:
         grace: float | None = None,
         stats_wanted: Callable[[], bool] | None = None,
         fence: Callable[[], bool] | None = None,
+        listen: bool | None = None,
     ) -> None:
         self.layer = layer or get_channel_layer()
         # The monitor's lease: a relay that is no longer sure it runs alone publishes nothing.
         self.fence = fence or (lambda: True)
         self.poll = poll if poll is not None else float(settings.JOBADMIN_RELAY_POLL)
         self.grace = grace if grace is not None else float(settings.JOBADMIN_RELAY_GAP_GRACE)
+        self.listen = listen_available() if listen is None else listen
+        self.safety_poll = float(settings.JOBADMIN_RELAY_SAFETY_POLL)
+        self.wake = asyncio.Event()  # set by the listener (and by stop): read the log now
+        self.listener: Listener | None = None
+        self.more_waiting = False  # the last read was a full batch: read again without waiting
+        self._read_at = 0.0  # monotonic time of the last read (the listening relay spaces them)
         self.stats_interval = float(settings.JOB_STATS_INTERVAL)
         self.batch = 500
         self.tracker: GapTracker | None = None
@@ -416,6 +487,7 @@ class EventRelay:
             # Everything read so far is published (a read happens only with nothing in hand).
             self._save_state(now=now)
             rows = events_after(after=self.tracker.cursor, limit=self.batch)
+            self.more_waiting = len(rows) >= self.batch
             due = self.tracker.due(now=now) if self.tracker.gaps else []
             if due:
                 rows += events_by_ids(ids=due)
@@ -547,16 +619,46 @@ class EventRelay:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
+        helpers = [asyncio.create_task(self._wake_on(stop))]
+        if self.listen:
+            self.listener = Listener(self.wake)
+            helpers.append(asyncio.create_task(self.listener.run()))
         try:
             await self._run(stop)
         except LeaseLost:
             logger.warning("relay: the monitor lost its lease; stopping")
         finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             await self.close()
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self.wake.set()
+
+    def _listening(self) -> bool:
+        return self.listener is not None and self.listener.listening
+
+    async def _wait_for_events(self) -> None:
+        """The listening relay's wait between reads: for a notification (or the safety poll, or
+        the next tick, or the next stats), and at least ``READ_SPACING`` after the last read."""
+        now = time.monotonic()
+        timeout = self.safety_poll
+        if self.seq:  # the next tick is due (see ``tick``)
+            timeout = min(timeout, self._sent_at + TICK_EVERY - now)
+        if self.stats_wanted():
+            timeout = min(timeout, self._next_stats - now)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), max(timeout, 0.0))
+        await asyncio.sleep(max(self._read_at + READ_SPACING - time.monotonic(), 0.0))
 
     async def _run(self, stop: asyncio.Event) -> None:
         backoff = self.poll
         while not stop.is_set():
+            # Cleared before the read: a commit during the read wakes the next wait at once.
+            self.wake.clear()
+            self._read_at = time.monotonic()
             try:
                 published = await self.step()
                 self.maybe_stats()
@@ -569,7 +671,17 @@ class EventRelay:
                 backoff = min(max(backoff * 2, 0.05), 2.0)
                 await asyncio.sleep(backoff)
                 continue
-            if not published:
+            if stop.is_set():
+                break
+            if self._listening():
+                if not self.more_waiting:
+                    await self._wait_for_events()
+            elif published:
+                continue
+            elif self.listener is not None:  # polling until it listens again, which wakes it
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.poll)
+            else:
                 await asyncio.sleep(self.poll)
 
     async def close(self) -> None:
