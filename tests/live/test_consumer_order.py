@@ -18,6 +18,23 @@ from tests.live.test_consumers import TIMEOUT, run
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def dispatch_live(event_id: int, *, job: str | None, groups: list[str]) -> None:
+    """An event the process's hub hands to its sockets, as if the relay had published it."""
+    text = json.dumps({"type": "job-update", "event_id": event_id})
+    event = {"id": event_id, "at": None, "kind": "progress", "job": job, "groups": groups, "text": text}
+    get_hub().dispatch({"type": EVENTS_TYPE, "events": [event]})
+
+
+async def job_update_ids(communicator: WebsocketCommunicator, count: int) -> list[int]:
+    """The ``event_id`` of the next ``count`` job-updates, in arrival order."""
+    order: list[int] = []
+    while len(order) < count:
+        message = json.loads(await communicator.receive_from(timeout=TIMEOUT))
+        if message["type"] == "job-update":
+            order.append(message["event_id"])
+    return order
+
+
 def test_welcome_is_the_first_frame_even_when_an_event_arrives_while_the_socket_connects(
     user: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -26,10 +43,7 @@ def test_welcome_is_the_first_frame_even_when_an_event_arrives_while_the_socket_
     real_latest = consumers._latest_event_id
 
     async def latest_while_an_event_arrives() -> int:
-        hub = get_hub()
-        event = {"id": 10**9, "at": None, "kind": "progress", "job": None, "groups": [f"user.{user.pk}"]}
-        event["text"] = json.dumps({"type": "job-update", "event_id": 10**9})
-        hub.dispatch({"type": EVENTS_TYPE, "events": [event]})
+        dispatch_live(10**9, job=None, groups=[f"user.{user.pk}"])
         await asyncio.sleep(0.05)  # the process's flusher gets its turn
         return int(await real_latest())
 
@@ -60,17 +74,10 @@ def test_a_resuming_client_gets_the_replay_before_live_events_of_its_own_user_ch
         since = (await event_ids(job))[-1]
         missed = await progress(job, 1)  # while the client was away
         communicator = await connect(user)  # the welcome is out
-        live = {"id": missed + 10**6, "at": None, "kind": "progress", "job": str(job.pk)}
-        live["groups"] = [f"user.{user.pk}", f"job.{job.pk}"]
-        live["text"] = json.dumps({"type": "job-update", "event_id": live["id"]})
-        get_hub().dispatch({"type": EVENTS_TYPE, "events": [live]})
+        live = missed + 10**6
+        dispatch_live(live, job=str(job.pk), groups=[f"user.{user.pk}", f"job.{job.pk}"])
         await send(communicator, type="subscribe", channel=f"job:{job.pk}", since=since)
-        order: list[int] = []
-        while len(order) < 2:
-            message = json.loads(await communicator.receive_from(timeout=TIMEOUT))
-            if message["type"] == "job-update":
-                order.append(message["event_id"])
-        assert order == [missed, live["id"]]
+        assert await job_update_ids(communicator, 2) == [missed, live]
         await communicator.disconnect()
 
     run(scenario)
@@ -115,12 +122,7 @@ def test_a_later_subscribes_replay_is_not_overtaken_by_another_channels_catch_up
         assert (await receive(communicator))["type"] == "subscribed"
         newer = [await progress(job, n) for n in (4, 5)]
         await send(communicator, type="subscribe", channel=f"user:{user.pk}", since=since)
-        order: list[int] = []
-        while len(order) < 5:
-            message = await receive(communicator)
-            if message["type"] == "job-update":
-                order.append(message["event_id"])
-        assert order == older + newer
+        assert await job_update_ids(communicator, 5) == older + newer
         await communicator.disconnect()
 
     run(scenario)
@@ -140,10 +142,7 @@ def test_a_later_subscribe_with_since_holds_live_events_while_its_permission_is_
 
     async def may_subscribe_while_an_event_arrives(who: Any, channel: Any) -> bool:
         if arrived:
-            live = {"id": arrived[0], "at": None, "kind": "progress", "job": channel.key}
-            live["groups"] = [f"user.{who.pk}", f"job.{channel.key}"]
-            live["text"] = json.dumps({"type": "job-update", "event_id": live["id"]})
-            get_hub().dispatch({"type": EVENTS_TYPE, "events": [live]})
+            dispatch_live(arrived[0], job=channel.key, groups=[f"user.{who.pk}", f"job.{channel.key}"])
             await asyncio.sleep(0.05)  # the process's flusher gets its turn
         return bool(await real_may_subscribe(who, channel))
 
@@ -158,12 +157,7 @@ def test_a_later_subscribe_with_since_holds_live_events_while_its_permission_is_
         missed = await progress(job, 1)
         arrived.append(missed + 10**6)
         await send(communicator, type="subscribe", channel=f"job:{job.pk}", since=since)
-        order: list[int] = []
-        while len(order) < 2:
-            message = json.loads(await communicator.receive_from(timeout=TIMEOUT))
-            if message["type"] == "job-update":
-                order.append(message["event_id"])
-        assert order == [missed, arrived[0]]
+        assert await job_update_ids(communicator, 2) == [missed, arrived[0]]
         await communicator.disconnect()
 
     run(scenario)
