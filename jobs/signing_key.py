@@ -26,8 +26,10 @@ logger = logging.getLogger(__name__)
 # What is signed for the fingerprint: any fixed text; changing it changes every fingerprint.
 _FINGERPRINT_TEXT = "jobadmin: the key of the wake-ups"
 # A record outlives the cluster's last publication by this much (django-q2's stats: 3 s).
-RECORD_TTL = 5
-PUBLISH_EVERY = 1.0  # seconds; django-q2 saves its stats every guard cycle (0.5 s) and more when stopping
+RECORD_TTL = 6
+# Seconds between two publications: django-q2 saves its stats every guard cycle (0.5 s), and
+# on the embedded default each is a write to SQLite; this adds one every 2 s.
+PUBLISH_EVERY = 2.0
 CANNOT_READ = (
     "cannot read a wake-up: it is signed with another DJANGO_SECRET_KEY than this worker's "
     "and is dropped: its job waits for another wake-up. "
@@ -101,7 +103,9 @@ def other_key_records() -> list[dict[str, Any]]:
 
 class _Publisher:
     """A cluster's record, from its stats: every ``PUBLISH_EVERY`` while it runs, removed once
-    it stops (its pusher stops first: its wake-ups are no longer at stake)."""
+    it has stopped. Nothing while it stops: the sentinel must reach its pusher's stop at once
+    (a write there, waiting on SQLite's lock, let the pusher take a wake-up for a worker that
+    had already exited, and block on the full task queue for good)."""
 
     def __init__(self) -> None:
         self.next_at = 0.0
@@ -110,7 +114,9 @@ class _Publisher:
     def saw(self, stat: Any) -> None:
         from django_q.conf import Conf
 
-        if stat.status in (Conf.STOPPING, Conf.STOPPED):
+        if stat.status == Conf.STOPPING:
+            return
+        if stat.status == Conf.STOPPED:
             if not self.removed:
                 self.removed = True
                 unpublish(str(stat.cluster_id))
