@@ -19,6 +19,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -111,6 +112,9 @@ def patch_cluster() -> bool:
       suspends its job at the next checkpoint and exits within the grace. Its "STOP"
       pills for the workers then never block: with a full task queue (tasks the pusher
       had fetched ahead for workers that exited) the blocking put hung the stop forever.
+    - The sentinel waits for its pusher before anything else, and a pusher blocked putting
+      a task into the full queue of workers that have exited waits forever. Once every
+      worker is gone, the queue is drained until the pusher is (``_unblock_the_pusher``).
 
     Relies on ``django_q.cluster.Sentinel.start``/``stop`` and its ``pool`` of worker
     processes; pyproject.toml caps django-q2 below 2. ``tests/jobs/test_processes.py``
@@ -137,6 +141,7 @@ def patch_cluster() -> bool:
             except (ProcessLookupError, TypeError):  # gone already, or never started
                 pass
         _stop_pills_never_block(self)
+        _unblock_the_pusher(self)
         return original_stop(self)
 
     sentinel.start, sentinel.stop = start, stop
@@ -165,3 +170,28 @@ def _stop_pills_never_block(sentinel: Any) -> None:
         return put(obj, block, timeout)
 
     task_queue.put = put_stop_without_blocking  # type: ignore[union-attr]
+
+
+def _unblock_the_pusher(sentinel: Any) -> None:
+    """Once every worker has exited, take what is in the task queue until the pusher is gone.
+
+    Nobody else reads the queue then, and a pusher blocked on a full one never sees its stop
+    event. The tasks taken are wake-ups, never jobs: a queued job stays queued, and a wake-up
+    that no worker took is believed lost and sent again (``JOBADMIN_WAKEUP_LOST_AFTER``).
+    """
+    pusher, pool, task_queue = (getattr(sentinel, name, None) for name in ("pusher", "pool", "task_queue"))
+    if pusher is None or pool is None or task_queue is None:
+        return
+
+    def drain() -> None:
+        while any(process.is_alive() for process in list(pool)):
+            time.sleep(0.1)
+        while pusher.is_alive():
+            try:
+                task_queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+            except (OSError, ValueError):  # the queue is closed: the stop went on without us
+                return
+
+    threading.Thread(target=drain, name="jobadmin-unblock-pusher", daemon=True).start()

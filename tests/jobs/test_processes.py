@@ -462,3 +462,20 @@ def test_jobs_reporting_progress_continuously_never_hit_database_is_locked(proce
     assert outcomes == [(JobStatus.COMPLETED, "")] * len(jobs)
     assert Job.objects.filter(pk__in=[j.pk for j in jobs], processed_items=400).count() == len(jobs)
     no_lock_errors(processes, proc)
+
+
+def test_sigterm_with_wake_ups_waiting_stops_the_cluster_within_the_grace(processes):
+    # One worker, and more wake-ups than its task queue (workers² = 1) holds: the pusher
+    # blocks putting one in, and nothing but the stop can unblock it once the worker exited.
+    first = qcluster(processes, Q_WORKERS="1", JOBADMIN_SHUTDOWN_GRACE="5")
+    running = demo(200, 40)
+    wait_job(running, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 3, message="job never ran")
+    waiting = [demo(5, 10) for _ in range(4)]
+    time.sleep(1)  # the pusher fetches the wake-ups it can
+
+    first.send_signal(signal.SIGTERM)
+    wait_for(lambda: group_is_gone(first), timeout=20, message="the stopped cluster hangs")
+    assert reload(running).status == JobStatus.QUEUED
+    qcluster(processes, Q_WORKERS="2")
+    for job in [running, *waiting]:
+        assert wait_finished(job, timeout=30).status == JobStatus.COMPLETED
