@@ -381,10 +381,7 @@ class JobContext:
             except DatabaseError as exc:
                 if not outage.is_outage(exc):
                     raise
-                now = time.monotonic()
-                outage.drop_connection()
-                self.write_failed_elsewhere(now)
-                self.give_up_if_too_long(now)
+                self._write_failed(time.monotonic())
                 time.sleep(outage.RETRY_EVERY)
 
     def _flush_logs(self) -> None:

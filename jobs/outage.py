@@ -29,8 +29,12 @@ def give_up_after() -> float:
     """How long a worker keeps a job through an outage, counted from its last write that
     went through: the grace, but never past the point where the stall sweep could take the
     job (two heartbeats before the stall threshold)."""
-    cap = settings.JOBADMIN_STALL_THRESHOLD - 2 * settings.JOBADMIN_HEARTBEAT_INTERVAL
-    return max(0.0, min(settings.JOBADMIN_DB_OUTAGE_GRACE, cap))
+    return max(0.0, min(settings.JOBADMIN_DB_OUTAGE_GRACE, _stall_cap()))
+
+
+def _stall_cap() -> float:
+    """Two heartbeats before the stall threshold: the latest a worker may hold a job it cannot write for."""
+    return float(settings.JOBADMIN_STALL_THRESHOLD - 2 * settings.JOBADMIN_HEARTBEAT_INTERVAL)
 
 
 def drop_connection() -> None:
@@ -56,7 +60,7 @@ def database_reachable() -> bool:
 
 def check_grace(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     """A system check: the grace must fit below the stall threshold, or it is cut short."""
-    cap = settings.JOBADMIN_STALL_THRESHOLD - 2 * settings.JOBADMIN_HEARTBEAT_INTERVAL
+    cap = _stall_cap()
     if settings.JOBADMIN_DB_OUTAGE_GRACE <= cap:
         return []
     return [
