@@ -62,13 +62,19 @@ def leads(processes: Processes, proc: Any, count: int = 1) -> bool:
     return len(RUNNING.findall(processes.log_of(proc))) >= count
 
 
-def test_a_leader_whose_lock_connection_is_terminated_stands_down_before_another_leads(
-    pg_admin: Any, processes: Processes
-) -> None:
+def leader_and_standby(processes: Processes) -> tuple[Any, Any]:
+    """A monitor that leads, and a second one that is up and waiting."""
     first = start_monitor(processes, "first")
     wait_for(lambda: leads(processes, first), timeout=60, message="the first monitor never led")
     second = start_monitor(processes, "second")
-    time.sleep(2)  # the second one is up and waiting
+    time.sleep(2)
+    return first, second
+
+
+def test_a_leader_whose_lock_connection_is_terminated_stands_down_before_another_leads(
+    pg_admin: Any, processes: Processes
+) -> None:
+    first, second = leader_and_standby(processes)
     leader = monitor_leader()
     assert leader is not None
     assert leader["pid"] == first.pid
@@ -90,10 +96,7 @@ def test_a_leader_whose_lock_connection_is_terminated_stands_down_before_another
 def test_a_standby_waits_through_a_database_outage_and_takes_over_when_the_leader_dies(
     database_block: DatabaseBlock, processes: Processes
 ) -> None:
-    first = start_monitor(processes, "first")
-    wait_for(lambda: leads(processes, first), timeout=60, message="the first monitor never led")
-    second = start_monitor(processes, "second")
-    time.sleep(2)
+    first, second = leader_and_standby(processes)
 
     # The database goes away for everyone but this test's own session.
     database_block.close()
