@@ -16,7 +16,8 @@ processes follow them (``all``, a user's own channel, single jobs; a socket whos
 dies resumes on the other one with ``since``), and every ``--fault-every`` seconds one fault
 is injected, in turn: SIGKILL a qcluster's process group (restarted), SIGKILL the leading
 monitor (restarted: the new standby), SIGKILL a daphne (restarted), SIGKILL Redis and start
-it again empty, refuse connections to the database for 10-20 s (``ALLOW_CONNECTIONS false``
+it again empty, refuse connections to the database for 10-20 s (``--block-seconds``;
+``ALLOW_CONNECTIONS false``
 and ``pg_terminate_backend``).
 
 Then it waits until every job is finished and checks (``benchmarks/chaos_checks.py``):
@@ -57,6 +58,7 @@ from typing import Any
 from benchmarks import chaos_checks as checks
 
 ROOT = Path(__file__).resolve().parent.parent
+HEARTBEAT_INTERVAL = 1.0  # JOBADMIN_HEARTBEAT_INTERVAL of the soak's processes
 FAULTS = ("kill-worker", "kill-monitor", "kill-daphne", "redis-restart", "db-block")
 RESUME_OVERLAP = 200  # as live.js: resume this many ids early, drop the repeats
 # Our own values for every setting the children read; nothing of the caller's leaks in
@@ -225,7 +227,7 @@ class Database:
     def connect(self, dbname: str) -> Any:
         import psycopg
 
-        params = {k: v for k, v in self.server.items() if v is not None}
+        params: dict[str, Any] = {k: v for k, v in self.server.items() if v is not None}
         return psycopg.connect(dbname=dbname, autocommit=True, **params)
 
     def create(self) -> None:
@@ -495,7 +497,7 @@ class Soak:
             Q_LOG_LEVEL="INFO",
             JOBADMIN_DB_POOL_MAX=str(self.args.pool_max),
             JOBADMIN_STALL_THRESHOLD=str(self.args.stall_threshold),
-            JOBADMIN_HEARTBEAT_INTERVAL="1",
+            JOBADMIN_HEARTBEAT_INTERVAL=f"{HEARTBEAT_INTERVAL:g}",
             JOBADMIN_MONITOR_LEASE=str(self.args.lease),
             PYTHONUNBUFFERED="1",
         )
@@ -642,7 +644,7 @@ class Soak:
             await asyncio.to_thread(self.redis.start)
             return "SIGKILL redis-server, started again empty"
         if kind == "db-block":
-            seconds = rng.uniform(10, 20)
+            seconds = rng.uniform(*self.args.block_seconds)
             await asyncio.to_thread(self.db.block)
             await asyncio.sleep(seconds)
             await asyncio.to_thread(self.db.allow)
@@ -892,6 +894,27 @@ class Soak:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+# What a block must leave of the stall threshold: the two heartbeats of the workers' give-up cap,
+# the heartbeat between a job's last write and the block, and a retry (RETRY_EVERY) after it.
+BLOCK_MARGIN = 2 * HEARTBEAT_INTERVAL + HEARTBEAT_INTERVAL + 1.0
+
+
+def outage_budget(stall_threshold: float) -> float:
+    """The longest database block the workers ride out with this stall threshold."""
+    return stall_threshold - BLOCK_MARGIN
+
+
+def seconds_range(text: str) -> tuple[float, float]:
+    low, _, high = text.partition("-")
+    try:
+        bounds = (float(low), float(high or low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MIN-MAX in seconds") from None
+    if not 0 < bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 < MIN <= MAX")
+    return bounds
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=360.0, help="seconds of jobs and faults")
@@ -902,6 +925,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=8.0, help="seconds before the first fault")
     parser.add_argument("--fault-tail", type=float, default=10.0, help="no fault starts this close to the end")
     parser.add_argument("--stall-threshold", type=float, default=30.0, help="JOBADMIN_STALL_THRESHOLD")
+    parser.add_argument("--block-seconds", type=seconds_range, default=(10.0, 20.0), help="db-block length, MIN-MAX")
     parser.add_argument("--lease", type=float, default=3.0, help="JOBADMIN_MONITOR_LEASE")
     parser.add_argument("--q-workers", type=int, default=3, help="Q_WORKERS of each qcluster")
     parser.add_argument("--pool-max", type=int, default=5, help="JOBADMIN_DB_POOL_MAX of each daphne")
@@ -911,6 +935,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.faults.split(",")) - set(FAULTS) - {""}
     if unknown:
         parser.error(f"unknown faults: {', '.join(sorted(unknown))}")
+    if "db-block" in args.faults.split(",") and args.block_seconds[1] > outage_budget(args.stall_threshold):
+        # A worker gives its job up after min(JOBADMIN_DB_OUTAGE_GRACE, threshold - 2 heartbeats) of
+        # outage (docs/engine.md, "Database outages"): a longer block fails a live worker's job by design.
+        parser.error(
+            f"--stall-threshold {args.stall_threshold:g} is too short for blocks of up to {args.block_seconds[1]:g} s: "
+            f"workers would give their jobs up; it must be at least {args.block_seconds[1] + BLOCK_MARGIN:g}"
+        )
     if not args.database_url.startswith(("postgres://", "postgresql://")):
         parser.error("the soak needs PostgreSQL: set DATABASE_URL (any database on the server; it makes its own)")
     if shutil.which("redis-server") is None:

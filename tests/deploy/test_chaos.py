@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from benchmarks import chaos
 from benchmarks import chaos_checks as checks
 from tests.conftest import REQUIRE_SERVICES, ROOT
 
@@ -29,7 +30,9 @@ def test_a_minute_of_faults_loses_nothing_runs_nothing_twice_and_delivers_every_
             pytest.fail("the chaos soak needs PostgreSQL (DATABASE_URL) and redis-server in this run")
         pytest.skip("the chaos soak runs on PostgreSQL with a redis-server (CI sets DATABASE_URL)")
     argv = ["--duration", "60", "--fault-every", "9", "--warmup", "6", "--fault-tail", "8"]
-    argv += ["--stall-threshold", "10", "--faults", CI_FAULTS, "--seed", "14"]
+    # The stall threshold must outlast the longest block (10-20 s), or workers give their jobs up
+    # by design (docs/engine.md, "Database outages"); the soak refuses a shorter one.
+    argv += ["--stall-threshold", "25", "--faults", CI_FAULTS, "--seed", "14"]
     # The soak makes a database of its own on the server of DATABASE_URL (it blocks and drops it)
     # and gives its processes settings of its own, whatever this run's environment holds.
     done = subprocess.run(
@@ -43,6 +46,23 @@ def test_a_minute_of_faults_loses_nothing_runs_nothing_twice_and_delivers_every_
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     assert "result: PASS" in done.stdout
     assert "faults injected" in done.stdout
+
+
+def test_the_soak_refuses_a_stall_threshold_its_blocks_would_outlast(capsys: pytest.CaptureFixture[str]) -> None:
+    # A block longer than the workers' give-up cap (threshold minus two heartbeats) fails live
+    # workers' jobs on purpose: such a soak would report a failure that is the configuration's.
+    base = ["--database-url", "postgres://127.0.0.1/x", "--faults", CI_FAULTS]
+    with pytest.raises(SystemExit) as refused:
+        chaos.parse([*base, "--stall-threshold", "10"])
+    assert refused.value.code == 2
+    assert "--stall-threshold 10 is too short for blocks of up to 20 s" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        chaos.parse([*base, "--stall-threshold", "12", "--block-seconds", "5-9"])
+    assert chaos.outage_budget(25) >= 20
+    # Without database blocks, or with blocks it can ride out, any threshold will do.
+    if shutil.which("redis-server"):
+        assert chaos.parse([*base, "--stall-threshold", "13", "--block-seconds", "5-9"]).block_seconds == (5.0, 9.0)
+        assert chaos.parse([*base, "--stall-threshold", "10", "--faults", "kill-worker"]).stall_threshold == 10
 
 
 def event(event_id: int, kind: str, worker: str = "h:1", attempt: int = 1, **extra: Any) -> dict[str, Any]:
