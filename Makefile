@@ -11,10 +11,11 @@ PORT ?= 8000
 
 .PHONY: run test lint typecheck pytest browser clean
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package (a new release must not turn a fresh clone's run red).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
