@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -9,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,46 @@ class Processes:
     def stop_all(self) -> None:
         for proc, _ in reversed(self.procs):
             self.stop(proc)
+
+    def post_mortem(self) -> str:
+        """What a failed test needs to be understood: every live process's thread stacks
+        (SIGUSR1: tests/settings.py registers faulthandler), the end of each log,
+        and, on SQLite, which processes hold the database file open."""
+        import psutil
+
+        for proc, _ in self.procs:
+            if proc.poll() is not None:
+                continue
+            with contextlib.suppress(psutil.Error):
+                main = psutil.Process(proc.pid)
+                # One at a time: the processes of a group write to one log.
+                for each in [main, *main.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        each.send_signal(signal.SIGUSR1)
+                        time.sleep(0.3)
+        parts = [
+            f"--- {log.name} (pid {proc.pid}, exit {proc.poll()}) ---\n"
+            + log.read_bytes()[-40000:].decode(errors="replace")
+            for proc, log in self.procs
+        ]
+        name = str(connection.settings_dict["NAME"])
+        if connection.vendor == "sqlite" and shutil.which("lsof"):
+            files = [name, f"{name}-wal", f"{name}-shm"]
+            holders = subprocess.run(["lsof", *files], capture_output=True, text=True, check=False).stdout
+            parts.append(f"--- lsof of the database ---\n{holders}")
+        return "\n".join(parts)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test that started processes reports their stacks and logs (while they still run)."""
+    report = yield
+    procs = getattr(item, "funcargs", {}).get("processes")
+    if report.failed and call.when == "call" and isinstance(procs, Processes) and procs.procs:
+        report.sections.append(("processes", procs.post_mortem()))
+    return report
 
 
 @pytest.fixture

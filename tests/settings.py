@@ -5,7 +5,9 @@ prefix, cluster name) is derived from ``JOBADMIN_TEST_RUN``, which the first pro
 sets and its children inherit.
 """
 
+import faulthandler
 import os
+import signal
 
 RUN = os.environ.setdefault("JOBADMIN_TEST_RUN", f"t{os.getpid()}")
 os.environ.setdefault("REDIS_PREFIX", f"jobadmin-test-{RUN}")
@@ -25,6 +27,10 @@ for name, value in {
     "JOBADMIN_MONITOR_LEASE": "3",
 }.items():
     os.environ.setdefault(name, value)
+
+# Every process of a test run (the processes a test starts load these settings too) prints
+# its threads' stacks on SIGUSR1: tests/conftest.py asks for them when a process test fails.
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 from jobadmin.settings import *  # noqa: E402,F403
 from jobadmin.settings import DATA_DIR, DATABASES, INSTALLED_APPS  # noqa: E402
