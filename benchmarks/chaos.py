@@ -50,14 +50,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from benchmarks import chaos_checks as checks
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 HEARTBEAT_INTERVAL = 1.0  # JOBADMIN_HEARTBEAT_INTERVAL of the soak's processes
 FAULTS = ("kill-worker", "kill-monitor", "kill-daphne", "redis-restart", "db-block")
 RESUME_OVERLAP = 200  # as live.js: resume this many ids early, drop the repeats
@@ -482,6 +484,7 @@ class Soak:
         self.stop_stream = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.subscribers: list[Subscriber] = []
+        self.control_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chaos-control")
 
     def child_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)}
@@ -499,6 +502,9 @@ class Soak:
             JOBADMIN_STALL_THRESHOLD=str(self.args.stall_threshold),
             JOBADMIN_HEARTBEAT_INTERVAL=f"{HEARTBEAT_INTERVAL:g}",
             JOBADMIN_MONITOR_LEASE=str(self.args.lease),
+            # One script stands in for many people: a person's rate limits would refuse its stream.
+            API_THROTTLE_ENQUEUE="1000000/min",
+            API_THROTTLE_USER="1000000/min",
             PYTHONUNBUFFERED="1",
         )
         return env
@@ -548,6 +554,7 @@ class Soak:
         roll = rng.random()
         plan = "plain" if roll < 0.6 else "fail_at" if roll < 0.75 else "pause" if roll < 0.9 else "cancel"
         items = rng.randint(100, 200) if plan == "pause" else rng.randint(20, 100)
+        items = max(1, round(items * self.args.job_scale))
         params: dict[str, Any] = {"items": items, "delay_ms": rng.randint(5, 20)}
         if plan == "fail_at":
             params["fail_at"] = rng.randint(1, items)
@@ -619,35 +626,35 @@ class Soak:
     async def inject(self, cluster: Cluster, kind: str) -> str:
         rng = self.rng
         if kind == "kill-worker":
-            role = await asyncio.to_thread(self.busiest_worker, cluster)
-            gone = await asyncio.to_thread(cluster.kill, role)
+            role = await self.control(self.busiest_worker, cluster)
+            gone = await self.control(cluster.kill, role)
             await asyncio.sleep(rng.uniform(1, 4))
             cluster.start(role)
             return f"SIGKILL {role} (pids {sorted(gone.pids)}), restarted"
         if kind == "kill-monitor":
             role = cluster.leader() or rng.choice(["monitor-1", "monitor-2"])
             leading = cluster.leader() is not None
-            gone = await asyncio.to_thread(cluster.kill, role)
+            gone = await self.control(cluster.kill, role)
             cluster.start(role)
             if leading:
                 self.spawn(self.takeover(cluster, gone.killed_at or time.time()))
             return f"SIGKILL {role} (pid {gone.proc.pid}), restarted as the standby"
         if kind == "kill-daphne":
             role = rng.choice(["daphne-a", "daphne-b"])
-            gone = await asyncio.to_thread(cluster.kill, role)
+            gone = await self.control(cluster.kill, role)
             await asyncio.sleep(rng.uniform(1, 4))
             cluster.start(role)
             return f"SIGKILL {role} (pid {gone.proc.pid}), restarted"
         if kind == "redis-restart":
-            await asyncio.to_thread(self.redis.kill)
+            await self.control(self.redis.kill)
             await asyncio.sleep(rng.uniform(0.5, 3))
-            await asyncio.to_thread(self.redis.start)
+            await self.control(self.redis.start)
             return "SIGKILL redis-server, started again empty"
         if kind == "db-block":
             seconds = rng.uniform(*self.args.block_seconds)
-            await asyncio.to_thread(self.db.block)
+            await self.control(self.db.block)
             await asyncio.sleep(seconds)
-            await asyncio.to_thread(self.db.allow)
+            await self.control(self.db.allow)
             return f"database refused connections for {seconds:.1f} s"
         raise ValueError(kind)
 
@@ -689,9 +696,17 @@ class Soak:
             cluster.supervise()
             await asyncio.sleep(0.5)
 
+    def control(self, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run the soak's own blocking step (a fault, a look at the database) on threads of its own."""
+        return asyncio.get_running_loop().run_in_executor(self.control_pool, func, *args)
+
     # --- the run ---
     async def run(self, owner: str, watcher: str) -> int:
-        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=48))
+        # API calls wait up to the pool time-out (10 s) while the database is blocked: enough
+        # threads for the stream's calls of that long, and the faults' own (self.control), so a
+        # block is always lifted on time.
+        threads = max(48, int(self.args.jobs_per_s * 30))
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=threads))
         cluster = Cluster(self.tmp, self.child_env(), self.ports)
         self.cluster = cluster
         for role in ("daphne-a", "daphne-b", "worker-1", "worker-2", "monitor-1"):
@@ -703,7 +718,7 @@ class Soak:
             if time.monotonic() > deadline:
                 raise RuntimeError("daphne did not start")
             await asyncio.sleep(0.2)
-        while not await asyncio.to_thread(self.db.relay_started):
+        while not await self.control(self.db.relay_started):
             if time.monotonic() > deadline:
                 raise RuntimeError("no relay started (no monitor leads)")
             await asyncio.sleep(0.2)
@@ -734,14 +749,22 @@ class Soak:
         while self.tasks and time.monotonic() < quiet_deadline:
             await asyncio.sleep(0.5)
         log("stream over; waiting for every job to finish")
-        jobs = await asyncio.to_thread(self.db.jobs)
+        jobs = await self.control(self.db.jobs)
         while any(j["status"] not in checks.TERMINAL for j in jobs) and time.monotonic() < quiet_deadline:
             await asyncio.sleep(1)
-            jobs = await asyncio.to_thread(self.db.jobs)
+            jobs = await self.control(self.db.jobs)
         quiet_after = time.monotonic() - started - self.args.duration
         log(f"quiet {quiet_after:.0f} s after the stream; reading every job's events")
         reader = Api(ports, watcher)  # jobs.view_job: the system's own jobs too (purge-history)
-        events = {j["id"]: await asyncio.to_thread(reader.events, j["id"]) for j in jobs}
+        # A few readers at once: a long soak has tens of thousands of jobs to read.
+        readers = asyncio.Semaphore(8)
+
+        async def read(job_id: str) -> list[dict[str, Any]]:
+            async with readers:
+                return await asyncio.to_thread(reader.events, job_id)
+
+        logs = await asyncio.gather(*(read(j["id"]) for j in jobs))
+        events = {j["id"]: rows for j, rows in zip(jobs, logs, strict=True)}
         owners = {j["id"]: j["user"] for j in jobs}
         # Let the subscribers catch up with the end (the relay's last batches, a late catch-up read).
         catch_up = time.monotonic() + 15
@@ -813,7 +836,8 @@ class Soak:
         plans = Counter(spec["plan"] for spec in accepted.values())
 
         print("\n=== chaos soak ===")
-        print(f"duration {self.args.duration:g} s, {self.args.jobs_per_s:g} jobs/s, seed {self.args.seed}, "
+        print(f"duration {self.args.duration:g} s, {self.args.jobs_per_s:g} jobs/s, job scale {self.args.job_scale:g}, "
+              f"seed {self.args.seed}, "
               f"quiet {quiet_after:.0f} s after the stream; load average {os.getloadavg()[0]:.1f} on "
               f"{os.cpu_count()} cores")  # fmt: skip
         rows = [
@@ -920,6 +944,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=360.0, help="seconds of jobs and faults")
     parser.add_argument("--jobs-per-s", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--job-scale", type=float, default=1.0, help="items per demo job, times this")
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated, of {', '.join(FAULTS)}")
     parser.add_argument("--fault-every", type=float, default=20.0, help="seconds between faults (±20%%)")
     parser.add_argument("--warmup", type=float, default=8.0, help="seconds before the first fault")
