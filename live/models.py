@@ -10,7 +10,8 @@ class RelayState(models.Model):
 
     One row per relay (``name``; one relay per deployment, so one row). A relay that
     starts continues from here, so the events committed while none ran (a restart, a
-    deploy, a monitor failover) are still published; with no row it starts at the latest
+    deploy, a monitor failover) are still published. ``migrate`` writes the first row
+    (migration 0003, at the latest event then); with no row a relay starts at the latest
     event. Written by the relay after what it read has been published (``live.relay``).
     """
 

@@ -30,8 +30,10 @@ it is back, so nothing is lost and nothing is sent twice.
 The cursor and the gaps are kept in the database (``live.models.RelayState``) once what
 was read is published (at most every ``STATE_SAVE_EVERY``): a relay that starts continues
 where the last one stopped, so events committed while no relay ran (a restart, a deploy,
-a monitor failover), late commits below the cursor included, are published then. Only
-the first relay ever starts at the latest event. In the monitor the relay publishes and
+a monitor failover), late commits below the cursor included, are published then. The
+first watermark is written by ``migrate`` (live migration 0003, at the latest event then),
+so a fresh install's first events are published too; only a relay that finds no row at
+all (deleted by hand) starts at the latest event. In the monitor the relay publishes and
 saves only while the monitor's lease holds (``fence``).
 
 **Hub.** One per web process (per event loop). It is the only member of ``jobs.events``
@@ -479,7 +481,7 @@ class EventRelay:
             now = time.monotonic()
             if self.tracker is None:
                 self.tracker = load_tracker(grace=self.grace, now=now)
-                if self.tracker is None:  # the first relay ever: from the latest event on
+                if self.tracker is None:  # no row (migrate writes one): from the latest event on
                     self.tracker = GapTracker(cursor=latest_event_id(), grace=self.grace)
                     self._save_state(now=now, force=True)
                     return []

@@ -11,6 +11,7 @@ from django.db import connection
 
 from jobs import services
 from jobs.models import JobEvent
+from live.models import RelayState
 from live.relay import ALL_GROUP, EventRelay
 from tests.live.test_relay import LateCommit, RecordingLayer, event_groups, new_relay, progress, steps
 
@@ -51,3 +52,39 @@ def test_a_late_commit_below_the_watermark_while_no_relay_ran_is_published_by_th
     steps(EventRelay(layer=layer, poll=0.001, grace=30), 3)
     assert [i for group, i in layer.sent if group == ALL_GROUP] == [late.event_id]
     assert fast_id not in {i for _, i in layer.sent}
+
+
+def test_events_written_before_any_relay_ran_are_published_by_the_first_one(user: Any) -> None:
+    # A fresh install: migrate writes the watermark (live migration 0003), the web process
+    # takes jobs before the first monitor ever leads; its relay still publishes them.
+    from importlib import import_module
+
+    from django.apps import apps
+
+    RelayState.objects.all().delete()  # as on a database migrated from nothing (the flush removed the row)
+    import_module("live.migrations.0003_relay_watermark_at_install").create_watermark(apps, None)
+    job = services.job_enqueue(job_type="demo", params={}, user=user)
+    written = list(JobEvent.objects.filter(job=job).order_by("id").values_list("id", flat=True))
+    assert written
+
+    layer = RecordingLayer()
+    steps(EventRelay(layer=layer, poll=0.001, grace=30), 3)
+    assert sorted(layer.sent) == sorted((group, i) for i in written for group in event_groups(job))
+
+
+def test_the_install_watermark_starts_after_the_history_an_upgrade_already_has(user: Any) -> None:
+    # Upgrading a database with a history: its old events are not published again.
+    from importlib import import_module
+
+    from django.apps import apps
+
+    old = services.job_enqueue(job_type="demo", params={}, user=user)
+    RelayState.objects.all().delete()
+    migration = import_module("live.migrations.0003_relay_watermark_at_install")
+    migration.create_watermark(apps, None)
+    migration.create_watermark(apps, None)  # a second run keeps what a relay saved
+    assert RelayState.objects.get().cursor == JobEvent.objects.filter(job=old).latest("id").id
+
+    layer = RecordingLayer()
+    steps(EventRelay(layer=layer, poll=0.001, grace=30), 3)
+    assert layer.sent == []
