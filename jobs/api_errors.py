@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from jobs import outage
-from jobs.exceptions import QueueNotFound, TransitionNotAllowed
+from jobs.exceptions import IdempotencyKeyReused, QueueNotFound, TransitionNotAllowed
 from jobs.policy import AccessDenied
 from jobs.registry import UnknownJobType
 
@@ -30,6 +30,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             status=status.HTTP_409_CONFLICT,
         )
         return response
+    if isinstance(exc, IdempotencyKeyReused):
+        # RFC draft "The Idempotency-Key HTTP Header Field": a key reused with another payload is a 422.
+        return Response({"detail": str(exc), "code": "idempotency_key_reused"}, status=422)
     if isinstance(exc, AccessDenied):
         exc = exceptions.PermissionDenied(str(exc))
     elif isinstance(exc, UnknownJobType):

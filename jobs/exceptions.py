@@ -22,6 +22,17 @@ class QueueNotFound(JobError):
         super().__init__(f"Unknown queue {name!r}.")
 
 
+class IdempotencyKeyReused(JobError):
+    """An ``Idempotency-Key`` sent again with another request than the one it queued; nothing was written."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(
+            "This Idempotency-Key was used for another request (type, params, queue or priority) "
+            "in the last 24 hours; use a new key for a new request."
+        )
+
+
 class JobInterrupt(BaseException):
     """Raised inside a job function at a checkpoint.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -374,3 +375,30 @@ class JobEvent(models.Model):
             "payload": self.payload,
             "created_at": self.created_at.isoformat(),
         }
+
+
+# How long an ``Idempotency-Key`` returns the job it queued (DESIGN.md, "JSON API").
+IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
+
+
+class IdempotencyKey(models.Model):
+    """An ``Idempotency-Key`` a user sent with an enqueue, and the job it queued.
+
+    Written in the enqueue's own transaction, so a key never names a job that was not
+    committed, and a job queued with a key always has it. The same key from the same user
+    within ``IDEMPOTENCY_KEY_TTL`` returns that job instead of queuing again; another user's
+    key of the same text is theirs alone. ``request`` is a digest of what was asked (type,
+    params, queue, priority): a key sent again with another request is refused.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request = models.CharField(max_length=64)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.key} → {self.job_id}"

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from jobs.models import FINISHED_STATUSES, Job, JobEvent
+from jobs.models import FINISHED_STATUSES, IDEMPOTENCY_KEY_TTL, IdempotencyKey, Job, JobEvent
 
 # A purger deletes one batch of at most `batch` rows older than its cutoff and returns the count.
 Purger = Callable[[int], int]
@@ -43,6 +43,11 @@ def purge_events_batch(*, before: datetime, batch: int) -> int:
     return _delete_batch(JobEvent.objects.filter(created_at__lt=before), batch)
 
 
+def purge_idempotency_keys_batch(*, batch: int) -> int:
+    """Keys past their 24 h: they no longer return their job (the job itself is kept)."""
+    return _delete_batch(IdempotencyKey.objects.filter(created_at__lt=timezone.now() - IDEMPOTENCY_KEY_TTL), batch)
+
+
 def history_cutoff(days: int | None = None) -> datetime:
     return timezone.now() - timedelta(days=days if days is not None else settings.JOBADMIN_HISTORY_DAYS)
 
@@ -53,5 +58,6 @@ def purgers(days: int | None = None) -> dict[str, Purger]:
     return {
         "jobs": lambda batch: purge_jobs_batch(before=cutoff, batch=batch),
         "events": lambda batch: purge_events_batch(before=cutoff, batch=batch),
+        "idempotency-keys": lambda batch: purge_idempotency_keys_batch(batch=batch),
         **_purgers,
     }

@@ -20,7 +20,7 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 from rest_framework.views import APIView
 
-from jobs.serializers import ErrorSerializer, TransitionErrorSerializer
+from jobs.serializers import CodedErrorSerializer, ErrorSerializer, TransitionErrorSerializer
 
 
 def _to_json_schema(node: Any) -> Any:
@@ -128,6 +128,10 @@ ERROR_RESPONSES: dict[int, OpenApiResponse] = {
     403: OpenApiResponse(ErrorSerializer, description="Authenticated but not allowed (or CSRF failed)."),
     404: OpenApiResponse(ErrorSerializer, description="No such object, or one the caller may not see."),
     409: OpenApiResponse(TransitionErrorSerializer, description="Illegal transition; `status` is the current one."),
+    422: OpenApiResponse(
+        CodedErrorSerializer,
+        description="The Idempotency-Key was used for another request (`code`: idempotency_key_reused).",
+    ),
     429: OpenApiResponse(ErrorSerializer, description="Throttled; see the Retry-After header."),
 }
 

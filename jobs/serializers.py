@@ -298,6 +298,10 @@ class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
+class CodedErrorSerializer(ErrorSerializer):
+    code = serializers.CharField()
+
+
 class JobEventListSerializer(serializers.Serializer):
     results = JobEventSerializer(many=True)
     last_event_id = serializers.IntegerField(

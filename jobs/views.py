@@ -16,14 +16,14 @@ from typing import Any
 
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication, TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -55,6 +55,23 @@ from jobs.serializers import (
 from jobs.throttling import ScopedRateThrottle, UserRateThrottle
 
 logger = logging.getLogger(__name__)
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's ``Idempotency-Key`` (a structured-field string's quotes taken off), or
+    None without one; a 400 for a key that is empty, too long or not visible ASCII."""
+    raw = request.headers.get(IDEMPOTENCY_HEADER)
+    if raw is None:
+        return None
+    key = raw.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not 1 <= len(key) <= 255 or not all(" " <= char <= "~" for char in key):
+        raise ValidationError({IDEMPOTENCY_HEADER: ["Must be 1-255 visible ASCII characters (a UUID will do)."]})
+    return key
 
 
 class EnqueueRateThrottle(UserRateThrottle):
@@ -148,24 +165,45 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
     @extend_schema(
         summary="Enqueue a job",
         request=JobEnqueueSerializer,
-        responses={201: JobDetailSerializer, **errors(400, 403)},
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description=(
+                    "Any text of 1-255 visible characters, new for each new request (a UUID). The same key "
+                    "from the same user within 24 h answers with the job it queued (header "
+                    "`Idempotent-Replayed: true`) instead of queuing again; with another request, 422."
+                ),
+            )
+        ],
+        responses={201: JobDetailSerializer, **errors(400, 403, 422)},
         description="`params` is validated against the type's JSON Schema; field errors are nested under `params`.",
     )
     def create(self, request: Request) -> Response:
         serializer = JobEnqueueSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        job: Job = services.job_enqueue(
-            job_type=data["type"],
-            params=data["params"],
-            queue=data.get("queue"),
-            priority=data.get("priority"),
-            user=request.user,
-            actor=request.user,
-        )
-        return Response(
+        asked = {
+            "job_type": data["type"],
+            "params": data["params"],
+            "queue": data.get("queue"),
+            "priority": data.get("priority"),
+            "actor": request.user,
+        }
+        key = idempotency_key(request)
+        replayed = False
+        if key is None:
+            job: Job = services.job_enqueue(user=request.user, **asked)
+        else:
+            outcome = services.job_enqueue_once(key=key, user=request.user, **asked)
+            job, replayed = outcome.job, outcome.replayed
+        response = Response(
             JobDetailSerializer(job, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED
         )
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
     @extend_schema(
         summary="A job's result",

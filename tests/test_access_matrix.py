@@ -112,6 +112,18 @@ def _check_bulk(response: Any, role: str) -> None:
         assert outcome == expected, role
 
 
+def _key_used_by_user(scene: Scene) -> None:
+    from jobs import services
+
+    services.job_enqueue_once(key="matrix-key", user=scene.users["user"], job_type="demo", params={})
+
+
+def _check_replayed_for_the_keys_owner_only(response: Any, role: str) -> None:
+    # An Idempotency-Key is its user's own: the same text from anyone else queues their own job.
+    if role != "anonymous":
+        assert (response.get("Idempotent-Replayed") == "true") == (role == "user"), role
+
+
 def _pause_high(scene: Scene) -> None:
     from jobs.models import Queue
 
@@ -128,6 +140,15 @@ WAYS: list[Way] = [
     ),
     Way("job-list", "get", SIGNED_IN, check=_check_list),
     Way("job-list", "post", row(401, 201, 201, 201, 201, 201, 201), data=lambda s: {"type": "demo", "params": {}}),
+    Way(
+        "job-list",
+        "post",
+        row(401, 201, 201, 201, 201, 201, 201),
+        data=lambda s: {"type": "demo", "params": {}},
+        extra={"HTTP_IDEMPOTENCY_KEY": "matrix-key"},
+        setup=_key_used_by_user,
+        check=_check_replayed_for_the_keys_owner_only,
+    ),
     Way("job-detail", "get", OWN_JOB, kwargs=_job),
     Way("job-result", "get", OWN_JOB, kwargs=_job),
     Way("job-events", "get", OWN_JOB, kwargs=_job),

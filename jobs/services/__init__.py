@@ -26,7 +26,7 @@ from jobs.events import record_job_event
 from jobs.selectors import stalled_jobs_queryset
 from jobs.services._shared import RUN_TASK, worker_name
 from jobs.services.actions import JOB_ACTIONS, job_cancel, job_pause, job_resume, job_retry
-from jobs.services.claim import job_claim, job_enqueue
+from jobs.services.claim import Enqueued, job_claim, job_enqueue, job_enqueue_once
 from jobs.services.queues import (
     dispatch_tick,
     queue_active_count,
@@ -56,6 +56,7 @@ __all__ = [
     "JOB_ACTIONS",
     "RUN_TASK",
     "Control",
+    "Enqueued",
     "StalledOutcome",
     "dispatch_tick",
     "job_cancel",
@@ -63,6 +64,7 @@ __all__ = [
     "job_complete",
     "job_complete_and_claim",
     "job_enqueue",
+    "job_enqueue_once",
     "job_fail",
     "job_heartbeat",
     "job_log",

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from jobs import policy, rows
 from jobs.events import record_job_event
-from jobs.models import EventKind, Job, JobStatus, QueueSlot
+from jobs.exceptions import IdempotencyKeyReused
+from jobs.models import IDEMPOTENCY_KEY_TTL, EventKind, IdempotencyKey, Job, JobStatus, QueueSlot
 from jobs.registry import get_job_type
 from jobs.services._shared import actor_pk, json_safe
 from jobs.services.queues import queue_add_missing_slots, request_wakeups, wakeups_wanted
@@ -50,18 +54,89 @@ def job_enqueue(
     ``QueueNotFound`` or DRF's ``ValidationError`` (field messages under the params' field
     names) before anything is written.
     """
+    job = _new_job(job_type=job_type, params=params, user=user, queue=queue, priority=priority)
+    with transaction.atomic():
+        _store(job, actor=actor)
+    return job
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    job: Job
+    replayed: bool  # the key was used before: this is the job it queued, nothing was queued now
+
+
+def job_enqueue_once(
+    *,
+    key: str,
+    user: Any,
+    job_type: str,
+    params: Any = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    actor: Any = None,
+) -> Enqueued:
+    """``job_enqueue`` under an ``Idempotency-Key``: the same key from the same ``user`` within
+    ``IDEMPOTENCY_KEY_TTL`` returns the job it queued then, whatever happened in between (a
+    retry after a broken connection, two submits at once). A key sent again with another
+    request raises ``IdempotencyKeyReused``; nothing is written.
+
+    The key is written in the enqueue's transaction. Two requests with one key at once: on
+    PostgreSQL the second's key insert waits for the first's commit, fails on the unique
+    constraint, and its whole transaction (its job too) is rolled back; it then returns the
+    first's job. On SQLite the enqueues run one after the other.
+    """
+    job = _new_job(job_type=job_type, params=params, user=user, queue=queue, priority=priority)
+    digest = _request_digest(job)
+    if (earlier := _earlier(user, key, digest)) is not None:
+        return Enqueued(earlier, replayed=True)
+    try:
+        with transaction.atomic():
+            IdempotencyKey.objects.filter(
+                user=user, key=key, created_at__lt=job.created_at - IDEMPOTENCY_KEY_TTL
+            ).delete()
+            _store(job, actor=actor)
+            IdempotencyKey.objects.create(user=user, key=key, request=digest, job=job, created_at=job.created_at)
+    except IntegrityError:
+        if (earlier := _earlier(user, key, digest)) is None:
+            raise  # not the key's constraint
+        return Enqueued(earlier, replayed=True)
+    return Enqueued(job, replayed=False)
+
+
+def _earlier(user: Any, key: str, digest: str) -> Job | None:
+    """The job a live key of ``user`` queued, or None; raises if that key asked for something else."""
+    earlier = (
+        IdempotencyKey.objects.filter(user=user, key=key, created_at__gte=timezone.now() - IDEMPOTENCY_KEY_TTL)
+        .select_related("job")
+        .first()
+    )
+    if earlier is None:
+        return None
+    if earlier.request != digest:
+        raise IdempotencyKeyReused(key)
+    return earlier.job
+
+
+def _request_digest(job: Job) -> str:
+    """What was asked, whatever the order of its JSON keys."""
+    asked = {"type": job.type, "params": job.params, "queue": job.queue, "priority": job.priority}
+    return hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _new_job(*, job_type: str, params: Any, user: Any, queue: str | None, priority: int | None) -> Job:
+    """The job as asked, checked (type, access, params), not stored yet."""
     jtype = get_job_type(job_type)
     if user is not None:  # None: queued by the system itself (retention, schedules' duty)
         policy.require_may_run_job_type(user=user, job_type=jtype)
     clean = jtype.validate_params(params)
-    queue_name = queue or jtype.queue
     owner = user if user is not None and getattr(user, "is_authenticated", False) else None
     now = timezone.now()
     # Built before BEGIN: on SQLite the transaction holds the database's write lock.
-    job = Job(
+    return Job(
         type=jtype.name,
         params=json_safe(clean),
-        queue=queue_name,
+        queue=queue or jtype.queue,
         priority=jtype.priority if priority is None else priority,
         user=owner,
         steps=list(jtype.steps),
@@ -70,13 +145,15 @@ def job_enqueue(
         created_at=now,
         updated_at=now,
     )
-    with transaction.atomic():
-        wake = wakeups_wanted(queue_name)  # raises QueueNotFound before anything is written
-        rows.insert(job)
-        record_job_event(job=job, kind=EventKind.CREATED, actor_id=actor_pk(actor or owner))
-        if wake:
-            request_wakeups(queue_name)
-    return job
+
+
+def _store(job: Job, *, actor: Any) -> None:
+    """Inside the caller's transaction: the job, its ``created`` event and its wake-up."""
+    wake = wakeups_wanted(job.queue)  # raises QueueNotFound before anything is written
+    rows.insert(job)
+    record_job_event(job=job, kind=EventKind.CREATED, actor_id=actor_pk(actor or job.user))
+    if wake:
+        request_wakeups(job.queue)
 
 
 def job_claim(*, queue: str, worker: str, max_timeout: float | None = None) -> Job | None:
