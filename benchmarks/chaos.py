@@ -49,6 +49,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -61,6 +62,8 @@ from benchmarks import chaos_checks as checks
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 HEARTBEAT_INTERVAL = 1.0  # JOBADMIN_HEARTBEAT_INTERVAL of the soak's processes
+REPLAYED = -201  # Api.call's status for a 201 with Idempotent-Replayed: true
+ENQUEUE_RETRY_FOR = 120.0  # seconds an enqueue is retried (with its key) through faults
 FAULTS = ("kill-worker", "kill-monitor", "kill-daphne", "redis-restart", "db-block")
 RESUME_OVERLAP = 200  # as live.js: resume this many ids early, drop the repeats
 # Our own values for every setting the children read; nothing of the caller's leaks in
@@ -288,27 +291,33 @@ class Api:
         self.token = token
         self.turn = 0
 
-    def call(self, method: str, path: str, body: Any = None, timeout: float = 15) -> tuple[int, Any]:
+    def call(
+        self, method: str, path: str, body: Any = None, timeout: float = 15, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         """One request, to the daphne processes in turn; one that is down is skipped."""
         self.turn += 1
         last: Exception | None = None
         for i in range(len(self.ports)):
             port = self.ports[(self.turn + i) % len(self.ports)]
             try:
-                return self._once(port, method, path, body, timeout)
+                return self._once(port, method, path, body, timeout, headers or {})
             except Unreachable as exc:
                 last = exc
         raise last or Unreachable("no daphne")
 
-    def _once(self, port: int, method: str, path: str, body: Any, timeout: float) -> tuple[int, Any]:
+    def _once(
+        self, port: int, method: str, path: str, body: Any, timeout: float, headers: dict[str, str]
+    ) -> tuple[int, Any]:
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}{path}",
             data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Token {self.token}", "Content-Type": "application/json"},
+            headers={"Authorization": f"Token {self.token}", "Content-Type": "application/json", **headers},
             method=method,
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
+                if response.headers.get("Idempotent-Replayed") == "true":
+                    return REPLAYED, json.loads(response.read() or b"null")
                 return int(response.status), json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             raw = exc.read()
@@ -553,18 +562,9 @@ class Soak:
         params: dict[str, Any] = {"items": items, "delay_ms": rng.randint(5, 20)}
         if plan == "fail_at":
             params["fail_at"] = rng.randint(1, items)
-        try:
-            status, body = await asyncio.to_thread(api.call, "POST", "/api/jobs/", {"type": "demo", "params": params})
-        except Unreachable:
-            self.figures.enqueue_outcomes["no daphne up"] += 1
+        job_id = await self.enqueue(api, {"type": "demo", "params": params})
+        if job_id is None:
             return
-        except Broken:
-            self.figures.enqueue_outcomes["connection broken (unknown)"] += 1
-            return
-        self.figures.enqueue_outcomes[str(status)] += 1
-        if status != 201:
-            return
-        job_id = body["id"]
         self.figures.accepted[job_id] = {"plan": plan, **params}
         if n % 3 == 0:
             self.subscribers_of("jobs")[n // 3 % 2].subscribe_later(job_id)
@@ -576,6 +576,31 @@ class Soak:
         elif plan == "cancel":
             await asyncio.sleep(rng.uniform(0.0, 2.0))
             await self.act(api, job_id, "cancel")
+
+    async def enqueue(self, api: Api, body: dict[str, Any]) -> str | None:
+        """POST the job with an Idempotency-Key, and again with the same key while the answer
+        is unknown (a broken connection, no daphne up) or a 503: a client that must not lose a
+        job and must not queue it twice. The job's id, or None if it was refused."""
+        headers = {"Idempotency-Key": str(uuid.UUID(int=self.rng.getrandbits(128)))}
+        outcomes = self.figures.enqueue_outcomes
+        deadline = time.monotonic() + ENQUEUE_RETRY_FOR
+        while True:
+            try:
+                status, answer = await asyncio.to_thread(api.call, "POST", "/api/jobs/", body, headers=headers)
+                outcome = {REPLAYED: "201 replayed", 503: "503 (retried)"}.get(status, str(status))
+            except Unreachable:
+                status, answer, outcome = 0, None, "no daphne up (retried)"
+            except Broken:
+                status, answer, outcome = 0, None, "connection broken (retried)"
+            outcomes[outcome] += 1
+            if status in (201, REPLAYED):
+                return str(answer["id"])
+            if status not in (0, 503):
+                return None
+            if time.monotonic() > deadline:
+                outcomes["given up"] += 1
+                return None
+            await asyncio.sleep(1.0)
 
     async def act(self, api: Api, job_id: str, action: str, until_done: bool = False) -> int:
         """POST a transition; ``until_done`` retries through faults (a paused job must be resumed)."""
@@ -791,6 +816,9 @@ class Soak:
         statuses = Counter(j["status"] for j in jobs)
         not_terminal = [j["id"] for j in jobs if j["status"] not in checks.TERMINAL]
         lost = [job_id for job_id in accepted if job_id not in by_id]
+        # A demo job no enqueue was answered with: an enqueue retried after its answer was lost,
+        # queued twice (the Idempotency-Key must prevent it).
+        unasked = [j["id"] for j in jobs if j["type"] == "demo" and j["id"] not in accepted]
         killed = cluster.killed_pids()
         causes: Counter[str] = Counter()
         unexpected: list[str] = []
@@ -847,6 +875,7 @@ class Soak:
             ("monitors that exited on a lost lease (75)", str(cluster.lease_exits)),
             ("not terminal", str(len(not_terminal))),
             ("lost (accepted, not in the database)", str(len(lost))),
+            ("queued twice (a demo job no answer named)", str(len(unasked))),
             ("run twice at once (duplicates)", str(len(twice))),
             ("completed with items skipped", str(len(skipped))),
             ("final status != the log's last event", str(len(log_disagrees))),
@@ -881,6 +910,7 @@ class Soak:
         problems = {
             "not terminal": not_terminal,
             "lost": lost,
+            "queued twice by a retried enqueue": unasked,
             "run twice at once": [f"{k}: {v[:2]}" for k, v in twice.items()],
             "completed with items skipped": [f"{k}: {v[:5]}" for k, v in skipped.items()],
             "final status disagrees with the log": log_disagrees,
