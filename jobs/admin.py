@@ -26,8 +26,8 @@ from django.utils.html import format_html
 from rest_framework import serializers
 
 from jobs import policy, selectors, services
-from jobs.admin_forms import build_enqueue_form
-from jobs.exceptions import JobError, TransitionNotAllowed
+from jobs.admin_forms import SUBMISSION_FIELD, build_enqueue_form
+from jobs.exceptions import IdempotencyKeyReused, JobError, TransitionNotAllowed
 from jobs.models import TRANSITIONS, EventKind, Job, JobEvent, JobResult, JobStatus, Queue, job_states
 from jobs.registry import UnknownJobType, all_job_types, get_job_type
 
@@ -244,21 +244,35 @@ class JobAdmin(admin.ModelAdmin):
                 if not selectors.queue_known(queue):
                     form.add_error("_queue", "Unknown queue.")
                 else:
+                    asked = {
+                        "job_type": job_type.name,
+                        "params": form.params(),
+                        "user": request.user,
+                        "queue": queue,
+                        "priority": form.cleaned_data["_priority"],
+                        "actor": request.user,
+                    }
+                    submission = form.cleaned_data[SUBMISSION_FIELD]
                     try:
-                        job = services.job_enqueue(
-                            job_type=job_type.name,
-                            params=form.params(),
-                            user=request.user,
-                            queue=queue,
-                            priority=form.cleaned_data["_priority"],
-                            actor=request.user,
-                        )
+                        if submission:
+                            enqueued = services.job_enqueue_once(key=f"admin-form:{submission}", **asked)
+                        else:
+                            enqueued = services.Enqueued(services.job_enqueue(**asked), replayed=False)
                     except serializers.ValidationError as exc:
                         form.add_params_errors(exc.detail)
+                    except IdempotencyKeyReused:
+                        form.add_error(
+                            None, "This form was already sent with other values. Reload it to queue a new job."
+                        )
                     except JobError as exc:
                         form.add_error(None, str(exc))
                     else:
-                        self.message_user(request, f"Queued {job.type} job {job.pk}.", messages.SUCCESS)
+                        job = enqueued.job
+                        if enqueued.replayed:
+                            note = f"This form was already sent: it queued {job.type} job {job.pk}, nothing more."
+                            self.message_user(request, note, messages.INFO)
+                        else:
+                            self.message_user(request, f"Queued {job.type} job {job.pk}.", messages.SUCCESS)
                         return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
         context = {
             **self.admin_site.each_context(request),

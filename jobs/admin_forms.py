@@ -8,6 +8,7 @@ the params again against the serializer, and its messages are put back on the fi
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from typing import Any
 
@@ -21,6 +22,9 @@ from jobs.registry import JobType
 # Names of the form's own fields; a params field with one of these names is prefixed.
 QUEUE_FIELD = "_queue"
 PRIORITY_FIELD = "_priority"
+# A key new with each rendered form, sent back with it: a second submit of the same form (a
+# double click, a resent POST) is an ``Idempotency-Key`` replay, not a second job.
+SUBMISSION_FIELD = "_submission"
 
 
 def _common(field: serializers.Field) -> dict[str, Any]:
@@ -67,7 +71,7 @@ def form_field_for(field: serializers.Field) -> forms.Field:
 
 
 def params_field_name(name: str) -> str:
-    return f"p_{name}" if name in (QUEUE_FIELD, PRIORITY_FIELD) else name
+    return f"p_{name}" if name in (QUEUE_FIELD, PRIORITY_FIELD, SUBMISSION_FIELD) else name
 
 
 def enqueue_form_class(job_type: JobType) -> type[forms.Form]:
@@ -89,6 +93,9 @@ def enqueue_form_class(job_type: JobType) -> type[forms.Form]:
         min_value=-32768,
         max_value=32767,
         help_text="Higher runs first within a queue.",
+    )
+    fields[SUBMISSION_FIELD] = forms.CharField(
+        widget=forms.HiddenInput, required=False, max_length=100, initial=lambda: str(uuid.uuid4())
     )
     return type(f"EnqueueForm_{job_type.name.replace('-', '_')}", (EnqueueForm,), fields)
 

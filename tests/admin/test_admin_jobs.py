@@ -356,3 +356,28 @@ def test_queue_admin_pause_and_resume_actions(staff_client: Any) -> None:
     assert any("already paused" in m for m in texts(response))
     staff_client.post(changelist, {"action": "resume_queues", "_selected_action": ["high"]}, follow=True)
     assert not Queue.objects.get(name="high").paused
+
+
+def test_the_same_enqueue_form_sent_twice_queues_one_job(staff_client: Any) -> None:
+    # A double click, or the browser sending the POST again: the form's key makes it a replay.
+    page = staff_client.get(reverse("admin:jobs_job_enqueue_type", args=["demo"]))
+    key = page.context["form"]["_submission"].value()
+    assert key and f'value="{key}"' in page.content.decode()
+    payload = {"items": "7", "delay_ms": "0", "_queue": "default", "_priority": "0", "_submission": key}
+    url = reverse("admin:jobs_job_enqueue_type", args=["demo"])
+
+    first = staff_client.post(url, payload)
+    again = staff_client.post(url, payload, follow=True)
+
+    job = Job.objects.get()
+    assert first["Location"] == reverse("admin:jobs_job_change", args=[job.pk])
+    assert again.redirect_chain[-1][0] == reverse("admin:jobs_job_change", args=[job.pk])
+    assert "This form was already sent" in again.content.decode()
+    # The same form sent back with other values is refused; a newly loaded form queues anew.
+    changed = staff_client.post(url, {**payload, "items": "8"})
+    assert changed.status_code == 400
+    assert "already sent with other values" in changed.content.decode()
+    fresh = staff_client.get(url).context["form"]["_submission"].value()
+    assert fresh != key
+    staff_client.post(url, {**payload, "_submission": fresh})
+    assert Job.objects.count() == 2
