@@ -362,7 +362,8 @@ def test_the_same_enqueue_form_sent_twice_queues_one_job(staff_client: Any) -> N
     # A double click, or the browser sending the POST again: the form's key makes it a replay.
     page = staff_client.get(reverse("admin:jobs_job_enqueue_type", args=["demo"]))
     key = page.context["form"]["_submission"].value()
-    assert key and f'value="{key}"' in page.content.decode()
+    assert key
+    assert f'value="{key}"' in page.content.decode()
     payload = {"items": "7", "delay_ms": "0", "_queue": "default", "_priority": "0", "_submission": key}
     url = reverse("admin:jobs_job_enqueue_type", args=["demo"])
 
