@@ -50,7 +50,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -62,6 +62,7 @@ from benchmarks import chaos_checks as checks
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 HEARTBEAT_INTERVAL = 1.0  # JOBADMIN_HEARTBEAT_INTERVAL of the soak's processes
+SEND_RATE = 15  # websocket messages a subscriber sends per second at most (the server allows 20)
 REPLAYED = -201  # Api.call's status for a 201 with Idempotent-Replayed: true
 ENQUEUE_RETRY_FOR = 120.0  # seconds an enqueue is retried (with its key) through faults
 FAULTS = ("kill-worker", "kill-monitor", "kill-daphne", "redis-restart", "db-block")
@@ -378,6 +379,7 @@ class Subscriber:
         self.ready = asyncio.Event()
         self.stopped = False
         self.user_id: int | None = None
+        self.sent_at: deque[float] = deque(maxlen=SEND_RATE)
 
     def subscribe_later(self, job_id: str) -> None:
         self.jobs.append(job_id)
@@ -385,9 +387,17 @@ class Subscriber:
         if self.ws is not None:
             asyncio.ensure_future(self._send({"type": "subscribe", "channel": f"job:{job_id}", "since": 0}))
 
-    async def _send(self, message: dict[str, Any]) -> None:
+    async def _send(self, message: dict[str, Any], ws: Any = None) -> None:
+        """Send on the socket, at most ``SEND_RATE`` messages a second (the server's limit is 20:
+        a subscribe refused as ``rate-limited`` would leave the job unwatched)."""
+        await self._paced()
         with contextlib.suppress(Exception):
-            await self.ws.send(json.dumps(message))
+            await (ws or self.ws).send(json.dumps(message))
+
+    async def _paced(self) -> None:
+        while len(self.sent_at) >= SEND_RATE and time.monotonic() - self.sent_at[0] < 1.0:
+            await asyncio.sleep(1.0 - (time.monotonic() - self.sent_at[0]))
+        self.sent_at.append(time.monotonic())
 
     async def run(self) -> None:
         from websockets.asyncio.client import connect
@@ -427,10 +437,8 @@ class Subscriber:
         elif self.kind == "user" and resuming:
             await ws.send(json.dumps({"type": "subscribe", "channel": f"user:{self.user_id}", "since": since}))
         elif self.kind == "jobs":
-            for n, job_id in enumerate(j for j in self.jobs if j not in self.finished):
-                if n and n % 10 == 0:
-                    await asyncio.sleep(1)  # the socket's rate limit: 20 messages/s
-                await ws.send(json.dumps({"type": "subscribe", "channel": f"job:{job_id}", "since": 0}))
+            for job_id in [j for j in self.jobs if j not in self.finished]:
+                await self._send({"type": "subscribe", "channel": f"job:{job_id}", "since": 0}, ws)
         self.ws = ws
         on_this_socket: set[int] = set()
         if first.get("type") != "welcome":

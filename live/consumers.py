@@ -507,11 +507,15 @@ class JobsConsumer(AsyncWebsocketConsumer):
         """
         backoff = CATCH_UP_RETRY[0]
         failed = False
-        while True:
+        after, read = anchor, 0
+        # Page by page up to the end of the log: what was missed can be more than a page (a
+        # Redis restart at hundreds of events per second), and a first page alone left the
+        # rest undelivered. As far as a replay goes (REPLAY_MAX); past it the client is told.
+        while read < REPLAY_MAX:
             if self.closing or not (still() if still else group in self.groups_by_channel.values()):
                 return False
             try:
-                ids = await _shared_id_reads().ids_after(group, anchor, REPLAY_PAGE)
+                ids = await _shared_id_reads().ids_after(group, after, REPLAY_PAGE)
                 wanted = [event_id for event_id in ids if event_id not in self.seen]
                 rows = await _events(wanted) if wanted else []
             except Exception as exc:
@@ -528,7 +532,17 @@ class JobsConsumer(AsyncWebsocketConsumer):
                 message = event_message(row)
                 if message is not None and self._mark_seen(row["id"]):
                     await self._send(message)
-            return True
+            if len(ids) < REPLAY_PAGE:
+                return True
+            after, read = ids[-1], read + len(ids)
+        channel = next((name for name, member in self.groups_by_channel.items() if member == group), group)
+        await self._error(
+            messages.REPLAY_TRUNCATED,
+            f"a catch-up stopped after {REPLAY_MAX} events; subscribe again with since={after}",
+            channel=channel,
+            last_event_id=after,
+        )
+        return True
 
     def catch_up_after(self, anchor: int) -> None:
         """From the hub, which missed relay batches: read every channel's log after ``anchor`` again."""

@@ -116,3 +116,26 @@ def test_the_relay_numbers_its_batches_and_repeats_the_last_number_while_idle(
         assert len({m["relay"] for m in layer.sent}) == 1
 
     run(scenario)
+
+
+def test_missed_batches_longer_than_a_page_reach_the_open_sockets(user: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The 32-minute soak: at ~200 events/s a Redis restart hid more events than one page of the
+    # catch-up read (500), and the ones past the first page never reached any socket.
+    from live import consumers
+
+    monkeypatch.setattr(consumers, "REPLAY_PAGE", 3)
+
+    async def scenario() -> None:
+        communicator = await connect(user)
+        job = await make_job(user)
+        hub = get_hub()
+        created = (await event_ids(job))[0]
+        hub.dispatch(await batch([created], seq=1))
+        assert await job_updates(communicator, 1) == [created]
+        lost = [await progress(job, n) for n in range(1, 9)]  # batches 2-3: eight events, 3 a page
+        latest = await progress(job, 9)
+        hub.dispatch(await batch([latest], seq=4))
+        assert sorted(await job_updates(communicator, 9)) == [*lost, latest]
+        await communicator.disconnect()
+
+    run(scenario)
