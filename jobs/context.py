@@ -311,7 +311,10 @@ class JobContext:
             self._write_failed(now)
 
     def _write_pending(self) -> None:
-        """Write the kept log lines and reports, oldest first; raises if the database is out."""
+        """Write the kept log lines and reports, oldest first; raises if the database is out.
+        With nothing kept nothing is written, and nothing counts as a write that went through."""
+        if not self._log_lines and not self._pending:
+            return
         if self._log_lines:
             self._flush_logs()
         while self._pending:
