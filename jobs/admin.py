@@ -253,11 +253,9 @@ class JobAdmin(admin.ModelAdmin):
                         "actor": request.user,
                     }
                     submission = form.cleaned_data[SUBMISSION_FIELD]
+                    key = f"admin-form:{submission}" if submission else None
                     try:
-                        if submission:
-                            enqueued = services.job_enqueue_once(key=f"admin-form:{submission}", **asked)
-                        else:
-                            enqueued = services.Enqueued(services.job_enqueue(**asked), replayed=False)
+                        enqueued = services.job_enqueue_once(key=key, **asked)
                     except serializers.ValidationError as exc:
                         form.add_params_errors(exc.detail)
                     except IdempotencyKeyReused:

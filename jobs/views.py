@@ -191,17 +191,12 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
             "priority": data.get("priority"),
             "actor": request.user,
         }
-        key = idempotency_key(request)
-        replayed = False
-        if key is None:
-            job: Job = services.job_enqueue(user=request.user, **asked)
-        else:
-            outcome = services.job_enqueue_once(key=key, user=request.user, **asked)
-            job, replayed = outcome.job, outcome.replayed
+        outcome = services.job_enqueue_once(key=idempotency_key(request), user=request.user, **asked)
         response = Response(
-            JobDetailSerializer(job, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED
+            JobDetailSerializer(outcome.job, context=self.get_serializer_context()).data,
+            status=status.HTTP_201_CREATED,
         )
-        if replayed:
+        if outcome.replayed:
             response["Idempotent-Replayed"] = "true"
         return response
 

@@ -536,13 +536,17 @@ class JobsConsumer(AsyncWebsocketConsumer):
                 return True
             after, read = ids[-1], read + len(ids)
         channel = next((name for name, member in self.groups_by_channel.items() if member == group), group)
+        await self._truncated("a catch-up", channel, after)
+        return True
+
+    async def _truncated(self, what: str, channel: str, after: int) -> None:
+        """A replay or catch-up stopped at REPLAY_MAX: the client resubscribes from ``after``."""
         await self._error(
             messages.REPLAY_TRUNCATED,
-            f"a catch-up stopped after {REPLAY_MAX} events; subscribe again with since={after}",
+            f"{what} stopped after {REPLAY_MAX} events; subscribe again with since={after}",
             channel=channel,
             last_event_id=after,
         )
-        return True
 
     def catch_up_after(self, anchor: int) -> None:
         """From the hub, which missed relay batches: read every channel's log after ``anchor`` again."""
@@ -568,12 +572,7 @@ class JobsConsumer(AsyncWebsocketConsumer):
             if len(rows) < REPLAY_PAGE:
                 return sent
             after = rows[-1]["id"]
-        await self._error(
-            messages.REPLAY_TRUNCATED,
-            f"replay stopped after {REPLAY_MAX} events; subscribe again with since={after}",
-            channel=channel,
-            last_event_id=after,
-        )
+        await self._truncated("replay", channel, after)
         return sent
 
     async def _unsubscribe(self, data: dict[str, Any]) -> None:

@@ -68,7 +68,7 @@ class Enqueued:
 
 def job_enqueue_once(
     *,
-    key: str,
+    key: str | None,
     user: Any,
     job_type: str,
     params: Any = None,
@@ -84,8 +84,14 @@ def job_enqueue_once(
     The key is written in the enqueue's transaction. Two requests with one key at once: on
     PostgreSQL the second's key insert waits for the first's commit, fails on the unique
     constraint, and its whole transaction (its job too) is rolled back; it then returns the
-    first's job. On SQLite the enqueues run one after the other.
+    first's job. On SQLite the enqueues run one after the other. Without a key it is
+    ``job_enqueue``.
     """
+    if key is None:
+        return Enqueued(
+            job_enqueue(job_type=job_type, params=params, user=user, queue=queue, priority=priority, actor=actor),
+            replayed=False,
+        )
     job = _new_job(job_type=job_type, params=params, user=user, queue=queue, priority=priority)
     digest = _request_digest(job)
     if (earlier := _earlier(user, key, digest)) is not None:
