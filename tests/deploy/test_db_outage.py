@@ -191,3 +191,30 @@ def test_requests_that_meet_an_outage_get_a_503_to_retry_and_change_nothing(
     assert page.status_code == 503
     assert page["Retry-After"] == "5"
     assert Job.objects.count() == 0
+
+
+def test_an_enqueue_with_a_key_that_met_an_outage_is_sent_again_and_queues_one_job(
+    database_block: DatabaseBlock, api_client: Any, user: Any
+) -> None:
+    # The client's retry after a 503 (and again, as after a lost answer) lands on one job.
+    from django.db import connection
+
+    from jobs.models import IdempotencyKey, Job
+
+    api_client.force_authenticate(user)
+    body, key = {"type": "demo", "params": {"items": 1}}, {"HTTP_IDEMPOTENCY_KEY": "after-the-outage"}
+    database_block.close()
+    connection.close()
+    try:
+        refused = api_client.post("/api/jobs/", body, format="json", **key)
+    finally:
+        database_block.open()
+    assert refused.status_code == 503
+    assert not IdempotencyKey.objects.exists()
+
+    first = api_client.post("/api/jobs/", body, format="json", **key)
+    again = api_client.post("/api/jobs/", body, format="json", **key)
+    assert first.status_code == again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert Job.objects.count() == 1
