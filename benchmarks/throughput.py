@@ -140,7 +140,7 @@ def child(args: argparse.Namespace) -> None:
     if not settings.REDIS_URL:
         call_command("createcachetable", verbosity=0)
 
-    log = open(Path(settings.DATA_DIR) / "qcluster.log", "wb")  # noqa: SIM115 - closed below
+    log = open(Path(settings.JOBADMIN_DATA_DIR) / "qcluster.log", "wb")  # noqa: SIM115 - closed below
     cluster = subprocess.Popen(
         [sys.executable, "manage.py", "qcluster"],
         cwd=ROOT,

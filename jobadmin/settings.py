@@ -1,4 +1,8 @@
-"""JobAdmin settings: one module, configured by environment variables only.
+"""The standalone project's settings: one module, configured by environment variables only.
+
+It is a host of the reusable app like any other (``docs/install.md``): JobAdmin's own settings
+have their defaults in ``jobadmin.conf``; this module reads each from the environment, with
+that default.
 
 Out of the box it runs on the embedded default: SQLite in WAL mode, the django-q2 ORM
 broker, a database cache (shared by every process, so worker liveness is visible) and
@@ -10,15 +14,27 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 import environ
 
+from jobadmin import conf as _conf
 from jobadmin import process as _process
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
+
+def _env(name: str) -> Any:
+    """JobAdmin setting ``name`` from the environment variable of that name, else its default
+    (``jobadmin.conf``), parsed as the kind of value it is."""
+    spec = _conf.SETTINGS[name]
+    read = {"float": env.float, "int": env.int, "bool": env.bool, "str": env.str, "list": env.list}[spec.kind]
+    return read(name, default=spec.default)
+
+
 DATA_DIR = Path(env.str("JOBADMIN_DATA_DIR", default=str(BASE_DIR / "var")))
+JOBADMIN_DATA_DIR = DATA_DIR
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 
@@ -39,6 +55,7 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhos
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    # daphne before staticfiles: its runserver serves websockets too.
     "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -46,18 +63,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "corsheaders",
-    "rest_framework",
-    "rest_framework.authtoken",
-    "django_filters",
-    "drf_spectacular",
-    "channels",
-    "django_q",
-    "jobs",
-    "monitoring",
-    "live",
-    "console",
-    "jobadmin",
+    *_conf.JOBADMIN_APPS,
 ]
 
 MIDDLEWARE = [
@@ -151,7 +157,7 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker, cache and channel layer ----------------------------------------------
-REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_URL = _env("REDIS_URL")
 REDIS_PREFIX = env.str("REDIS_PREFIX", default="jobadmin")
 
 if REDIS_URL:
@@ -184,92 +190,92 @@ else:
 
 # --- JobAdmin ------------------------------------------------------------------------------
 # Concurrency limit per queue, held across every worker process.
-JOBADMIN_QUEUES: dict[str, int] = {"high": 2, "default": 5, "batch": 3}
-JOBADMIN_MAX_JOB_TIMEOUT = env.int("JOBADMIN_MAX_JOB_TIMEOUT", default=3600)
-JOBADMIN_HEARTBEAT_INTERVAL = env.float("JOBADMIN_HEARTBEAT_INTERVAL", default=2.0)
-JOBADMIN_CONTROL_POLL = env.float("JOBADMIN_CONTROL_POLL", default=0.5)
+JOBADMIN_QUEUES: dict[str, int] = dict(_conf.DEFAULT_QUEUES)
+JOBADMIN_MAX_JOB_TIMEOUT = _env("JOBADMIN_MAX_JOB_TIMEOUT")
+JOBADMIN_HEARTBEAT_INTERVAL = _env("JOBADMIN_HEARTBEAT_INTERVAL")
+JOBADMIN_CONTROL_POLL = _env("JOBADMIN_CONTROL_POLL")
 # A running job whose heartbeat is older than this is stalled (its worker died). It must
 # exceed JOBADMIN_DB_OUTAGE_GRACE by two heartbeats, or the grace is cut short (jobs.outage).
-JOBADMIN_STALL_THRESHOLD = env.float("JOBADMIN_STALL_THRESHOLD", default=90.0)
+JOBADMIN_STALL_THRESHOLD = _env("JOBADMIN_STALL_THRESHOLD")
 # A worker that loses the database keeps its job, its reports and its outcome for this long
 # before it gives the job up to the stall sweep (jobs.outage; docs/engine.md).
-JOBADMIN_DB_OUTAGE_GRACE = env.float("JOBADMIN_DB_OUTAGE_GRACE", default=60.0)
-JOBADMIN_LONG_RUNNING_THRESHOLD = env.float("JOBADMIN_LONG_RUNNING_THRESHOLD", default=1800.0)
+JOBADMIN_DB_OUTAGE_GRACE = _env("JOBADMIN_DB_OUTAGE_GRACE")
+JOBADMIN_LONG_RUNNING_THRESHOLD = _env("JOBADMIN_LONG_RUNNING_THRESHOLD")
 # Progress reports are coalesced into at most one write per interval.
-JOBADMIN_PROGRESS_INTERVAL = env.float("JOBADMIN_PROGRESS_INTERVAL", default=0.5)
+JOBADMIN_PROGRESS_INTERVAL = _env("JOBADMIN_PROGRESS_INTERVAL")
 # A wake-up keeps claiming jobs of its queue for this long before handing over.
-JOBADMIN_WAKEUP_BUDGET = env.float("JOBADMIN_WAKEUP_BUDGET", default=5.0)
+JOBADMIN_WAKEUP_BUDGET = _env("JOBADMIN_WAKEUP_BUDGET")
 # Wake-ups counted in flight that no worker took within this many seconds are believed lost
 # (Redis restarted empty): the next enqueue or hand-over sends a fresh one, monitor or not.
-JOBADMIN_WAKEUP_LOST_AFTER = env.float("JOBADMIN_WAKEUP_LOST_AFTER", default=5.0)
-JOBADMIN_DISPATCH_INTERVAL = env.float("JOBADMIN_DISPATCH_INTERVAL", default=1.0)
+JOBADMIN_WAKEUP_LOST_AFTER = _env("JOBADMIN_WAKEUP_LOST_AFTER")
+JOBADMIN_DISPATCH_INTERVAL = _env("JOBADMIN_DISPATCH_INTERVAL")
 # A worker process told to stop (SIGTERM) suspends its job at the next checkpoint and exits;
 # a job that reaches none within this many seconds follows its stall policy (jobs.shutdown).
-JOBADMIN_SHUTDOWN_GRACE = env.float("JOBADMIN_SHUTDOWN_GRACE", default=30.0)
-JOBADMIN_HISTORY_DAYS = env.int("JOBADMIN_HISTORY_DAYS", default=30)
-JOBADMIN_PURGE_BATCH = env.int("JOBADMIN_PURGE_BATCH", default=2000)
-JOB_STATS_INTERVAL = env.float("JOB_STATS_INTERVAL", default=5.0)
+JOBADMIN_SHUTDOWN_GRACE = _env("JOBADMIN_SHUTDOWN_GRACE")
+JOBADMIN_HISTORY_DAYS = _env("JOBADMIN_HISTORY_DAYS")
+JOBADMIN_PURGE_BATCH = _env("JOBADMIN_PURGE_BATCH")
+JOB_STATS_INTERVAL = _env("JOB_STATS_INTERVAL")
 # Web processes: the garbage collector's young generation (live.relay.tune_gc); 0 keeps
 # Python's 700, under which delivering frames triggered full collections that stalled sockets.
-JOBADMIN_WEB_GC_THRESHOLD = env.int("JOBADMIN_WEB_GC_THRESHOLD", default=20_000)
+JOBADMIN_WEB_GC_THRESHOLD = _env("JOBADMIN_WEB_GC_THRESHOLD")
 # The relay (live.relay): how often it reads the event log for new rows, and how long it
 # waits for an event id that was skipped (a transaction still open, or rolled back).
-JOBADMIN_RELAY_POLL = env.float("JOBADMIN_RELAY_POLL", default=0.01)
+JOBADMIN_RELAY_POLL = _env("JOBADMIN_RELAY_POLL")
 # On PostgreSQL the relay is woken by LISTEN/NOTIFY (a trigger notifies at each commit of
 # events) and reads the log only then, or every JOBADMIN_RELAY_SAFETY_POLL seconds in case a
 # notification was missed (while its listening connection reconnected); SQLite, or false
 # here (behind a transaction-pooling PgBouncer, where LISTEN does not work), polls.
-JOBADMIN_RELAY_LISTEN = env.bool("JOBADMIN_RELAY_LISTEN", default=True)
-JOBADMIN_RELAY_SAFETY_POLL = env.float("JOBADMIN_RELAY_SAFETY_POLL", default=1.0)
-JOBADMIN_RELAY_GAP_GRACE = env.float("JOBADMIN_RELAY_GAP_GRACE", default=30.0)
+JOBADMIN_RELAY_LISTEN = _env("JOBADMIN_RELAY_LISTEN")
+JOBADMIN_RELAY_SAFETY_POLL = _env("JOBADMIN_RELAY_SAFETY_POLL")
+JOBADMIN_RELAY_GAP_GRACE = _env("JOBADMIN_RELAY_GAP_GRACE")
 # Where the relay runs: in the web process on the embedded default (no Redis: the channel
 # layer lives in that process); with Redis in `monitor`, unless this puts it in the web
 # process anyway (one daphne, no monitor).
 JOBADMIN_RELAY_IN_WEB = env.bool("JOBADMIN_RELAY_IN_WEB", default=False) or not REDIS_URL
 # The shortest time between two writes of one live gauge to the cache (relay lag, sockets).
-JOBADMIN_GAUGE_INTERVAL = env.float("JOBADMIN_GAUGE_INTERVAL", default=1.0)
+JOBADMIN_GAUGE_INTERVAL = _env("JOBADMIN_GAUGE_INTERVAL")
 # Daphne sends each connection's websocket frames once per event-loop turn instead of
 # registering the socket for writability per frame (live/transport.py).
-JOBADMIN_COALESCE_TCP_WRITES = env.bool("JOBADMIN_COALESCE_TCP_WRITES", default=True)
+JOBADMIN_COALESCE_TCP_WRITES = _env("JOBADMIN_COALESCE_TCP_WRITES")
 
 # --- Monitoring (docs/monitoring.md) ----------------------------------------------------------
-JOBADMIN_METRICS_INTERVAL = env.float("JOBADMIN_METRICS_INTERVAL", default=10.0)
-JOBADMIN_METRICS_RETENTION_DAYS = env.int("JOBADMIN_METRICS_RETENTION_DAYS", default=90)
-JOBADMIN_ALERTS_INTERVAL = env.float("JOBADMIN_ALERTS_INTERVAL", default=5.0)
+JOBADMIN_METRICS_INTERVAL = _env("JOBADMIN_METRICS_INTERVAL")
+JOBADMIN_METRICS_RETENTION_DAYS = _env("JOBADMIN_METRICS_RETENTION_DAYS")
+JOBADMIN_ALERTS_INTERVAL = _env("JOBADMIN_ALERTS_INTERVAL")
 # Statistics buckets (monitoring.rollup): folded with the alerts; this often the fold also
 # recomputes the hours that lost jobs (deletions); changes this recent are always re-read
 # from the raw rows.
-JOBADMIN_ROLLUP_REBUILD = env.float("JOBADMIN_ROLLUP_REBUILD", default=600.0)
-JOBADMIN_ROLLUP_MARGIN = env.float("JOBADMIN_ROLLUP_MARGIN", default=300.0)
-JOBADMIN_WEBHOOK_TIMEOUT = env.float("JOBADMIN_WEBHOOK_TIMEOUT", default=3.0)
-JOBADMIN_WEBHOOK_RETRIES = env.int("JOBADMIN_WEBHOOK_RETRIES", default=3)
-ALERT_EMAIL_FROM = env.str("ALERT_EMAIL_FROM", default="jobadmin@localhost")
+JOBADMIN_ROLLUP_REBUILD = _env("JOBADMIN_ROLLUP_REBUILD")
+JOBADMIN_ROLLUP_MARGIN = _env("JOBADMIN_ROLLUP_MARGIN")
+JOBADMIN_WEBHOOK_TIMEOUT = _env("JOBADMIN_WEBHOOK_TIMEOUT")
+JOBADMIN_WEBHOOK_RETRIES = _env("JOBADMIN_WEBHOOK_RETRIES")
+ALERT_EMAIL_FROM = _env("ALERT_EMAIL_FROM")
 # /api/health/: more than N failures in the window is critical; a job running longer than
 # the long-running threshold, or more than N active jobs, is a warning.
-HEALTH_FAILURES_CRITICAL = env.int("HEALTH_FAILURES_CRITICAL", default=2)
-HEALTH_FAILURES_WINDOW = env.int("HEALTH_FAILURES_WINDOW", default=300)
-HEALTH_ACTIVE_WARNING = env.int("HEALTH_ACTIVE_WARNING", default=10)
+HEALTH_FAILURES_CRITICAL = _env("HEALTH_FAILURES_CRITICAL")
+HEALTH_FAILURES_WINDOW = _env("HEALTH_FAILURES_WINDOW")
+HEALTH_ACTIVE_WARNING = _env("HEALTH_ACTIVE_WARNING")
 # The monitor's lease (jobadmin.singleton), seconds: a leader that could not renew it for
 # 0.6 of this stops its duties; a standby that takes over starts them this long after it
 # took the lock. Takeover after a leader dies: about this plus a second.
-JOBADMIN_MONITOR_LEASE = env.float("JOBADMIN_MONITOR_LEASE", default=5.0)
+JOBADMIN_MONITOR_LEASE = _env("JOBADMIN_MONITOR_LEASE")
 # Live updates arriving later than this (seconds; the relay's lag) make health a warning.
-HEALTH_RELAY_LAG_WARNING = env.float("HEALTH_RELAY_LAG_WARNING", default=5.0)
+HEALTH_RELAY_LAG_WARNING = _env("HEALTH_RELAY_LAG_WARNING")
 # The monitor counts as down when its heartbeat is older than this (seconds).
-HEALTH_MONITOR_STALE = env.float("HEALTH_MONITOR_STALE", default=60.0)
+HEALTH_MONITOR_STALE = _env("HEALTH_MONITOR_STALE")
 # /metrics: a request with "Authorization: Bearer <token>", or one from these client addresses.
 # The addresses default to loopback only while no token is set: once one is, the token is
 # required unless addresses are named explicitly (jobs.policy.may_scrape_metrics).
-PROMETHEUS_TOKEN = env.str("PROMETHEUS_TOKEN", default="")
+PROMETHEUS_TOKEN = _env("PROMETHEUS_TOKEN")
 PROMETHEUS_ALLOWED_IPS = env.list("PROMETHEUS_ALLOWED_IPS", default=[] if PROMETHEUS_TOKEN else ["127.0.0.1", "::1"])
 
 # --- Access (docs/security.md) ----------------------------------------------------------------
 # Reverse proxies (addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto are believed;
 # from any other peer the connecting address is the client's.
-JOBADMIN_TRUSTED_PROXIES = env.list("JOBADMIN_TRUSTED_PROXIES", default=[])
+JOBADMIN_TRUSTED_PROXIES = _env("JOBADMIN_TRUSTED_PROXIES")
 # Frontends on other origins ("https://app.example.com"): they get CORS headers on /api/ and may
 # open the websocket; a request's own origin is always allowed.
-JOBADMIN_CORS_ORIGINS = env.list("JOBADMIN_CORS_ORIGINS", default=[])
+JOBADMIN_CORS_ORIGINS = _env("JOBADMIN_CORS_ORIGINS")
 # django-cors-headers answers preflights under /api/ and asks jobs.policy (its
 # check_request_enabled signal) which origins get the headers: JOBADMIN_CORS_ORIGINS is the one
 # list, so its own stays empty.
@@ -282,28 +288,14 @@ CORS_ALLOW_CREDENTIALS = False
 # own time-out fits in what is left of it (jobs.tasks.Budget), so this never kills a job
 # within its time-out; time paused does not count (a paused job holds no worker). Above the
 # longest job it leaves room for an outcome that waits out a database outage.
-Q_TIMEOUT = env.int("Q_TIMEOUT", default=JOBADMIN_MAX_JOB_TIMEOUT + int(JOBADMIN_DB_OUTAGE_GRACE) + 60)
-Q_CLUSTER = {
-    "name": env.str("Q_CLUSTER_NAME", default="jobadmin"),
-    # One worker process per job the queues' limits allow at once, so that a busy queue
-    # cannot take the workers another queue's jobs need (health warns when fewer run).
-    "workers": env.int("Q_WORKERS", default=sum(JOBADMIN_QUEUES.values())),
-    # JobAdmin enforces each job type's own timeout inside the job; the cluster's hard
-    # timeout is the backstop, and `retry` must stay above it so a slow task is never
-    # re-delivered while it still runs.
-    "timeout": Q_TIMEOUT,
-    "retry": Q_TIMEOUT + 60,
-    "max_attempts": 1,
-    "ack_failures": True,
-    "save_limit": 100,
-    "catch_up": False,
-    "poll": env.float("Q_POLL", default=0.1),
-    "label": "Tasks",
-}
-if REDIS_URL:
-    Q_CLUSTER["redis"] = REDIS_URL
-else:
-    Q_CLUSTER["orm"] = "default"
+Q_TIMEOUT = env.int("Q_TIMEOUT", default=_conf.q_timeout(JOBADMIN_MAX_JOB_TIMEOUT, JOBADMIN_DB_OUTAGE_GRACE))
+Q_CLUSTER = _conf.q_cluster(
+    name=env.str("Q_CLUSTER_NAME", default="jobadmin"),
+    workers=env.int("Q_WORKERS", default=sum(JOBADMIN_QUEUES.values())),
+    timeout=Q_TIMEOUT,
+    poll=env.float("Q_POLL", default=0.1),
+    redis_url=REDIS_URL,
+)
 
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -376,8 +368,8 @@ EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.cons
 ADMINS: list[tuple[str, str]] = []
 
 # `manage.py runall` (`make run`): where the web server listens unless --host/--port say.
-RUNALL_HOST = env.str("HOST", default="127.0.0.1")
-RUNALL_PORT = env.int("PORT", default=8000)
+JOBADMIN_RUNALL_HOST = env.str("HOST", default="127.0.0.1")
+JOBADMIN_RUNALL_PORT = env.int("PORT", default=8000)
 
 LOGGING = {
     "version": 1,

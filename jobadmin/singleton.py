@@ -232,7 +232,7 @@ class Lease:
 
     # --- SQLite: a file lock ------------------------------------------------------------------
     def _try_file(self) -> bool:
-        handle = open(settings.DATA_DIR / "monitor.lock", "a+")  # noqa: SIM115 - kept while leading
+        handle = open(settings.JOBADMIN_DATA_DIR / "monitor.lock", "a+")  # noqa: SIM115 - kept while leading
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

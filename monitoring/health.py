@@ -170,7 +170,7 @@ def monitor_leader() -> dict[str, Any] | None:
             "lease_age_seconds": round(float(age or 0.0), 1),
             "leading_for_seconds": round(float(connected or 0.0), 1),
         }
-    path = settings.DATA_DIR / "monitor.lock"
+    path = settings.JOBADMIN_DATA_DIR / "monitor.lock"
     try:
         holder = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):

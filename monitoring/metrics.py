@@ -97,7 +97,7 @@ def metrics_sample(*, now: datetime | None = None) -> MetricSample:
     """Measure the system and the job tables now and store one sample."""
     now = now or timezone.now()
     depth = queue_depth()
-    disk = psutil.disk_usage(str(settings.DATA_DIR))
+    disk = psutil.disk_usage(str(settings.JOBADMIN_DATA_DIR))
     load = os.getloadavg()
     return MetricSample.objects.create(
         sampled_at=now,

@@ -20,11 +20,14 @@ class Command(BaseCommand):
     help = "Run daphne, the django-q2 cluster and the monitor loop together."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--host", default=settings.RUNALL_HOST)
-        parser.add_argument("--port", type=int, default=settings.RUNALL_PORT)
+        parser.add_argument("--host", default=settings.JOBADMIN_RUNALL_HOST)
+        parser.add_argument("--port", type=int, default=settings.JOBADMIN_RUNALL_PORT)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        # The project's own settings and ASGI application (a host's too): manage.py put
+        # DJANGO_SETTINGS_MODULE in the environment, which the children inherit.
+        manage = [sys.executable, "-m", "django"]
+        module, _, attribute = settings.ASGI_APPLICATION.rpartition(".")
         commands = {
             "web": [
                 sys.executable,
@@ -34,7 +37,7 @@ class Command(BaseCommand):
                 options["host"],
                 "-p",
                 str(options["port"]),
-                "jobadmin.asgi:application",
+                f"{module}:{attribute}",
             ],
             "workers": [*manage, "qcluster"],
             "monitor": [*manage, "monitor"],
@@ -49,7 +52,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, on_signal)
         for name, command in commands.items():
             # Own process group: Ctrl-C reaches only us, and we stop the children in order.
-            procs[name] = subprocess.Popen(command, cwd=settings.BASE_DIR, start_new_session=True)
+            procs[name] = subprocess.Popen(command, start_new_session=True)
         url = f"http://{options['host']}:{options['port']}"
         self.stdout.write(
             f"\nJobAdmin is starting at {url}/admin/  (API: {url}/api/, docs: {url}/api/docs/)\n"
