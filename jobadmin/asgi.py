@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels."""
+"""The standalone project's ASGI entry point: HTTP through Django, the websocket through
+``jobadmin.routing.with_jobadmin`` (as a host project's asgi.py does)."""
 
 import gc
 import os
@@ -13,23 +14,10 @@ process.mark_web()
 # Django must be set up before routing (and the models it imports) is loaded.
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.conf import settings  # noqa: E402
+from jobadmin.routing import with_jobadmin  # noqa: E402
 
-from live.middleware import TokenAuthMiddleware, origin_validator  # noqa: E402
-from live.routing import websocket_urlpatterns  # noqa: E402
-from live.transport import coalesce_tcp_writes, websocket_auth_stack  # noqa: E402
-
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": origin_validator(websocket_auth_stack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))),
-    }
-)
-
-
-if settings.JOBADMIN_COALESCE_TCP_WRITES:
-    coalesce_tcp_writes()
+# The standalone project mounts JobAdmin at the root: the socket is /ws/jobs/.
+application = with_jobadmin(django_asgi_app, prefix="")
 
 # Everything loaded so far lives as long as the process: keep it out of the garbage
 # collector's full passes, which otherwise walk it all and showed up as 80-90 ms pauses
