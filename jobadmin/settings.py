@@ -81,7 +81,7 @@ MIDDLEWARE = [
     "jobs.api_errors.DatabaseUnavailableMiddleware",
 ]
 
-ROOT_URLCONF = "jobadmin.urls"
+ROOT_URLCONF = "jobadmin.site_urls"
 WSGI_APPLICATION = "jobadmin.wsgi.application"
 ASGI_APPLICATION = "jobadmin.asgi.application"
 

@@ -1,21 +1,26 @@
-from django.conf import settings
-from django.conf.urls.static import static
-from django.contrib import admin
-from django.urls import include, path
+"""What a project includes: ``path("ops/", include("jobadmin.urls"))``.
+
+Under that prefix: the JSON API at ``api/`` (its schema at ``api/schema/``, the interactive
+docs at ``api/docs/``) and Prometheus at ``metrics``. The staff pages are on the project's own
+admin site (``console``), the websocket in its ASGI application (``jobadmin.routing``). No
+path is written into a page or a script: each is reversed, so any prefix serves.
+"""
+
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from jobadmin.views import ApiRootView
 from monitoring.views import prometheus_metrics
 
-urlpatterns = [
-    # Staff pages beside the model admin (monitor, analytics); before the admin so they win.
-    path("admin/", include("console.urls")),
-    path("admin/", admin.site.urls),
-    path("api/", include("jobs.urls")),
-    path("api/", include("monitoring.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+api_urlpatterns: list[URLPattern | URLResolver] = [
+    path("", ApiRootView.as_view(), name="jobadmin-api"),
+    path("", include("jobs.urls")),
+    path("", include("monitoring.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("api/", include(api_urlpatterns)),
     path("metrics", prometheus_metrics, name="prometheus-metrics"),
 ]
-handler404 = "jobs.api_errors.not_found"
-if settings.DEBUG:
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -12,7 +12,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from jobs import outage
+from jobs import outage, policy
 from jobs.exceptions import IdempotencyKeyReused, QueueNotFound, TransitionNotAllowed
 from jobs.policy import AccessDenied
 from jobs.registry import UnknownJobType
@@ -45,8 +45,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
-    """``handler404``: an unknown path under ``/api/`` is a JSON 404 like every other API error."""
-    if request.path.startswith("/api/"):
+    """``handler404``: an unknown path under the API is a JSON 404 like every other API error."""
+    if policy.is_api_path(request.path_info):
         return JsonResponse({"detail": "Not found."}, status=404)
     return defaults.page_not_found(request, exception)
 
@@ -77,7 +77,7 @@ class DatabaseUnavailableMiddleware:
         outage.drop_connection()
         message = "The database is unavailable; nothing was changed. Try again shortly."
         response: HttpResponse
-        if request.path.startswith("/api/"):
+        if policy.is_api_path(request.path_info):
             response = JsonResponse({"detail": message, "code": "database_unavailable"}, status=503)
         else:
             response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http.request import split_domain_port, validate_host
+from django.urls import NoReverseMatch, reverse
 
 from jobs.exceptions import JobError
 from jobs.models import Job
@@ -377,8 +378,21 @@ def origin_allowed(*, origin: str, scheme: str, host: str) -> bool:
 
 def cors_allowed(request: HttpRequest) -> bool:
     """Whether a request to the API from another origin gets CORS headers (preflight included):
-    only under ``/api/`` and only from an origin named in ``JOBADMIN_CORS_ORIGINS``."""
+    only under the API and only from an origin named in ``JOBADMIN_CORS_ORIGINS``."""
     origin = request.headers.get("origin")
-    if not origin or not request.path_info.startswith("/api/"):
+    if not origin or not is_api_path(request.path_info):
         return False
     return normalise_origin(origin) in allowed_origins()
+
+
+def api_path() -> str:
+    """Where the JSON API is mounted (``/api/``, or ``/ops/api/`` under ``include()`` at ``ops/``)."""
+    return reverse("jobadmin-api")
+
+
+def is_api_path(path: str) -> bool:
+    """``path`` is under the JSON API (its errors are JSON; CORS applies there only)."""
+    try:
+        return path.startswith(api_path())
+    except NoReverseMatch:  # a project that does not include jobadmin.urls
+        return False

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -26,7 +27,7 @@ class JobResultSerializer(serializers.ModelSerializer):
         if not obj.file:
             return None
         request = self.context.get("request")
-        path = f"/api/jobs/{obj.job_id}/result/?download=1"
+        path = reverse("job-result", args=[obj.job_id]) + "?download=1"
         return request.build_absolute_uri(path) if request else path
 
 

@@ -178,6 +178,7 @@ WAYS: list[Way] = [
     Way("alert-resolve", "post", ALERTS, kwargs=lambda s: {"pk": s.alert.pk}),
     Way("api-schema", "get", SIGNED_IN),
     Way("api-docs", "get", SIGNED_IN),
+    Way("jobadmin-api", "get", SIGNED_IN),
     # --- /metrics: a login opens nothing; a token or an allowed address does (see below) ------
     Way("prometheus-metrics", "get", row(403, 403, 403, 403, 403, 403, 403), extra={"REMOTE_ADDR": "203.0.113.9"}),
     # --- staff pages (console) -------------------------------------------------------------------
