@@ -209,3 +209,31 @@ def test_two_claims_at_once_do_not_both_give_one_user_a_slot_while_another_users
     assert outcome[0] is not None
     assert outcome[0].pk == bobs.pk, "the uncommitted claim already gave alice her share"
     assert running_owners() == sorted([alice.pk, bob.pk])
+
+
+# --- with real worker processes ------------------------------------------------------------------
+@pytest.mark.processes
+@pytest.mark.django_db(transaction=True)
+def test_with_real_workers_another_users_job_runs_while_the_backlog_of_a_user_over_their_share_waits(
+    processes: Any,
+) -> None:
+    from tests.jobs.test_processes import qcluster, wait_job
+
+    services.queue_ensure_defaults()
+    limit("high", 2)
+    alice, bob = person(), person()
+    backlog = [
+        services.job_enqueue(job_type="demo", params={"items": 8, "delay_ms": 50}, user=alice, queue="high")
+        for _ in range(8)
+    ]
+    qcluster(processes, Q_WORKERS="3")
+    wait_for_two = lambda: Job.objects.filter(user=alice, status=JobStatus.RUNNING).count() == 2  # noqa: E731
+    wait_job(backlog[0], lambda j: wait_for_two(), message="alice never filled both slots")
+    (bobs,) = enqueue(bob)
+
+    done = wait_job(bobs, lambda j: j.status == JobStatus.COMPLETED, timeout=30, message="bob's job never ran")
+
+    assert done.started_at is not None
+    started_before = Job.objects.filter(user=alice, started_at__lt=done.started_at).count()
+    assert started_before <= 3, f"{started_before} of alice's jobs started before bob's: he waited for her backlog"
+    assert Job.objects.filter(user=alice, status=JobStatus.QUEUED).exists(), "her backlog was still waiting"
