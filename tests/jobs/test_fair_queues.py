@@ -17,7 +17,7 @@ from django.db import connection, connections, transaction
 
 from jobs import policy, services
 from jobs.models import Job, JobStatus, Queue
-from tests.conftest import grant
+from tests.conftest import grant, wait_for
 from tests.factories import UserFactory
 
 WORKER = "test-host:1"
@@ -222,13 +222,13 @@ def test_with_real_workers_another_users_job_runs_while_the_backlog_of_a_user_ov
     services.queue_ensure_defaults()
     limit("high", 2)
     alice, bob = person(), person()
-    backlog = [
+    for _ in range(8):
         services.job_enqueue(job_type="demo", params={"items": 8, "delay_ms": 50}, user=alice, queue="high")
-        for _ in range(8)
-    ]
     qcluster(processes, Q_WORKERS="3")
-    wait_for_two = lambda: Job.objects.filter(user=alice, status=JobStatus.RUNNING).count() == 2  # noqa: E731
-    wait_job(backlog[0], lambda j: wait_for_two(), message="alice never filled both slots")
+    wait_for(
+        lambda: Job.objects.filter(user=alice, status=JobStatus.RUNNING).count() == 2,
+        message="alice never filled both slots",
+    )
     (bobs,) = enqueue(bob)
 
     done = wait_job(bobs, lambda j: j.status == JobStatus.COMPLETED, timeout=30, message="bob's job never ran")
@@ -237,3 +237,33 @@ def test_with_real_workers_another_users_job_runs_while_the_backlog_of_a_user_ov
     started_before = Job.objects.filter(user=alice, started_at__lt=done.started_at).count()
     assert started_before <= 3, f"{started_before} of alice's jobs started before bob's: he waited for her backlog"
     assert Job.objects.filter(user=alice, status=JobStatus.QUEUED).exists(), "her backlog was still waiting"
+
+
+# --- priorities above the type's default (the access matrix has the API's rows) ----------------
+@pytest.mark.django_db
+def test_the_admin_enqueue_form_refuses_a_priority_above_the_default_without_change_job(client: Any) -> None:
+    from django.urls import reverse
+
+    viewer = grant(UserFactory.create(is_staff=True), policy.VIEW_JOBS)
+    client.force_login(viewer)
+    url = reverse("admin:jobs_job_enqueue_type", args=["demo"])
+    form = {"items": "1", "delay_ms": "0", "fail_at": "", "_queue": "high"}
+
+    refused = client.post(url, {**form, "_priority": "100"})
+
+    assert refused.status_code == 400
+    assert policy.CHANGE_JOBS in " ".join(refused.context["form"].non_field_errors())
+    assert not Job.objects.exists()
+    assert client.post(url, {**form, "_priority": "0"}).status_code == 302
+
+
+@pytest.mark.django_db
+def test_a_plain_users_priority_above_the_default_is_refused_by_the_service_and_queues_nothing() -> None:
+    plain = person()
+    with pytest.raises(policy.AccessDenied, match=policy.CHANGE_JOBS):
+        services.job_enqueue(job_type="demo", params={"items": 1}, user=plain, priority=100)
+    assert not Job.objects.exists()
+    changer = grant(person(), policy.CHANGE_JOBS)
+    assert services.job_enqueue(job_type="demo", params={"items": 1}, user=changer, priority=100).priority == 100
+    # The system (no user: retention, schedules) is not asked.
+    assert services.job_enqueue(job_type="demo", params={"items": 1}, priority=100).priority == 100
