@@ -379,3 +379,10 @@ LOGGING = {
     # django-q2 logs as "django-q"; at INFO it writes a line for every task it enqueues and runs.
     "loggers": {"django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")}},
 }
+
+# --- Fair queues (docs/engine.md, "The scheduler's rule") ---
+# Each user's share of a queue's slots, as a fraction of its concurrency: ceil(share x limit),
+# at least one slot. A user holding their share takes another slot only while no other
+# user's job waits in that queue (jobs without a user count as one owner, the system).
+# 1 turns the rule off. A value outside (0, 1] is a system-check error (jobs.E001).
+JOBADMIN_USER_QUEUE_SHARE = env.float("JOBADMIN_USER_QUEUE_SHARE", default=0.5)

@@ -30,6 +30,9 @@ class JobsConfig(AppConfig):
         from jobs.outage import check_grace
 
         checks.register(check_grace)
+        from jobs.services.claim import check_user_queue_share
+
+        checks.register(check_user_queue_share)
 
 
 def _ask_the_policy_about_cors() -> None:

@@ -204,6 +204,9 @@ class Job(models.Model):
             # jobs. Not a partial index: SQLite cannot use one when the status comes in as
             # a bound parameter, and then each claim scanned the queue's whole history.
             models.Index(fields=["queue", "status", "-priority", "created_at"], name="job_dispatch"),
+            # Fair queues: is a job of another owner than those at their share waiting? One
+            # probe per range of owners (jobs.rows.queue_jobs_waiting_beside).
+            models.Index(fields=["queue", "status", "user"], name="job_queue_owner"),
         ]
 
     def __str__(self) -> str:

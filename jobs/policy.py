@@ -157,6 +157,19 @@ def require_may_run_job_type(*, user: Any, job_type: JobType) -> None:
         raise AccessDenied(missing(needed, f"Running {job_type.name!r} jobs"), permission=needed)
 
 
+def may_set_priority(*, user: Any, job_type: JobType, priority: int | None) -> bool:
+    """A priority above the type's default needs ``jobs.change_job`` (fair queues: otherwise
+    anyone could put their jobs ahead of everyone's). At or below it, or none given: anyone
+    who may run the type. Asked by ``services.job_enqueue`` for every way a job is queued."""
+    return priority is None or priority <= job_type.priority or has(user, CHANGE_JOBS)
+
+
+def require_may_set_priority(*, user: Any, job_type: JobType, priority: int | None) -> None:
+    if not may_set_priority(user=user, job_type=job_type, priority=priority):
+        what = f"A priority above {job_type.name!r}'s default ({job_type.priority})"
+        raise AccessDenied(missing(CHANGE_JOBS, what), permission=CHANGE_JOBS)
+
+
 def runnable_job_types(*, user: Any, job_types: Iterable[JobType]) -> list[JobType]:
     return [job_type for job_type in job_types if may_run_job_type(user=user, job_type=job_type)]
 

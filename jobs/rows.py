@@ -20,6 +20,7 @@ docs/benchmarks.md). The ORM keeps Django's default client-side binding.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
@@ -254,7 +255,7 @@ _SLOTS_HELD = "SELECT COUNT(*) FROM jobs_queueslot WHERE queue = %s AND job_id I
 # slot above it (after a lowered limit: no claims until those jobs end, so the new limit is
 # never exceeded). Every claim asks.
 _FREE_SLOT = (
-    "SELECT s.id FROM jobs_queueslot s INNER JOIN jobs_queue q ON q.name = s.queue "
+    "SELECT s.id, q.concurrency FROM jobs_queueslot s INNER JOIN jobs_queue q ON q.name = s.queue "
     "WHERE s.queue = %s AND s.job_id IS NULL AND s.number < q.concurrency AND NOT q.paused "
     "AND NOT EXISTS (SELECT 1 FROM jobs_queueslot o WHERE o.queue = s.queue "
     "AND o.number >= q.concurrency AND o.job_id IS NOT NULL) "
@@ -308,8 +309,8 @@ def queue_slots_held(queue: str) -> int:
     return int(row[0]) if row else 0
 
 
-def queue_free_slot(queue: str, *, lock: str | None) -> int | None:
-    """The id of a free slot of ``queue`` (see ``_FREE_SLOT``), or None.
+def queue_free_slot(queue: str, *, lock: str | None) -> tuple[int, int] | None:
+    """``(id, the queue's concurrency)`` of a free slot of ``queue`` (see ``_FREE_SLOT``), or None.
 
     ``lock``: None (SQLite: the write lock serialises), ``"skip"`` (lock it, skipping the
     slots other transactions hold) or ``"wait"`` (lock it, waiting for those).
@@ -320,7 +321,7 @@ def queue_free_slot(queue: str, *, lock: str | None) -> int | None:
     elif lock == "wait":
         sql += " FOR UPDATE OF s"
     row = fetch_one(sql, [queue])
-    return row[0] if row else None
+    return (row[0], row[1]) if row else None
 
 
 def queue_slot_shortfall(queue: str) -> tuple[int, int] | None:
@@ -340,10 +341,86 @@ def orphaned_slots_release() -> int:
     return execute(sql, [JobStatus.RUNNING])
 
 
-def next_runnable_job(*, queue: str, now: Any, lock: bool) -> Job | None:
+def next_runnable_job(*, queue: str, now: Any, lock: bool, excluding: Sequence[int] = ()) -> Job | None:
     """The best runnable queued job of ``queue`` at ``now``, or None.
 
-    ``lock`` locks the row, skipping rows other claims hold.
+    ``lock`` locks the row, skipping rows other claims hold. ``excluding``: owners (user ids,
+    ``SYSTEM_OWNER`` for jobs without a user) whose jobs are passed over.
     """
-    tail = _NEXT_RUNNABLE_JOB + (" FOR UPDATE SKIP LOCKED" if lock else "")
-    return select_one(Job, tail, [queue, JobStatus.QUEUED, connection.ops.adapt_datetimefield_value(now)])  # type: ignore[no-any-return]
+    tail = _NEXT_RUNNABLE_JOB
+    if excluding:
+        where, _, order = tail.partition(" ORDER BY ")
+        tail = f"{where} AND {_OWNER} NOT IN ({', '.join(['%s'] * len(excluding))}) ORDER BY {order}"
+    tail += " FOR UPDATE SKIP LOCKED" if lock else ""
+    params = [queue, JobStatus.QUEUED, connection.ops.adapt_datetimefield_value(now), *excluding]
+    return select_one(Job, tail, params)  # type: ignore[no-any-return]
+
+
+# --- Fair queues: each owner's share of a queue's slots (docs/engine.md, "The scheduler's rule")
+# Jobs without a user are one owner, the system; user ids start at 1.
+SYSTEM_OWNER = 0
+_OWNER = "COALESCE(user_id, 0)"
+# The owners holding at least N of a queue's slots: a scan of that queue's few slot rows.
+_OWNERS_HOLDING = (
+    "SELECT COALESCE(j.user_id, 0) FROM jobs_queueslot s INNER JOIN jobs_job j ON j.id = s.job_id "
+    "WHERE s.queue = %s GROUP BY COALESCE(j.user_id, 0) HAVING COUNT(*) >= %s"
+)
+_OWNER_SLOTS = (
+    "SELECT COUNT(*) FROM jobs_queueslot s INNER JOIN jobs_job j ON j.id = s.job_id "
+    "WHERE s.queue = %s AND COALESCE(j.user_id, 0) = %s"
+)
+_WAITING = (
+    "EXISTS (SELECT 1 FROM jobs_job WHERE queue = %s AND status = %s AND ({}) "
+    "AND (run_after IS NULL OR run_after <= %s))"
+)
+
+
+def queue_owners_holding(queue: str, *, at_least: int) -> list[int]:
+    """The owners of the jobs holding at least ``at_least`` of ``queue``'s slots (committed ones)."""
+    with _cursor() as cursor:
+        cursor.execute(_OWNERS_HOLDING, [queue, at_least])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def queue_owner_slots(queue: str, owner: int) -> int:
+    """How many of ``queue``'s slots the jobs of ``owner`` hold."""
+    row = fetch_one(_OWNER_SLOTS, [queue, owner])
+    return int(row[0]) if row else 0
+
+
+def _beside(excluding: Sequence[int]) -> list[tuple[str, list[int]]]:
+    """Conditions on ``user_id`` (with their parameters) that together match every owner but
+    ``excluding``, each a range of the ``job_queue_owner`` index, so no excluded owner's jobs
+    are walked."""
+    users = sorted({owner for owner in excluding if owner != SYSTEM_OWNER})
+    ranges: list[tuple[str, list[int]]] = [] if SYSTEM_OWNER in excluding else [("user_id IS NULL", [])]
+    if not users:
+        return [*ranges, ("user_id IS NOT NULL", [])]
+    ranges.append(("user_id < %s", [users[0]]))
+    ranges.extend(("user_id > %s AND user_id < %s", [low, high]) for low, high in zip(users, users[1:], strict=False))
+    ranges.append(("user_id > %s", [users[-1]]))
+    return ranges
+
+
+def queue_jobs_waiting_beside(queue: str, *, excluding: Sequence[int], now: Any) -> bool:
+    """Is a runnable job of ``queue`` waiting whose owner is not one of ``excluding``?
+
+    One index probe per range of owners between the excluded ones: its cost does not grow
+    with the excluded owners' backlog.
+    """
+    when = connection.ops.adapt_datetimefield_value(now)
+    probes, params = [], []
+    for condition, bounds in _beside(excluding):
+        probes.append(_WAITING.format(condition))
+        params += [queue, JobStatus.QUEUED, *bounds, when]
+    row = fetch_one("SELECT " + " OR ".join(probes), params)
+    return bool(row and row[0])
+
+
+def queue_owner_lock(queue: str, owner: int) -> None:
+    """PostgreSQL: serialise, until the transaction ends, the claims of ``owner``'s jobs in ``queue``.
+
+    A two-key advisory lock (a key space apart from the one-key locks of ``jobadmin.singleton``).
+    """
+    key = zlib.crc32(queue.encode()) - 2**31  # a signed int4
+    execute("SELECT pg_advisory_xact_lock(%s, %s)", [key, owner])

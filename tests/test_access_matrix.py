@@ -366,6 +366,37 @@ def test_each_job_type_is_queued_only_by_who_may_run_it(type_name: str, role: st
     assert queued == (1 if response.status_code == 201 else 0)
 
 
+# --- fair queues: a priority above the job type's default needs jobs.change_job -----------------------
+# (priority asked, who may) — "demo" runs at its type's default, 0.
+PRIORITIES = {
+    "default": (None, row(401, 201, 201, 201, 201, 201, 201)),
+    "at the default": (0, row(401, 201, 201, 201, 201, 201, 201)),
+    "below the default": (-50, row(401, 201, 201, 201, 201, 201, 201)),
+    "above the default": (1, row(401, 403, 403, 403, 403, 201, 201)),
+    "the highest": (100, row(401, 403, 403, 403, 403, 201, 201)),
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("asked", sorted(PRIORITIES))
+def test_a_priority_above_the_types_default_is_queued_only_with_change_job(asked: str, role: str, scene: Scene) -> None:
+    priority, expect = PRIORITIES[asked]
+    client = APIClient()
+    if scene.users[role] is not None:
+        client.force_authenticate(scene.users[role])
+    body: dict[str, Any] = {"type": "demo", "params": {"items": 1}}
+    if priority is not None:
+        body["priority"] = priority
+    before = Job.objects.count()
+    response = client.post("/api/jobs/", body, format="json")
+    assert response.status_code == expect[role], (role, response.content[:300])
+    assert Job.objects.count() - before == (1 if response.status_code == 201 else 0)
+    if response.status_code == 403:
+        assert policy.CHANGE_JOBS in response.json()["detail"]
+    if response.status_code == 201 and priority is not None:
+        assert Job.objects.get(pk=response.json()["id"]).priority == priority
+
+
 # --- the websocket: every message and channel kind -----------------------------------------------
 SUBSCRIBED, FORBIDDEN = "subscribed", messages.FORBIDDEN
 SEES_ALL = row("closed", FORBIDDEN, FORBIDDEN, FORBIDDEN, SUBSCRIBED, SUBSCRIBED, SUBSCRIBED)

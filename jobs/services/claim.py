@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.core import checks
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -19,8 +22,8 @@ from jobs.services._shared import actor_pk, json_safe
 from jobs.services.queues import queue_add_missing_slots, request_wakeups, wakeups_wanted
 
 
-def _take_free_slot(queue: str) -> int | None:
-    """Inside the claim's transaction: lock a free slot of ``queue`` and return its id.
+def _take_free_slot(queue: str) -> tuple[int, int] | None:
+    """Inside the claim's transaction: lock a free slot of ``queue``; ``(its id, the queue's limit)``.
 
     On PostgreSQL the slots other claims hold are skipped, so claims of one queue do not
     wait for each other's commits. When none is free and unlocked: a queue without all
@@ -50,7 +53,8 @@ def job_enqueue(
 ) -> Job:
     """Validate ``params`` against the type's schema, store the job and wake a worker.
 
-    Raises ``UnknownJobType``, ``policy.AccessDenied`` (``user`` may not run the type),
+    Raises ``UnknownJobType``, ``policy.AccessDenied`` (``user`` may not run the type, or not
+    with a priority above its default),
     ``QueueNotFound`` or DRF's ``ValidationError`` (field messages under the params' field
     names) before anything is written.
     """
@@ -135,6 +139,7 @@ def _new_job(*, job_type: str, params: Any, user: Any, queue: str | None, priori
     jtype = get_job_type(job_type)
     if user is not None:  # None: queued by the system itself (retention, schedules' duty)
         policy.require_may_run_job_type(user=user, job_type=jtype)
+        policy.require_may_set_priority(user=user, job_type=jtype, priority=priority)
     clean = jtype.validate_params(params)
     owner = user if user is not None and getattr(user, "is_authenticated", False) else None
     now = timezone.now()
@@ -162,6 +167,61 @@ def _store(job: Job, *, actor: Any) -> None:
         request_wakeups(job.queue)
 
 
+def user_share(concurrency: int) -> int:
+    """The slots of a queue of ``concurrency`` one owner may hold while others' jobs wait:
+    ``ceil(JOBADMIN_USER_QUEUE_SHARE x concurrency)``, at least one (docs/engine.md)."""
+    return max(1, math.ceil(settings.JOBADMIN_USER_QUEUE_SHARE * concurrency - 1e-9))
+
+
+def check_user_queue_share(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A system check: ``JOBADMIN_USER_QUEUE_SHARE`` is a fraction in (0, 1]."""
+    share = settings.JOBADMIN_USER_QUEUE_SHARE
+    if isinstance(share, int | float) and 0 < share <= 1:
+        return []
+    return [
+        checks.Error(
+            f"JOBADMIN_USER_QUEUE_SHARE must be a fraction above 0 and at most 1, not {share!r}.",
+            hint="0.5: a user holds at most half a queue's slots while others' jobs wait; 1 turns the rule off.",
+            id="jobs.E001",
+        )
+    ]
+
+
+def _next_fair_job(*, queue: str, now: Any, lock: bool, concurrency: int) -> Job | None:
+    """Inside the claim's transaction, with a slot taken: the job it gets (docs/engine.md,
+    "The scheduler's rule").
+
+    The best runnable job (priority, then age) of the owners holding fewer than their share
+    of the queue's slots; if only owners at their share have jobs waiting, the best of
+    those (work-conserving: no slot idles while a job waits). Jobs without a user are one
+    owner, the system. On SQLite the write lock serialises claims. On PostgreSQL claims run
+    side by side and one cannot see the slots another has taken but not committed, so when
+    another owner's job waits, the claim of an owner's job takes that owner's advisory lock
+    (held to commit) and counts again: two claims cannot both give one owner its last
+    share. With nobody else waiting no lock is taken, so one user's backlog (a batch, the
+    benchmark) is claimed as fast as before.
+    """
+    share = user_share(concurrency)
+    if share >= concurrency:  # nobody can hold more than their share
+        return rows.next_runnable_job(queue=queue, now=now, lock=lock)
+    full = set(rows.queue_owners_holding(queue, at_least=share))
+    while True:
+        if full and not rows.queue_jobs_waiting_beside(queue, excluding=tuple(full), now=now):
+            # Only owners at their share are waiting: the best of theirs.
+            return rows.next_runnable_job(queue=queue, now=now, lock=lock)
+        job = rows.next_runnable_job(queue=queue, now=now, lock=lock, excluding=tuple(full))
+        if job is None:
+            # The others' jobs are being claimed by other workers: work-conserving.
+            return rows.next_runnable_job(queue=queue, now=now, lock=lock) if full else None
+        owner = job.user_id or rows.SYSTEM_OWNER
+        if not lock or not rows.queue_jobs_waiting_beside(queue, excluding=(*full, owner), now=now):
+            return job
+        rows.queue_owner_lock(queue, owner)
+        if rows.queue_owner_slots(queue, owner) < share:
+            return job
+        full.add(owner)  # a claim that committed meanwhile gave it its share: look again
+
+
 def job_claim(*, queue: str, worker: str, max_timeout: float | None = None) -> Job | None:
     """Atomically take the best runnable job of ``queue`` for ``worker``, or None.
 
@@ -179,11 +239,12 @@ def job_claim(*, queue: str, worker: str, max_timeout: float | None = None) -> J
     with transaction.atomic(savepoint=False):
         # Full or paused: the workers holding the slots claim the next jobs themselves when
         # they finish, and resuming the queue sends wake-ups.
-        slot = _take_free_slot(queue)
-        if slot is None:
+        free = _take_free_slot(queue)
+        if free is None:
             return None
+        slot, concurrency = free
         # Plain SQL (see jobs.rows): these run for every job a worker takes.
-        job = rows.next_runnable_job(queue=queue, now=now, lock=lock)
+        job = _next_fair_job(queue=queue, now=now, lock=lock, concurrency=concurrency)
         if job is None or (max_timeout is not None and job.timeout > max_timeout):
             return None
         # A job with a checkpoint continues (after a pause, a shutdown or a stall): its first

@@ -364,13 +364,13 @@ def test_events_reject_bad_after_or_limit(client_as, user, query):
 
 def test_enqueue_validates_params_and_creates_a_queued_job_owned_by_the_caller(client_as, user):
     response = client_as(user).post(
-        "/api/jobs/", {"type": "demo", "params": {"items": 2, "delay_ms": 0}, "priority": 5}, format="json"
+        "/api/jobs/", {"type": "demo", "params": {"items": 2, "delay_ms": 0}, "priority": -5}, format="json"
     )
 
     assert response.status_code == 201
     body = response.json()
     job = Job.objects.get(pk=body["id"])
-    assert (job.status, job.user, job.priority, job.queue) == (JobStatus.QUEUED, user, 5, "default")
+    assert (job.status, job.user, job.priority, job.queue) == (JobStatus.QUEUED, user, -5, "default")
     assert body["params"]["items"] == 2
 
 

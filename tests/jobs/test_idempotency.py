@@ -52,7 +52,7 @@ def test_without_a_key_each_request_queues_a_job(client: Any) -> None:
 
 def test_a_key_sent_with_another_request_is_a_422_and_writes_nothing(client: Any) -> None:
     post(client, DEMO, "order-2")
-    for other in ({"type": "demo", "params": {"items": 4}}, {**DEMO, "priority": 5}, {**DEMO, "queue": "high"}):
+    for other in ({"type": "demo", "params": {"items": 4}}, {**DEMO, "priority": -5}, {**DEMO, "queue": "high"}):
         response = post(client, other, "order-2")
         assert response.status_code == 422, other
         assert response.json()["code"] == "idempotency_key_reused"
