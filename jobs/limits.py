@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from django.conf import settings
+from django.core.checks import Error
 
 
 class TooDeep(ValueError):
@@ -92,3 +93,18 @@ def _long_string(value: Any, path: str, longest: int) -> str | None:
         elif isinstance(node, list | tuple):
             stack.extend((child, _join(where, index)) for index, child in enumerate(node))
     return None
+
+
+def check_limits(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """A system check: each bound is a whole number of at least 1 (the depth at least 2:
+    a body and its params object)."""
+    found = []
+    bounds = {
+        "JOBADMIN_MAX_PARAM_STRING": (settings.JOBADMIN_MAX_PARAM_STRING, 1),
+        "JOBADMIN_MAX_PARAMS_BYTES": (settings.JOBADMIN_MAX_PARAMS_BYTES, 1),
+        "JOBADMIN_MAX_JSON_DEPTH": (settings.JOBADMIN_MAX_JSON_DEPTH, 2),
+    }
+    for name, (value, least) in bounds.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            found.append(Error(f"{name} must be a whole number of at least {least}, not {value!r}.", id="jobs.E010"))
+    return found

@@ -272,3 +272,30 @@ def test_every_operation_accepts_the_query_parameters_it_documents_and_refuses_a
             assert [name for name in names if body.get(name) == ["Unknown query parameter."]] == [], (method, path)
             checked += 1
     assert checked >= 25
+
+
+def test_the_admin_enqueue_form_refuses_an_oversized_string_on_its_field(client, superuser, settings):
+    from django.test import Client
+    from django.urls import reverse
+
+    browser = Client()
+    browser.force_login(superuser)
+    response = browser.post(
+        reverse("admin:jobs_job_enqueue_type", args=["export-jobs"]),
+        {"search": "s" * (settings.JOBADMIN_MAX_PARAM_STRING + 1), "_queue": "batch", "_priority": "0"},
+    )
+
+    assert response.status_code == 400
+    assert "longer than 10000 characters" in response.context["form"].errors["search"][0]
+    assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize(("name", "value"), [("JOBADMIN_MAX_PARAM_STRING", 0), ("JOBADMIN_MAX_JSON_DEPTH", 1)])
+def test_a_bound_that_cannot_work_is_a_system_check_error(settings, name, value):
+    from django.core import checks
+
+    setattr(settings, name, value)
+
+    errors = [message for message in checks.run_checks() if message.id == "jobs.E010"]
+    assert len(errors) == 1
+    assert name in errors[0].msg
