@@ -339,6 +339,16 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["jobs.permissions.SignedIn"],
 }
 
+# --- Bounded input (docs/security.md, "Input limits"; jobs.limits, jobs.api_input) -----------
+# Each string in a job's params (dictionary keys too), in characters; the whole params
+# document, in bytes of compact UTF-8 JSON; how deep a JSON body or params may nest.
+JOBADMIN_MAX_PARAM_STRING = env.int("JOBADMIN_MAX_PARAM_STRING", default=10_000)
+JOBADMIN_MAX_PARAMS_BYTES = env.int("JOBADMIN_MAX_PARAMS_BYTES", default=65_536)
+JOBADMIN_MAX_JSON_DEPTH = env.int("JOBADMIN_MAX_JSON_DEPTH", default=32)
+# Django's own cap on a request body read into memory (forms, and the API's JSON parser):
+# 1 MiB instead of Django's 2.5 MB; a larger API body is a 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1_048_576)
+
 # --- The rest -------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
@@ -33,6 +35,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, IdempotencyKeyReused):
         # RFC draft "The Idempotency-Key HTTP Header Field": a key reused with another payload is a 422.
         return Response({"detail": str(exc), "code": "idempotency_key_reused"}, status=422)
+    if isinstance(exc, RequestDataTooBig):  # Django refused the body before reading it all
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(
+            {"detail": f"The request body is larger than {limit} bytes.", "code": "body_too_large"},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if isinstance(exc, AccessDenied):
         exc = exceptions.PermissionDenied(str(exc))
     elif isinstance(exc, UnknownJobType):

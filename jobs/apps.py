@@ -27,12 +27,14 @@ class JobsConfig(AppConfig):
         register_duty("dispatch", run=DispatchDuty(), interval=lambda: settings.JOBADMIN_DISPATCH_INTERVAL)
         from django.core import checks
 
+        from jobs.limits import check_limits
         from jobs.outage import check_grace
 
         checks.register(check_grace)
         from jobs.services.claim import check_user_queue_share
 
         checks.register(check_user_queue_share)
+        checks.register(check_limits)
 
 
 def _ask_the_policy_about_cors() -> None:

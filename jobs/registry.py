@@ -16,6 +16,8 @@ from django.apps import apps
 from django.conf import settings
 from rest_framework import serializers
 
+from jobs.limits import params_problems
+
 if TYPE_CHECKING:
     from jobs.context import JobContext
 
@@ -61,6 +63,9 @@ class JobType:
             data = {}
         if not isinstance(data, dict):
             raise serializers.ValidationError({"non_field_errors": ["Params must be a JSON object."]})
+        # Bounded before the serializer reads them (jobs.limits), whatever the way in.
+        if too_big := params_problems(data):
+            raise serializers.ValidationError(too_big)
         serializer = self.params(data=data)
         unknown = sorted(set(data) - set(serializer.fields))
         if unknown:

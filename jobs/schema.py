@@ -20,6 +20,7 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 from rest_framework.views import APIView
 
+from jobs.api_input import StrictSerializer
 from jobs.serializers import CodedErrorSerializer, ErrorSerializer, TransitionErrorSerializer
 
 
@@ -122,12 +123,29 @@ class _ValidationErrorSchema(OpenApiSerializerExtension):
         }
 
 
+class _StrictSerializerSchema(OpenApiSerializerExtension):
+    """A ``StrictSerializer``'s request body forbids the fields it does not name, as the API does."""
+
+    target_class = StrictSerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_basic_serializer(self.target, direction)
+        if direction == "request":
+            schema["additionalProperties"] = False
+        return schema
+
+
 ERROR_RESPONSES: dict[int, OpenApiResponse] = {
     400: OpenApiResponse(ValidationErrorSerializer, description="Bad input: field name → list of messages."),
     401: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
     403: OpenApiResponse(ErrorSerializer, description="Authenticated but not allowed (or CSRF failed)."),
     404: OpenApiResponse(ErrorSerializer, description="No such object, or one the caller may not see."),
     409: OpenApiResponse(TransitionErrorSerializer, description="Illegal transition; `status` is the current one."),
+    413: OpenApiResponse(
+        CodedErrorSerializer,
+        description="The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE (`code`: body_too_large).",
+    ),
     422: OpenApiResponse(
         CodedErrorSerializer,
         description="The Idempotency-Key was used for another request (`code`: idempotency_key_reused).",
@@ -137,9 +155,10 @@ ERROR_RESPONSES: dict[int, OpenApiResponse] = {
 
 
 def errors(*codes: int, anonymous: bool = False) -> dict[int, OpenApiResponse]:
-    """The documented error responses of an operation: ``codes``, plus 401 and 429, which apply to all.
+    """The documented error responses of an operation: ``codes``, plus 400 (an unknown query
+    parameter, ``jobs.api_input``), 401 and 429, which apply to all.
 
     ``anonymous=True`` for an operation anyone may call: no 401.
     """
-    always = {429} if anonymous else {401, 429}
+    always = {400, 429} if anonymous else {400, 401, 429}
     return {code: ERROR_RESPONSES[code] for code in sorted({*always, *codes})}

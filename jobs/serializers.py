@@ -7,11 +7,13 @@ from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.authtoken import serializers as authtoken_serializers
 from rest_framework.fields import SkipField, empty
 from rest_framework.relations import PKOnlyObject
 from rest_framework.settings import api_settings
 
 from jobs import policy
+from jobs.api_input import StrictSerializer
 from jobs.models import ACTION_NAMES, Job, JobEvent, JobResult, JobStatus
 from jobs.registry import UnknownJobType, get_job_type
 
@@ -236,7 +238,7 @@ class StrictUUIDField(serializers.UUIDField):
         return super().to_internal_value(data)
 
 
-class JobEnqueueSerializer(serializers.Serializer):
+class JobEnqueueSerializer(StrictSerializer):
     type = serializers.CharField(max_length=100, help_text="A registered job type (see /api/job-types/).")
     params = ParamsField(
         required=False,
@@ -328,7 +330,7 @@ BULK_ACTIONS = ACTION_NAMES
 BULK_MAX_IDS = 500
 
 
-class BulkActionSerializer(serializers.Serializer):
+class BulkActionSerializer(StrictSerializer):
     action = serializers.ChoiceField(choices=BULK_ACTIONS)
     ids = serializers.ListField(child=StrictUUIDField(), min_length=1, max_length=BULK_MAX_IDS)
 
@@ -390,6 +392,10 @@ class QueueSerializer(serializers.Serializer):
     capacity = serializers.IntegerField(help_text="Concurrency limit across all workers.")
     utilisation = serializers.FloatField(help_text="running / capacity (0 to 1; above 1 if capacity was lowered).")
     paused = serializers.BooleanField()
+
+
+class AuthTokenSerializer(StrictSerializer, authtoken_serializers.AuthTokenSerializer):
+    """DRF's ``username`` and ``password``, and nothing else."""
 
 
 class AuthTokenResponseSerializer(serializers.Serializer):

@@ -20,15 +20,15 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, status, viewsets
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication, TokenAuthentication
 from rest_framework.authtoken.models import Token
-from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from jobs import policy, selectors, services
+from jobs.api_input import BoundedJSONParser, StrictInputMixin
 from jobs.exceptions import JobError, TransitionNotAllowed
 from jobs.filters import JobFilter
 from jobs.models import Job
@@ -38,6 +38,7 @@ from jobs.registry import UnknownJobType, all_job_types, get_job_type
 from jobs.schema import errors
 from jobs.serializers import (
     AuthTokenResponseSerializer,
+    AuthTokenSerializer,
     BulkActionSerializer,
     BulkResponseSerializer,
     CleanupStalledResponseSerializer,
@@ -80,12 +81,13 @@ class EnqueueRateThrottle(UserRateThrottle):
     scope = "enqueue"
 
 
-class ApiView:
+class ApiView(StrictInputMixin):
     # Token first, so that an anonymous request gets 401 with `WWW-Authenticate: Token`;
-    # session authentication (CSRF enforced) still works for the browser. JSON bodies only.
+    # session authentication (CSRF enforced) still works for the browser. JSON bodies only,
+    # bounded in size and depth; unknown query parameters and body fields are a 400.
     authentication_classes: Sequence[type[BaseAuthentication]] = [TokenAuthentication, SessionAuthentication]
     permission_classes: Sequence[Any] = [SignedIn]
-    parser_classes: Sequence[type[BaseParser]] = [JSONParser]
+    parser_classes: Sequence[type[BaseParser]] = [BoundedJSONParser]
 
 
 def _job_action(name: str, summary: str) -> Any:
@@ -114,6 +116,8 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
     lookup_value_regex = "[^/]+"
     filterset_class = JobFilter
     pagination_class = CappedPageNumberPagination
+    query_serializers = {"result": JobResultQuerySerializer, "events": JobEventQuerySerializer}
+    body_actions = frozenset({"create", "bulk"})
 
     def get_queryset(self) -> Any:
         if self.action == "list":
@@ -177,7 +181,7 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
                 ),
             )
         ],
-        responses={201: JobDetailSerializer, **errors(400, 403, 422)},
+        responses={201: JobDetailSerializer, **errors(400, 403, 413, 422)},
         description="`params` is validated against the type's JSON Schema; field errors are nested under `params`.",
     )
     def create(self, request: Request) -> Response:
@@ -282,7 +286,7 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
             "transaction: one job's refusal never undoes another's success, and no job is half-changed."
         ),
         request=BulkActionSerializer,
-        responses={200: BulkResponseSerializer, **errors(400, 403)},
+        responses={200: BulkResponseSerializer, **errors(400, 403, 413)},
     )
     @action(detail=False, methods=["post"])
     def bulk(self, request: Request) -> Response:
@@ -394,17 +398,20 @@ class QueueViewSet(ApiView, viewsets.ViewSet):
         return Response(QueueSerializer(self._one(name)).data)
 
 
-class TokenView(ObtainAuthToken):
+class TokenView(StrictInputMixin, ObtainAuthToken):
     """``POST username, password`` → ``{"token": ...}`` for ``Authorization: Token <token>``."""
 
     authentication_classes: list[Any] = []
+    parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
+    serializer_class = AuthTokenSerializer
+    body_actions = frozenset({"post"})
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "token"
 
     @extend_schema(
         summary="Get an API token",
         request=AuthTokenSerializer,
-        responses={200: AuthTokenResponseSerializer, **errors(400, anonymous=True)},
+        responses={200: AuthTokenResponseSerializer, **errors(400, 413, anonymous=True)},
         auth=[],
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -25,9 +25,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import policy
+from jobs.api_input import BoundedJSONParser, StrictInputMixin
 from jobs.pagination import CappedPageNumberPagination
 from jobs.permissions import CanChangeAlerts, CanSeeAlerts, CanSeeStatistics, SignedIn
-from jobs.schema import errors
+from jobs.schema import ERROR_RESPONSES, errors
 from monitoring import alerts, analytics, health, metrics, prometheus
 from monitoring.models import Alert, MetricSample
 from monitoring.serializers import (
@@ -68,8 +69,15 @@ def _window(request: Request, default: str) -> Window:
         raise ValidationError({str(exc).split(":")[0]: [str(exc)]}) from None
 
 
-class StaffAPIView(APIView):
+class MonitoringAPIView(StrictInputMixin, APIView):
+    """Bounded JSON bodies; an unknown query parameter or body field is a 400 (``jobs.api_input``)."""
+
+    parser_classes = [BoundedJSONParser]
+
+
+class StaffAPIView(MonitoringAPIView):
     permission_classes = [SignedIn, CanSeeStatistics]
+    query_serializers = {"get": RangeQuerySerializer}
 
 
 class StatsView(StaffAPIView):
@@ -118,6 +126,8 @@ class AnalyticsErrorsView(StaffAPIView):
 
 
 class AnalyticsTrendsView(StaffAPIView):
+    query_serializers = {"get": TrendQuerySerializer}
+
     @extend_schema(
         parameters=[
             *RANGE_PARAMS,
@@ -151,6 +161,8 @@ class AnalyticsPeakHoursView(StaffAPIView):
 
 
 class MetricsView(StaffAPIView):
+    query_serializers = {"get": MetricsQuerySerializer}
+
     @extend_schema(
         parameters=[*RANGE_PARAMS, OpenApiParameter("interval", str, enum=list(metrics.INTERVALS))],
         responses={200: MetricsSeriesSerializer, **errors(400, 403)},
@@ -169,13 +181,14 @@ class MetricsView(StaffAPIView):
         return Response(MetricsSeriesSerializer(body).data)
 
 
-class HealthView(APIView):
+class HealthView(MonitoringAPIView):
     permission_classes = [AllowAny]
     throttle_classes: list = []
 
     @extend_schema(
         responses={
             200: HealthSerializer,
+            400: ERROR_RESPONSES[400],
             503: OpenApiResponse(HealthSerializer, description="The database is unreachable."),
         },
         summary="Health verdict",
@@ -193,8 +206,10 @@ class HealthView(APIView):
         return Response(HealthSerializer(report).data, status=code)
 
 
-class AlertListView(ListAPIView):
+class AlertListView(StrictInputMixin, ListAPIView):
     permission_classes = [SignedIn, CanSeeAlerts]
+    parser_classes = [BoundedJSONParser]
+    query_serializers = {"get": AlertQuerySerializer}
     serializer_class = AlertSerializer
     pagination_class = CappedPageNumberPagination
 
@@ -222,7 +237,7 @@ class AlertListView(ListAPIView):
         return qs.order_by("-created_at", "-id")
 
 
-class AlertActionView(APIView):
+class AlertActionView(MonitoringAPIView):
     permission_classes = [SignedIn, CanChangeAlerts]
     action_name = ""
 

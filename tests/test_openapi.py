@@ -211,7 +211,7 @@ def _ref(schema: dict[str, Any]) -> str | None:
     return None
 
 
-ERROR_BODIES = {400: {"ValidationError"}, 409: {"TransitionError"}, 422: {"CodedError"}}
+ERROR_BODIES = {400: {"ValidationError"}, 409: {"TransitionError"}, 413: {"CodedError"}, 422: {"CodedError"}}
 
 
 def test_every_operation_has_a_typed_body_and_lists_the_errors_it_can_answer() -> None:
