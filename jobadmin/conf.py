@@ -108,6 +108,12 @@ SETTINGS: dict[str, Setting] = {
     # The Redis that health pings, and that carries the broker, cache and layer of the standalone
     # project; a host that configures those itself may leave it empty.
     "REDIS_URL": Setting("", "str"),
+    # Bounded input (docs/security.md, "Input limits"; their own check is jobs.E010).
+    "JOBADMIN_MAX_PARAM_STRING": Setting(10_000, "int", minimum=1),
+    "JOBADMIN_MAX_PARAMS_BYTES": Setting(65_536, "int", minimum=2),
+    "JOBADMIN_MAX_JSON_DEPTH": Setting(32, "int", minimum=2),
+    # Fair queues (docs/engine.md, "The scheduler's rule"): a fraction in (0, 1], checked as jobs.E001.
+    "JOBADMIN_USER_QUEUE_SHARE": _positive(0.5),
     "JOBADMIN_RUNALL_HOST": Setting("127.0.0.1", "str"),
     "JOBADMIN_RUNALL_PORT": Setting(8000, "int", minimum=1),
 }

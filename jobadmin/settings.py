@@ -342,9 +342,9 @@ SPECTACULAR_SETTINGS = {
 # --- Bounded input (docs/security.md, "Input limits"; jobs.limits, jobs.api_input) -----------
 # Each string in a job's params (dictionary keys too), in characters; the whole params
 # document, in bytes of compact UTF-8 JSON; how deep a JSON body or params may nest.
-JOBADMIN_MAX_PARAM_STRING = env.int("JOBADMIN_MAX_PARAM_STRING", default=10_000)
-JOBADMIN_MAX_PARAMS_BYTES = env.int("JOBADMIN_MAX_PARAMS_BYTES", default=65_536)
-JOBADMIN_MAX_JSON_DEPTH = env.int("JOBADMIN_MAX_JSON_DEPTH", default=32)
+JOBADMIN_MAX_PARAM_STRING = _env("JOBADMIN_MAX_PARAM_STRING")
+JOBADMIN_MAX_PARAMS_BYTES = _env("JOBADMIN_MAX_PARAMS_BYTES")
+JOBADMIN_MAX_JSON_DEPTH = _env("JOBADMIN_MAX_JSON_DEPTH")
 # Django's own cap on a request body read into memory (forms, and the API's JSON parser):
 # 1 MiB instead of Django's 2.5 MB; a larger API body is a 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1_048_576)
@@ -395,4 +395,4 @@ LOGGING = {
 # at least one slot. A user holding their share takes another slot only while no other
 # user's job waits in that queue (jobs without a user count as one owner, the system).
 # 1 turns the rule off. A value outside (0, 1] is a system-check error (jobs.E001).
-JOBADMIN_USER_QUEUE_SHARE = env.float("JOBADMIN_USER_QUEUE_SHARE", default=0.5)
+JOBADMIN_USER_QUEUE_SHARE = _env("JOBADMIN_USER_QUEUE_SHARE")

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
+from jobs.api_input import StrictInputMixin
 from jobs.permissions import SignedIn
 from jobs.schema import errors
 
@@ -26,7 +27,7 @@ LINKS = {
 }
 
 
-class ApiRootView(APIView):
+class ApiRootView(StrictInputMixin, APIView):
     """The API's index: a link to each collection, the schema and the docs (wherever it is mounted)."""
 
     permission_classes = [SignedIn]
