@@ -19,6 +19,7 @@ demand: a host's settings module imports it before Django is configured.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,10 @@ SETTINGS: dict[str, Setting] = {
     # The Redis that health pings, and that carries the broker, cache and layer of the standalone
     # project; a host that configures those itself may leave it empty.
     "REDIS_URL": Setting("", "str"),
+    # The API's rate limits per scope (jobs.throttling): whatever the project's REST_FRAMEWORK says.
+    "JOBADMIN_API_THROTTLE_RATES": Setting(
+        {"user": "6000/min", "anon": "120/min", "enqueue": "600/min", "token": "20/min"}, "rates"
+    ),
     # Bounded input (docs/security.md, "Input limits"; their own check is jobs.E010).
     "JOBADMIN_MAX_PARAM_STRING": Setting(10_000, "int", minimum=1),
     "JOBADMIN_MAX_PARAMS_BYTES": Setting(65_536, "int", minimum=2),
@@ -117,6 +122,9 @@ SETTINGS: dict[str, Setting] = {
     "JOBADMIN_RUNALL_HOST": Setting("127.0.0.1", "str"),
     "JOBADMIN_RUNALL_PORT": Setting(8000, "int", minimum=1),
 }
+
+
+SCHEMA_CLASS = "drf_spectacular.openapi.AutoSchema"
 
 
 def q_timeout(max_job_timeout: int, outage_grace: float) -> int:
@@ -167,6 +175,14 @@ def apply_defaults(settings: Any) -> None:
     settings.JOBADMIN_DATA_DIR = Path(settings.JOBADMIN_DATA_DIR)
     if settings.PROMETHEUS_ALLOWED_IPS is None:
         settings.PROMETHEUS_ALLOWED_IPS = [] if settings.PROMETHEUS_TOKEN else ["127.0.0.1", "::1"]
+    # The one DRF setting JobAdmin needs globally: drf-spectacular's decorators pick the schema
+    # class when the views are defined, from DRF's global settings. Only where the project chose
+    # none (DRF's own default serves only DRF's deprecated schema generation); a project that
+    # chose another gets a check error for JobAdmin's schema (jobadmin.E003), not a changed API.
+    rest = dict(getattr(settings, "REST_FRAMEWORK", {}) or {})
+    if "DEFAULT_SCHEMA_CLASS" not in rest:
+        rest["DEFAULT_SCHEMA_CLASS"] = SCHEMA_CLASS
+        settings.REST_FRAMEWORK = rest
     if not getattr(settings, "ASGI_APPLICATION", None):
         # What `runall` starts daphne with; a host names its own asgi.py (jobadmin.routing).
         settings.ASGI_APPLICATION = "jobadmin.asgi.application"
@@ -196,6 +212,14 @@ def _problem(name: str, value: Any, spec: Setting) -> str | None:
                 return f"queue name {queue!r} must be letters, digits, '-' or '_'"
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
                 return f"the limit of queue {queue!r} must be a whole number of at least 1, not {limit!r}"
+        return None
+    if kind == "rates":
+        if not isinstance(value, dict):
+            return "must be a dict of scope to rate ('20/min')"
+        for scope in ("user", "anon", "enqueue", "token"):
+            rate = value.get(scope)
+            if not isinstance(rate, str) or not re.fullmatch(r"\d+/(s|sec|m|min|h|hour|d|day)\w*", rate):
+                return f"needs a rate like '20/min' for scope {scope!r}, not {rate!r}"
         return None
     checks: dict[str, Callable[[Any], bool]] = {
         "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
@@ -262,4 +286,25 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="jobadmin.E002",
             )
         )
+    schema_class = (getattr(settings, "REST_FRAMEWORK", {}) or {}).get("DEFAULT_SCHEMA_CLASS", SCHEMA_CLASS)
+    if not _is_spectacular(schema_class):
+        errors.append(
+            checks.Error(
+                f"REST_FRAMEWORK['DEFAULT_SCHEMA_CLASS'] is {schema_class!r}: JobAdmin's schema "
+                "(api/schema/) needs drf-spectacular's AutoSchema or a subclass.",
+                hint=f"Leave it unset, or set it to {SCHEMA_CLASS!r}.",
+                id="jobadmin.E003",
+            )
+        )
     return errors
+
+
+def _is_spectacular(schema_class: Any) -> bool:
+    from django.utils.module_loading import import_string
+    from drf_spectacular.openapi import AutoSchema
+
+    try:
+        cls = import_string(schema_class) if isinstance(schema_class, str) else schema_class
+    except ImportError:
+        return False
+    return isinstance(cls, type) and issubclass(cls, AutoSchema)

@@ -298,45 +298,13 @@ Q_CLUSTER = _conf.q_cluster(
 )
 
 # --- API ------------------------------------------------------------------------------------
-REST_FRAMEWORK = {
-    # Token first: its WWW-Authenticate header makes an anonymous request a 401, not a 403.
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    # The limits count in the cache (Redis); while it is away, in each process (jobs.throttling).
-    "DEFAULT_THROTTLE_CLASSES": [
-        "jobs.throttling.UserRateThrottle",
-        "jobs.throttling.AnonRateThrottle",
-    ],
-    "DEFAULT_THROTTLE_RATES": {
-        "user": env.str("API_THROTTLE_USER", default="6000/min"),
-        "anon": env.str("API_THROTTLE_ANON", default="120/min"),
-        "enqueue": env.str("API_THROTTLE_ENQUEUE", default="600/min"),
-        "token": env.str("API_THROTTLE_TOKEN", default="20/min"),
-    },
-    "EXCEPTION_HANDLER": "jobs.api_errors.exception_handler",
-}
-
-SPECTACULAR_SETTINGS = {
-    "TITLE": "JobAdmin API",
-    "DESCRIPTION": "Run, watch and steer background jobs.",
-    "VERSION": "1.0.0",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "COMPONENT_SPLIT_REQUEST": True,
-    # Alerts and jobs both have a "status" field with different choices.
-    "ENUM_NAME_OVERRIDES": {
-        "AlertStatusEnum": "monitoring.models.AlertStatus",
-        "JobStatusEnum": "jobs.models.JobStatus",
-        "HealthStatusEnum": "monitoring.health.STATUSES",
-        # The bulk request's `action` and a job's `actions`: one choice set, one name.
-        "ActionEnum": "jobs.models.ACTION_NAMES",
-    },
-    # The schema and the interactive docs need a login, like the rest of the API.
-    "SERVE_PERMISSIONS": ["jobs.permissions.SignedIn"],
+# JobAdmin's views carry their own DRF settings (jobs.api_settings): this project sets no
+# REST_FRAMEWORK and no SPECTACULAR_SETTINGS, as a host need not. Only the rates are settings.
+JOBADMIN_API_THROTTLE_RATES = {
+    "user": env.str("API_THROTTLE_USER", default="6000/min"),
+    "anon": env.str("API_THROTTLE_ANON", default="120/min"),
+    "enqueue": env.str("API_THROTTLE_ENQUEUE", default="600/min"),
+    "token": env.str("API_THROTTLE_TOKEN", default="20/min"),
 }
 
 # --- Bounded input (docs/security.md, "Input limits"; jobs.limits, jobs.api_input) -----------

@@ -7,17 +7,16 @@ path is written into a page or a script: each is reversed, so any prefix serves.
 """
 
 from django.urls import URLPattern, URLResolver, include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from jobadmin.views import ApiRootView
+from jobadmin.views import ApiDocsView, ApiRootView, ApiSchemaView
 from monitoring.views import prometheus_metrics
 
 api_urlpatterns: list[URLPattern | URLResolver] = [
     path("", ApiRootView.as_view(), name="jobadmin-api"),
     path("", include("jobs.urls")),
     path("", include("monitoring.urls")),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("schema/", ApiSchemaView.as_view(), name="api-schema"),
+    path("docs/", ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [

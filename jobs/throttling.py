@@ -17,7 +17,9 @@ import threading
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.cache.backends.locmem import LocMemCache
+from django.core.exceptions import ImproperlyConfigured
 from rest_framework import throttling
 
 logger = logging.getLogger(__name__)
@@ -35,9 +37,17 @@ def shared_cache_down() -> bool:
 
 
 class FallbackThrottleMixin:
-    """Counts in the shared cache; in this process's memory while that cache is away."""
+    """Counts in the shared cache; in this process's memory while that cache is away. The rates
+    are ``JOBADMIN_API_THROTTLE_RATES``, never the project's ``REST_FRAMEWORK`` (jobs.api_settings)."""
 
     cache: Any
+
+    def get_rate(self) -> str | None:
+        rates = settings.JOBADMIN_API_THROTTLE_RATES
+        scope = getattr(self, "scope", None)
+        if scope not in rates:
+            raise ImproperlyConfigured(f"JOBADMIN_API_THROTTLE_RATES has no rate for the scope {scope!r}")
+        return str(rates[scope])
 
     def allow_request(self, request: Any, view: Any) -> bool:
         if not shared_cache_down():

@@ -29,6 +29,7 @@ from rest_framework.response import Response
 
 from jobs import policy, selectors, services
 from jobs.api_input import BoundedJSONParser, StrictInputMixin
+from jobs.api_settings import JobAdminAPI
 from jobs.exceptions import JobError, TransitionNotAllowed
 from jobs.filters import JobFilter
 from jobs.models import Job
@@ -81,7 +82,7 @@ class EnqueueRateThrottle(UserRateThrottle):
     scope = "enqueue"
 
 
-class ApiView(StrictInputMixin):
+class ApiView(JobAdminAPI, StrictInputMixin):
     # Token first, so that an anonymous request gets 401 with `WWW-Authenticate: Token`;
     # session authentication (CSRF enforced) still works for the browser. JSON bodies only,
     # bounded in size and depth; unknown query parameters and body fields are a 400.
@@ -398,10 +399,13 @@ class QueueViewSet(ApiView, viewsets.ViewSet):
         return Response(QueueSerializer(self._one(name)).data)
 
 
-class TokenView(StrictInputMixin, ObtainAuthToken):
+class TokenView(JobAdminAPI, StrictInputMixin, ObtainAuthToken):
     """``POST username, password`` → ``{"token": ...}`` for ``Authorization: Token <token>``."""
 
+    # Anyone may ask for a token: ObtainAuthToken's own choices, over JobAdminAPI's defaults.
     authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+    renderer_classes = ObtainAuthToken.renderer_classes
     parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
     serializer_class = AuthTokenSerializer
     body_actions = frozenset({"post"})

@@ -42,11 +42,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 """
 
 
-def _host_check(tmp_path: Path, extra: str = "") -> subprocess.CompletedProcess[str]:
+def _host_check(
+    tmp_path: Path, extra: str = "", command: tuple[str, ...] = ("check",)
+) -> subprocess.CompletedProcess[str]:
     (tmp_path / "host_settings.py").write_text(
         textwrap.dedent(HOST_SETTINGS).format(base=str(tmp_path), db=str(tmp_path / "db.sqlite3"), extra=extra)
     )
-    (tmp_path / "host_urls.py").write_text("urlpatterns = []\n")
+    (tmp_path / "host_urls.py").write_text(
+        "from django.urls import include, path\nurlpatterns = [path('ops/', include('jobadmin.urls'))]\n"
+    )
     env = {
         key: value
         for key, value in os.environ.items()
@@ -54,7 +58,7 @@ def _host_check(tmp_path: Path, extra: str = "") -> subprocess.CompletedProcess[
     }
     env.update(DJANGO_SETTINGS_MODULE="host_settings", PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}")
     return subprocess.run(
-        [sys.executable, "-m", "django", "check"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "django", *command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
 
 
@@ -118,3 +122,40 @@ def test_a_cluster_timeout_shorter_than_the_longest_job_is_refused(settings: obj
 
 def test_the_project_settings_pass_the_check() -> None:
     assert conf.check_settings() == []
+
+
+PROBE = """
+import django, json
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from django.test import Client
+from django.contrib.auth.models import User
+client = Client()
+answers = {
+    "jobs": client.get("/ops/api/jobs/").status_code,
+    "token": client.post("/ops/api/auth/token/", {"username": "x", "password": "y"}).status_code,
+    "unknown": client.get("/ops/api/nothing-here/").status_code,
+}
+client.force_login(User.objects.create_user("someone", password="a-long-password"))
+answers["unknown-type"] = client.post(
+    "/ops/api/jobs/", {"type": "no-such-type", "params": {}}, content_type="application/json"
+).status_code
+answers["bad-filter"] = client.get("/ops/api/jobs/?status=bogus").status_code
+print(json.dumps(answers))
+"""
+
+
+def test_the_hosts_rest_framework_settings_change_nothing_of_jobadmins_api(tmp_path: Path) -> None:
+    """A host whose own API is open to anyone, with its own error handler and no throttle rates."""
+    hostile = (
+        'REST_FRAMEWORK = {"DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],'
+        ' "DEFAULT_AUTHENTICATION_CLASSES": [], "DEFAULT_THROTTLE_CLASSES": [], "DEFAULT_THROTTLE_RATES": {},'
+        ' "DEFAULT_FILTER_BACKENDS": [],'
+        ' "EXCEPTION_HANDLER": "rest_framework.views.exception_handler"}\nALLOWED_HOSTS = ["testserver"]'
+    )
+    (tmp_path / "probe.py").write_text(PROBE)
+    result = _host_check(tmp_path, extra=hostile, command=("shell", "-c", PROBE))
+    assert result.returncode == 0, result.stderr
+    answers = __import__("json").loads(result.stdout.strip().splitlines()[-1])
+    assert answers == {"jobs": 401, "token": 400, "unknown": 404, "unknown-type": 400, "bad-filter": 400}
