@@ -330,6 +330,15 @@ def client_address(*, peer: str, forwarded_for: str = "") -> str:
     return hops[0] if hops else peer
 
 
+def request_client_address(request: Any) -> str:
+    """The client's address of an HTTP request (Django's or DRF's), by ``client_address``: the one
+    rule every throttle and address rule reads (``jobs.throttling``, ``/metrics``, the admin login)."""
+    meta = request.META
+    return client_address(
+        peer=str(meta.get("REMOTE_ADDR", "")), forwarded_for=str(meta.get("HTTP_X_FORWARDED_FOR", ""))
+    )
+
+
 def trusted_proxy(address: str) -> bool:
     """``address`` is a proxy named in ``JOBADMIN_TRUSTED_PROXIES``: its forwarded headers are believed."""
     return _address_in(address, settings.JOBADMIN_TRUSTED_PROXIES)
@@ -347,10 +356,7 @@ def may_scrape_metrics(request: HttpRequest) -> bool:
     header = str(request.META.get("HTTP_AUTHORIZATION", ""))
     if header:
         return bool(token) and hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
-    address = client_address(
-        peer=str(request.META.get("REMOTE_ADDR", "")), forwarded_for=str(request.META.get("HTTP_X_FORWARDED_FOR", ""))
-    )
-    return _address_in(address, metrics_allowed_addresses())
+    return _address_in(request_client_address(request), metrics_allowed_addresses())
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

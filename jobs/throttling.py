@@ -22,6 +22,8 @@ from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework import throttling
 
+from jobs import policy
+
 logger = logging.getLogger(__name__)
 
 SHARED_RETRY = 5.0  # seconds without trying the shared cache after it failed
@@ -41,6 +43,12 @@ class FallbackThrottleMixin:
     are ``JOBADMIN_API_THROTTLE_RATES``, never the project's ``REST_FRAMEWORK`` (jobs.api_settings)."""
 
     cache: Any
+
+    def get_ident(self, request: Any) -> str:
+        """The client's address as ``jobs.policy`` reads it: ``X-Forwarded-For`` only from a proxy in
+        ``JOBADMIN_TRUSTED_PROXIES`` (DRF's own ``get_ident`` believes it from anyone while
+        ``NUM_PROXIES`` is unset, so a new header per request was a new count)."""
+        return policy.request_client_address(request)
 
     def get_rate(self) -> str | None:
         rates = settings.JOBADMIN_API_THROTTLE_RATES
