@@ -13,6 +13,7 @@ the django-q2 broker, the cache and the channel layer to Redis.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     *_conf.JOBADMIN_APPS,
+    # The admin login's throttle (docs/security.md, "Admin login").
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -79,6 +82,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: a view that meets a database outage answers 503 with Retry-After, not 500.
     "jobs.api_errors.DatabaseUnavailableMiddleware",
+    # django-axes answers a locked-out login with 429 (after the outage middleware: its own
+    # PermissionDenied must reach it).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "jobadmin.site_urls"
@@ -316,6 +322,21 @@ JOBADMIN_MAX_JSON_DEPTH = _env("JOBADMIN_MAX_JSON_DEPTH")
 # Django's own cap on a request body read into memory (forms, and the API's JSON parser):
 # 1 MiB instead of Django's 2.5 MB; a larger API body is a 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1_048_576)
+
+# --- Admin login (docs/security.md, "Admin login") --------------------------------------------
+# django-axes counts failed logins per client address (read by the access policy, so a spoofed
+# X-Forwarded-For is not a new address) in the database, where the admin shows them; past the
+# limit the address is locked out for the cool-off, the right password included.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("JOBADMIN_LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(seconds=env.int("JOBADMIN_LOGIN_COOLOFF", default=900))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "jobs.policy.request_client_address"
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
 
 # --- The rest -------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

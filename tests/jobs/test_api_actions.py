@@ -355,7 +355,7 @@ def test_token_endpoint_is_throttled_by_its_own_scope(user, settings):
 
 def test_session_auth_enforces_csrf_on_actions(user):
     client = APIClient(enforce_csrf_checks=True)
-    client.login(username=user.username, password="pw-secret-123")
+    client.force_login(user)
     job = JobFactory.create(user=user)
 
     assert client.get(f"/api/jobs/{job.pk}/").status_code == 200
