@@ -67,10 +67,15 @@ INSTALLED_APPS = [
     *_conf.JOBADMIN_APPS,
     # The admin login's throttle (docs/security.md, "Admin login").
     "axes",
+    "csp",
 ]
 
 MIDDLEWARE = [
+    # First: X-Forwarded-Proto is believed from a trusted proxy only (SECURE_PROXY_SSL_HEADER).
+    "jobadmin.middleware.TrustedProxyHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The Content Security Policy of every page (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Before CommonMiddleware: a preflight is answered (with the CORS headers) before anything else.
@@ -337,6 +342,46 @@ AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_CLIENT_IP_CALLABLE = "jobs.policy.request_client_address"
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
+
+# --- HTTPS and browser security (docs/deploy.md, docs/security.md "Production settings") ----
+# DJANGO_HTTPS=true where the site is served over HTTPS (directly or behind a TLS proxy named in
+# JOBADMIN_TRUSTED_PROXIES): plain HTTP is redirected, cookies are Secure, and browsers are told
+# to use HTTPS only (HSTS) for DJANGO_HSTS_SECONDS. `manage.py check --deploy` is then clean.
+HTTPS = env.bool("DJANGO_HTTPS", default=False)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=False)
+# The health probe of a load balancer speaks plain HTTP to the process.
+SECURE_REDIRECT_EXEMPT = [r"^api/health/$"]
+# Only a trusted proxy's X-Forwarded-Proto reaches Django (jobadmin.middleware).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+# Every staff page runs on its own static files: no inline script, no other origin. Styles set
+# from scripts (progress bars, Chart.js) are CSSOM, which style-src does not stop; the admin's
+# own templates carry a few style attributes, hence 'unsafe-inline' for styles only.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# drf-spectacular's deploy check builds the schema with the project's global settings, not with
+# JobAdmin's (jobs.api_settings.SPECTACULAR), and so reports enum names JobAdmin's own settings
+# resolve; tests/test_openapi.py checks JobAdmin's schema as it is served.
+SPECTACULAR_SETTINGS = {"ENABLE_DJANGO_DEPLOY_CHECK": False}
 
 # --- The rest -------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -29,7 +29,7 @@ def _login(client: Client, username: str, password: str, forwarded: str) -> int:
 
 def test_wrong_passwords_with_a_new_forwarded_address_each_lock_the_address_out(settings: Any) -> None:
     settings.AXES_FAILURE_LIMIT = 5
-    user = UserFactory(is_staff=True, password=PASSWORD)
+    user: Any = UserFactory(is_staff=True, password=PASSWORD)
     client = Client(REMOTE_ADDR="203.0.113.20")
     codes = [_login(client, user.username, f"guess-{i}", f"198.51.100.{i}") for i in range(7)]
     assert codes[:4] == [200] * 4  # the form again, with its error
@@ -43,7 +43,7 @@ def test_wrong_passwords_with_a_new_forwarded_address_each_lock_the_address_out(
 
 def test_another_address_may_still_log_in(settings: Any) -> None:
     settings.AXES_FAILURE_LIMIT = 3
-    user = UserFactory(is_staff=True, password=PASSWORD)
+    user: Any = UserFactory(is_staff=True, password=PASSWORD)
     attacker = Client(REMOTE_ADDR="203.0.113.21")
     for i in range(3):
         _login(attacker, user.username, f"guess-{i}", "")
@@ -54,7 +54,7 @@ def test_another_address_may_still_log_in(settings: Any) -> None:
 def test_behind_a_trusted_proxy_the_forwarded_client_is_locked_not_the_proxy(settings: Any) -> None:
     settings.AXES_FAILURE_LIMIT = 3
     settings.JOBADMIN_TRUSTED_PROXIES = ["10.0.0.0/8"]
-    user = UserFactory(is_staff=True, password=PASSWORD)
+    user: Any = UserFactory(is_staff=True, password=PASSWORD)
     proxy = Client(REMOTE_ADDR="10.0.0.5")
     for i in range(3):
         _login(proxy, user.username, f"guess-{i}", "198.51.100.50")
