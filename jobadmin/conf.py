@@ -94,6 +94,8 @@ SETTINGS: dict[str, Setting] = {
     "JOBADMIN_ROLLUP_MARGIN": _positive(300.0),
     "JOBADMIN_WEBHOOK_TIMEOUT": _positive(3.0),
     "JOBADMIN_WEBHOOK_RETRIES": Setting(3, "int", minimum=0),
+    # Networks an alert webhook may reach besides the public internet (monitoring.webhooks).
+    "JOBADMIN_WEBHOOK_ALLOWED_NETWORKS": Setting([], "list"),
     "ALERT_EMAIL_FROM": Setting("jobadmin@localhost", "str"),
     "HEALTH_FAILURES_CRITICAL": Setting(2, "int", minimum=0),
     "HEALTH_FAILURES_WINDOW": Setting(300, "int", minimum=1),

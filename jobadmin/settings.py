@@ -260,6 +260,8 @@ JOBADMIN_ROLLUP_REBUILD = _env("JOBADMIN_ROLLUP_REBUILD")
 JOBADMIN_ROLLUP_MARGIN = _env("JOBADMIN_ROLLUP_MARGIN")
 JOBADMIN_WEBHOOK_TIMEOUT = _env("JOBADMIN_WEBHOOK_TIMEOUT")
 JOBADMIN_WEBHOOK_RETRIES = _env("JOBADMIN_WEBHOOK_RETRIES")
+# Alert webhooks reach only global addresses, and these networks ("10.0.0.0/8", "127.0.0.1").
+JOBADMIN_WEBHOOK_ALLOWED_NETWORKS = _env("JOBADMIN_WEBHOOK_ALLOWED_NETWORKS")
 ALERT_EMAIL_FROM = _env("ALERT_EMAIL_FROM")
 # /api/health/: more than N failures in the window is critical; a job running longer than
 # the long-running threshold, or more than N active jobs, is a warning.

@@ -156,7 +156,23 @@ def _visible_to_owner(ctx: JobContext) -> Any:
     return policy.visible_jobs(user=owner)  # a deleted owner: none
 
 
+# A cell a spreadsheet would run as a formula starts with one of these (OWASP "CSV injection"):
+# such text cells get a leading apostrophe, which spreadsheets show as text and do not run.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value: Any) -> Any:
+    """``value`` as a CSV cell that no spreadsheet runs: text starting like a formula is quoted."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _export_row(row: Job) -> list[Any]:
+    return [neutralise_cell(cell) for cell in _export_cells(row)]
+
+
+def _export_cells(row: Job) -> list[Any]:
     return [
         row.pk,
         row.type,

@@ -309,7 +309,7 @@ def _networks(entries: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.
     return networks
 
 
-def _address_in(address: str, entries: Iterable[str]) -> bool:
+def address_in(address: str, entries: Iterable[str]) -> bool:
     try:
         ip = ipaddress.ip_address(address.strip().strip("[]"))
     except ValueError:
@@ -341,7 +341,7 @@ def request_client_address(request: Any) -> str:
 
 def trusted_proxy(address: str) -> bool:
     """``address`` is a proxy named in ``JOBADMIN_TRUSTED_PROXIES``: its forwarded headers are believed."""
-    return _address_in(address, settings.JOBADMIN_TRUSTED_PROXIES)
+    return address_in(address, settings.JOBADMIN_TRUSTED_PROXIES)
 
 
 def metrics_allowed_addresses() -> list[str]:
@@ -356,7 +356,7 @@ def may_scrape_metrics(request: HttpRequest) -> bool:
     header = str(request.META.get("HTTP_AUTHORIZATION", ""))
     if header:
         return bool(token) and hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
-    return _address_in(request_client_address(request), metrics_allowed_addresses())
+    return address_in(request_client_address(request), metrics_allowed_addresses())
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -16,11 +16,10 @@ the monitor hands them to a small thread pool so a slow webhook never holds up t
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,7 +40,7 @@ from jobs.selectors import (
     jobs_stalled_between,
     stalled_jobs_queryset,
 )
-from monitoring import metrics
+from monitoring import metrics, webhooks
 from monitoring.models import OPEN_STATUSES, Alert, AlertRule, AlertStatus, Comparison, Metric
 
 logger = logging.getLogger(__name__)
@@ -279,18 +278,18 @@ def send_alert_webhook(alert: Alert, *, sleep: Callable[[float], None] = time.sl
     attempts = max(1, settings.JOBADMIN_WEBHOOK_RETRIES)
     last = ""
     for attempt in range(1, attempts + 1):
-        request = urllib.request.Request(
-            url, data=body, method="POST", headers={"Content-Type": "application/json", "User-Agent": "JobAdmin"}
-        )
         try:
-            with urllib.request.urlopen(request, timeout=settings.JOBADMIN_WEBHOOK_TIMEOUT) as response:  # noqa: S310
-                return f"ok: HTTP {response.status} (attempt {attempt})"
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
-            if exc.code < 500:
+            status = webhooks.post_json(url, body, timeout=settings.JOBADMIN_WEBHOOK_TIMEOUT)
+        except webhooks.WebhookRefused as exc:
+            return f"refused: {exc}"
+        except (http.client.HTTPException, OSError) as exc:
+            last = repr(exc)
+        else:
+            if 200 <= status < 300:
+                return f"ok: HTTP {status} (attempt {attempt})"
+            last = f"HTTP {status}"
+            if status < 500:
                 return f"failed: {last} (attempt {attempt})"
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            last = repr(getattr(exc, "reason", exc))
         if attempt < attempts:
             sleep(0.2 * 2 ** (attempt - 1))
     return f"failed: {last} after {attempts} attempts"

@@ -81,6 +81,20 @@ class AlertRule(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        """A webhook may not point inside the network (``monitoring.webhooks``): a form error."""
+        from django.core.exceptions import ValidationError
+
+        from monitoring.webhooks import WebhookRefused, resolve_webhook
+
+        if self.webhook_url:
+            try:
+                resolve_webhook(self.webhook_url)
+            except WebhookRefused as exc:
+                raise ValidationError({"webhook_url": str(exc)}) from None
+        elif self.notify_webhook:
+            raise ValidationError({"webhook_url": "A rule that notifies by webhook needs its URL."})
+
     @property
     def channels(self) -> list[str]:
         return [

@@ -26,6 +26,7 @@ from rest_framework.views import APIView
 
 from jobs import policy
 from jobs.api_input import BoundedJSONParser, StrictInputMixin
+from jobs.api_settings import JobAdminAPI
 from jobs.pagination import CappedPageNumberPagination
 from jobs.permissions import CanChangeAlerts, CanSeeAlerts, CanSeeStatistics, SignedIn
 from jobs.schema import ERROR_RESPONSES, errors
@@ -69,7 +70,7 @@ def _window(request: Request, default: str) -> Window:
         raise ValidationError({str(exc).split(":")[0]: [str(exc)]}) from None
 
 
-class MonitoringAPIView(StrictInputMixin, APIView):
+class MonitoringAPIView(JobAdminAPI, StrictInputMixin, APIView):
     """Bounded JSON bodies; an unknown query parameter or body field is a 400 (``jobs.api_input``)."""
 
     parser_classes = [BoundedJSONParser]
@@ -206,7 +207,7 @@ class HealthView(MonitoringAPIView):
         return Response(HealthSerializer(report).data, status=code)
 
 
-class AlertListView(StrictInputMixin, ListAPIView):
+class AlertListView(JobAdminAPI, StrictInputMixin, ListAPIView):
     permission_classes = [SignedIn, CanSeeAlerts]
     parser_classes = [BoundedJSONParser]
     query_serializers = {"get": AlertQuerySerializer}

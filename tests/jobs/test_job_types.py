@@ -186,3 +186,18 @@ def test_every_builtin_type_publishes_its_params_as_json_schema():
         "description": "How many items to process.",
     }
     assert schema["properties"]["fail_at"]["type"] == ["integer", "null"]
+
+
+@pytest.mark.parametrize("evil", ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"])
+def test_export_neutralises_cells_a_spreadsheet_would_run_as_a_formula(user, evil):
+    from tests.factories import UserFactory
+
+    owner = UserFactory(username="u" + evil.strip("\t\r=+-@")[:8].replace('"', ""))
+    job = services.job_enqueue(job_type="demo", params={"items": 1}, user=owner)
+    Job.objects.filter(pk=job.pk).update(error=evil)
+
+    export = run("export-jobs", {"user": owner.pk})
+
+    (row,) = list(csv.DictReader(io.StringIO(export.result.file.read().decode())))
+    assert row["error"] == "'" + evil
+    assert row["user"] == owner.username

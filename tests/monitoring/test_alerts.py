@@ -214,7 +214,9 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Callable[..., Receiver]]:
+def receiver(settings: Any) -> Iterator[Callable[..., Receiver]]:
+    # The receivers listen on loopback, which a webhook may reach only where allowed.
+    settings.JOBADMIN_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     made: list[Receiver] = []
 
     def make(**kwargs: Any) -> Receiver:
@@ -293,6 +295,7 @@ def test_a_client_error_is_not_retried(receiver: Callable[..., Receiver]) -> Non
 
 def test_notify_never_raises_when_the_webhook_is_unreachable(settings: Any) -> None:
     settings.JOBADMIN_WEBHOOK_RETRIES = 2
+    settings.JOBADMIN_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1"]
     alert = _alert_with_webhook("http://127.0.0.1:9/unreachable")
 
     outcome = alert_notify(alert)
