@@ -7,6 +7,7 @@ import io
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -192,7 +193,7 @@ def test_every_builtin_type_publishes_its_params_as_json_schema():
 def test_export_neutralises_cells_a_spreadsheet_would_run_as_a_formula(user, evil):
     from tests.factories import UserFactory
 
-    owner = UserFactory(username="u" + evil.strip("\t\r=+-@")[:8].replace('"', ""))
+    owner: Any = UserFactory(username="u" + evil.strip("\t\r=+-@")[:8].replace('"', ""))
     job = services.job_enqueue(job_type="demo", params={"items": 1}, user=owner)
     Job.objects.filter(pk=job.pk).update(error=evil)
 
