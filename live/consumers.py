@@ -698,7 +698,7 @@ class JobsConsumer(AsyncWebsocketConsumer):
     async def _unsubscribe(self, data: dict[str, Any]) -> None:
         parsed = policy.parse_channel(data.get("channel"))
         channel = parsed.name if parsed is not None else data.get("channel")
-        group = self.groups_by_channel.pop(channel, None) if parsed is not None else None
+        group = self.groups_by_channel.pop(parsed.name, None) if parsed is not None else None
         if group is None:
             await self._error(messages.UNKNOWN_CHANNEL, "not subscribed to this channel", channel=str(channel)[:80])
             return
