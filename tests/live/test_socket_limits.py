@@ -84,7 +84,7 @@ def test_a_revoked_view_job_ends_the_system_subscriptions_and_request_stats_with
         assert (await receive_until(communicator, "job-update"))[-1]["job"]["user"] == other_user.pk
 
         await revoke(viewer, policy.VIEW_JOBS)
-        ended = set()
+        ended: set[str] = set()
         while len(ended) < 3:  # job-stats broadcasts may come before the revocation lands
             message = await receive(communicator, timeout=WITHIN)
             if message["type"] == "unsubscribed":
