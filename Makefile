@@ -1,7 +1,11 @@
 # The two commands: `make run` (the whole application on the embedded default) and
 # `make test` (linters, type checks and the whole suite). Both create or reuse .venv/.
 PYTHON ?= python3
-VENV := .venv
+# The second Django line (CONTRIBUTING.md, "Two Django lines") is the same targets with another
+# interpreter, virtualenv and pin set:
+#   make PYTHON=python3.12 VENV=.venv-dj61 CONSTRAINTS=constraints-django61.txt test
+VENV ?= .venv
+CONSTRAINTS ?= constraints.txt
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # What running needs, without the test and lint tools (make run installs only this).
@@ -13,17 +17,17 @@ PORT ?= 8000
 
 .PHONY: run test lint typecheck pytest browser clean
 
-# constraints.txt pins every package (a new release must not turn a fresh clone's run red).
-$(STAMP): pyproject.toml constraints.txt
+# $(CONSTRAINTS) pins every package (a new release must not turn a fresh clone's run red).
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e ".[dev]"
 	touch $(STAMP) $(RUN_STAMP)
 
-$(RUN_STAMP): pyproject.toml constraints.txt
+$(RUN_STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e .
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e .
 	touch $(RUN_STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
