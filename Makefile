@@ -15,7 +15,7 @@ NODE_STAMP := node_modules/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest browser clean
+.PHONY: run test lint typecheck pytest browser clean vendor
 
 # $(CONSTRAINTS) pins every package (a new release must not turn a fresh clone's run red).
 $(STAMP): pyproject.toml $(CONSTRAINTS)
@@ -30,6 +30,13 @@ $(RUN_STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e .
 	touch $(RUN_STAMP)
 
+# `make vendor` refreshes the vendored Chart.js (console/static/vendor/chartjs/) from npm, at the
+# version package-lock.json pins; the files are committed, so running JobAdmin needs no npm.
+vendor: $(NODE_STAMP)
+	cp node_modules/chart.js/dist/chart.umd.min.js console/static/vendor/chartjs/
+	cp node_modules/chart.js/LICENSE.md console/static/vendor/chartjs/LICENSE.md
+	node -p 'require("./node_modules/chart.js/package.json").version' > console/static/vendor/chartjs/VERSION
+
 $(NODE_STAMP): package.json package-lock.json
 	command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm)
 	npm ci --no-audit --no-fund --loglevel=error
@@ -39,7 +46,7 @@ $(NODE_STAMP): package.json package-lock.json
 browser:
 	test -x $(CHROMIUM) || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-run: $(RUN_STAMP) $(NODE_STAMP)
+run: $(RUN_STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py createcachetable
 	PORT=$(PORT) $(PY) manage.py runall --port $(PORT)
@@ -53,7 +60,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy .
 
-pytest: $(STAMP) $(NODE_STAMP) browser
+pytest: $(STAMP) browser
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest

@@ -113,7 +113,7 @@ def queue_action_view(request: HttpRequest, name: str, action: str) -> HttpRespo
         messages.warning(request, f"Queue {name}: {exc}")
     else:
         messages.success(request, f"Queue {name}: {'paused' if action == 'pause' else 'resumed'}.")
-    return HttpResponseRedirect(reverse("jobadmin-monitor"))
+    return HttpResponseRedirect(reverse("admin:jobadmin-monitor"))
 
 
 def analytics_view(request: HttpRequest) -> HttpResponse:

@@ -58,13 +58,15 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 INSTALLED_APPS = [
     # daphne before staticfiles: its runserver serves websockets too.
     "daphne",
+    # JobAdmin's apps before django.contrib.admin: console's admin/index.html (health and counts
+    # at a glance) overrides the stock index in the standalone project.
+    *_conf.JOBADMIN_APPS,
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    *_conf.JOBADMIN_APPS,
     # The admin login's throttle (docs/security.md, "Admin login").
     "axes",
     "csp",
@@ -99,7 +101,7 @@ ASGI_APPLICATION = "jobadmin.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -411,10 +413,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every request while it is missing
-STATICFILES_DIRS: list[Path | tuple[str, Path]] = [BASE_DIR / "static"]
-# Browser libraries installed by `make` (npm ci) from package-lock.json, never committed.
-if (BASE_DIR / "node_modules" / "chart.js" / "dist").is_dir():
-    STATICFILES_DIRS.append(("vendor/chartjs", BASE_DIR / "node_modules" / "chart.js" / "dist"))
+# Every template, script, style and browser library (Chart.js, vendored) is in its app's own
+# templates/ and static/ folders, as the installed package ships them: no project folders.
 WHITENOISE_USE_FINDERS = True
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media")))

@@ -7,8 +7,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 
 urlpatterns: list[URLPattern | URLResolver] = [
-    # Staff pages beside the model admin (monitor, analytics); before the admin so they win.
-    path("admin/", include("console.urls")),
+    # The monitor and analytics are on this admin site too (console.admin_site).
     path("admin/", admin.site.urls),
     path("", include("jobadmin.urls")),
 ]

@@ -82,7 +82,7 @@ def test_export_jobs_exports_only_the_jobs_its_user_may_see(user: Any, other_use
 # --- staff pages -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("page", "permission"),
-    [("jobadmin-monitor", "jobs.view_job"), ("jobadmin-analytics", "jobs.view_job")],
+    [("admin:jobadmin-monitor", "jobs.view_job"), ("admin:jobadmin-analytics", "jobs.view_job")],
 )
 def test_staff_without_permissions_get_a_403_naming_the_missing_permission(
     client: Any, page: str, permission: str
@@ -98,7 +98,7 @@ def test_staff_without_permissions_get_a_403_naming_the_missing_permission(
 
 def test_monitor_state_needs_view_job_too(client: Any) -> None:
     client.force_login(UserFactory(is_staff=True))
-    assert client.get(reverse("jobadmin-monitor-state")).status_code == 403
+    assert client.get(reverse("admin:jobadmin-monitor-state")).status_code == 403
 
 
 # --- schema and docs, tracebacks -----------------------------------------------------------------

@@ -182,11 +182,11 @@ WAYS: list[Way] = [
     # --- /metrics: a login opens nothing; a token or an allowed address does (see below) ------
     Way("prometheus-metrics", "get", row(403, 403, 403, 403, 403, 403, 403), extra={"REMOTE_ADDR": "203.0.113.9"}),
     # --- staff pages (console) -------------------------------------------------------------------
-    Way("jobadmin-monitor", "get", STAFF_PAGE, admin=True),
-    Way("jobadmin-monitor-state", "get", STAFF_PAGE, admin=True),
-    Way("jobadmin-analytics", "get", STAFF_PAGE, admin=True),
-    Way("jobadmin-queue-pause", "post", SUPERUSER_PAGE, admin=True, kwargs=lambda s: HIGH),
-    Way("jobadmin-queue-resume", "post", SUPERUSER_PAGE, admin=True, kwargs=lambda s: HIGH, setup=_pause_high),
+    Way("admin:jobadmin-monitor", "get", STAFF_PAGE, admin=True),
+    Way("admin:jobadmin-monitor-state", "get", STAFF_PAGE, admin=True),
+    Way("admin:jobadmin-analytics", "get", STAFF_PAGE, admin=True),
+    Way("admin:jobadmin-queue-pause", "post", SUPERUSER_PAGE, admin=True, kwargs=lambda s: HIGH),
+    Way("admin:jobadmin-queue-resume", "post", SUPERUSER_PAGE, admin=True, kwargs=lambda s: HIGH, setup=_pause_high),
     # --- the job admin -------------------------------------------------------------------------
     Way("admin:jobs_job_changelist", "get", STAFF_PAGE, admin=True),
     Way("admin:jobs_job_change", "get", STAFF_PAGE, admin=True, kwargs=lambda s: {"object_id": str(s.job.pk)}),
@@ -237,7 +237,11 @@ def ways_in() -> set[str]:
     """Every URL name under /api/, /metrics, the console's staff pages and the job admin's pages."""
     names = set()
     for route, name in _walk(get_resolver().url_patterns):
-        if route.startswith("api/") or route == "metrics" or name.startswith(("jobadmin-", "admin:jobs_job_")):
+        if (
+            route.startswith("api/")
+            or route == "metrics"
+            or name.startswith(("jobadmin-", "admin:jobadmin-", "admin:jobs_job_"))
+        ):
             names.add(name)
     return names
 

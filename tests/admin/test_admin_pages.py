@@ -29,7 +29,7 @@ def make_job(**fields: Any) -> Job:
     return JobFactory.create(**{"user": None, "steps": ["Prepare", "Process"], **fields})
 
 
-@pytest.mark.parametrize("name", ["jobadmin-monitor", "jobadmin-monitor-state", "jobadmin-analytics"])
+@pytest.mark.parametrize("name", ["admin:jobadmin-monitor", "admin:jobadmin-monitor-state", "admin:jobadmin-analytics"])
 def test_staff_pages_refuse_non_staff(client: Any, user: Any, name: str) -> None:
     response = client.get(reverse(name))
     assert response.status_code == 302
@@ -48,7 +48,7 @@ def test_monitor_renders_active_jobs_queues_feed_and_stalled_banner(staff_client
     make_job(status=JobStatus.COMPLETED, finished_at=now - timedelta(days=400))
     event = JobEvent.objects.create(kind=EventKind.CREATED, job=queued, payload={})
 
-    response = staff_client.get(reverse("jobadmin-monitor"))
+    response = staff_client.get(reverse("admin:jobadmin-monitor"))
     assert response.status_code == 200
     initial = {job["id"] for job in response.context["jobs_initial"]}
     assert initial == {str(running.pk), str(queued.pk), str(stalled.pk)}
@@ -74,44 +74,44 @@ def test_monitor_renders_active_jobs_queues_feed_and_stalled_banner(staff_client
 
 def test_monitor_state_json(staff_client: Any) -> None:
     make_job(queue="batch")
-    body = json.loads(staff_client.get(reverse("jobadmin-monitor-state")).content)
+    body = json.loads(staff_client.get(reverse("admin:jobadmin-monitor-state")).content)
     assert body["queued"] == 1
     assert body["stalled"] == 0
     assert {q["name"]: q["queued"] for q in body["queues"]}["batch"] == 1
 
 
 def test_monitor_queue_pause_and_resume(staff_client: Any, superuser: Any) -> None:
-    response = staff_client.post(reverse("jobadmin-queue-pause", args=["high"]))
+    response = staff_client.post(reverse("admin:jobadmin-queue-pause", args=["high"]))
     assert response.status_code == 302
     assert Queue.objects.get(name="high").paused
     assert JobEvent.objects.get(kind=EventKind.QUEUE_PAUSED).actor == superuser
-    again = staff_client.post(reverse("jobadmin-queue-pause", args=["high"]), follow=True)
+    again = staff_client.post(reverse("admin:jobadmin-queue-pause", args=["high"]), follow=True)
     assert any("already paused" in str(m) for m in get_messages(again.wsgi_request))
-    staff_client.post(reverse("jobadmin-queue-resume", args=["high"]))
+    staff_client.post(reverse("admin:jobadmin-queue-resume", args=["high"]))
     assert not Queue.objects.get(name="high").paused
-    missing = staff_client.post(reverse("jobadmin-queue-pause", args=["nowhere"]), follow=True)
+    missing = staff_client.post(reverse("admin:jobadmin-queue-pause", args=["nowhere"]), follow=True)
     assert any("Unknown queue" in str(m) for m in get_messages(missing.wsgi_request))
-    assert staff_client.get(reverse("jobadmin-queue-pause", args=["high"])).status_code == 405
+    assert staff_client.get(reverse("admin:jobadmin-queue-pause", args=["high"])).status_code == 405
 
 
 def test_monitor_queue_actions_need_permission(client: Any) -> None:
     services.queue_ensure_defaults()
     staff: Any = UserFactory(is_staff=True)
     client.force_login(staff)
-    assert client.post(reverse("jobadmin-queue-pause", args=["high"])).status_code == 403
+    assert client.post(reverse("admin:jobadmin-queue-pause", args=["high"])).status_code == 403
     assert not Queue.objects.get(name="high").paused
 
 
 def test_cleanup_stalled_from_the_monitor_returns_to_it(staff_client: Any) -> None:
-    response = staff_client.post(reverse("admin:jobs_job_cleanup_stalled"), {"next": reverse("jobadmin-monitor")})
-    assert response["Location"] == reverse("jobadmin-monitor")
+    response = staff_client.post(reverse("admin:jobs_job_cleanup_stalled"), {"next": reverse("admin:jobadmin-monitor")})
+    assert response["Location"] == reverse("admin:jobadmin-monitor")
     unsafe = staff_client.post(reverse("admin:jobs_job_cleanup_stalled"), {"next": "https://evil.example/"})
     assert unsafe["Location"] == reverse("admin:jobs_job_changelist")
 
 
 @pytest.mark.parametrize(("asked", "selected"), [("7d", "7d"), ("all", "all"), ("bogus", "1d"), (None, "1d")])
 def test_analytics_page_range_picker_and_charts(staff_client: Any, asked: str | None, selected: str) -> None:
-    response = staff_client.get(reverse("jobadmin-analytics"), {"range": asked} if asked else {})
+    response = staff_client.get(reverse("admin:jobadmin-analytics"), {"range": asked} if asked else {})
     assert response.status_code == 200
     assert response.context["selected_range"] == selected
     body = response.content.decode()
@@ -134,5 +134,5 @@ def test_admin_index_shows_counts_health_and_links(staff_client: Any) -> None:
     assert "<strong>1</strong> failed today" in body
     assert "<strong>3</strong> created today" in body
     assert 'data-health-url="/api/health/"' in body
-    assert reverse("jobadmin-monitor") in body
-    assert reverse("jobadmin-analytics") in body
+    assert reverse("admin:jobadmin-monitor") in body
+    assert reverse("admin:jobadmin-analytics") in body
