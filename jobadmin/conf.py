@@ -271,12 +271,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     needed = q_timeout(settings.JOBADMIN_MAX_JOB_TIMEOUT, settings.JOBADMIN_DB_OUTAGE_GRACE)
     timeout = cluster.get("timeout")
     if timeout is not None and timeout < settings.JOBADMIN_MAX_JOB_TIMEOUT:
+        # A wake-up starts a job only if the job's own time-out fits in what is left of the
+        # cluster's (jobs.tasks.Budget): nothing is killed, but a longer job never starts.
         errors.append(
-            checks.Error(
+            checks.Warning(
                 f"Q_CLUSTER['timeout'] ({timeout}) is shorter than JOBADMIN_MAX_JOB_TIMEOUT "
-                f"({settings.JOBADMIN_MAX_JOB_TIMEOUT}): django-q2 would kill jobs within their own time-out.",
+                f"({settings.JOBADMIN_MAX_JOB_TIMEOUT}): a job type with a longer time-out never starts.",
                 hint=f"Set Q_CLUSTER['timeout'] to {needed} (the longest job, the outage grace and a minute).",
-                id="jobadmin.E002",
+                id="jobadmin.W002",
             )
         )
     retry = cluster.get("retry")

@@ -346,6 +346,8 @@ AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_CLIENT_IP_CALLABLE = "jobs.policy.request_client_address"
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
+# No start-up banner on standard output (commands whose output is read, such as `shell -c`).
+AXES_VERBOSE = False
 
 # --- HTTPS and browser security (docs/deploy.md, docs/security.md "Production settings") ----
 # DJANGO_HTTPS=true where the site is served over HTTPS (directly or behind a TLS proxy named in

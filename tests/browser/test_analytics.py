@@ -72,7 +72,7 @@ def check_dark_theme_and_tablet_width(page: Any) -> None:
     page.set_viewport_size({"width": 768, "height": 1024})
     page.emulate_media(color_scheme="dark")
     page.goto("/admin/")
-    assert page.get_by_role("link", name="Live monitor").is_visible()
+    assert page.locator(".ja-overview").get_by_role("link", name="Live monitor").is_visible()
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background != "rgb(255, 255, 255)"
     screenshot(page, "index-dark-tablet")
