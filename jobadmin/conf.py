@@ -111,7 +111,7 @@ SETTINGS: dict[str, Setting] = {
     # The Redis that health pings, and that carries the broker, cache and layer of the standalone
     # project; a host that configures those itself may leave it empty.
     "REDIS_URL": Setting("", "str"),
-    # The API's rate limits per scope (jobs.throttling): whatever the project's REST_FRAMEWORK says.
+    # The API's rate limits per scope (jobs.api.throttling): whatever the project's REST_FRAMEWORK says.
     "JOBADMIN_API_THROTTLE_RATES": Setting(
         {"user": "6000/min", "anon": "120/min", "enqueue": "600/min", "token": "20/min"}, "rates"
     ),

@@ -88,7 +88,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: a view that meets a database outage answers 503 with Retry-After, not 500.
-    "jobs.api_errors.DatabaseUnavailableMiddleware",
+    "jobs.api.errors.DatabaseUnavailableMiddleware",
     # django-axes answers a locked-out login with 429 (after the outage middleware: its own
     # PermissionDenied must reach it).
     "axes.middleware.AxesMiddleware",
@@ -313,7 +313,7 @@ Q_CLUSTER = _conf.q_cluster(
 )
 
 # --- API ------------------------------------------------------------------------------------
-# JobAdmin's views carry their own DRF settings (jobs.api_settings): this project sets no
+# JobAdmin's views carry their own DRF settings (jobs.api.settings): this project sets no
 # REST_FRAMEWORK and no SPECTACULAR_SETTINGS, as a host need not. Only the rates are settings.
 JOBADMIN_API_THROTTLE_RATES = {
     "user": env.str("API_THROTTLE_USER", default="6000/min"),
@@ -322,7 +322,7 @@ JOBADMIN_API_THROTTLE_RATES = {
     "token": env.str("API_THROTTLE_TOKEN", default="20/min"),
 }
 
-# --- Bounded input (docs/security.md, "Input limits"; jobs.limits, jobs.api_input) -----------
+# --- Bounded input (docs/security.md, "Input limits"; jobs.limits, jobs.api.input) -----------
 # Each string in a job's params (dictionary keys too), in characters; the whole params
 # document, in bytes of compact UTF-8 JSON; how deep a JSON body or params may nest.
 JOBADMIN_MAX_PARAM_STRING = _env("JOBADMIN_MAX_PARAM_STRING")
@@ -385,7 +385,7 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # drf-spectacular's deploy check builds the schema with the project's global settings, not with
-# JobAdmin's (jobs.api_settings.SPECTACULAR), and so reports enum names JobAdmin's own settings
+# JobAdmin's (jobs.api.settings.SPECTACULAR), and so reports enum names JobAdmin's own settings
 # resolve; tests/test_openapi.py checks JobAdmin's schema as it is served.
 SPECTACULAR_SETTINGS = {"ENABLE_DJANGO_DEPLOY_CHECK": False}
 

@@ -41,9 +41,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from jobs.api_settings import generate_schema
+from jobs.api.permissions import SignedIn
+from jobs.api.settings import generate_schema
 from jobs.models import JobResult, JobStatus
-from jobs.permissions import SignedIn
 from monitoring.models import Alert, AlertRule, AlertStatus
 from tests.conftest import OPERATOR_PERMISSIONS, grant
 from tests.factories import JobFactory, UserFactory

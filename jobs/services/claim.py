@@ -153,6 +153,7 @@ def _new_job(*, job_type: str, params: Any, user: Any, queue: str | None, priori
         steps=list(jtype.steps),
         max_attempts=jtype.max_attempts,
         timeout=jtype.timeout,
+        resumable=jtype.resumable,
         created_at=now,
         updated_at=now,
     )

@@ -13,7 +13,8 @@ from rest_framework.relations import PKOnlyObject
 from rest_framework.settings import api_settings
 
 from jobs import policy
-from jobs.api_input import StrictSerializer
+from jobs.api.input import StrictSerializer
+from jobs.api.json_schema import serializer_json_schema
 from jobs.models import ACTION_NAMES, Job, JobEvent, JobResult, JobStatus
 from jobs.registry import UnknownJobType, get_job_type
 
@@ -361,14 +362,19 @@ class CleanupStalledResponseSerializer(serializers.Serializer):
     results = StalledOutcomeSerializer(many=True)
 
 
+class ParamsSchemaField(serializers.DictField):
+    """A job type's params serializer, published as its JSON Schema."""
+
+    def to_representation(self, value: Any) -> dict[str, Any]:
+        return serializer_json_schema(value)
+
+
 class JobTypeSerializer(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField(allow_blank=True)
     queue = serializers.CharField()
     steps = serializers.ListField(child=serializers.CharField())
-    params_schema = serializers.DictField(
-        source="params_json_schema", help_text="JSON Schema of `params` for POST /api/jobs/."
-    )
+    params_schema = ParamsSchemaField(source="params", help_text="JSON Schema of `params` for POST /api/jobs/.")
     timeout = serializers.IntegerField(help_text="Seconds one attempt may run.")
     max_attempts = serializers.IntegerField()
     priority = serializers.IntegerField()
