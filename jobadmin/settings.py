@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import django
 import environ
 
 from jobadmin import conf as _conf
@@ -411,7 +412,13 @@ WHITENOISE_USE_FINDERS = True
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media")))
 
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Django 6.1 configures mail as MAILERS and deprecates EMAIL_BACKEND (RemovedInDjango2028Warning);
+# Django 5.2 knows only EMAIL_BACKEND. The branch goes with Django 5.2.
+_email_backend = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": _email_backend}}
+else:
+    EMAIL_BACKEND = _email_backend
 # Alert e-mails of a rule without recipients go to these (Django's own setting).
 ADMINS: list[tuple[str, str]] = []
 
