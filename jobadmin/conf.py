@@ -119,6 +119,8 @@ SETTINGS: dict[str, Setting] = {
     "JOBADMIN_MAX_PARAM_STRING": Setting(10_000, "int", minimum=1),
     "JOBADMIN_MAX_PARAMS_BYTES": Setting(65_536, "int", minimum=2),
     "JOBADMIN_MAX_JSON_DEPTH": Setting(32, "int", minimum=2),
+    # Bulk enqueue (docs/api.md, "Bulk enqueue"): the most jobs one call may queue.
+    "JOBADMIN_BULK_ENQUEUE_MAX": Setting(10_000, "int", minimum=1),
     # Fair queues (docs/engine.md, "The scheduler's rule"): a fraction in (0, 1], checked as jobs.E001.
     "JOBADMIN_USER_QUEUE_SHARE": _positive(0.5),
     "JOBADMIN_RUNALL_HOST": Setting("127.0.0.1", "str"),

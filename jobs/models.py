@@ -17,6 +17,9 @@ from django.utils import timezone
 
 from jobs.exceptions import TransitionNotAllowed
 
+# A job's priority: higher runs first. The bounds of every way in (the API, bulk enqueue).
+PRIORITY_MIN, PRIORITY_MAX = -100, 100
+
 
 class JobStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
