@@ -71,7 +71,7 @@ def test_one_bad_member_queues_nothing_and_each_bad_member_is_named_by_its_index
     with pytest.raises(serializers.ValidationError) as refused:
         services.jobs_enqueue_many(members=members, user=user, actor=user)
 
-    problems: Any = refused.value.detail["jobs"]  # type: ignore[call-overload,index]
+    problems: Any = refused.value.detail["jobs"]  # type: ignore[call-overload]
     assert sorted(problems) == ["1", "2", "3", "4", "5", "6"]
     assert "items" in problems["1"]["params"]
     assert "no-such-type" in str(problems["2"]["type"][0])
