@@ -74,6 +74,8 @@ SETTINGS: dict[str, Setting] = {
     "JOBADMIN_WAKEUP_BUDGET": _positive(5.0),
     "JOBADMIN_WAKEUP_LOST_AFTER": _positive(5.0),
     "JOBADMIN_DISPATCH_INTERVAL": _positive(1.0),
+    # How often the monitor looks for due schedules (docs/schedules.md: a run starts within 30 s).
+    "JOBADMIN_SCHEDULE_INTERVAL": _positive(10.0),
     "JOBADMIN_SHUTDOWN_GRACE": _positive(30.0),
     "JOBADMIN_HISTORY_DAYS": Setting(30, "int", minimum=1),
     "JOBADMIN_PURGE_BATCH": Setting(2000, "int", minimum=1),

@@ -223,6 +223,7 @@ JOBADMIN_WAKEUP_BUDGET = _env("JOBADMIN_WAKEUP_BUDGET")
 # (Redis restarted empty): the next enqueue or hand-over sends a fresh one, monitor or not.
 JOBADMIN_WAKEUP_LOST_AFTER = _env("JOBADMIN_WAKEUP_LOST_AFTER")
 JOBADMIN_DISPATCH_INTERVAL = _env("JOBADMIN_DISPATCH_INTERVAL")
+JOBADMIN_SCHEDULE_INTERVAL = _env("JOBADMIN_SCHEDULE_INTERVAL")
 # A worker process told to stop (SIGTERM) suspends its job at the next checkpoint and exits;
 # a job that reaches none within this many seconds follows its stall policy (jobs.shutdown).
 JOBADMIN_SHUTDOWN_GRACE = _env("JOBADMIN_SHUTDOWN_GRACE")

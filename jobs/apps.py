@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -25,6 +27,7 @@ class JobsConfig(AppConfig):
         signing_key.patch_cluster()
         _ask_the_policy_about_cors()
         register_duty("dispatch", run=DispatchDuty(), interval=lambda: settings.JOBADMIN_DISPATCH_INTERVAL)
+        register_duty("schedules", run=_fire_schedules, interval=lambda: settings.JOBADMIN_SCHEDULE_INTERVAL)
         from django.core import checks
 
         from jobs.limits import check_limits
@@ -49,3 +52,9 @@ def _ask_the_policy_about_cors() -> None:
         return policy.cors_allowed(request)
 
     check_request_enabled.connect(enabled, weak=False, dispatch_uid="jobs.policy.cors_allowed")
+
+
+def _fire_schedules(now: Any) -> None:
+    from jobs import services
+
+    services.schedules_fire(now)

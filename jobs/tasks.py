@@ -184,8 +184,3 @@ def _claim(queue: str | None, worker: str, budget: Budget | None = None, *, firs
     if max_timeout is None:
         return None
     return services.job_claim(queue=queue, worker=worker, max_timeout=max_timeout)
-
-
-def enqueue_scheduled(job_type: str, **params: Any) -> str:
-    """Target of django-q2 schedules: queue a job of ``job_type`` as the system."""
-    return str(services.job_enqueue(job_type=job_type, params=params).pk)

@@ -124,6 +124,20 @@ def _check_replayed_for_the_keys_owner_only(response: Any, role: str) -> None:
         assert (response.get("Idempotent-Replayed") == "true") == (role == "user"), role
 
 
+def _schedule(scene: Scene) -> dict[str, Any]:
+    """A schedule of the system's, made for the row (a transactional test's flush empties the table)."""
+    from jobs.models import Schedule
+
+    schedule, _ = Schedule.objects.get_or_create(
+        name="matrix", defaults={"type": "demo", "params": {}, "interval_minutes": 60, "enabled": True}
+    )
+    return {"pk": schedule.pk}
+
+
+SCHEDULE_BODY = {"type": "demo", "params": {}, "cron": "0 3 * * *"}
+CHANGE_SCHEDULES = row(401, 403, 403, 403, 403, 403, 200)  # jobs.change_schedule
+
+
 def _pause_high(scene: Scene) -> None:
     from jobs.models import Queue
 
@@ -170,6 +184,16 @@ WAYS: list[Way] = [
     Way("queue-detail", "get", SYSTEM, kwargs=lambda s: {"name": "high"}),
     Way("queue-pause", "post", PAUSE_QUEUE, kwargs=lambda s: {"name": "high"}),
     Way("queue-resume", "post", PAUSE_QUEUE, kwargs=lambda s: {"name": "high"}, setup=_pause_high),
+    # --- /api/schedules/: seeing them is a statistic; changing them needs jobs.change_schedule
+    Way("schedule-list", "get", SYSTEM),
+    Way("schedule-list", "post", row(401, 403, 403, 403, 403, 403, 201), data=lambda s: SCHEDULE_BODY),
+    Way("schedule-detail", "get", SYSTEM, kwargs=_schedule),
+    Way("schedule-detail", "patch", CHANGE_SCHEDULES, kwargs=_schedule, data=lambda s: {"interval_minutes": 30}),
+    Way("schedule-detail", "delete", row(401, 403, 403, 403, 403, 403, 204), kwargs=_schedule),
+    Way("schedule-pause", "post", CHANGE_SCHEDULES, kwargs=_schedule),
+    Way("schedule-resume", "post", CHANGE_SCHEDULES, kwargs=_schedule),
+    Way("schedule-run", "post", row(401, 403, 403, 403, 403, 403, 201), kwargs=_schedule),
+    Way("schedule-preview", "get", SYSTEM, data=lambda s: {"cron": "0 3 * * *", "timezone": "Europe/Berlin"}),
     # --- /api/: monitoring ---------------------------------------------------------------------
     Way("stats", "get", SYSTEM),
     Way("analytics-types", "get", SYSTEM),
@@ -207,6 +231,22 @@ WAYS: list[Way] = [
         kwargs=lambda s: {"object_id": str(s.job.pk)},
     ),
     Way("admin:jobs_job_enqueue", "get", STAFF_PAGE, admin=True),
+    # The schedules' admin: seen like a statistic, changed with jobs.change_schedule.
+    Way("admin:jobs_schedule_changelist", "get", STAFF_PAGE, admin=True),
+    Way(
+        "admin:jobs_schedule_change", "get", STAFF_PAGE, admin=True, kwargs=lambda s: {"object_id": _schedule(s)["pk"]}
+    ),
+    Way(
+        "admin:jobs_schedule_history", "get", STAFF_PAGE, admin=True, kwargs=lambda s: {"object_id": _schedule(s)["pk"]}
+    ),
+    Way("admin:jobs_schedule_add", "get", row(LOGIN, LOGIN, LOGIN, 403, 403, 403, 200), admin=True),
+    Way(
+        "admin:jobs_schedule_delete",
+        "get",
+        row(LOGIN, LOGIN, LOGIN, 403, 403, 403, 200),
+        admin=True,
+        kwargs=lambda s: {"object_id": _schedule(s)["pk"]},
+    ),
     Way("admin:jobs_job_enqueue_type", "get", STAFF_PAGE, admin=True, kwargs=lambda s: {"type_name": "demo"}),
     Way(
         "admin:jobs_job_enqueue_type",
@@ -246,7 +286,7 @@ def ways_in() -> set[str]:
         if (
             route.startswith("api/")
             or route == "metrics"
-            or name.startswith(("jobadmin-", "admin:jobadmin-", "admin:jobs_job_"))
+            or name.startswith(("jobadmin-", "admin:jobadmin-", "admin:jobs_job_", "admin:jobs_schedule_"))
         ):
             names.add(name)
     return names
@@ -293,6 +333,8 @@ def _call(way: Way, scene: Scene, role: str) -> Any:
     data = way.data(scene)
     if way.method == "get":
         return client.get(url, data, **way.extra)
+    if way.method in ("patch", "delete"):
+        return getattr(client, way.method)(url, data or None, format="json", **way.extra)
     if way.admin:
         return client.post(url, data, **way.extra)
     return client.post(url, data, format="json", **way.extra)

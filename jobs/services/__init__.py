@@ -7,7 +7,8 @@ looks for a row that was rolled back. The table of the actions people may take i
 ``jobs.models.TRANSITIONS``.
 
 By sub-domain: ``queues`` (slots, wake-ups, pausing a queue, the dispatch tick),
-``claim`` (enqueue and claim), ``reports`` (what the running job's worker writes, and how
+``claim`` (enqueue, bulk enqueue and claim), ``schedules`` (schedules and their firing),
+``reports`` (what the running job's worker writes, and how
 an attempt ends), ``actions`` (cancel, pause, resume, retry by people) and ``stalls``
 (the stall sweep). SQL lives in ``jobs.rows``. The names below are the package's public
 interface: ``from jobs import services; services.job_cancel(...)``.
@@ -51,27 +52,37 @@ from jobs.services.reports import (
     job_report,
     job_suspend,
 )
+from jobs.services.schedules import (
+    schedule_create,
+    schedule_delete,
+    schedule_pause,
+    schedule_problems,
+    schedule_resume,
+    schedule_run_now,
+    schedule_update,
+    schedules_fire,
+    upcoming_runs,
+)
 from jobs.services.stalls import StalledOutcome, job_abandon, jobs_cleanup_stalled
 
 __all__ = [
-    "JOB_ACTIONS",
-    "RUN_TASK",
     "Control",
     "Enqueued",
+    "JOB_ACTIONS",
+    "RUN_TASK",
     "StalledOutcome",
+    "broker_in_the_jobs_database",
     "dispatch_tick",
+    "job_abandon",
     "job_cancel",
     "job_claim",
     "job_complete",
     "job_complete_and_claim",
     "job_enqueue",
-    "broker_in_the_jobs_database",
     "job_enqueue_once",
-    "jobs_enqueue_many",
     "job_fail",
     "job_heartbeat",
     "job_log",
-    "job_abandon",
     "job_mark_cancelled",
     "job_pause",
     "job_report",
@@ -79,16 +90,26 @@ __all__ = [
     "job_retry",
     "job_suspend",
     "jobs_cleanup_stalled",
+    "jobs_enqueue_many",
     "queue_active_count",
     "queue_add_missing_slots",
-    "user_share",
     "queue_ensure_defaults",
     "queue_pause",
     "queue_resume",
     "record_job_event",
     "release_orphaned_slots",
+    "schedule_create",
+    "schedule_delete",
+    "schedule_pause",
+    "schedule_problems",
+    "schedule_resume",
+    "schedule_run_now",
+    "schedule_update",
+    "schedules_fire",
     "send_wakeups",
     "stalled_jobs_queryset",
+    "upcoming_runs",
+    "user_share",
     "wakeup_if_waiting",
     "wakeup_received",
     "worker_name",

@@ -63,15 +63,17 @@ def job_enqueue(
     queue: str | None = None,
     priority: int | None = None,
     actor: Any = None,
+    schedule: Any = None,
 ) -> Job:
     """Validate ``params`` against the type's schema, store the job and wake a worker.
 
     Raises ``UnknownJobType``, ``policy.AccessDenied`` (``user`` may not run the type, or not
     with a priority above its default),
     ``QueueNotFound`` or DRF's ``ValidationError`` (field messages under the params' field
-    names) before anything is written.
+    names) before anything is written. ``schedule``: the schedule that queues it.
     """
     job = _new_job(job_type=job_type, params=params, user=user, queue=queue, priority=priority)
+    job.schedule = schedule
     with transaction.atomic():
         _store(job, actor=actor)
     return job
