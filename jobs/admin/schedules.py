@@ -3,6 +3,7 @@ and pause, resume and run now as actions; every write goes through ``jobs.servic
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,7 +23,7 @@ from jobs.services.schedules import FIELDS
 def _when(due: Any, zone: str) -> str:
     """A due time in the schedule's zone, labelled, and in UTC."""
     local = due.astimezone(ZoneInfo(zone))
-    return f"{local:%a %Y-%m-%d %H:%M} {local.tzname()} ({due:%H:%M} UTC)"
+    return f"{local:%a %Y-%m-%d %H:%M} {local.tzname()} ({due.astimezone(UTC):%H:%M} UTC)"
 
 
 class ScheduleForm(forms.ModelForm):
@@ -68,10 +69,10 @@ def _messages(problems: Any) -> list[str]:
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin):
     form = ScheduleForm
-    list_display = ("name", "type", "timing", "enabled", "next_run", "last_run_at", "user")
+    list_display = ("name", "type", "timing", "enabled", "next_run", "last_run", "user")
     list_filter = ("enabled", "type")
     search_fields = ("name", "type")
-    readonly_fields = ("next_five_runs", "recent_runs", "next_run_at", "last_run_at", "last_error", "user")
+    readonly_fields = ("next_five_runs", "recent_runs", "next_run", "last_run", "last_error", "user")
     actions = ("pause", "resume", "run_now")
 
     class Media:
@@ -103,6 +104,10 @@ class ScheduleAdmin(admin.ModelAdmin):
     @admin.display(description="next run", ordering="next_run_at")
     def next_run(self, schedule: Schedule) -> str:
         return _when(schedule.next_run_at, schedule.timezone) if schedule.next_run_at else "paused"
+
+    @admin.display(description="last run", ordering="last_run_at")
+    def last_run(self, schedule: Schedule) -> str:
+        return _when(schedule.last_run_at, schedule.timezone) if schedule.last_run_at else "–"
 
     @admin.display(description="next five runs")
     def next_five_runs(self, schedule: Schedule) -> str:

@@ -1,6 +1,7 @@
 // The schedule form: the next five runs of the timing being typed, from the API's preview
 // (GET <preview-url>?cron=&timezone=&interval_minutes=), or its error, before anything is saved.
-(function () {
+// The admin puts form media in the page's head: start once the form is there.
+document.addEventListener("DOMContentLoaded", function () {
   "use strict";
   var list = document.querySelector(".ja-next-runs");
   if (!list || !list.dataset.previewUrl) return;
@@ -56,4 +57,4 @@
     });
   });
   preview();
-})();
+});
