@@ -40,10 +40,11 @@ def test_the_schedule_form_previews_the_next_runs_as_the_timing_is_typed(page: A
     assert "weekday export" in page.content()
     screenshot(page, "schedules")
 
-    for name, options in {
+    views: dict[str, dict[str, Any]] = {
         "schedules-dark": {"viewport": {"width": 1440, "height": 900}, "color_scheme": "dark"},
         "schedules-phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True},
-    }.items():
+    }
+    for name, options in views.items():
         context = page.context
         other = browser.new_context(base_url=page.url.split("/admin/")[0], **options)
         other.add_cookies(context.cookies())
