@@ -125,6 +125,10 @@ SETTINGS: dict[str, Setting] = {
     "JOBADMIN_BULK_ENQUEUE_MAX": Setting(10_000, "int", minimum=1),
     # Fair queues (docs/engine.md, "The scheduler's rule"): a fraction in (0, 1], checked as jobs.E001.
     "JOBADMIN_USER_QUEUE_SHARE": _positive(0.5),
+    # Websocket limits and access (docs/security.md, "Websocket limits and access").
+    "JOBADMIN_WS_REAUTH_INTERVAL": _positive(5.0),
+    "JOBADMIN_WS_MAX_SOCKETS_PER_USER": Setting(20, "int", minimum=1),
+    "JOBADMIN_WS_MAX_SUBSCRIPTIONS": Setting(100, "int", minimum=2),
     "JOBADMIN_RUNALL_HOST": Setting("127.0.0.1", "str"),
     "JOBADMIN_RUNALL_PORT": Setting(8000, "int", minimum=1),
 }

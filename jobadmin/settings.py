@@ -301,6 +301,16 @@ CORS_URLS_REGEX = r"^/api/"
 # Cross-origin frontends authenticate with a token (Authorization header), not the session cookie.
 CORS_ALLOW_CREDENTIALS = False
 
+# --- Websocket limits and access (docs/security.md, "Websocket limits and access") ----------
+# Every open socket's user, session or token and subscriptions are checked again this often
+# (seconds; once per user and process for all of its sockets): a revoked permission, a
+# deactivated user, a logout or a deleted token reaches an open socket within this time.
+JOBADMIN_WS_REAUTH_INTERVAL = _env("JOBADMIN_WS_REAUTH_INTERVAL")
+# Open sockets per user (over every web process when REDIS_URL is set); one more is refused.
+JOBADMIN_WS_MAX_SOCKETS_PER_USER = _env("JOBADMIN_WS_MAX_SOCKETS_PER_USER")
+# Subscriptions one socket may hold (its own user channel included).
+JOBADMIN_WS_MAX_SUBSCRIPTIONS = _env("JOBADMIN_WS_MAX_SUBSCRIPTIONS")
+
 # django-q2's hard time-out of one task (a wake-up): a wake-up starts a job only if the job's
 # own time-out fits in what is left of it (jobs.tasks.Budget), so this never kills a job
 # within its time-out; time paused does not count (a paused job holds no worker). Above the
