@@ -539,6 +539,49 @@ def test_each_websocket_message_and_channel_answers_each_role_as_the_table_says(
     assert answers == expected
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("role", [role for role in ROLES if role != "anonymous"])
+def test_an_open_socket_keeps_only_what_its_role_may_once_its_permissions_are_gone(
+    role: str, scene: Scene, settings: Any
+) -> None:
+    """The same table, followed while the socket is open: the role's permissions (and superuser)
+    are taken away, and within the re-check each channel it may no longer see ends with
+    ``unsubscribed`` ``forbidden``; what a plain user (the job's owner, or not) may see stays."""
+    settings.JOBADMIN_RELAY_IN_WEB = False
+    settings.JOBADMIN_WS_REAUTH_INTERVAL = 0.2
+    me = scene.users[role]
+    plain = "user" if role == "user" else "other"
+    held = {kind: channel(scene) for kind, (channel, cells) in CHANNELS.items() if cells[role] == SUBSCRIBED}
+    keeps = {kind for kind in held if CHANNELS[kind][1][plain] == SUBSCRIBED}
+    ended: set[str] = set()
+
+    def strip() -> None:
+        type(me).objects.filter(pk=me.pk).update(is_superuser=False)
+        me.user_permissions.clear()
+
+    async def scenario() -> None:
+        from channels.db import database_sync_to_async
+
+        communicator = WebsocketCommunicator(JobsConsumer.as_asgi(), "/ws/jobs/")
+        communicator.scope["user"] = me
+        assert (await communicator.connect(timeout=3))[0]
+        assert json.loads(await communicator.receive_from(timeout=3))["type"] == "welcome"
+        for channel in held.values():
+            await communicator.send_to(text_data=json.dumps({"type": "subscribe", "channel": channel}))
+            assert json.loads(await communicator.receive_from(timeout=3))["type"] == "subscribed"
+        await database_sync_to_async(strip)()
+        by_channel = {channel: kind for kind, channel in held.items()}
+        while len(ended) < len(held) - len(keeps):
+            message = json.loads(await communicator.receive_from(timeout=5))
+            if message["type"] == "unsubscribed":
+                assert message["reason"] == FORBIDDEN
+                ended.add(by_channel[message["channel"]])
+        await communicator.disconnect()
+
+    run(scenario)
+    assert ended == set(held) - keeps
+
+
 def _anonymous() -> Any:
     from django.contrib.auth.models import AnonymousUser
 

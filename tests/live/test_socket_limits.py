@@ -26,6 +26,7 @@ from tests.conftest import grant
 from tests.factories import UserFactory
 from tests.live.test_consumers import (
     TIMEOUT,
+    _relay_in_test_loop,  # noqa: F401 - autouse: the relay runs in the test's loop with Redis too
     asgi_app,
     assert_silent,
     connect,
