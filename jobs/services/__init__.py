@@ -50,7 +50,7 @@ from jobs.services.reports import (
     job_report,
     job_suspend,
 )
-from jobs.services.stalls import StalledOutcome, job_abandon, jobs_cleanup_stalled
+from jobs.services.stalls import StalledOutcome, job_abandon, jobs_cleanup_stalled, jobs_recover_dead_workers
 
 __all__ = [
     "JOB_ACTIONS",
@@ -76,6 +76,7 @@ __all__ = [
     "job_retry",
     "job_suspend",
     "jobs_cleanup_stalled",
+    "jobs_recover_dead_workers",
     "queue_active_count",
     "queue_add_missing_slots",
     "user_share",

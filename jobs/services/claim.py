@@ -13,7 +13,7 @@ from django.core import checks
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from jobs import policy, rows
+from jobs import counters, policy, rows
 from jobs.events import record_job_event
 from jobs.exceptions import IdempotencyKeyReused
 from jobs.models import IDEMPOTENCY_KEY_TTL, EventKind, IdempotencyKey, Job, JobStatus, QueueSlot
@@ -163,6 +163,7 @@ def _store(job: Job, *, actor: Any) -> None:
     wake = wakeups_wanted(job.queue)  # raises QueueNotFound before anything is written
     rows.insert(job)
     record_job_event(job=job, kind=EventKind.CREATED, actor_id=actor_pk(actor or job.user))
+    counters.counter_add(name=counters.ENQUEUED, label=job.type)
     if wake:
         request_wakeups(job.queue)
 
