@@ -111,7 +111,7 @@ SETTINGS: dict[str, Setting] = {
     # The Redis that health pings, and that carries the broker, cache and layer of the standalone
     # project; a host that configures those itself may leave it empty.
     "REDIS_URL": Setting("", "str"),
-    # The API's rate limits per scope (jobs.throttling): whatever the project's REST_FRAMEWORK says.
+    # The API's rate limits per scope (jobs.api.throttling): whatever the project's REST_FRAMEWORK says.
     "JOBADMIN_API_THROTTLE_RATES": Setting(
         {"user": "6000/min", "anon": "120/min", "enqueue": "600/min", "token": "20/min"}, "rates"
     ),
@@ -119,6 +119,8 @@ SETTINGS: dict[str, Setting] = {
     "JOBADMIN_MAX_PARAM_STRING": Setting(10_000, "int", minimum=1),
     "JOBADMIN_MAX_PARAMS_BYTES": Setting(65_536, "int", minimum=2),
     "JOBADMIN_MAX_JSON_DEPTH": Setting(32, "int", minimum=2),
+    # Bulk enqueue (docs/api.md, "Bulk enqueue"): the most jobs one call may queue.
+    "JOBADMIN_BULK_ENQUEUE_MAX": Setting(10_000, "int", minimum=1),
     # Fair queues (docs/engine.md, "The scheduler's rule"): a fraction in (0, 1], checked as jobs.E001.
     "JOBADMIN_USER_QUEUE_SHARE": _positive(0.5),
     "JOBADMIN_RUNALL_HOST": Setting("127.0.0.1", "str"),

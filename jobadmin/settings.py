@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import django
 import environ
 
 from jobadmin import conf as _conf
@@ -88,7 +89,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: a view that meets a database outage answers 503 with Retry-After, not 500.
-    "jobs.api_errors.DatabaseUnavailableMiddleware",
+    "jobs.api.errors.DatabaseUnavailableMiddleware",
     # django-axes answers a locked-out login with 429 (after the outage middleware: its own
     # PermissionDenied must reach it).
     "axes.middleware.AxesMiddleware",
@@ -313,7 +314,7 @@ Q_CLUSTER = _conf.q_cluster(
 )
 
 # --- API ------------------------------------------------------------------------------------
-# JobAdmin's views carry their own DRF settings (jobs.api_settings): this project sets no
+# JobAdmin's views carry their own DRF settings (jobs.api.settings): this project sets no
 # REST_FRAMEWORK and no SPECTACULAR_SETTINGS, as a host need not. Only the rates are settings.
 JOBADMIN_API_THROTTLE_RATES = {
     "user": env.str("API_THROTTLE_USER", default="6000/min"),
@@ -322,12 +323,13 @@ JOBADMIN_API_THROTTLE_RATES = {
     "token": env.str("API_THROTTLE_TOKEN", default="20/min"),
 }
 
-# --- Bounded input (docs/security.md, "Input limits"; jobs.limits, jobs.api_input) -----------
+# --- Bounded input (docs/security.md, "Input limits"; jobs.limits, jobs.api.input) -----------
 # Each string in a job's params (dictionary keys too), in characters; the whole params
 # document, in bytes of compact UTF-8 JSON; how deep a JSON body or params may nest.
 JOBADMIN_MAX_PARAM_STRING = _env("JOBADMIN_MAX_PARAM_STRING")
 JOBADMIN_MAX_PARAMS_BYTES = _env("JOBADMIN_MAX_PARAMS_BYTES")
 JOBADMIN_MAX_JSON_DEPTH = _env("JOBADMIN_MAX_JSON_DEPTH")
+JOBADMIN_BULK_ENQUEUE_MAX = _env("JOBADMIN_BULK_ENQUEUE_MAX")
 # Django's own cap on a request body read into memory (forms, and the API's JSON parser):
 # 1 MiB instead of Django's 2.5 MB; a larger API body is a 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1_048_576)
@@ -385,7 +387,7 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # drf-spectacular's deploy check builds the schema with the project's global settings, not with
-# JobAdmin's (jobs.api_settings.SPECTACULAR), and so reports enum names JobAdmin's own settings
+# JobAdmin's (jobs.api.settings.SPECTACULAR), and so reports enum names JobAdmin's own settings
 # resolve; tests/test_openapi.py checks JobAdmin's schema as it is served.
 SPECTACULAR_SETTINGS = {"ENABLE_DJANGO_DEPLOY_CHECK": False}
 
@@ -411,7 +413,13 @@ WHITENOISE_USE_FINDERS = True
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media")))
 
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Django 6.1 configures mail as MAILERS and deprecates EMAIL_BACKEND (RemovedInDjango2028Warning);
+# Django 5.2 knows only EMAIL_BACKEND. The branch goes with Django 5.2.
+_email_backend = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": _email_backend}}
+else:
+    EMAIL_BACKEND = _email_backend
 # Alert e-mails of a rule without recipients go to these (Django's own setting).
 ADMINS: list[tuple[str, str]] = []
 

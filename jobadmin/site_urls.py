@@ -11,6 +11,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
     path("", include("jobadmin.urls")),
 ]
-handler404 = "jobs.api_errors.not_found"
+handler404 = "jobs.api.errors.not_found"
 if settings.DEBUG:
     urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -13,7 +13,7 @@ from monitoring.views import prometheus_metrics
 
 api_urlpatterns: list[URLPattern | URLResolver] = [
     path("", ApiRootView.as_view(), name="jobadmin-api"),
-    path("", include("jobs.urls")),
+    path("", include("jobs.api.urls")),
     path("", include("monitoring.urls")),
     path("schema/", ApiSchemaView.as_view(), name="api-schema"),
     path("docs/", ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),

@@ -13,10 +13,10 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from jobs.api_input import StrictInputMixin
-from jobs.api_settings import SPECTACULAR, JobAdminAPI, api_settings
-from jobs.permissions import SignedIn
-from jobs.schema import errors
+from jobs.api.input import StrictInputMixin
+from jobs.api.permissions import SignedIn
+from jobs.api.schema import errors
+from jobs.api.settings import SPECTACULAR, JobAdminAPI, api_settings
 
 LINKS = {
     "jobs": "job-list",

@@ -16,7 +16,6 @@ from django.contrib.auth import get_user_model
 from django.core.validators import ProhibitNullCharactersValidator
 from django.db.models import F, Q, QuerySet
 from django_filters.fields import IsoDateTimeField
-from drf_spectacular.utils import extend_schema_field
 
 from jobs.models import Job, JobStatus
 from jobs.registry import all_job_types
@@ -86,7 +85,6 @@ class SafeIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = SafeIsoDateTimeField
 
 
-@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_INT})
 class UserIdFilter(django_filters.Filter):
     field_class = forms.IntegerField
 

@@ -1,7 +1,7 @@
 """Bounded input: how deep a JSON value may nest, how long a string in params may be, and
 how big the whole params document may be (docs/security.md, "Input limits").
 
-The API's JSON parser (``jobs.api_input``) and every enqueue (``JobType.validate_params``:
+The API's JSON parser (``jobs.api.input``) and every enqueue (``JobType.validate_params``:
 the API, the admin's form, ``django.tasks``, the CLI) ask this one module, so no way in
 is looser than another. The walk is iterative: a value nested a thousand levels deep is
 refused, not a ``RecursionError``.

@@ -17,6 +17,9 @@ from django.utils import timezone
 
 from jobs.exceptions import TransitionNotAllowed
 
+# A job's priority: higher runs first. The bounds of every way in (the API, bulk enqueue).
+PRIORITY_MIN, PRIORITY_MAX = -100, 100
+
 
 class JobStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
@@ -169,6 +172,9 @@ class Job(models.Model):
     # Where a resumable job stopped: ``{"step": <index>, "cursor": <JSON>}``, written with its
     # reports. A run that finds it set continues there (docs/jobs.md); null starts afresh.
     checkpoint = models.JSONField(null=True, blank=True)
+    # The type's ``resumable`` when the job was queued, kept like its timeout and attempts: the
+    # transition table reads it (a pause is refused without it) without asking the registry.
+    resumable = models.BooleanField(default=True)
 
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
@@ -236,12 +242,7 @@ class Job(models.Model):
     @property
     def not_resumable(self) -> bool:
         """Its type cannot continue from a checkpoint (``resumable=False``): a pause is refused."""
-        from jobs.registry import get_job_type
-
-        try:
-            return not get_job_type(self.type).resumable
-        except LookupError:
-            return False
+        return not self.resumable
 
     def allowed_actions(self) -> list[str]:
         """The actions of ``TRANSITIONS`` this job allows now, in the table's order."""

@@ -1,6 +1,6 @@
 """Who may see and do what: the one home of every access rule (DESIGN.md, "Access policy").
 
-The API's permission classes (``jobs.permissions``), the admin and staff pages, the
+The API's permission classes (``jobs.api.permissions``), the admin and staff pages, the
 websocket consumer, ``/metrics`` — and what comes next (batches, schedules, SSE and
 long-poll, the command line, the ``django.tasks`` backend) — ask this module; none of
 them keeps a rule of its own. Each rule is a function of the user (and the object); the
@@ -332,7 +332,7 @@ def client_address(*, peer: str, forwarded_for: str = "") -> str:
 
 def request_client_address(request: Any) -> str:
     """The client's address of an HTTP request (Django's or DRF's), by ``client_address``: the one
-    rule every throttle and address rule reads (``jobs.throttling``, ``/metrics``, the admin login)."""
+    rule every throttle and address rule reads (``jobs.api.throttling``, ``/metrics``, the admin login)."""
     meta = request.META
     return client_address(
         peer=str(meta.get("REMOTE_ADDR", "")), forwarded_for=str(meta.get("HTTP_X_FORWARDED_FOR", ""))

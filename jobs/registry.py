@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from django.apps import apps
 from django.conf import settings
@@ -18,10 +18,9 @@ from rest_framework import serializers
 
 from jobs.limits import params_problems
 
-if TYPE_CHECKING:
-    from jobs.context import JobContext
-
-JobFunction = Callable[["JobContext", dict[str, Any]], Any]
+# ``fn(ctx, params)``: ``ctx`` is a ``jobs.context.JobContext``. The registry sits below the
+# context (which calls the services, which look types up here), so it does not name the class.
+JobFunction = Callable[[Any, dict[str, Any]], Any]
 StallPolicy = Literal["fail", "requeue"]
 
 
@@ -72,11 +71,6 @@ class JobType:
             raise serializers.ValidationError({key: ["Unknown parameter."] for key in unknown})
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
-
-    def params_json_schema(self) -> dict[str, Any]:
-        from jobs.schema import serializer_json_schema
-
-        return serializer_json_schema(self.params)
 
 
 class UnknownJobType(LookupError):

@@ -115,6 +115,45 @@ def insert(obj: Model) -> None:
     obj._state.db = connection.alias
 
 
+def insert_many(objs: Sequence[Model]) -> None:
+    """``insert`` for many rows of one model: on SQLite, multi-row ``INSERT``s of as many rows
+    as a statement takes parameters; on PostgreSQL, one ``COPY``. Auto-increment keys are not
+    read back (bulk enqueue's events need none); ``Job``'s UUID key is set before."""
+    if not objs:
+        return
+    model = type(objs[0])
+    sql, columns, _ = _insert_sql(model, connection.vendor)
+    sql = sql.partition(" RETURNING ")[0]
+    values = [[adapt(getattr(obj, attname)) for attname, _, adapt in columns] for obj in objs]
+    with _cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # COPY: the rows stream in one command (its triggers fire as an INSERT's do). A
+            # multi-row VALUES of thousands of placeholders costs more to parse than to run.
+            table = connection.ops.quote_name(model._meta.db_table)
+            names = ", ".join(column for _, column, _ in columns)
+            with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for one in values:
+                    copy.write_row(one)
+        else:
+            head, _, row = sql.partition(" VALUES ")
+            per_batch = max(1, _max_parameters() // len(columns))
+            for start in range(0, len(values), per_batch):
+                batch = values[start : start + per_batch]
+                cursor.execute(f"{head} VALUES {', '.join([row] * len(batch))}", [v for r in batch for v in r])
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = connection.alias
+
+
+def _max_parameters() -> int:
+    """How many bound parameters one SQLite statement may carry: the library's own limit
+    (32,766 since SQLite 3.32), not Django's conservative 999."""
+    import sqlite3
+
+    connection.ensure_connection()
+    return int(connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+
+
 @cache
 def _update_sql(
     model: type[Model], vendor: str, names: tuple[str, ...], where: tuple[tuple[str, int], ...]

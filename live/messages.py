@@ -185,7 +185,7 @@ ALERT_SCHEMA["required"] = list(ALERT_SCHEMA["properties"])
 # The schemas are built on first use (tests, docs), not when a process imports the builders:
 # deriving the stats schema loads drf-spectacular's inspector.
 def _stats_schema() -> dict[str, Any]:
-    from jobs.schema import serializer_json_schema
+    from jobs.api.json_schema import serializer_json_schema
     from monitoring.serializers import StatsSerializer
 
     schema = serializer_json_schema(StatsSerializer, "response")

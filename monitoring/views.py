@@ -25,11 +25,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import policy
-from jobs.api_input import BoundedJSONParser, StrictInputMixin
-from jobs.api_settings import JobAdminAPI
-from jobs.pagination import CappedPageNumberPagination
-from jobs.permissions import CanChangeAlerts, CanSeeAlerts, CanSeeStatistics, SignedIn
-from jobs.schema import ERROR_RESPONSES, errors
+from jobs.api.input import BoundedJSONParser, StrictInputMixin
+from jobs.api.pagination import CappedPageNumberPagination
+from jobs.api.permissions import CanChangeAlerts, CanSeeAlerts, CanSeeStatistics, SignedIn
+from jobs.api.schema import ERROR_RESPONSES, errors
+from jobs.api.settings import JobAdminAPI
 from monitoring import alerts, analytics, health, metrics, prometheus
 from monitoring.models import Alert, MetricSample
 from monitoring.serializers import (
@@ -71,7 +71,7 @@ def _window(request: Request, default: str) -> Window:
 
 
 class MonitoringAPIView(JobAdminAPI, StrictInputMixin, APIView):
-    """Bounded JSON bodies; an unknown query parameter or body field is a 400 (``jobs.api_input``)."""
+    """Bounded JSON bodies; an unknown query parameter or body field is a 400 (``jobs.api.input``)."""
 
     parser_classes = [BoundedJSONParser]
 

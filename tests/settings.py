@@ -36,7 +36,7 @@ from jobadmin.settings import *  # noqa: E402,F403
 from jobadmin.settings import DATA_DIR, DATABASES, INSTALLED_APPS  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Mail: Django's test environment swaps in its locmem backend (EMAIL_BACKEND or MAILERS).
 MEDIA_ROOT = DATA_DIR / "test-media" / RUN
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -156,6 +156,12 @@ WAYS: list[Way] = [
     Way("job-retry", "post", ACT_ON_OWN_JOB, kwargs=_job, job_status=JobStatus.FAILED),
     Way("job-pause", "post", ACT_ON_OWN_JOB, kwargs=_job, job_status=JobStatus.RUNNING),
     Way("job-resume", "post", ACT_ON_OWN_JOB, kwargs=_job, job_status=JobStatus.PAUSED),
+    Way(
+        "job-bulk-enqueue",
+        "post",
+        row(401, 201, 201, 201, 201, 201, 201),
+        data=lambda s: {"jobs": [{"type": "demo", "params": {}}, {"type": "demo", "params": {}}]},
+    ),
     Way("job-bulk", "post", SIGNED_IN, data=lambda s: {"action": "cancel", "ids": [str(s.job.pk)]}, check=_check_bulk),
     Way("job-cleanup-stalled", "post", CHANGE_JOBS),
     Way("job-type-list", "get", SIGNED_IN, check=_check_job_types),
@@ -368,6 +374,20 @@ def test_each_job_type_is_queued_only_by_who_may_run_it(type_name: str, role: st
     assert response.status_code == JOB_TYPES[type_name][role], (role, response.content[:300])
     queued = Job.objects.filter(type=type_name).count() - before
     assert queued == (1 if response.status_code == 201 else 0)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("type_name", sorted(JOB_TYPES))
+def test_a_bulk_enqueue_asks_the_same_rule_for_each_member(type_name: str, role: str, scene: Scene) -> None:
+    client = APIClient()
+    if scene.users[role] is not None:
+        client.force_authenticate(scene.users[role])
+    before = Job.objects.count()
+    members = [{"type": "demo", "params": {}}, {"type": type_name, "params": {}}]
+    response = client.post("/api/jobs/bulk-enqueue/", {"jobs": members}, format="json")
+    assert response.status_code == JOB_TYPES[type_name][role], (role, response.content[:300])
+    # All or nothing: a member the role may not queue keeps the other from being queued too.
+    assert Job.objects.count() - before == (2 if response.status_code == 201 else 0)
 
 
 # --- fair queues: a priority above the job type's default needs jobs.change_job -----------------------

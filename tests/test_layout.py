@@ -117,4 +117,101 @@ def test_the_import_contract_is_kept() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 kept, 0 broken" in done.stdout
+    assert "4 kept, 0 broken" in done.stdout
+
+
+# --- The engine stands alone (DESIGN.md "Layout") ---------------------------------------------
+
+# Above the engine: the jobs API and the jobs admin. Everything else in jobs/ is the engine.
+ABOVE_THE_ENGINE = ("api", "admin")
+# What the engine may not import: DRF's view layer (a params serializer, through DRF's
+# validation API, is where the engine meets DRF), drf-spectacular and the admin.
+NOT_FOR_THE_ENGINE = (
+    "drf_spectacular",
+    "django.contrib.admin",
+    *(
+        f"rest_framework.{name}"
+        for name in (
+            "authentication",
+            "authtoken",
+            "decorators",
+            "filters",
+            "generics",
+            "metadata",
+            "mixins",
+            "negotiation",
+            "pagination",
+            "parsers",
+            "permissions",
+            "renderers",
+            "request",
+            "response",
+            "routers",
+            "schemas",
+            "throttling",
+            "urls",
+            "versioning",
+            "views",
+            "viewsets",
+        )
+    ),
+)
+
+
+def engine_modules() -> list[str]:
+    """The engine's top-level modules and packages: jobs/ without jobs.api, jobs.admin and the migrations."""
+    names = set()
+    for path in (ROOT / "jobs").iterdir():
+        if path.name in (*ABOVE_THE_ENGINE, "migrations", "__init__.py", "__pycache__", "static", "templates"):
+            continue
+        if path.suffix == ".py" or (path / "__init__.py").exists():
+            names.add(f"jobs.{path.stem}")
+    return sorted(names)
+
+
+def engine_imports_against_the_layout(paths: Iterator[Path]) -> list[str]:
+    problems = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            for target in targets:
+                if any(target == bad or target.startswith(bad + ".") for bad in NOT_FOR_THE_ENGINE):
+                    where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+                    problems.append(f"{where}:{node.lineno} imports {target}")
+    return problems
+
+
+def test_the_import_contract_names_every_engine_module() -> None:
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (engine,) = [c for c in contracts if c["name"].startswith("The engine imports neither")]
+    assert sorted(engine["source_modules"]) == engine_modules()
+
+
+def test_the_engine_imports_no_view_layer_and_no_admin() -> None:
+    paths = (
+        path
+        for path in sorted((ROOT / "jobs").rglob("*.py"))
+        if path.relative_to(ROOT / "jobs").parts[0] not in (*ABOVE_THE_ENGINE, "migrations")
+    )
+    assert engine_imports_against_the_layout(paths) == []
+
+
+def test_the_engine_check_sees_each_forbidden_import(tmp_path: Path) -> None:
+    example = tmp_path / "example.py"
+    example.write_text(
+        "from rest_framework import serializers\n"  # allowed: params serializers
+        "from rest_framework.views import APIView\n"
+        "from rest_framework import viewsets\n"
+        "import drf_spectacular.utils\n"
+        "from django.contrib import admin\n"
+        "from django.contrib.admin import ModelAdmin\n"
+    )
+    problems = engine_imports_against_the_layout(iter([example]))
+    assert sorted({int(p.split(":")[1].split()[0]) for p in problems}) == [2, 3, 4, 5, 6], problems

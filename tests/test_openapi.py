@@ -41,9 +41,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from jobs.api_settings import generate_schema
+from jobs.api.permissions import SignedIn
+from jobs.api.settings import generate_schema
 from jobs.models import JobResult, JobStatus
-from jobs.permissions import SignedIn
 from monitoring.models import Alert, AlertRule, AlertStatus
 from tests.conftest import OPERATOR_PERMISSIONS, grant
 from tests.factories import JobFactory, UserFactory
@@ -52,10 +52,10 @@ OUR_PATHS = r"^/api/(jobs|job-types|queues|auth|stats|analytics|metrics|health|a
 # Whether a schema-valid body is accepted here depends on server state the schema cannot
 # express (the credentials; the registered types, each with its own params schema, and
 # the queues), so a 400 for a well-formed body is correct: schemathesis' "positive data
-# must be accepted" check is off for these two operations only. Every other check runs.
+# must be accepted" check is off for these operations only. Every other check runs.
 # Examples per operation: small by default so the run stays well under a minute.
 EXAMPLES = int(os.environ.get("JOBADMIN_SCHEMATHESIS_EXAMPLES", "12"))
-STATEFUL_ACCEPTANCE = {("POST", "/api/auth/token/"), ("POST", "/api/jobs/")}
+STATEFUL_ACCEPTANCE = {("POST", "/api/auth/token/"), ("POST", "/api/jobs/"), ("POST", "/api/jobs/bulk-enqueue/")}
 # Likewise, a window is refused for constraints between parameters that a schema cannot
 # state: ``from`` after ``to``, or more than 2,000 points of ``interval`` over the window.
 CROSS_PARAMETER = {

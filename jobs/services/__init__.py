@@ -26,8 +26,9 @@ from jobs.events import record_job_event
 from jobs.selectors import stalled_jobs_queryset
 from jobs.services._shared import RUN_TASK, worker_name
 from jobs.services.actions import JOB_ACTIONS, job_cancel, job_pause, job_resume, job_retry
-from jobs.services.claim import Enqueued, job_claim, job_enqueue, job_enqueue_once, user_share
+from jobs.services.claim import Enqueued, job_claim, job_enqueue, job_enqueue_once, jobs_enqueue_many, user_share
 from jobs.services.queues import (
+    broker_in_the_jobs_database,
     dispatch_tick,
     queue_active_count,
     queue_add_missing_slots,
@@ -64,7 +65,9 @@ __all__ = [
     "job_complete",
     "job_complete_and_claim",
     "job_enqueue",
+    "broker_in_the_jobs_database",
     "job_enqueue_once",
+    "jobs_enqueue_many",
     "job_fail",
     "job_heartbeat",
     "job_log",

@@ -321,7 +321,7 @@ def test_enqueue_invalid_input_shows_field_errors_and_queues_nothing(
 
 
 def test_enqueue_puts_service_validation_errors_on_fields(staff_client: Any) -> None:
-    from jobs.admin_forms import build_enqueue_form
+    from jobs.admin.forms import build_enqueue_form
     from jobs.registry import get_job_type
 
     form = build_enqueue_form(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from jobs import throttling
+from jobs.api import throttling
 from tests.deploy.conftest import OwnRedis
 
 pytestmark = pytest.mark.django_db

@@ -13,8 +13,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from jobs import services
+from jobs.api.pagination import COUNT_CAP, MAX_PAGE
 from jobs.models import Job, JobResult, JobStatus
-from jobs.pagination import COUNT_CAP, MAX_PAGE
 from tests.factories import JobFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -75,7 +75,7 @@ def test_list_pages_with_next_previous_and_an_exact_count_below_the_cap(client_a
 
 
 def test_list_count_is_capped_and_flagged_inexact(client_as, staff_user, monkeypatch):
-    monkeypatch.setattr("jobs.pagination.COUNT_CAP", 3)
+    monkeypatch.setattr("jobs.api.pagination.COUNT_CAP", 3)
     JobFactory.create_batch(5, user=staff_user)
 
     body = client_as(staff_user).get("/api/jobs/?page_size=2").json()
@@ -88,7 +88,7 @@ def test_list_count_is_capped_and_flagged_inexact(client_as, staff_user, monkeyp
 def test_a_count_over_its_time_budget_becomes_a_flagged_estimate(user):
     from django.db import connection
 
-    from jobs.pagination import capped_count
+    from jobs.api.pagination import capped_count
 
     Job.objects.bulk_create([Job(type="demo", user=user) for _ in range(300)])
     queryset = Job.objects.all()
@@ -108,8 +108,8 @@ def test_a_count_over_its_time_budget_becomes_a_flagged_estimate(user):
 
 
 def test_the_page_never_reports_fewer_rows_than_it_shows_when_the_count_is_an_estimate(client_as, user, monkeypatch):
-    monkeypatch.setattr("jobs.pagination.COUNT_BUDGET_MS", 0.0)
-    monkeypatch.setattr("jobs.pagination._estimate", lambda queryset: 0)
+    monkeypatch.setattr("jobs.api.pagination.COUNT_BUDGET_MS", 0.0)
+    monkeypatch.setattr("jobs.api.pagination._estimate", lambda queryset: 0)
     JobFactory.create_batch(5, user=user)
 
     body = client_as(user).get("/api/jobs/?page_size=2&page=2").json()
@@ -403,7 +403,7 @@ def test_enqueue_into_a_named_queue(client_as, user):
 
 
 def test_enqueue_is_throttled_by_its_own_stricter_scope(client_as, user, monkeypatch):
-    from jobs.views import EnqueueRateThrottle
+    from jobs.api.views import EnqueueRateThrottle
 
     monkeypatch.setattr(EnqueueRateThrottle, "rate", "2/min", raising=False)
     client = client_as(user)
@@ -473,8 +473,8 @@ def _tied_jobs(user: Any) -> list[Job]:
     "key", ["-created_at", "created_at", "-duration", "duration", "status", "-priority", "finished_at"]
 )
 def test_a_deferred_join_page_is_the_plain_offset_page(user, key):
+    from jobs.api.pagination import page_rows
     from jobs.filters import ordering_terms
-    from jobs.pagination import page_rows
 
     _tied_jobs(user)
     _tied_jobs(None)
@@ -511,8 +511,8 @@ def test_a_deep_page_reads_only_ids_past_the_offset(user):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from jobs.api.pagination import page_rows
     from jobs.filters import ordering_terms
-    from jobs.pagination import page_rows
 
     _tied_jobs(user)
     queryset = Job.objects.order_by(*ordering_terms("-created_at"))
@@ -565,7 +565,7 @@ def _jobs_of_every_shape(user: Any, other: Any) -> list[Job]:
 def test_the_fast_job_representation_equals_drf_field_by_field(user, other_user, zone):
     from rest_framework import serializers as drf
 
-    from jobs.serializers import JobDetailSerializer, JobSerializer
+    from jobs.api.serializers import JobDetailSerializer, JobSerializer
 
     _jobs_of_every_shape(user, other_user)
     with timezone.override(zone):
@@ -580,7 +580,7 @@ def test_the_fast_job_representation_equals_drf_field_by_field(user, other_user,
 def test_the_list_endpoint_returns_what_drf_would(client_as, staff_user, user, other_user):
     from rest_framework import serializers as drf
 
-    from jobs.serializers import JobSerializer
+    from jobs.api.serializers import JobSerializer
 
     _jobs_of_every_shape(user, other_user)
     rows = client_as(staff_user).get("/api/jobs/?ordering=created_at").json()["results"]
@@ -642,8 +642,8 @@ def test_the_capped_count_selects_no_column_so_an_index_answers_it(user):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from jobs.api.pagination import capped_count
     from jobs.filters import filter_jobs
-    from jobs.pagination import capped_count
 
     JobFactory.create_batch(4, user=user, status=JobStatus.FAILED)
     JobFactory.create(user=user)
@@ -694,7 +694,7 @@ def test_a_deep_page_of_a_list_that_matches_nothing_is_empty_not_a_500(client_as
 
 
 def test_the_capped_count_of_an_empty_queryset_is_an_exact_zero():
-    from jobs.pagination import capped_count
+    from jobs.api.pagination import capped_count
 
     assert capped_count(Job.objects.none()) == (0, True)
     assert capped_count(Job.objects.filter(pk__in=[])) == (0, True)

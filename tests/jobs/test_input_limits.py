@@ -249,7 +249,7 @@ def test_an_unknown_body_field_on_bulk_and_on_the_token_endpoint_is_a_400(client
 def test_every_operation_accepts_the_query_parameters_it_documents_and_refuses_any_other(api_client, superuser):
     """The schema and the refusal agree: each documented parameter is known (whatever its
     value's fate), and one more is a 400 naming it, on every operation of the API."""
-    from jobs.api_settings import generate_schema
+    from jobs.api.settings import generate_schema
     from monitoring.models import Alert, AlertRule
 
     api_client.force_authenticate(user=superuser)

@@ -294,3 +294,12 @@ def test_no_token_configured_means_no_token_accepted(client: Any, settings: Any)
     settings.PROMETHEUS_TOKEN = ""
 
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_AUTHORIZATION="Bearer ").status_code == 403
+
+
+def test_a_bulk_enqueue_counts_each_job_it_queues(user: Any) -> None:
+    members = [{"type": "demo", "params": {"items": 1, "delay_ms": 0}}] * 3 + [{"type": "export-jobs", "params": {}}]
+
+    services.jobs_enqueue_many(members=members, user=user)
+
+    read = counters.counters_read()
+    assert (read.count(counters.ENQUEUED, "demo"), read.count(counters.ENQUEUED, "export-jobs")) == (3, 1)

@@ -15,8 +15,8 @@ import jsonschema
 import pytest
 from django.utils import timezone
 
+from jobs.api.json_schema import serializer_json_schema
 from jobs.models import JobStatus
-from jobs.schema import serializer_json_schema
 from monitoring import analytics, health, serializers
 from monitoring.metrics import metrics_sample, metrics_series
 from monitoring.stats import resolve_window, stats_summary

@@ -1,7 +1,7 @@
 """The jobs API: thin views over selectors and services.
 
 Views never change a job's status: every action calls one service, and domain errors
-become HTTP errors in ``jobs.api_errors`` (``TransitionNotAllowed`` → 409 with the current
+become HTTP errors in ``jobs.api.errors`` (``TransitionNotAllowed`` → 409 with the current
 status). A job the caller may not see is a 404 (the queryset is already narrowed to
 what they may see); one they see but may not act on is a 403.
 """
@@ -16,7 +16,13 @@ from typing import Any
 
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication, TokenAuthentication
 from rest_framework.authtoken.models import Token
@@ -28,19 +34,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from jobs import policy, selectors, services
-from jobs.api_input import BoundedJSONParser, StrictInputMixin
-from jobs.api_settings import JobAdminAPI
-from jobs.exceptions import JobError, TransitionNotAllowed
-from jobs.filters import JobFilter
-from jobs.models import Job
-from jobs.pagination import CappedPageNumberPagination
-from jobs.permissions import CanPauseQueue, CanSeeQueues, CanSweepJobs, SignedIn
-from jobs.registry import UnknownJobType, all_job_types, get_job_type
-from jobs.schema import errors
-from jobs.serializers import (
+from jobs.api.input import BoundedJSONParser, StrictInputMixin
+from jobs.api.pagination import CappedPageNumberPagination
+from jobs.api.permissions import CanPauseQueue, CanSeeQueues, CanSweepJobs, SignedIn
+from jobs.api.schema import errors
+from jobs.api.serializers import (
     AuthTokenResponseSerializer,
     AuthTokenSerializer,
     BulkActionSerializer,
+    BulkEnqueueResponseSerializer,
+    BulkEnqueueSerializer,
     BulkResponseSerializer,
     CleanupStalledResponseSerializer,
     JobDetailSerializer,
@@ -54,12 +57,30 @@ from jobs.serializers import (
     JobTypeSerializer,
     QueueSerializer,
 )
-from jobs.throttling import ScopedRateThrottle, UserRateThrottle
+from jobs.api.settings import JobAdminAPI
+from jobs.api.throttling import ScopedRateThrottle, UserRateThrottle
+from jobs.exceptions import JobError, TransitionNotAllowed
+from jobs.filters import MAX_INT, JobFilter, UserIdFilter
+from jobs.models import Job
+from jobs.registry import UnknownJobType, all_job_types, get_job_type
 
 logger = logging.getLogger(__name__)
 
+# The owner filter's bounds in the schema: the engine's filters (jobs.filters) know no
+# drf-spectacular, so the API annotates them here, where they meet the schema.
+extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_INT})(UserIdFilter)
+
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def by_index(errors: Any) -> Any:
+    """A bulk body's errors with the members' messages under their index, as the service's refusal
+    has them: ``{"jobs": {"3": {...}}}`` (DRF lists every member, ``{}`` for the good ones)."""
+    members = errors.get("jobs") if isinstance(errors, dict) else None
+    if isinstance(members, list) and members and all(isinstance(item, dict) for item in members):
+        return {**errors, "jobs": {str(index): item for index, item in enumerate(members) if item}}
+    return errors
 
 
 def idempotency_key(request: Request) -> str | None:
@@ -118,7 +139,7 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
     filterset_class = JobFilter
     pagination_class = CappedPageNumberPagination
     query_serializers = {"result": JobResultQuerySerializer, "events": JobEventQuerySerializer}
-    body_actions = frozenset({"create", "bulk"})
+    body_actions = frozenset({"create", "bulk", "bulk_enqueue"})
 
     def get_queryset(self) -> Any:
         if self.action == "list":
@@ -141,7 +162,7 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
 
     def get_throttles(self) -> builtins.list[Any]:  # `list` is the action in this class
         throttles = super().get_throttles()
-        if self.action == "create":
+        if self.action in ("create", "bulk_enqueue"):
             throttles.append(EnqueueRateThrottle())
         return throttles
 
@@ -204,6 +225,30 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
         if outcome.replayed:
             response["Idempotent-Replayed"] = "true"
         return response
+
+    @extend_schema(
+        summary="Enqueue many jobs at once",
+        description=(
+            "Queues every job of `jobs` in one transaction, or none: each is checked as `POST /api/jobs/` "
+            "checks one (type, permission, priority, params, queue) before anything is written. A 400 names "
+            'each bad member by its index: `{"jobs": {"3": {"params": {...}}}}`; a 403 names the '
+            "first forbidden one. At most `JOBADMIN_BULK_ENQUEUE_MAX` jobs (10,000 by default). The "
+            "`Idempotency-Key` header is refused here (a batch, `POST /api/batches/`, takes one)."
+        ),
+        request=BulkEnqueueSerializer,
+        responses={201: BulkEnqueueResponseSerializer, **errors(400, 403, 413)},
+    )
+    @action(detail=False, methods=["post"], url_path="bulk-enqueue")
+    def bulk_enqueue(self, request: Request) -> Response:
+        if IDEMPOTENCY_HEADER in request.headers:
+            raise ValidationError({IDEMPOTENCY_HEADER: ["Not taken by a bulk enqueue: send it without one."]})
+        serializer = BulkEnqueueSerializer(data=request.data)
+        if not serializer.is_valid():
+            raise ValidationError(by_index(serializer.errors))
+        jobs = services.jobs_enqueue_many(
+            members=serializer.validated_data["jobs"], user=request.user, actor=request.user
+        )
+        return Response({"count": len(jobs), "ids": [str(job.pk) for job in jobs]}, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         summary="A job's result",

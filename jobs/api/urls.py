@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from jobs.views import JobTypeViewSet, JobViewSet, QueueViewSet, TokenView
+from jobs.api.views import JobTypeViewSet, JobViewSet, QueueViewSet, TokenView
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False

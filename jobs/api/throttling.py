@@ -40,7 +40,7 @@ def shared_cache_down() -> bool:
 
 class FallbackThrottleMixin:
     """Counts in the shared cache; in this process's memory while that cache is away. The rates
-    are ``JOBADMIN_API_THROTTLE_RATES``, never the project's ``REST_FRAMEWORK`` (jobs.api_settings)."""
+    are ``JOBADMIN_API_THROTTLE_RATES``, never the project's ``REST_FRAMEWORK`` (jobs.api.settings)."""
 
     cache: Any
 

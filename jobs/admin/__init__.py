@@ -26,7 +26,7 @@ from django.utils.html import format_html
 from rest_framework import serializers
 
 from jobs import policy, selectors, services
-from jobs.admin_forms import SUBMISSION_FIELD, build_enqueue_form
+from jobs.admin.forms import SUBMISSION_FIELD, build_enqueue_form
 from jobs.exceptions import IdempotencyKeyReused, JobError, TransitionNotAllowed
 from jobs.models import TRANSITIONS, EventKind, Job, JobEvent, JobResult, JobStatus, Queue, job_states
 from jobs.registry import UnknownJobType, all_job_types, get_job_type

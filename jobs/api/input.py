@@ -2,7 +2,7 @@
 
 - ``BoundedJSONParser``: a body nested deeper than ``JOBADMIN_MAX_JSON_DEPTH`` is a 400
   (Python's ``json`` raised ``RecursionError`` near a thousand levels: a 500). A body over
-  ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is refused by Django, a 413 (``jobs.api_errors``).
+  ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is refused by Django, a 413 (``jobs.api.errors``).
 - ``StrictInputMixin``: an unknown query parameter, or a body field on an action that
   takes no body, is a 400 naming it. The known query parameters of a request are
   ``format``, the filters and page parameters of a list, and the fields of the query
@@ -33,7 +33,7 @@ class BoundedJSONParser(JSONParser):
 
     Its size is Django's to bound: DRF reads a JSON body through ``request.body``, which
     refuses one over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` from its ``Content-Length`` before
-    reading it (or, chunked, after one byte past the limit); ``jobs.api_errors`` makes that
+    reading it (or, chunked, after one byte past the limit); ``jobs.api.errors`` makes that
     a JSON 413.
     """
 

@@ -26,17 +26,17 @@ API = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["jobs.permissions.SignedIn"],
+    "DEFAULT_PERMISSION_CLASSES": ["jobs.api.permissions.SignedIn"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PARSER_CLASSES": ["jobs.api_input.BoundedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["jobs.api.input.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    # The limits count in the cache (Redis); while it is away, in each process (jobs.throttling).
-    "DEFAULT_THROTTLE_CLASSES": ["jobs.throttling.UserRateThrottle", "jobs.throttling.AnonRateThrottle"],
-    "EXCEPTION_HANDLER": "jobs.api_errors.exception_handler",
+    # The limits count in the cache (Redis); while it is away, in each process (jobs.api.throttling).
+    "DEFAULT_THROTTLE_CLASSES": ["jobs.api.throttling.UserRateThrottle", "jobs.api.throttling.AnonRateThrottle"],
+    "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
 }
 
 # drf-spectacular for JobAdmin's schema view (custom_settings), whatever the project's own says.
@@ -54,7 +54,7 @@ SPECTACULAR = {
         "ActionEnum": "jobs.models.ACTION_NAMES",
     },
     # Only JobAdmin's own operations, wherever the project mounts them (a host has its own API).
-    "PREPROCESSING_HOOKS": ["jobs.api_settings.only_jobadmin_endpoints"],
+    "PREPROCESSING_HOOKS": ["jobs.api.settings.only_jobadmin_endpoints"],
 }
 
 
