@@ -454,3 +454,44 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} → {self.job_id}"
+
+
+# The bounds (seconds) of the run-time histogram (``/metrics``' ``jobadmin_job_duration_seconds``
+# and the statistics buckets' cumulative columns): one home, read by both.
+DURATION_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600)
+
+
+class CounterEvent(models.Model):
+    """One increment of a counter that only grows (``jobs.counters``), written in the transaction of
+    the change it counts, and folded into ``CounterTotal`` by the monitor.
+
+    An insert, not an update of a shared row: concurrent finishes never wait on each other's
+    row lock, and two transactions counting in opposite orders cannot deadlock.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    name = models.CharField(max_length=32)
+    label = models.CharField(max_length=200)  # the job type, or the alert rule
+    # Index into DURATION_BUCKETS of the first bound at or above the run time (len: +Inf); -1: none.
+    bucket = models.SmallIntegerField(default=-1)
+    amount = models.FloatField(default=0.0)  # the run time in seconds, for a finish
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.label}"
+
+
+class CounterTotal(models.Model):
+    """The folded counters: how many ``CounterEvent`` rows of each (name, label, bucket) there were,
+    and the sum of their amounts. Never purged."""
+
+    name = models.CharField(max_length=32)
+    label = models.CharField(max_length=200)
+    bucket = models.SmallIntegerField(default=-1)
+    count = models.BigIntegerField(default=0)
+    amount = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "label", "bucket"], name="counter_total_key")]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.label} {self.bucket}: {self.count}"

@@ -30,6 +30,7 @@ from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.utils import timezone
 
+from jobs import counters
 from jobs.events import record_event
 from jobs.exceptions import TransitionNotAllowed
 from jobs.models import EventKind, JobStatus
@@ -192,6 +193,7 @@ def alerts_evaluate(
                     updated_at=now,
                 )
                 _record(alert)
+                counters.counter_add(name=counters.ALERT_FIRED, label=rule.name)
                 result.opened.append(alert)
                 if rule.notify_email or rule.notify_webhook:
                     transaction.on_commit(lambda alert=alert: notify(alert))  # type: ignore[misc]

@@ -7,6 +7,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+# The run-time histogram's bounds live with the engine (jobs.counters counts into them too).
+from jobs.models import DURATION_BUCKETS as DURATION_BUCKETS
+
 
 class MetricSample(models.Model):
     """One sample of the system, taken by the monitor loop every ``JOBADMIN_METRICS_INTERVAL`` seconds."""
@@ -156,9 +159,6 @@ class Alert(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
-
-
-DURATION_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600)
 
 
 def duration_le_column(bound: float) -> str:

@@ -270,6 +270,15 @@ class MonitorLeaderSerializer(serializers.Serializer):
     leading_for_seconds = serializers.FloatField(allow_null=True)
 
 
+class WorkerDatabaseErrorSerializer(serializers.Serializer):
+    """A worker whose wake-up could not reach the database (``jobs.worker_reports``)."""
+
+    worker = serializers.CharField()
+    error = serializers.CharField()
+    disk_full = serializers.BooleanField()
+    seconds_ago = serializers.FloatField()
+
+
 class HealthCheckSerializer(serializers.Serializer):
     """One check; the details beside ``status`` and ``reason`` depend on the check and are absent when it failed."""
 
@@ -278,6 +287,7 @@ class HealthCheckSerializer(serializers.Serializer):
     # database
     vendor = serializers.CharField(required=False)
     latency_ms = serializers.FloatField(required=False)
+    disk_full = serializers.BooleanField(required=False)
     # broker
     broker = serializers.CharField(required=False)
     pending_wakeups = serializers.IntegerField(required=False)
@@ -289,6 +299,7 @@ class HealthCheckSerializer(serializers.Serializer):
     capacity = serializers.IntegerField(required=False)
     other_key_workers = serializers.IntegerField(required=False)
     other_key_hosts = serializers.ListField(child=serializers.CharField(), required=False)
+    database_errors = WorkerDatabaseErrorSerializer(many=True, required=False)
     # monitor
     last_seen_seconds = serializers.FloatField(required=False)
     leader = MonitorLeaderSerializer(required=False, allow_null=True)

@@ -63,7 +63,7 @@ from jobs.services.schedules import (
     schedules_fire,
     upcoming_runs,
 )
-from jobs.services.stalls import StalledOutcome, job_abandon, jobs_cleanup_stalled
+from jobs.services.stalls import StalledOutcome, job_abandon, jobs_cleanup_stalled, jobs_recover_dead_workers
 
 __all__ = [
     "Control",
@@ -91,6 +91,7 @@ __all__ = [
     "job_suspend",
     "jobs_cleanup_stalled",
     "jobs_enqueue_many",
+    "jobs_recover_dead_workers",
     "queue_active_count",
     "queue_add_missing_slots",
     "queue_ensure_defaults",

@@ -16,7 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from rest_framework import serializers
 
-from jobs import policy, rows
+from jobs import counters, policy, rows
 from jobs.events import job_snapshot, record_job_event
 from jobs.exceptions import IdempotencyKeyReused, QueueNotFound
 from jobs.models import (
@@ -133,6 +133,7 @@ def jobs_enqueue_many(*, members: Sequence[Mapping[str, Any]], user: Any = None,
                 for job in jobs
             ]
         )
+        counters.counters_add_many(name=counters.ENQUEUED, labels=[job.type for job in jobs])
         for queue, count in Counter(job.queue for job in jobs).items():
             if wakeups_wanted(queue):
                 request_wakeups(queue, count)
@@ -281,6 +282,7 @@ def _store(job: Job, *, actor: Any) -> None:
     wake = wakeups_wanted(job.queue)  # raises QueueNotFound before anything is written
     rows.insert(job)
     record_job_event(job=job, kind=EventKind.CREATED, actor_id=actor_pk(actor or job.user))
+    counters.counter_add(name=counters.ENQUEUED, label=job.type)
     if wake:
         request_wakeups(job.queue)
 

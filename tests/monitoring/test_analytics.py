@@ -379,21 +379,17 @@ def _errors_reference(jobs: list[Job], start: datetime, end: datetime, limit: in
     }
 
 
-def _histogram_reference(jobs: list[Job]) -> set[str]:
+def _histogram_reference(jobs: list[Job]) -> dict[str, list[int]]:
+    """Per type, the finished jobs at or under each bound of the run-time histogram, and their number."""
     from monitoring.models import DURATION_BUCKETS
 
-    lines = set()
+    out = {}
     for job_type in {j.type for j in jobs}:
         finished = ("completed", "failed", "cancelled")
         done = [d for j in jobs if j.type == job_type and j.status in finished and (d := j.duration) is not None]
-        if not done:
-            continue
-        for bound in DURATION_BUCKETS:
-            n = sum(d <= bound for d in done)
-            lines.add(f'jobadmin_job_duration_seconds_bucket{{type="{job_type}",le="{float(bound)!r}"}} {n}')
-        lines.add(f'jobadmin_job_duration_seconds_bucket{{type="{job_type}",le="+Inf"}} {len(done)}')
-        lines.add(f'jobadmin_job_duration_seconds_count{{type="{job_type}"}} {len(done)}')
-    return lines
+        if done:
+            out[job_type] = [*(sum(d <= bound for d in done) for bound in DURATION_BUCKETS), len(done)]
+    return out
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -409,8 +405,8 @@ def test_trends_errors_and_histograms_equal_a_reference_computed_over_the_raw_jo
 ) -> None:
     """Random histories, optionally folded and then changed as the services stamp changes (a job
     retried long after it was created finishes again at another time, with updated_at = now)."""
+    from monitoring import rollup
     from monitoring.analytics import TREND_INTERVALS, TREND_METRICS
-    from monitoring.prometheus import render
 
     Job.objects.all().delete()
     RollupState.objects.all().delete()
@@ -456,10 +452,15 @@ def test_trends_errors_and_histograms_equal_a_reference_computed_over_the_raw_jo
     errors = analytics_errors(window=window, limit=2)
     since = window.start or datetime.min.replace(tzinfo=UTC)  # "all": no lower bound (trends: the first job)
     assert {k: errors[k] for k in ("total", "groups")} == _errors_reference(jobs, since, NOW, limit=2)
-    histogram = {line for line in render().splitlines() if line.startswith("jobadmin_job_duration_seconds_")}
-    assert {line for line in histogram if not line.startswith("jobadmin_job_duration_seconds_sum")} == (
-        _histogram_reference(jobs)
-    )
+    # The statistics buckets' cumulative run-time columns (/metrics counts its histogram apart, as jobs finish).
+    figures = ("duration_count", *rollup.HISTOGRAM)
+    histogram: dict[str, list[int]] = {}
+    for row in rollup.cohort(start=None, end=NOW + timedelta(microseconds=1), dims=("type", "status"), figures=figures):
+        if row["status"] in ("completed", "failed", "cancelled") and row["duration_count"]:
+            into = histogram.setdefault(row["type"], [0] * len(figures))
+            for i, name in enumerate((*rollup.HISTOGRAM, "duration_count")):
+                into[i] += row[name]
+    assert histogram == _histogram_reference(jobs)
 
 
 def test_error_groups_changed_after_the_fold_can_overtake_the_folded_ranking() -> None:

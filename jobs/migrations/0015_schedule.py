@@ -34,7 +34,7 @@ def restore_purge_history(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0013_job_resumable'),
+        ('jobs', '0014_counters'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
