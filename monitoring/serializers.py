@@ -164,6 +164,12 @@ class StatsSerializer(serializers.Serializer):
     system = SystemSerializer()
 
 
+class LastFailureSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    error = serializers.CharField(allow_blank=True)
+    finished_at = serializers.DateTimeField()
+
+
 class TypeFiguresSerializer(serializers.Serializer):
     type = serializers.CharField()
     total = serializers.IntegerField(min_value=0)
@@ -174,6 +180,17 @@ class TypeFiguresSerializer(serializers.Serializer):
     cancelled = serializers.IntegerField(min_value=0)
     success_rate = serializers.FloatField(allow_null=True)
     duration_mean = serializers.FloatField(allow_null=True)
+    duration_p95 = serializers.FloatField(
+        allow_null=True, help_text="Seconds; estimated within the duration histogram's bucket (as histogram_quantile)."
+    )
+    throughput_per_hour = serializers.FloatField(allow_null=True, help_text="Completed jobs per hour of the window.")
+    items_per_second = serializers.FloatField(
+        allow_null=True, help_text="Items processed per second of run time, of the jobs that finished in the window."
+    )
+    grade = serializers.ChoiceField(
+        choices=["poor", "fair", "good", "excellent"], allow_null=True, help_text="docs/monitoring.md, Per-type health."
+    )
+    last_failure = LastFailureSerializer(allow_null=True)
 
 
 class AnalyticsTypesSerializer(serializers.Serializer):

@@ -13,11 +13,13 @@ from hypothesis import strategies as st
 from jobs.models import Job
 from monitoring import stats as stats_module
 from monitoring.analytics import (
+    _quantile,
     analytics_errors,
     analytics_peak_hours,
     analytics_trends,
     analytics_types,
     analytics_users,
+    health_grade,
 )
 from monitoring.models import JobStatsHour, RollupState
 from monitoring.rollup import rollup_fold
@@ -92,6 +94,7 @@ def test_types_breakdown_counts_outcomes_and_durations_per_type(fold: Any) -> No
     fold()
 
     rows = {r["type"]: r for r in analytics_types(window=DAY)}
+    health = {name: {key: rows[name].pop(key) for key in HEALTH_KEYS} for name in rows}
 
     assert rows["demo"] == {
         "type": "demo",
@@ -115,6 +118,44 @@ def test_types_breakdown_counts_outcomes_and_durations_per_type(fold: Any) -> No
         "success_rate": 0.0,
         "duration_mean": 5.0,
     }
+    demo = health["demo"]
+    # 10, 20 and 30 s: the 95th of 3 falls in the (10, 30] bucket, at 92.5 % of its width.
+    assert demo["duration_p95"] == 28.5
+    assert demo["throughput_per_hour"] == round(2 / 24, 3)
+    assert demo["items_per_second"] is None  # the jobs counted no items: graded on errors alone
+    assert demo["grade"] == "poor"  # 1 of 3 finished failed: 33 % errors
+    assert demo["last_failure"]["error"] == "ValueError: item 7 is bad"
+    assert health["export-jobs"]["grade"] == "poor"
+
+
+HEALTH_KEYS = ("duration_p95", "throughput_per_hour", "items_per_second", "grade", "last_failure")
+
+
+@pytest.mark.parametrize(
+    ("error_rate", "items_per_second", "grade"),
+    [
+        (None, None, None),
+        (10.01, 500.0, "poor"),
+        (10.0, 500.0, "fair"),
+        (5.01, 500.0, "fair"),
+        (0.0, 9.9, "fair"),
+        (5.0, 500.0, "good"),
+        (1.01, 500.0, "good"),
+        (0.5, 49.9, "good"),
+        (1.0, 50.0, "excellent"),
+        (0.0, None, "excellent"),
+    ],
+)
+def test_the_health_grade_follows_the_seeds_thresholds(error_rate, items_per_second, grade) -> None:
+    assert health_grade(error_rate=error_rate, items_per_second=items_per_second) == grade
+
+
+def test_the_p95_estimate_interpolates_within_its_bucket_like_histogram_quantile() -> None:
+    buckets = [(1.0, 0), (10.0, 50), (100.0, 100)]
+    assert _quantile(buckets, 100, 0.95) == 91.0
+    assert _quantile(buckets, 100, 0.5) == 10.0
+    assert _quantile(buckets, 0, 0.95) is None
+    assert _quantile([(1.0, 10), (5.0, 10)], 20, 0.95) == 5.0  # past the last bound: that bound
 
 
 def test_top_users_are_ordered_by_jobs_created(fold: Any) -> None:
