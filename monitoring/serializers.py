@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rest_framework import serializers
 
+from jobs.api.input import StrictSerializer
 from jobs.models import JobStatus
 from monitoring.analytics import TREND_INTERVALS, TREND_METRICS
 from monitoring.health import CHECKS as HEALTH_CHECKS
 from monitoring.health import STATUSES as HEALTH_STATUSES
 from monitoring.metrics import INTERVALS, SERIES_FIELDS
-from monitoring.models import Alert, AlertStatus
+from monitoring.models import Alert, AlertRule, AlertStatus
 from monitoring.stats import RANGES
 
 
@@ -85,6 +86,47 @@ class AlertSerializer(serializers.ModelSerializer):
             "notifications",
         ]
         read_only_fields = fields
+
+
+# The fields of an alert rule, as the admin's form edits them.
+ALERT_RULE_FIELDS = [
+    "name",
+    "description",
+    "metric",
+    "comparison",
+    "threshold",
+    "window_seconds",
+    "severity",
+    "enabled",
+    "notify_websocket",
+    "notify_email",
+    "email_recipients",
+    "notify_webhook",
+    "webhook_url",
+]
+
+
+class AlertRuleSerializer(serializers.ModelSerializer):
+    """An alert rule as ``GET /api/alert-rules/`` shows it."""
+
+    channels = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = AlertRule
+        fields = ["id", *ALERT_RULE_FIELDS, "builtin", "channels"]
+        read_only_fields = fields
+
+
+class AlertRuleInputSerializer(StrictSerializer, serializers.ModelSerializer):
+    """The body of ``POST`` (every required field) and ``PATCH`` (any of them): an unknown field is a
+    400. The model's own validation (a unique name, the webhook's SSRF fence) runs in
+    ``monitoring.rules`` on the rule the change would make."""
+
+    class Meta:
+        model = AlertRule
+        fields = ALERT_RULE_FIELDS
+        # The name's uniqueness is checked by the model's full_clean (monitoring.rules), once.
+        extra_kwargs: ClassVar[dict[str, Any]] = {"name": {"validators": []}}
 
 
 # --- Output serializers: the bodies of the monitoring API, as the OpenAPI document shows them.
