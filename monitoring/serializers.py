@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rest_framework import serializers
 
@@ -44,6 +45,23 @@ class RangeQuerySerializer(QuerySerializer):
 class TrendQuerySerializer(RangeQuerySerializer):
     metric = serializers.ChoiceField(choices=list(TREND_METRICS), default="throughput")
     interval = serializers.ChoiceField(choices=list(TREND_INTERVALS), default="1h")
+
+
+class TimeZoneField(serializers.CharField):
+    """An IANA time zone name ("America/New_York"), as a ``ZoneInfo``."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        name = super().to_internal_value(data)
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise serializers.ValidationError(
+                f"Unknown time zone {name!r}: an IANA name such as 'Europe/Paris'."
+            ) from None
+
+
+class PeakHoursQuerySerializer(RangeQuerySerializer):
+    tz = TimeZoneField(required=False, help_text="The zone of the hours (IANA name); default the server's TIME_ZONE.")
 
 
 class MetricsQuerySerializer(RangeQuerySerializer):
@@ -281,6 +299,7 @@ class PeakHourSerializer(serializers.Serializer):
 
 class AnalyticsPeakHoursSerializer(serializers.Serializer):
     window = WindowSerializer()
+    time_zone = serializers.CharField(help_text="The zone the hours are in (IANA name).")
     results = PeakHourSerializer(many=True)
 
 

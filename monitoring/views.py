@@ -15,6 +15,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -53,6 +54,7 @@ from monitoring.serializers import (
     HealthSerializer,
     MetricsQuerySerializer,
     MetricsSeriesSerializer,
+    PeakHoursQuerySerializer,
     RangeQuerySerializer,
     StatsSerializer,
     TrendQuerySerializer,
@@ -160,14 +162,24 @@ class AnalyticsTrendsView(StaffAPIView):
 
 
 class AnalyticsPeakHoursView(StaffAPIView):
+    query_serializers = {"get": PeakHoursQuerySerializer}
+
     @extend_schema(
-        parameters=RANGE_PARAMS,
+        parameters=[
+            *RANGE_PARAMS,
+            OpenApiParameter("tz", str, description="IANA zone of the hours (the viewer's); default TIME_ZONE."),
+        ],
         responses={200: AnalyticsPeakHoursSerializer, **errors(400, 403)},
         summary="Top 5 hours of the day",
     )
     def get(self, request: Request) -> Response:
         window = _window(request, "7d")
-        body = {"window": window.as_dict(), "results": analytics.analytics_peak_hours(window=window)}
+        zone = _query(PeakHoursQuerySerializer, request).get("tz") or timezone.get_current_timezone()
+        body = {
+            "window": window.as_dict(),
+            "time_zone": str(zone),
+            "results": analytics.analytics_peak_hours(window=window, zone=zone),
+        }
         return Response(AnalyticsPeakHoursSerializer(body).data)
 
 
