@@ -52,6 +52,8 @@ ANALYTICS_CHARTS = [
     ("users", "Top users"),
     ("peak_hours", "Peak hours of the day"),
 ]
+# The charts with a time axis: their title names its zone (the viewer's; "daily": the server's days).
+TIMED_CHARTS = {"daily", "hourly", "throughput", "duration", "queue_wait", "system", "queue_depth", "peak_hours"}
 
 
 def _may_see_system(request: HttpRequest) -> None:
@@ -149,5 +151,8 @@ def analytics_view(request: HttpRequest) -> HttpResponse:
         "ranges": ANALYTICS_RANGES,
         "selected_range": selected,
         "charts": ANALYTICS_CHARTS,
+        "timed_charts": TIMED_CHARTS,
+        # The daily buckets are days of the server's zone (the API's); the page says so.
+        "server_time_zone": timezone.get_current_timezone_name(),
     }
     return TemplateResponse(request, "admin/jobadmin/analytics.html", context)
