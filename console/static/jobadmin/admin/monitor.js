@@ -94,6 +94,8 @@
     set(row, "step", job.step_name || "", function (v) { row.step.textContent = v || "—"; });
     set(row, "items", itemsText(job), function (v) { row.items.textContent = v; });
     set(row, "eta", etaText(job.eta), function (v) { row.eta.textContent = v; });
+    // The ETA counts down in words; its time, in the viewer's zone like every time, is the title.
+    set(row, "etaAt", job.eta || "", function (v) { row.eta.title = v ? window.JobAdminTime.format(v) : ""; });
   }
 
   function feedItem(job) {
