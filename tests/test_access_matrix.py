@@ -194,7 +194,7 @@ WAYS: list[Way] = [
     Way("api-docs", "get", SIGNED_IN),
     Way("api-redoc", "get", SIGNED_IN),
     Way("jobadmin-api", "get", SIGNED_IN),
-    # --- / (the standalone project): a redirect for everyone, to where each belongs (tests/admin/test_landing.py)
+    # --- / (the standalone project): a redirect for everyone, to where each belongs (tests/admin/test_console_pages.py)
     Way("jobadmin-landing", "get", row(302, 302, 302, 302, 302, 302, 302), admin=True),
     # --- /metrics: a login opens nothing; a token or an allowed address does (see below) ------
     Way("prometheus-metrics", "get", row(403, 403, 403, 403, 403, 403, 403), extra={"REMOTE_ADDR": "203.0.113.9"}),

@@ -1,4 +1,5 @@
-"""``/`` in the standalone project (and the admin's "View site"): each kind of user where they belong."""
+"""`/` in the standalone project (each kind of user where they belong), the navigation sidebar, and the
+monitor's alerts by permission."""
 
 from __future__ import annotations
 
@@ -53,3 +54,29 @@ def test_the_navigation_sidebar_links_the_monitor_and_analytics_on_every_admin_p
         sidebar = sidebar[: sidebar.index("</nav>")]
         assert 'href="/admin/monitor/"' in sidebar, path
         assert 'href="/admin/analytics/"' in sidebar, path
+
+
+def test_the_monitor_renders_the_open_alerts_and_the_actions_by_permission() -> None:
+    from monitoring.builtin_rules import ensure_builtin_rules
+    from monitoring.models import Alert, AlertRule, AlertStatus
+
+    ensure_builtin_rules(AlertRule)
+    rule = AlertRule.objects.get(name="failure-burst")
+    shown = Alert.objects.create(rule=rule, severity=rule.severity, message="open one")
+    Alert.objects.create(rule=rule, subject="x", severity=rule.severity, message="gone", status=AlertStatus.RESOLVED)
+
+    def monitor(*perms: str) -> Any:
+        client = Client()
+        client.force_login(grant(UserFactory.create(is_staff=True), policy.VIEW_JOBS, *perms))
+        return client.get("/admin/monitor/")
+
+    jobs_only = monitor()
+    assert jobs_only.status_code == 200
+    assert jobs_only.context["alerts_initial"] == []  # alerts need monitoring.view_alert
+    assert "data-open-alerts" not in jobs_only.content.decode()
+    viewer = monitor(policy.VIEW_ALERT)
+    assert [a["id"] for a in viewer.context["alerts_initial"]] == [shown.pk]  # open ones only
+    assert 'data-may-change-alerts="0"' in viewer.content.decode()
+    changer = monitor(policy.CHANGE_ALERT)
+    assert 'data-may-change-alerts="1"' in changer.content.decode()
+    assert "/api/alerts/0/acknowledge/" in changer.content.decode()
