@@ -106,21 +106,10 @@ class AlertSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-# The fields of an alert rule, as the admin's form edits them.
+# The fields of an alert rule, as the admin's form edits them: every editable one (a channel added
+# to the model, Slack's say, is in the API with its validation from the model's clean()).
 ALERT_RULE_FIELDS = [
-    "name",
-    "description",
-    "metric",
-    "comparison",
-    "threshold",
-    "window_seconds",
-    "severity",
-    "enabled",
-    "notify_websocket",
-    "notify_email",
-    "email_recipients",
-    "notify_webhook",
-    "webhook_url",
+    f.name for f in AlertRule._meta.concrete_fields if f.editable and not f.primary_key and f.name != "builtin"
 ]
 
 
