@@ -76,8 +76,14 @@ class AlertRule(models.Model):
     email_recipients = models.TextField(blank=True, help_text="Comma-separated; empty means the ADMINS setting.")
     notify_webhook = models.BooleanField(default=False)
     webhook_url = models.URLField(blank=True)
-    notify_slack = models.BooleanField(default=False, help_text="Post to a Slack channel (an incoming webhook).")
-    slack_webhook_url = models.URLField(blank=True, help_text="The Slack app's incoming-webhook URL for the channel.")
+    # Defaults in the database too: a process of the release before (an upgrade under way) still
+    # inserts rules without these columns.
+    notify_slack = models.BooleanField(
+        default=False, db_default=False, help_text="Post to a Slack channel (an incoming webhook)."
+    )
+    slack_webhook_url = models.URLField(
+        blank=True, default="", db_default="", help_text="The Slack app's incoming-webhook URL for the channel."
+    )
     builtin = models.BooleanField(default=False, editable=False)
 
     class Meta:
