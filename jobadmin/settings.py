@@ -167,6 +167,15 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
         DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend with every wait for the server bounded by JOBADMIN_DB_QUERY_TIMEOUT,
+    # TCP keepalives and the server's idle-in-transaction time-out (jobadmin.db.base): a link
+    # that goes silent is noticed within the outage grace, not after TCP's hours.
+    DATABASES["default"]["ENGINE"] = "jobadmin.db"
+# The longest one wait for PostgreSQL's answer (a query, a COMMIT) before its connection
+# counts as dead; at most JOBADMIN_DB_OUTAGE_GRACE (jobs.W003). 0: unbounded (a long migration).
+JOBADMIN_DB_QUERY_TIMEOUT = _env("JOBADMIN_DB_QUERY_TIMEOUT")
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker, cache and channel layer ----------------------------------------------
@@ -181,13 +190,14 @@ if REDIS_URL:
             "KEY_PREFIX": REDIS_PREFIX,
             # Redis away fails fast (the rate limits fall back, health says so) instead of
             # holding a request for the operating system's TCP time-out.
-            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
+            "OPTIONS": dict(_conf.REDIS_TIMEOUTS),
         }
     }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}:channels"},
+            # A silent Redis fails a publish within seconds (jobadmin.conf.REDIS_TIMEOUTS).
+            "CONFIG": {"hosts": [{"address": REDIS_URL, **_conf.REDIS_TIMEOUTS}], "prefix": f"{REDIS_PREFIX}:channels"},
         }
     }
 else:

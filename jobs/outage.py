@@ -60,15 +60,35 @@ def database_reachable() -> bool:
 
 def check_grace(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     """A system check: the grace must fit below the stall threshold, or it is cut short."""
+    found = _check_query_timeout()
     cap = _stall_cap()
     if settings.JOBADMIN_DB_OUTAGE_GRACE <= cap:
-        return []
+        return found
     return [
+        *found,
         Warning(
             f"JOBADMIN_DB_OUTAGE_GRACE ({settings.JOBADMIN_DB_OUTAGE_GRACE:g} s) is longer than "
             f"JOBADMIN_STALL_THRESHOLD minus two heartbeats ({cap:g} s): workers give a job up "
             f"after {max(cap, 0):g} s of outage, before the stall sweep could take it.",
             hint="Raise JOBADMIN_STALL_THRESHOLD, or lower JOBADMIN_DB_OUTAGE_GRACE.",
             id="jobs.W001",
+        ),
+    ]
+
+
+def _check_query_timeout() -> list[Warning]:
+    """The bound on one wait for PostgreSQL must fit in the grace, or a worker whose link went
+    silent keeps its job past it (docs/deploy.md, "Partitions")."""
+    timeout = float(settings.JOBADMIN_DB_QUERY_TIMEOUT or 0)
+    if connection.vendor != "postgresql" or 0 < timeout <= settings.JOBADMIN_DB_OUTAGE_GRACE:
+        return []
+    said = "unbounded (0)" if timeout <= 0 else f"{timeout:g} s"
+    return [
+        Warning(
+            f"JOBADMIN_DB_QUERY_TIMEOUT is {said}, above JOBADMIN_DB_OUTAGE_GRACE "
+            f"({settings.JOBADMIN_DB_OUTAGE_GRACE:g} s): a worker whose database link goes silent "
+            "keeps its job and its slot past the grace.",
+            hint="Set JOBADMIN_DB_QUERY_TIMEOUT at or below the grace.",
+            id="jobs.W003",
         )
     ]

@@ -133,9 +133,9 @@ def monitor_heartbeat(now: datetime | None = None) -> None:
     cache.set(metrics.MONITOR_HEARTBEAT_CACHE_KEY, (now or timezone.now()).timestamp(), None)
 
 
-# The monitor's lease (jobadmin.singleton): a session advisory lock on this key, held by a
-# session whose application_name is this prefix, the host and the pid.
-MONITOR_LOCK_KEY = 0x4A0B_AD31
+# The monitor's lease (jobadmin.singleton): on PostgreSQL the row of this name in
+# MonitorLease; the lease's own connection carries this application_name, the host and the pid.
+MONITOR_LEASE_NAME = "monitor"
 MONITOR_APPLICATION_NAME = "jobadmin-monitor"
 
 
@@ -143,32 +143,29 @@ def monitor_leader() -> dict[str, Any] | None:
     """The monitor that holds the lease: host, pid, and the lease's age (seconds since the
     leader last renewed it); None when no monitor leads.
 
-    On PostgreSQL read from the server (``pg_locks``), the truth; on SQLite from the lock
-    file, whose holder is alive while its heartbeat is fresh.
+    On PostgreSQL read from the lease row, on the database's clock: a lease that ran out
+    has no leader, whatever its holder's session still does. On SQLite from the lock file,
+    whose holder is alive while its heartbeat is fresh.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            # A session advisory lock on one bigint key shows as classid (high 32 bits), objid
-            # (low 32 bits), objsubid 1. The renewal query ends at state_change.
             cursor.execute(
-                "SELECT a.application_name, EXTRACT(EPOCH FROM now() - a.state_change),"
-                " EXTRACT(EPOCH FROM now() - a.backend_start)"
-                " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = %s AND l.objsubid = 1"
-                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                [MONITOR_LOCK_KEY],
+                "SELECT holder, term, EXTRACT(EPOCH FROM clock_timestamp() - renewed_at),"
+                " EXTRACT(EPOCH FROM clock_timestamp() - acquired_at)"
+                " FROM monitoring_monitorlease WHERE name = %s AND expires_at > clock_timestamp() AND holder <> ''",
+                [MONITOR_LEASE_NAME],
             )
             row = cursor.fetchone()
         if row is None:
             return None
-        name, age, connected = row
-        parts = str(name).split(" ")
-        host, pid = (parts[1], parts[2]) if len(parts) == 3 and parts[0] == MONITOR_APPLICATION_NAME else ("?", "0")
+        holder, term, age, leading = row
+        host, _, pid = str(holder).rpartition(" ")
         return {
-            "host": host,
+            "host": host or "?",
             "pid": int(pid) if pid.isdigit() else None,
+            "term": int(term),
             "lease_age_seconds": round(float(age or 0.0), 1),
-            "leading_for_seconds": round(float(connected or 0.0), 1),
+            "leading_for_seconds": round(float(leading or 0.0), 1),
         }
     path = settings.JOBADMIN_DATA_DIR / "monitor.lock"
     try:

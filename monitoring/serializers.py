@@ -268,6 +268,9 @@ class MonitorLeaderSerializer(serializers.Serializer):
         allow_null=True, help_text="Seconds since the leader last renewed its lease."
     )
     leading_for_seconds = serializers.FloatField(allow_null=True)
+    term = serializers.IntegerField(
+        required=False, help_text="The lease's fencing term (PostgreSQL): one more with each new leader."
+    )
 
 
 class HealthCheckSerializer(serializers.Serializer):

@@ -19,6 +19,8 @@ for name, value in {
     "JOBADMIN_STALL_THRESHOLD": "3",
     # Within what the stall threshold leaves (jobs.outage.give_up_after).
     "JOBADMIN_DB_OUTAGE_GRACE": "2",
+    # At most the grace (jobs.W003): a silent database link is noticed within it.
+    "JOBADMIN_DB_QUERY_TIMEOUT": "2",
     "Q_POLL": "0.05",
     "Q_WORKERS": "2",
     # The processes fixture waits for the cluster's INFO line "... running.".
