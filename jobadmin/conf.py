@@ -70,7 +70,7 @@ SETTINGS: dict[str, Setting] = {
     "JOBADMIN_STALL_THRESHOLD": _positive(90.0),
     "JOBADMIN_DB_OUTAGE_GRACE": _positive(60.0),
     "JOBADMIN_DB_QUERY_TIMEOUT": _positive(
-        30.0, help="the longest wait for PostgreSQL's answer before the connection counts as dead (0: unbounded)"
+        30.0, help="the longest wait for PostgreSQL's answer before the connection counts as dead"
     ),
     "JOBADMIN_LONG_RUNNING_THRESHOLD": _positive(1800.0),
     "JOBADMIN_PROGRESS_INTERVAL": _positive(0.5),

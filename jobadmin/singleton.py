@@ -92,8 +92,11 @@ class Lease:
     whether it may still act as the leader; ``fence`` refuses a deposed leader's writes;
     ``release`` gives the lead up."""
 
-    def __init__(self, *, lease: float | None = None, poll: float | None = None, log: Log | None = None) -> None:
+    def __init__(
+        self, *, lease: float | None = None, poll: float | None = None, log: Log | None = None, holder: str = ""
+    ) -> None:
         self.lease = lease if lease is not None else lease_seconds()
+        self.holder = holder or identity()  # "host pid", as health names the leader
         # A standby looks this often: a takeover comes at most this long after the lease ran out.
         self.poll = poll if poll is not None else min(1.0, self.lease / 5)
         self.log: Log = log or sys.stderr
@@ -198,7 +201,7 @@ class Lease:
             params.pop(django_only, None)
         params.update(
             {
-                "application_name": f"{MONITOR_APPLICATION_NAME} {identity()}",
+                "application_name": f"{MONITOR_APPLICATION_NAME} {self.holder}",
                 "connect_timeout": max(1, int(self.lease * RENEW_EVERY)),
                 "autocommit": True,
             }
@@ -223,7 +226,7 @@ class Lease:
             f" WHERE {_TABLE}.expires_at IS NULL OR {_TABLE}.expires_at <= clock_timestamp()"
             f" OR {_TABLE}.holder = EXCLUDED.holder"
             " RETURNING term",
-            {"name": MONITOR_LEASE_NAME, "me": identity(), "lease": self.lease},
+            {"name": MONITOR_LEASE_NAME, "me": self.holder, "lease": self.lease},
         ).fetchone()
         if not row:
             return False

@@ -20,7 +20,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from jobs import signing_key
+from jobs import outage, signing_key
 from jobs.models import JobStatus
 from jobs.selectors import (
     job_active_count,
@@ -111,6 +111,20 @@ def check_workers() -> dict[str, Any]:
                 "differs from this process's",
             )
         )
+    failures = outage.database_failures()
+    refused = {who: f for who, f in failures.items() if f.get("refused")}
+    unreachable = {who: f for who, f in failures.items() if not f.get("refused")}
+    # Workers that cannot connect run nothing, however many are alive (issue 21).
+    for found, key, what in (
+        (refused, "refused_connections", "refused by the database for want of connections"),
+        (unreachable, "database_unreachable", "cannot reach the database"),
+    ):
+        if found:
+            detail[key] = sorted(found)
+            first = next(iter(found.values()))["error"].splitlines()[0]
+            problems.append(
+                (CRITICAL if jobs_queued_exist() else WARNING, f"{len(found)} process(es) {what} ({first})")
+            )
     if workers and workers < limits:
         # The limits promise that many jobs at once; fewer worker processes mean a busy
         # queue holds every worker and another queue's jobs wait (docs/jobs.md, capacity).

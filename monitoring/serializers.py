@@ -292,6 +292,16 @@ class HealthCheckSerializer(serializers.Serializer):
     capacity = serializers.IntegerField(required=False)
     other_key_workers = serializers.IntegerField(required=False)
     other_key_hosts = serializers.ListField(child=serializers.CharField(), required=False)
+    refused_connections = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Processes the database refused a connection in the last 30 s (too many connections).",
+    )
+    database_unreachable = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Processes whose connection to the database failed or stopped answering in the last 30 s.",
+    )
     # monitor
     last_seen_seconds = serializers.FloatField(required=False)
     leader = MonitorLeaderSerializer(required=False, allow_null=True)

@@ -37,6 +37,12 @@ faulthandler.register(signal.SIGUSR1, all_threads=True)
 from jobadmin.settings import *  # noqa: E402,F403
 from jobadmin.settings import DATA_DIR, DATABASES, INSTALLED_APPS  # noqa: E402
 
+if not os.environ.get("JOBADMIN_DB_NAME"):
+    # The test process itself (not the processes it starts, which keep the bound above):
+    # creating and dropping its database and its deliberate lock waits may take longer
+    # than a partition test's bound on a loaded machine.
+    JOBADMIN_DB_QUERY_TIMEOUT = 60.0
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 MEDIA_ROOT = DATA_DIR / "test-media" / RUN

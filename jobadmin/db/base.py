@@ -25,6 +25,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
+from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base
 
 # psycopg raises this (a subclass of OperationalError) when a ``Connection.wait`` with a
@@ -40,7 +41,8 @@ def query_timeout() -> float | None:
 
 class BoundedConnection(psycopg.Connection[Any]):
     """A psycopg connection whose waits for the server end within ``deadline`` seconds
-    (``query_timeout()`` when it is None); the connection is closed when one does not."""
+    (``query_timeout()`` when it is None, unbounded when 0); the connection is closed when
+    one does not."""
 
     deadline: float | None = None
 
@@ -48,15 +50,17 @@ class BoundedConnection(psycopg.Connection[Any]):
         if timeout is not None:  # the caller's own bound (LISTEN's notifies, a cancel)
             return super().wait(gen, interval=interval, timeout=timeout)
         bound = self.deadline if self.deadline is not None else query_timeout()
+        if not bound:
+            return super().wait(gen, interval=interval)
         try:
             return super().wait(gen, interval=interval, timeout=bound)
         except _WaitTimeout:
             # What the server got of the exchange is unknown: this connection cannot be
             # used again. Closing it also tells a healthy server, and the pool, at once.
             self.close()
-            raise psycopg.OperationalError(
-                f"the database did not answer within {bound:g} s (JOBADMIN_DB_QUERY_TIMEOUT); connection closed"
-            ) from None
+            error = f"the database did not answer within {bound:g} s (JOBADMIN_DB_QUERY_TIMEOUT); connection closed"
+            note_failure(error, refused=False)
+            raise psycopg.OperationalError(error) from None
 
 
 def bounded_options(timeout: float | None) -> dict[str, Any]:
@@ -122,14 +126,18 @@ class FailFastPool:
         try:
             return self._pool.getconn(timeout=min(FIRST_WAIT, total))
         except PoolTimeout:
+            rest = max(0.0, total - FIRST_WAIT)
             if not self._pool.get_stats().get("connections_errors"):
-                return self._pool.getconn(timeout=max(0.0, total - FIRST_WAIT))  # busy, not broken
-        self._wrapper.database_answers()  # raises OperationalError while it is away
+                return self._pool.getconn(timeout=rest)  # busy, not broken
+        # Raises OperationalError while the database is away; False while it is full (the
+        # connections the pool may still make are someone else's: wait for one of ours).
+        if not self._wrapper.database_has_room():
+            return self._pool.getconn(timeout=rest)
         # Back: a fresh pool connects at once, whatever back-off the old one is in.
         self._wrapper.close_pool()
         fresh = self._wrapper.pool
         fresh.open()
-        return fresh.getconn(timeout=max(0.0, total - FIRST_WAIT))
+        return fresh.getconn(timeout=rest)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -152,24 +160,44 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if pool is not None:
             pool.close(timeout=0)
 
-    def database_answers(self) -> None:
-        """Connect once, outside the pool; raise (``OperationalError``) if the database is away.
-        A database that is there but full (``too many connections``) counts as there: the
-        caller waits for the pool."""
+    def database_has_room(self) -> bool:
+        """Connect once, outside the pool: True if that works, False if the database refuses
+        for want of connections (``too many connections``); raises ``OperationalError`` if
+        it is away."""
         params = self.get_connection_params()
         for django_only in ("cursor_factory", "context", "prepare_threshold"):
             params.pop(django_only, None)
         try:
             BoundedConnection.connect(**params, autocommit=True).close()
         except psycopg.OperationalError as exc:
-            if "too many" in str(exc) or "remaining connection slots" in str(exc):
-                return
+            if refused_for_connections(exc):
+                return False
             raise
+        return True
 
-    def get_connection_params(self) -> dict[str, Any]:
-        params = super().get_connection_params()
-        given = self.settings_dict["OPTIONS"]
-        for name, value in bounded_options(query_timeout()).items():
-            if name not in given:  # what DATABASES' OPTIONS say wins
-                params[name] = value
-        return params
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        try:
+            conn = super().get_new_connection(conn_params)
+        except psycopg.OperationalError as exc:
+            note_failure(str(exc), refused=refused_for_connections(exc))
+            raise
+        if self.alias == NO_DB_ALIAS and isinstance(conn, BoundedConnection):
+            conn.deadline = 0.0  # the maintenance connection: CREATE / DROP DATABASE take their time
+        return conn
+
+
+def note_failure(error: str, *, refused: bool) -> None:
+    """A worker's or the monitor's connection failed: health names the process (a web
+    process's failures are its 503s)."""
+    from jobadmin import process
+    from jobs.outage import note_database_failure
+
+    if process.kind != "web":
+        note_database_failure(error, refused=refused)
+
+
+def refused_for_connections(exc: BaseException) -> bool:
+    """The server refused a connection because a connection limit (the server's, the role's
+    or the database's) is reached."""
+    text = str(exc)
+    return "too many connections" in text or "remaining connection slots" in text

@@ -24,7 +24,7 @@ from django.db import connection
 from jobs import services
 from jobs.models import EventKind, Job, JobEvent, JobStatus, QueueSlot
 from live.models import RelayState
-from monitoring.health import monitor_leader
+from monitoring.health import check_workers, monitor_leader
 from tests.conftest import Processes, child_env, wait_for
 from tests.deploy.blackhole import BlackHoleProxy
 from tests.jobs.test_processes import processed_ranges, reload, wait_job
@@ -82,6 +82,7 @@ def ends_once(job: Job) -> None:
     assert all(later[0] > earlier[1] for earlier, later in zip(ranges, ranges[1:], strict=False)), ranges
 
 
+@pytest.mark.usefixtures("requires_redis")
 def test_a_worker_group_black_holed_from_postgresql_gives_its_jobs_up_within_the_grace_and_none_runs_twice(
     processes: Processes, pg_proxy: BlackHoleProxy, test_job_types: None
 ) -> None:
@@ -96,6 +97,12 @@ def test_a_worker_group_black_holed_from_postgresql_gives_its_jobs_up_within_the
 
     pg_proxy.cut()
     cut_at = time.monotonic()
+    # Health names the cut-off group's processes as soon as their waits end (item 5).
+    unreachable = wait_for(
+        lambda: check_workers().get("database_unreachable"), timeout=GRACE + 5, message="health never said it"
+    )
+    assert all(who.startswith("qcluster ") for who in unreachable), unreachable
+    print(f"health names {len(unreachable)} cut-off process(es) {time.monotonic() - cut_at:.1f} s after the cut")
     # The stall sweep gives each stranded job to the healthy group, which continues it.
     for job in stranded:
         moved = wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.worker not in cut_workers, timeout=30)
@@ -119,6 +126,52 @@ def test_a_worker_group_black_holed_from_postgresql_gives_its_jobs_up_within_the
         assert not late.exists(), list(late.values("kind", "payload"))
     assert not QueueSlot.objects.exclude(job=None).exists()
     assert taken_after < STALL + 6, f"the stranded jobs moved {taken_after:.1f} s after the cut"
+
+
+@pytest.fixture
+def redis_proxy(requires_redis: None) -> Iterator[BlackHoleProxy]:
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+
+    url = urlsplit(settings.REDIS_URL)
+    proxy = BlackHoleProxy(url.hostname or "127.0.0.1", url.port or 6379).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+def test_a_worker_group_black_holed_from_redis_finishes_its_jobs_and_every_job_ends_once(
+    processes: Processes, redis_proxy: BlackHoleProxy, test_job_types: None
+) -> None:
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+
+    db = urlsplit(settings.REDIS_URL).path or "/0"
+    cut_off = processes.qcluster(REDIS_URL=f"redis://127.0.0.1:{redis_proxy.port}{db}", **TIMINGS)
+    running = [steady(60), steady(60)]  # 6 s each, on the cut-off group when its Redis goes silent
+    for job in running:
+        wait_job(job, lambda j: j.status == JobStatus.RUNNING and j.processed_items >= 5, timeout=30)
+    processes.qcluster(**TIMINGS)
+    processes.start("manage.py", "monitor", env=child_env(**TIMINGS), name="monitor")
+
+    redis_proxy.cut()
+    others = [steady(20) for _ in range(6)]  # their wake-ups reach the healthy group only
+    # The database is there: the cut-off group's jobs go on and end, in their first attempt.
+    for job in running:
+        done = wait_job(job, lambda j: j.status in (JobStatus.COMPLETED, JobStatus.FAILED), timeout=30)
+        ends_once(done)
+        assert done.attempts == 1
+    time.sleep(max(0.0, CUT - 6))
+    redis_proxy.heal()
+
+    for job in others:
+        done = wait_job(job, lambda j: j.status in (JobStatus.COMPLETED, JobStatus.FAILED), timeout=60)
+        ends_once(done)
+    assert cut_off.poll() is None, processes.log_of(cut_off).decode(errors="replace")[-3000:]
+    assert not QueueSlot.objects.exclude(job=None).exists()
 
 
 class LayerWatch:
