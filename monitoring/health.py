@@ -52,7 +52,48 @@ def check_database() -> dict[str, Any]:
             cursor.fetchone()
     except Exception as exc:
         return _check(CRITICAL, f"database unreachable: {exc.__class__.__name__}")
-    return _check(HEALTHY, vendor=connection.vendor, latency_ms=round(1000 * (time.perf_counter() - started), 2))
+    detail: dict[str, Any] = {
+        "vendor": connection.vendor,
+        "latency_ms": round(1000 * (time.perf_counter() - started), 2),
+    }
+    budget = database_connections()
+    if budget is None:
+        return _check(HEALTHY, **detail)
+    own = budget.pop("own_limit")
+    detail.update(budget)
+    used, limit = budget["connections"], budget["connection_limit"]
+    if used >= limit or (own and used >= CONNECTIONS_WARNING * limit):
+        # Past the limit the next worker that connects is refused (docs/deploy.md, "Database connections").
+        return _check(WARNING, f"{used} of the {limit} connections that may be open are in use", **detail)
+    return _check(HEALTHY, **detail)
+
+
+# Of a limit set for this role or this database: a warning before it is full. The server's
+# own (max_connections) is shared with whatever else runs there: a warning once it is full.
+CONNECTIONS_WARNING = 0.9
+
+
+def database_connections() -> dict[str, Any] | None:
+    """PostgreSQL: the tightest of the limits on new connections — this role's own, this
+    database's, the server's less its superuser reserve — as the connections it counts, its
+    size, and whether it is the role's or the database's own (``own_limit``); None elsewhere."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user),"
+            " (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user),"
+            " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),"
+            " (SELECT datconnlimit FROM pg_database WHERE datname = current_database()),"
+            " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),"
+            " current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
+        )
+        row = cursor.fetchone()
+    pairs = [
+        (int(row[i]), int(row[i + 1]), i < 4) for i in (0, 2, 4) if row[i + 1] is not None and int(row[i + 1]) >= 0
+    ]
+    used, limit, own = max(pairs, key=lambda pair: pair[0] / max(pair[1], 1))
+    return {"connections": used, "connection_limit": limit, "own_limit": own}
 
 
 def check_broker() -> dict[str, Any]:

@@ -281,6 +281,10 @@ class HealthCheckSerializer(serializers.Serializer):
     # database
     vendor = serializers.CharField(required=False)
     latency_ms = serializers.FloatField(required=False)
+    connections = serializers.IntegerField(required=False, help_text="PostgreSQL: connections this role holds.")
+    connection_limit = serializers.IntegerField(
+        required=False, help_text="PostgreSQL: the most this role may hold (its limit, the database's, the server's)."
+    )
     # broker
     broker = serializers.CharField(required=False)
     pending_wakeups = serializers.IntegerField(required=False)

@@ -133,3 +133,24 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     from tests.conftest import child_env
 
     return child_env(**extra)
+
+
+def test_health_warns_when_the_tightest_connection_limit_is_nearly_used(pg_admin: psycopg.Connection[Any]) -> None:
+    from monitoring.health import WARNING, check_database
+
+    name = connection.settings_dict["NAME"]
+    before = check_database()
+    assert before["status"] == "healthy", before
+    assert 1 <= before["connections"] <= before["connection_limit"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        in_use = int(cursor.fetchone()[0])
+    # This database may take no more than are open now (superusers, as the tests connect, are exempt).
+    pg_admin.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT {in_use}')
+    try:
+        full = check_database()
+    finally:
+        pg_admin.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT -1')
+    assert full["status"] == WARNING, full
+    assert (full["connections"], full["connection_limit"]) == (in_use, in_use)
+    assert "connections that may be open are in use" in full["reason"]
