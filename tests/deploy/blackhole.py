@@ -84,7 +84,8 @@ class BlackHoleProxy:
             writer.close()
             return
         self._writers.add(up_writer)
-        await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+        with contextlib.suppress(asyncio.CancelledError):  # the proxy stops
+            await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Read everything at once (cut or not); write it only while the proxy is open."""
