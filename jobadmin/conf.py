@@ -131,8 +131,8 @@ SETTINGS: dict[str, Setting] = {
 
 SCHEMA_CLASS = "drf_spectacular.openapi.AutoSchema"
 
-# Every Redis connection notices a dead or silent peer in bounded time (issue 21): a connect
-# gives up after 2 s, a command whose answer does not come in 5 s fails (django-q2's
+# django-q2's broker and the cache notice a dead or silent Redis in bounded time (issue 21):
+# a connect gives up after 2 s, a command whose answer does not come in 5 s fails (django-q2's
 # BLPOP waits 1 s), and a connection idle for 10 s is checked with a PING before it is used.
 REDIS_TIMEOUTS: dict[str, float] = {"socket_connect_timeout": 2, "socket_timeout": 5, "health_check_interval": 10}
 
