@@ -70,6 +70,9 @@ SETTINGS: dict[str, Setting] = {
     "JOBADMIN_CONTROL_POLL": _positive(0.5),
     "JOBADMIN_STALL_THRESHOLD": _positive(90.0),
     "JOBADMIN_DB_OUTAGE_GRACE": _positive(60.0),
+    "JOBADMIN_DB_QUERY_TIMEOUT": _positive(
+        30.0, help="the longest wait for PostgreSQL's answer before the connection counts as dead"
+    ),
     "JOBADMIN_LONG_RUNNING_THRESHOLD": _positive(1800.0),
     "JOBADMIN_PROGRESS_INTERVAL": _positive(0.5),
     "JOBADMIN_WAKEUP_BUDGET": _positive(5.0),
@@ -137,6 +140,22 @@ SETTINGS: dict[str, Setting] = {
 
 SCHEMA_CLASS = "drf_spectacular.openapi.AutoSchema"
 
+# django-q2's broker and the cache notice a dead or silent Redis in bounded time (issue 21):
+# a connect gives up after 2 s, a command whose answer does not come in 5 s fails (django-q2's
+# BLPOP waits 1 s), and a connection idle for 10 s is checked with a PING before it is used.
+REDIS_TIMEOUTS: dict[str, float] = {"socket_connect_timeout": 2, "socket_timeout": 5, "health_check_interval": 10}
+
+
+def redis_url_with_timeouts(url: str) -> str:
+    """``url`` with ``REDIS_TIMEOUTS`` as query parameters (redis-py reads them), unless it names its own."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    for name, value in REDIS_TIMEOUTS.items():
+        query.setdefault(name, f"{value:g}")
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
 
 def q_timeout(max_job_timeout: int, outage_grace: float) -> int:
     """django-q2's hard time-out of one wake-up: above the longest job, with room for an outcome
@@ -164,7 +183,7 @@ def q_cluster(*, name: str, workers: int, timeout: int, poll: float, redis_url: 
         "label": "Tasks",
     }
     if redis_url:
-        cluster["redis"] = redis_url
+        cluster["redis"] = redis_url_with_timeouts(redis_url)
     else:
         cluster["orm"] = "default"
     return cluster

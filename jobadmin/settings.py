@@ -146,11 +146,15 @@ elif WEB_PROCESS and JOBADMIN_DB_POOL_MAX > 0:
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses a pool with persistent connections
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # the pool checks a connection before lending it
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": min(2, JOBADMIN_DB_POOL_MAX),
+        # One connection kept warm; the others are given back after JOBADMIN_DB_POOL_MAX_IDLE
+        # seconds unused: a burst of requests must not keep the connections that workers need
+        # (300 s held 7 idle connections under a role limit of 12 while every job waited).
+        "min_size": min(1, JOBADMIN_DB_POOL_MAX),
         "max_size": JOBADMIN_DB_POOL_MAX,
-        # A request that waits longer than this for a connection fails (PoolTimeout).
+        # A request that waits longer than this for a connection fails (PoolTimeout); while the
+        # database is away it fails at once instead (jobadmin.db.base.FailFastPool).
         "timeout": env.float("JOBADMIN_DB_POOL_TIMEOUT", default=10.0),
-        "max_idle": 300.0,
+        "max_idle": env.float("JOBADMIN_DB_POOL_MAX_IDLE", default=10.0),
     }
 else:
     # Workers, the monitor and commands run their database work on a few long-lived
@@ -168,6 +172,16 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
         DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend with every wait for the server bounded by JOBADMIN_DB_QUERY_TIMEOUT,
+    # TCP keepalives and the server's idle-in-transaction time-out (jobadmin.db.base): a link
+    # that goes silent is noticed within the outage grace, not after TCP's hours.
+    DATABASES["default"]["ENGINE"] = "jobadmin.db"
+# The longest one wait for PostgreSQL's answer (a query, a COMMIT) before its connection
+# counts as dead; at most JOBADMIN_DB_OUTAGE_GRACE (jobs.W003). A migration that runs longer
+# statements is run with a larger value (docs/deploy.md, "Partitions").
+JOBADMIN_DB_QUERY_TIMEOUT = _env("JOBADMIN_DB_QUERY_TIMEOUT")
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker, cache and channel layer ----------------------------------------------
@@ -182,12 +196,15 @@ if REDIS_URL:
             "KEY_PREFIX": REDIS_PREFIX,
             # Redis away fails fast (the rate limits fall back, health says so) instead of
             # holding a request for the operating system's TCP time-out.
-            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
+            "OPTIONS": dict(_conf.REDIS_TIMEOUTS),
         }
     }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # Not jobadmin.conf.REDIS_TIMEOUTS here: with them, a relay publishing through a
+            # Redis restart lost events (tests/live/test_live_e2e.py, ..._layer_dies_...);
+            # a silent layer Redis is still waited for (issue 21, open).
             "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}:channels"},
         }
     }

@@ -11,6 +11,10 @@ stall sweep may already have given to another (its heartbeat is older than
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import sys
+import threading
 import time
 from typing import Any
 
@@ -114,17 +118,71 @@ def database_reachable() -> bool:
     return True
 
 
+# Processes (workers, the monitor) that could not reach the database, or that it refused
+# for want of connections (``too many connections``), in the cache, where health reads them.
+REFUSED_CACHE_KEY = "jobadmin:db-refused"
+REFUSED_FOR = 30.0  # seconds a failure is remembered
+_noting = threading.local()
+NOTED_COMMANDS = frozenset({"qcluster", "monitor", "runall"})  # the processes health speaks for
+
+
+def note_database_failure(error: str, *, refused: bool) -> None:
+    """This process could not connect (``refused``: the database's connection limit is
+    reached) or its connection stopped answering. Health says so
+    (``monitoring.health.check_workers``) for the next ``REFUSED_FOR`` seconds. A web
+    process does not call it: its 503s say it."""
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command not in NOTED_COMMANDS or getattr(_noting, "busy", False):
+        return  # not a worker or monitor; or the cache is in the database, and just failed too
+    _noting.busy = True
+    now = time.time()
+    who = f"{command} {socket.gethostname()}:{os.getpid()}"
+    try:
+        seen = {k: v for k, v in (cache.get(REFUSED_CACHE_KEY) or {}).items() if now - v["at"] < REFUSED_FOR}
+        seen[who] = {"at": now, "error": error.strip()[:300], "refused": refused}
+        cache.set(REFUSED_CACHE_KEY, seen, int(REFUSED_FOR))
+    except Exception:  # a health note must never fail the connection's own error
+        pass
+    finally:
+        _noting.busy = False
+
+
+def database_failures() -> dict[str, dict[str, Any]]:
+    """The processes that could not reach the database, or were refused, within ``REFUSED_FOR`` seconds."""
+    now = time.time()
+    return {k: v for k, v in (cache.get(REFUSED_CACHE_KEY) or {}).items() if now - v["at"] < REFUSED_FOR}
+
+
 def check_grace(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     """A system check: the grace must fit below the stall threshold, or it is cut short."""
+    found = _check_query_timeout()
     cap = _stall_cap()
     if settings.JOBADMIN_DB_OUTAGE_GRACE <= cap:
-        return []
+        return found
     return [
+        *found,
         Warning(
             f"JOBADMIN_DB_OUTAGE_GRACE ({settings.JOBADMIN_DB_OUTAGE_GRACE:g} s) is longer than "
             f"JOBADMIN_STALL_THRESHOLD minus two heartbeats ({cap:g} s): workers give a job up "
             f"after {max(cap, 0):g} s of outage, before the stall sweep could take it.",
             hint="Raise JOBADMIN_STALL_THRESHOLD, or lower JOBADMIN_DB_OUTAGE_GRACE.",
             id="jobs.W001",
+        ),
+    ]
+
+
+def _check_query_timeout() -> list[Warning]:
+    """The bound on one wait for PostgreSQL must fit in the grace, or a worker whose link went
+    silent keeps its job past it (docs/deploy.md, "Partitions")."""
+    timeout = float(settings.JOBADMIN_DB_QUERY_TIMEOUT or 0)
+    if connection.vendor != "postgresql" or timeout <= settings.JOBADMIN_DB_OUTAGE_GRACE:
+        return []
+    return [
+        Warning(
+            f"JOBADMIN_DB_QUERY_TIMEOUT ({timeout:g} s) is above JOBADMIN_DB_OUTAGE_GRACE "
+            f"({settings.JOBADMIN_DB_OUTAGE_GRACE:g} s): a worker whose database link goes silent "
+            "keeps its job and its slot past the grace.",
+            hint="Set JOBADMIN_DB_QUERY_TIMEOUT at or below the grace.",
+            id="jobs.W003",
         )
     ]

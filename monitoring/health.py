@@ -93,7 +93,44 @@ def check_database() -> dict[str, Any]:
         full = None
     if full is not None:
         return _check(CRITICAL, f"disk full: {full}; writes fail, reads still work", disk_full=True, **detail)
+    budget = database_connections()
+    if budget is None:
+        return _check(HEALTHY, **detail)
+    own = budget.pop("own_limit")
+    detail.update(budget)
+    used, limit = budget["connections"], budget["connection_limit"]
+    if used >= limit or (own and used >= CONNECTIONS_WARNING * limit):
+        # Past the limit the next worker that connects is refused (docs/deploy.md, "Database connections").
+        return _check(WARNING, f"{used} of the {limit} connections that may be open are in use", **detail)
     return _check(HEALTHY, **detail)
+
+
+# Of a limit set for this role or this database: a warning before it is full. The server's
+# own (max_connections) is shared with whatever else runs there: a warning once it is full.
+CONNECTIONS_WARNING = 0.9
+
+
+def database_connections() -> dict[str, Any] | None:
+    """PostgreSQL: the tightest of the limits on new connections — this role's own, this
+    database's, the server's less its superuser reserve — as the connections it counts, its
+    size, and whether it is the role's or the database's own (``own_limit``); None elsewhere."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user),"
+            " (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user),"
+            " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),"
+            " (SELECT datconnlimit FROM pg_database WHERE datname = current_database()),"
+            " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),"
+            " current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
+        )
+        row = cursor.fetchone()
+    pairs = [
+        (int(row[i]), int(row[i + 1]), i < 4) for i in (0, 2, 4) if row[i + 1] is not None and int(row[i + 1]) >= 0
+    ]
+    used, limit, own = max(pairs, key=lambda pair: pair[0] / max(pair[1], 1))
+    return {"connections": used, "connection_limit": limit, "own_limit": own}
 
 
 def check_broker() -> dict[str, Any]:
@@ -141,8 +178,8 @@ def check_workers() -> dict[str, Any]:
         "other_key_hosts": sorted({str(record.get("host")) for record in other}),
     }
     problems: list[tuple[str, str]] = []
-    refused = worker_reports.database_error_records()
-    if refused:
+    reported = worker_reports.database_error_records()
+    if reported:
         now = time.time()
         detail["database_errors"] = [
             {
@@ -151,13 +188,13 @@ def check_workers() -> dict[str, Any]:
                 "disk_full": bool(record.get("disk_full")),
                 "seconds_ago": round(max(0.0, now - float(record.get("at") or now)), 1),
             }
-            for record in refused
+            for record in reported
         ]
         # Every live worker failing (or none known alive): no job starts at all.
         problems.append(
             (
-                CRITICAL if len(refused) >= workers else WARNING,
-                f"{len(refused)} worker(s) cannot reach the database ({refused[-1]['error'][:120]}): "
+                CRITICAL if len(reported) >= workers else WARNING,
+                f"{len(reported)} worker(s) cannot reach the database ({reported[-1]['error'][:120]}): "
                 "they take no job until it answers",
             )
         )
@@ -172,6 +209,20 @@ def check_workers() -> dict[str, Any]:
                 "differs from this process's",
             )
         )
+    failures = outage.database_failures()
+    refused = {who: f for who, f in failures.items() if f.get("refused")}
+    unreachable = {who: f for who, f in failures.items() if not f.get("refused")}
+    # Workers that cannot connect run nothing, however many are alive (issue 21).
+    for found, key, what in (
+        (refused, "refused_connections", "refused by the database for want of connections"),
+        (unreachable, "database_unreachable", "cannot reach the database"),
+    ):
+        if found:
+            detail[key] = sorted(found)
+            first = next(iter(found.values()))["error"].splitlines()[0]
+            problems.append(
+                (CRITICAL if jobs_queued_exist() else WARNING, f"{len(found)} process(es) {what} ({first})")
+            )
     if workers and workers < limits:
         # The limits promise that many jobs at once; fewer worker processes mean a busy
         # queue holds every worker and another queue's jobs wait (docs/jobs.md, capacity).
@@ -194,9 +245,9 @@ def monitor_heartbeat(now: datetime | None = None) -> None:
     cache.set(metrics.MONITOR_HEARTBEAT_CACHE_KEY, (now or timezone.now()).timestamp(), None)
 
 
-# The monitor's lease (jobadmin.singleton): a session advisory lock on this key, held by a
-# session whose application_name is this prefix, the host and the pid.
-MONITOR_LOCK_KEY = 0x4A0B_AD31
+# The monitor's lease (jobadmin.singleton): on PostgreSQL the row of this name in
+# MonitorLease; the lease's own connection carries this application_name, the host and the pid.
+MONITOR_LEASE_NAME = "monitor"
 MONITOR_APPLICATION_NAME = "jobadmin-monitor"
 
 
@@ -204,32 +255,29 @@ def monitor_leader() -> dict[str, Any] | None:
     """The monitor that holds the lease: host, pid, and the lease's age (seconds since the
     leader last renewed it); None when no monitor leads.
 
-    On PostgreSQL read from the server (``pg_locks``), the truth; on SQLite from the lock
-    file, whose holder is alive while its heartbeat is fresh.
+    On PostgreSQL read from the lease row, on the database's clock: a lease that ran out
+    has no leader, whatever its holder's session still does. On SQLite from the lock file,
+    whose holder is alive while its heartbeat is fresh.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            # A session advisory lock on one bigint key shows as classid (high 32 bits), objid
-            # (low 32 bits), objsubid 1. The renewal query ends at state_change.
             cursor.execute(
-                "SELECT a.application_name, EXTRACT(EPOCH FROM now() - a.state_change),"
-                " EXTRACT(EPOCH FROM now() - a.backend_start)"
-                " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = %s AND l.objsubid = 1"
-                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                [MONITOR_LOCK_KEY],
+                "SELECT holder, term, EXTRACT(EPOCH FROM clock_timestamp() - renewed_at),"
+                " EXTRACT(EPOCH FROM clock_timestamp() - acquired_at)"
+                " FROM monitoring_monitorlease WHERE name = %s AND expires_at > clock_timestamp() AND holder <> ''",
+                [MONITOR_LEASE_NAME],
             )
             row = cursor.fetchone()
         if row is None:
             return None
-        name, age, connected = row
-        parts = str(name).split(" ")
-        host, pid = (parts[1], parts[2]) if len(parts) == 3 and parts[0] == MONITOR_APPLICATION_NAME else ("?", "0")
+        holder, term, age, leading = row
+        host, _, pid = str(holder).rpartition(" ")
         return {
-            "host": host,
+            "host": host or "?",
             "pid": int(pid) if pid.isdigit() else None,
+            "term": int(term),
             "lease_age_seconds": round(float(age or 0.0), 1),
-            "leading_for_seconds": round(float(connected or 0.0), 1),
+            "leading_for_seconds": round(float(leading or 0.0), 1),
         }
     path = settings.JOBADMIN_DATA_DIR / "monitor.lock"
     try:

@@ -301,3 +301,20 @@ class JobErrorHour(models.Model):
 
     def __str__(self) -> str:
         return f"{self.finished_hour:%Y-%m-%d %H}h {self.type}: {self.jobs} x {self.message[:40]}"
+
+
+class MonitorLease(models.Model):
+    """The monitor's leadership on PostgreSQL (``jobadmin.singleton``): one row, renewed by
+    the leader. ``expires_at`` is on the database's clock, so every monitor agrees when it
+    has run out; ``term`` grows by one with each new leader and fences the writes of a
+    deposed one (its duties commit only while the row still carries its term, unexpired)."""
+
+    name = models.CharField(primary_key=True, max_length=40)
+    holder = models.CharField(max_length=200, blank=True, help_text="Host and pid of the leader.")
+    term = models.BigIntegerField(default=0)
+    acquired_at = models.DateTimeField(null=True)
+    renewed_at = models.DateTimeField(null=True)
+    expires_at = models.DateTimeField(null=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder or 'nobody'} (term {self.term})"

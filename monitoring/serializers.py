@@ -335,6 +335,9 @@ class MonitorLeaderSerializer(serializers.Serializer):
         allow_null=True, help_text="Seconds since the leader last renewed its lease."
     )
     leading_for_seconds = serializers.FloatField(allow_null=True)
+    term = serializers.IntegerField(
+        required=False, help_text="The lease's fencing term (PostgreSQL): one more with each new leader."
+    )
 
 
 class WorkerDatabaseErrorSerializer(serializers.Serializer):
@@ -355,6 +358,10 @@ class HealthCheckSerializer(serializers.Serializer):
     vendor = serializers.CharField(required=False)
     latency_ms = serializers.FloatField(required=False)
     disk_full = serializers.BooleanField(required=False)
+    connections = serializers.IntegerField(required=False, help_text="PostgreSQL: connections this role holds.")
+    connection_limit = serializers.IntegerField(
+        required=False, help_text="PostgreSQL: the most this role may hold (its limit, the database's, the server's)."
+    )
     # broker
     broker = serializers.CharField(required=False)
     pending_wakeups = serializers.IntegerField(required=False)
@@ -367,6 +374,16 @@ class HealthCheckSerializer(serializers.Serializer):
     other_key_workers = serializers.IntegerField(required=False)
     other_key_hosts = serializers.ListField(child=serializers.CharField(), required=False)
     database_errors = WorkerDatabaseErrorSerializer(many=True, required=False)
+    refused_connections = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Processes the database refused a connection in the last 30 s (too many connections).",
+    )
+    database_unreachable = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Processes whose connection to the database failed or stopped answering in the last 30 s.",
+    )
     # monitor
     last_seen_seconds = serializers.FloatField(required=False)
     leader = MonitorLeaderSerializer(required=False, allow_null=True)

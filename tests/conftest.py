@@ -57,6 +57,19 @@ def _clean_redis_after_run() -> Iterator[None]:
             client.delete(key)
 
 
+@pytest.fixture(autouse=True)
+def _forget_database_failures() -> Iterator[None]:
+    """Processes a test cut off from the database are named in health for a while
+    (``jobs.outage.note_database_failure``): not in the next test's."""
+    yield
+    if settings.REDIS_URL:
+        from django.core.cache import cache
+
+        from jobs.outage import REFUSED_CACHE_KEY
+
+        cache.delete(REFUSED_CACHE_KEY)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _clean_media_after_run() -> Iterator[None]:
     yield

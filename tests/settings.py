@@ -19,6 +19,8 @@ for name, value in {
     "JOBADMIN_STALL_THRESHOLD": "3",
     # Within what the stall threshold leaves (jobs.outage.give_up_after).
     "JOBADMIN_DB_OUTAGE_GRACE": "2",
+    # At most the grace (jobs.W003): a silent database link is noticed within it.
+    "JOBADMIN_DB_QUERY_TIMEOUT": "2",
     "Q_POLL": "0.05",
     "Q_WORKERS": "2",
     # The processes fixture waits for the cluster's INFO line "... running.".
@@ -34,6 +36,12 @@ faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 from jobadmin.settings import *  # noqa: E402,F403
 from jobadmin.settings import DATA_DIR, DATABASES, INSTALLED_APPS  # noqa: E402
+
+if not os.environ.get("JOBADMIN_DB_NAME"):
+    # The test process itself (not the processes it starts, which keep the bound above):
+    # creating and dropping its database and its deliberate lock waits may take longer
+    # than a partition test's bound on a loaded machine.
+    JOBADMIN_DB_QUERY_TIMEOUT = 60.0
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Mail: Django's test environment swaps in its locmem backend (EMAIL_BACKEND or MAILERS).

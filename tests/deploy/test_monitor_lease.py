@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from monitoring.health import MONITOR_LOCK_KEY, monitor_leader
+from monitoring.health import MONITOR_APPLICATION_NAME, monitor_leader
 from tests.conftest import Processes, child_env, wait_for
 from tests.deploy.conftest import DatabaseBlock
 
@@ -44,10 +44,15 @@ def assert_never_two_leaders(*leaders: list[tuple[float, float]]) -> None:
         assert start_b >= end_a, f"monitor {b} started leading at {start_b:.3f} while monitor {a} led until {end_a:.3f}"
 
 
-def lock_holder_pid() -> int | None:
+def lease_connection_pid() -> int | None:
+    """The server pid of the leader's lease connection (it carries the leader's host and pid)."""
+    leader = monitor_leader()
+    if leader is None:
+        return None
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s", [MONITOR_LOCK_KEY]
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+            [f"{MONITOR_APPLICATION_NAME} {leader['host']} {leader['pid']}"],
         )
         row = cursor.fetchone()
     return int(row[0]) if row else None
@@ -71,7 +76,7 @@ def leader_and_standby(processes: Processes) -> tuple[Any, Any]:
     return first, second
 
 
-def test_a_leader_whose_lock_connection_is_terminated_stands_down_before_another_leads(
+def test_a_leader_whose_lease_connection_is_terminated_renews_on_a_new_one_and_keeps_the_lead(
     pg_admin: Any, processes: Processes
 ) -> None:
     first, second = leader_and_standby(processes)
@@ -80,16 +85,19 @@ def test_a_leader_whose_lock_connection_is_terminated_stands_down_before_another
     assert leader["pid"] == first.pid
     assert leader["lease_age_seconds"] < 5 * LEASE
 
-    holder = lock_holder_pid()
+    holder = lease_connection_pid()
     assert holder is not None
     pg_admin.execute("SELECT pg_terminate_backend(%s)", [holder])
 
-    # Someone leads again: the standby, or the old leader once it took the lock back.
-    wait_for(lambda: leads(processes, second) or leads(processes, first, 2), timeout=30, message="nobody led again")
-    time.sleep(LEASE)
+    # A lease row outlives its connection: the leader renews on a new one, inside its lease.
+    wait_for(lambda: lease_connection_pid() not in (None, holder), timeout=10, message="the leader never reconnected")
+    time.sleep(2 * LEASE)
+    again = monitor_leader()
+    assert again is not None
+    assert (again["pid"], again["term"]) == (first.pid, leader["term"])
     assert first.poll() is None
     assert second.poll() is None
-    assert STOPPED.search(processes.log_of(first)), "the first monitor never stood down"
+    assert not leads(processes, second)
     assert_never_two_leaders(terms(processes, first), terms(processes, second))
 
 
@@ -106,7 +114,7 @@ def test_a_standby_waits_through_a_database_outage_and_takes_over_when_the_leade
     database_block.open()
 
     # After the outage one of them leads; kill it, the other takes over.
-    wait_for(lambda: lock_holder_pid() is not None and monitor_leader() is not None, timeout=30)
+    wait_for(lambda: monitor_leader() is not None, timeout=30)
     leader = monitor_leader()
     assert leader is not None
     dying, standby = (first, second) if leader["pid"] == first.pid else (second, first)

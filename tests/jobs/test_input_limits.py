@@ -261,7 +261,8 @@ def test_every_operation_accepts_the_query_parameters_it_documents_and_refuses_a
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
-            one = str(alert.pk) if path.startswith("/api/alerts/") else str(created.pk)
+            ids = {"/api/alerts/": alert.pk, "/api/alert-rules/": rule.pk}
+            one = next((str(pk) for prefix, pk in ids.items() if path.startswith(prefix)), str(created.pk))
             url = path.replace("{id}", one).replace("{name}", "limits-note" if "/job-types/" in path else "default")
             query = "&".join(f"{name}=x" for name in [*names, "zz_unknown"])
             response = api_client.generic(method.upper(), f"{url}?{query}", "{}", content_type="application/json")

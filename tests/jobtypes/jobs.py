@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rest_framework import serializers
+
 from jobs.context import JobContext
 from jobs.registry import job, unregister
 
@@ -91,7 +93,30 @@ def resumable(ctx: JobContext, params: dict[str, Any]) -> None:
         time.sleep(0.1)
 
 
+class SteadyParams(serializers.Serializer):
+    items = serializers.IntegerField(min_value=1, default=40)
+    delay_ms = serializers.IntegerField(min_value=0, default=100)
+
+
+def steady(ctx: JobContext, params: dict[str, Any]) -> None:
+    """``items`` checkpointed items of ``delay_ms``; logs the items each run did (its stall
+    policy requeues it: another worker continues it from its cursor)."""
+    first = done = None
+    try:
+        for index in ctx.iterate(range(int(params.get("items", 40)))):
+            first = index if first is None else first
+            time.sleep(int(params.get("delay_ms", 100)) / 1000)
+            done = index + 1
+    finally:
+        if first is not None and done is not None:
+            ctx.log(f"Processed items {first + 1}-{done}.")
+
+
 TYPES: dict[str, tuple[Any, dict[str, Any]]] = {
+    "test-steady": (
+        steady,
+        {"timeout": 120, "stall_policy": "requeue", "max_attempts": 3, "params": SteadyParams, "retry_backoff": 0.3},
+    ),
     "test-chatty": (chatty, {"timeout": 60}),
     "test-reader": (reader, {"timeout": 60}),
     "test-slow": (slow, {"timeout": 6}),

@@ -6,11 +6,13 @@ registration order — the engine's dispatch tick and stall sweep every turn, mo
 metric samples, statistics and alert rules on their own intervals — and, once, every
 background duty (with Redis, the live-updates relay). Exactly one monitor leads: a second
 one waits for the lease (``jobadmin.singleton``) and takes over when the leader is gone; a
-leader that is no longer sure of its lease stops every duty and waits again.
+leader that is no longer sure of its lease stops every duty and waits again, and the
+database writes of each duty commit only while its lease holds (``Lease.fence``).
 """
 
 from __future__ import annotations
 
+import functools
 import signal
 import time
 from collections.abc import Callable
@@ -19,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from jobadmin.singleton import Lease, identity
@@ -85,7 +87,7 @@ class Command(BaseCommand):
                     if schedule[duty.name].due(started):
                         lease.duty(True)
                         try:
-                            self._guarded(duty.name, duty.run, now)
+                            self._guarded(duty.name, functools.partial(self._fenced, lease, duty.run), now)
                         finally:
                             lease.duty(False)
                 if once:
@@ -102,6 +104,17 @@ class Command(BaseCommand):
                     duty.stop()
             close_old_connections()
             self.stdout.write(f"monitor: stopped leading at {time.time():.3f}")
+
+    @staticmethod
+    def _fenced(lease: Lease, run: Callable[[datetime], Any], now: datetime) -> None:
+        """Run a duty whose writes commit only while this monitor still holds the lease
+        (``Lease.fence``: a deposed leader's are rolled back)."""
+        if not lease.fenced():
+            run(now)
+            return
+        with transaction.atomic():
+            run(now)
+            lease.fence()
 
     def _guarded(self, what: str, step: Callable[[datetime], Any], now: datetime) -> None:
         try:

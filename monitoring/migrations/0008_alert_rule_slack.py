@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0006_bucket_series_hour'),
+        ('monitoring', '0007_monitor_lease'),
     ]
 
     operations = [
