@@ -24,6 +24,7 @@ FORBIDDEN = "forbidden"
 TOO_LARGE = "too-large"
 RATE_LIMITED = "rate-limited"
 REPLAY_TRUNCATED = "replay-truncated"
+TOO_SLOW = "too-slow"  # an SSE stream that fell too far behind ends with it (resume with Last-Event-ID)
 ERROR_CODES = (
     BAD_JSON,
     BAD_MESSAGE,
@@ -33,6 +34,7 @@ ERROR_CODES = (
     TOO_LARGE,
     RATE_LIMITED,
     REPLAY_TRUNCATED,
+    TOO_SLOW,
 )
 
 # --- close codes -------------------------------------------------------------------------
