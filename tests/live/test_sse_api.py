@@ -92,3 +92,43 @@ def test_anonymous_is_401(db: Any) -> None:
     for path in ("/api/stream/", "/api/events/", f"/api/jobs/{uuid.uuid4()}/stream/"):
         assert APIClient().get(path).status_code == 401
     assert APIClient().get("/api/stream/", {"token": "0" * 40}).status_code == 401
+
+
+def test_a_streams_grant_ends_with_a_logout_a_password_change_a_deleted_token_or_a_revoked_permission(
+    user: Any, staff_user: Any
+) -> None:
+    """What an open stream re-checks every JOBADMIN_SSE_KEEPALIVE s (live.streams.still_allowed)."""
+    from django.test import Client
+    from rest_framework.authtoken.models import Token
+
+    from jobs import policy
+    from live.streams import Grant, still_allowed
+
+    own = (policy.Channel("user", str(user.pk)),)
+    browser = Client()
+    browser.force_login(user)
+    session = browser.session.session_key
+    assert still_allowed(Grant(user_id=user.pk, token=None, session=session, channels=own))
+    browser.logout()
+    assert not still_allowed(Grant(user_id=user.pk, token=None, session=session, channels=own))
+
+    browser.force_login(user)
+    session = browser.session.session_key
+    user.set_password("another-pw-456")
+    user.save()
+    assert not still_allowed(Grant(user_id=user.pk, token=None, session=session, channels=own))
+
+    token = Token.objects.create(user=user)
+    assert still_allowed(Grant(user_id=user.pk, token=token.key, session=None, channels=own))
+    token.delete()
+    assert not still_allowed(Grant(user_id=user.pk, token=token.key, session=None, channels=own))
+
+    staff_token = Token.objects.create(user=staff_user).key
+    everything = (policy.Channel("all"),)
+    assert still_allowed(Grant(user_id=staff_user.pk, token=staff_token, session=None, channels=everything))
+    staff_user.user_permissions.clear()
+    assert not still_allowed(Grant(user_id=staff_user.pk, token=staff_token, session=None, channels=everything))
+    user.is_active = False
+    user.save()
+    token = Token.objects.create(user=user)
+    assert not still_allowed(Grant(user_id=user.pk, token=token.key, session=None, channels=own))
