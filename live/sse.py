@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -153,7 +154,9 @@ async def stream(plan: Plan) -> AsyncIterator[bytes]:
         anchor = latest if since is None else max(since, latest - CATCH_UP_MARGIN)
         for delay in CATCH_UP_AFTER:
             member.read_again_later(anchor, delay=delay)
-        next_check = loop.time() + keepalive
+        # The first re-check at a random point of the interval: streams opened together (a
+        # restart, a benchmark) must not all ask the database in the same instant.
+        next_check = loop.time() + keepalive * random.uniform(0.5, 1.0)
         while True:
             if not member.outbox:
                 with contextlib.suppress(TimeoutError):
@@ -171,7 +174,9 @@ async def stream(plan: Plan) -> AsyncIterator[bytes]:
                     yield error_frame(messages.FORBIDDEN, policy.FORBIDDEN_CHANNEL)
                     return
                 yield b": keep-alive\n\n"
-                next_check = loop.time() + keepalive
+                # The first re-check at a random point of the interval: streams opened together (a
+        # restart, a benchmark) must not all ask the database in the same instant.
+        next_check = loop.time() + keepalive * random.uniform(0.5, 1.0)
     finally:
         await member.leave()
 
