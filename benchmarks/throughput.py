@@ -21,11 +21,11 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from benchmarks.scratch import services_env, sqlite_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 0.8
@@ -41,46 +41,14 @@ def _run_child(env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _base_env(tag: str, data_dir: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="benchmarks.settings",
-        JOBADMIN_DATA_DIR=data_dir,
-        REDIS_PREFIX=tag,
-        Q_CLUSTER_NAME=tag,
-        LOG_LEVEL="WARNING",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
 def run_sqlite(args: argparse.Namespace, tag: str) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="jobadmin-bench-") as data_dir:
-        return _run_child(_base_env(tag, data_dir), args)
+    with sqlite_env(tag) as env:
+        return _run_child(env, args)
 
 
 def run_services(args: argparse.Namespace, tag: str) -> dict[str, Any]:
-    import psycopg
-    import redis
-
-    server = os.environ["DATABASE_URL"]
-    parts = urlsplit(server)
-    scratch = tag.replace("-", "_")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{scratch}"')
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    try:
-        with tempfile.TemporaryDirectory(prefix="jobadmin-bench-") as data_dir:
-            env = _base_env(tag, data_dir)
-            env["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{scratch}"))
-            env["REDIS_URL"] = os.environ["REDIS_URL"]
-            return _run_child(env, args)
-    finally:
-        for key in client.scan_iter(match=f"*{tag}*", count=1000):
-            client.delete(key)
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+    with services_env(tag) as env:
+        return _run_child(env, args)
 
 
 def report(name: str, result: dict[str, Any]) -> None:

@@ -74,6 +74,8 @@ SETTINGS: dict[str, Setting] = {
     "JOBADMIN_WAKEUP_BUDGET": _positive(5.0),
     "JOBADMIN_WAKEUP_LOST_AFTER": _positive(5.0),
     "JOBADMIN_DISPATCH_INTERVAL": _positive(1.0),
+    # How often the monitor looks for due schedules (docs/schedules.md: a run starts within 30 s).
+    "JOBADMIN_SCHEDULE_INTERVAL": _positive(10.0),
     "JOBADMIN_SHUTDOWN_GRACE": _positive(30.0),
     "JOBADMIN_HISTORY_DAYS": Setting(30, "int", minimum=1),
     "JOBADMIN_PURGE_BATCH": Setting(2000, "int", minimum=1),
@@ -120,8 +122,14 @@ SETTINGS: dict[str, Setting] = {
     "JOBADMIN_MAX_PARAM_STRING": Setting(10_000, "int", minimum=1),
     "JOBADMIN_MAX_PARAMS_BYTES": Setting(65_536, "int", minimum=2),
     "JOBADMIN_MAX_JSON_DEPTH": Setting(32, "int", minimum=2),
+    # Bulk enqueue (docs/api.md, "Bulk enqueue"): the most jobs one call may queue.
+    "JOBADMIN_BULK_ENQUEUE_MAX": Setting(10_000, "int", minimum=1),
     # Fair queues (docs/engine.md, "The scheduler's rule"): a fraction in (0, 1], checked as jobs.E001.
     "JOBADMIN_USER_QUEUE_SHARE": _positive(0.5),
+    # Websocket limits and access (docs/security.md, "Websocket limits and access").
+    "JOBADMIN_WS_REAUTH_INTERVAL": _positive(5.0),
+    "JOBADMIN_WS_MAX_SOCKETS_PER_USER": Setting(20, "int", minimum=1),
+    "JOBADMIN_WS_MAX_SUBSCRIPTIONS": Setting(100, "int", minimum=2),
     "JOBADMIN_RUNALL_HOST": Setting("127.0.0.1", "str"),
     "JOBADMIN_RUNALL_PORT": Setting(8000, "int", minimum=1),
 }

@@ -223,6 +223,7 @@ JOBADMIN_WAKEUP_BUDGET = _env("JOBADMIN_WAKEUP_BUDGET")
 # (Redis restarted empty): the next enqueue or hand-over sends a fresh one, monitor or not.
 JOBADMIN_WAKEUP_LOST_AFTER = _env("JOBADMIN_WAKEUP_LOST_AFTER")
 JOBADMIN_DISPATCH_INTERVAL = _env("JOBADMIN_DISPATCH_INTERVAL")
+JOBADMIN_SCHEDULE_INTERVAL = _env("JOBADMIN_SCHEDULE_INTERVAL")
 # A worker process told to stop (SIGTERM) suspends its job at the next checkpoint and exits;
 # a job that reaches none within this many seconds follows its stall policy (jobs.shutdown).
 JOBADMIN_SHUTDOWN_GRACE = _env("JOBADMIN_SHUTDOWN_GRACE")
@@ -302,6 +303,16 @@ CORS_URLS_REGEX = r"^/api/"
 # Cross-origin frontends authenticate with a token (Authorization header), not the session cookie.
 CORS_ALLOW_CREDENTIALS = False
 
+# --- Websocket limits and access (docs/security.md, "Websocket limits and access") ----------
+# Every open socket's user, session or token and subscriptions are checked again this often
+# (seconds; once per user and process for all of its sockets): a revoked permission, a
+# deactivated user, a logout or a deleted token reaches an open socket within this time.
+JOBADMIN_WS_REAUTH_INTERVAL = _env("JOBADMIN_WS_REAUTH_INTERVAL")
+# Open sockets per user (over every web process when REDIS_URL is set); one more is refused.
+JOBADMIN_WS_MAX_SOCKETS_PER_USER = _env("JOBADMIN_WS_MAX_SOCKETS_PER_USER")
+# Subscriptions one socket may hold (its own user channel included).
+JOBADMIN_WS_MAX_SUBSCRIPTIONS = _env("JOBADMIN_WS_MAX_SUBSCRIPTIONS")
+
 # django-q2's hard time-out of one task (a wake-up): a wake-up starts a job only if the job's
 # own time-out fits in what is left of it (jobs.tasks.Budget), so this never kills a job
 # within its time-out; time paused does not count (a paused job holds no worker). Above the
@@ -331,6 +342,7 @@ JOBADMIN_API_THROTTLE_RATES = {
 JOBADMIN_MAX_PARAM_STRING = _env("JOBADMIN_MAX_PARAM_STRING")
 JOBADMIN_MAX_PARAMS_BYTES = _env("JOBADMIN_MAX_PARAMS_BYTES")
 JOBADMIN_MAX_JSON_DEPTH = _env("JOBADMIN_MAX_JSON_DEPTH")
+JOBADMIN_BULK_ENQUEUE_MAX = _env("JOBADMIN_BULK_ENQUEUE_MAX")
 # Django's own cap on a request body read into memory (forms, and the API's JSON parser):
 # 1 MiB instead of Django's 2.5 MB; a larger API body is a 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1_048_576)

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -21,10 +23,17 @@ class JobsConfig(AppConfig):
 
         post_spawn.connect(shutdown.install, dispatch_uid="jobadmin-graceful-stop")
         shutdown.patch_cluster()
+        # A cluster that starts settles the jobs of this host's workers that died with a killed run.
+        shutdown.patch_cluster_start()
         # A cluster with another DJANGO_SECRET_KEY is visible to health and logs what it drops.
         signing_key.patch_cluster()
         _ask_the_policy_about_cors()
         register_duty("dispatch", run=DispatchDuty(), interval=lambda: settings.JOBADMIN_DISPATCH_INTERVAL)
+        register_duty("schedules", run=_fire_schedules, interval=lambda: settings.JOBADMIN_SCHEDULE_INTERVAL)
+        # /metrics' counters: the increments committed since the last turn, into their totals.
+        from jobs.counters import counters_fold
+
+        register_duty("counters", run=lambda now: counters_fold(), interval=lambda: settings.JOBADMIN_DISPATCH_INTERVAL)
         from django.core import checks
 
         from jobs.limits import check_limits
@@ -49,3 +58,9 @@ def _ask_the_policy_about_cors() -> None:
         return policy.cors_allowed(request)
 
     check_request_enabled.connect(enabled, weak=False, dispatch_uid="jobs.policy.cors_allowed")
+
+
+def _fire_schedules(now: Any) -> None:
+    from jobs import services
+
+    services.schedules_fire(now)

@@ -17,6 +17,9 @@ from django.utils import timezone
 
 from jobs.exceptions import TransitionNotAllowed
 
+# A job's priority: higher runs first. The bounds of every way in (the API, bulk enqueue).
+PRIORITY_MIN, PRIORITY_MAX = -100, 100
+
 
 class JobStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
@@ -173,6 +176,11 @@ class Job(models.Model):
     # transition table reads it (a pause is refused without it) without asking the registry.
     resumable = models.BooleanField(default=True)
 
+    # The schedule that queued it (its recent runs are these), or null.
+    schedule = models.ForeignKey(
+        "jobs.Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs", db_index=False
+    )
+
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
@@ -210,6 +218,8 @@ class Job(models.Model):
             # Fair queues: is a job of another owner than those at their share waiting? One
             # probe per range of owners (jobs.rows.queue_jobs_waiting_beside).
             models.Index(fields=["queue", "status", "user"], name="job_queue_owner"),
+            # A schedule's recent runs, newest first.
+            models.Index(fields=["schedule", "-created_at"], name="job_schedule_created"),
         ]
 
     def __str__(self) -> str:
@@ -264,6 +274,40 @@ class JobResult(models.Model):
 
     def __str__(self) -> str:
         return f"Result of {self.job_id}"
+
+
+class Schedule(models.Model):
+    """Queues a job type with fixed params on a cron expression in a time zone, or every
+    ``interval_minutes`` (docs/schedules.md). The monitor queues it when ``next_run_at`` is due
+    (``jobs.services.schedules_fire``); only ``jobs.services`` writes it."""
+
+    name = models.CharField(max_length=100)
+    # Before ``timezone``, whose name hides django.utils.timezone in the rest of this body.
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    type = models.CharField(max_length=100)
+    params = models.JSONField(default=dict, blank=True)
+    queue = models.CharField(max_length=50, blank=True, help_text="Empty: the type's queue.")
+    priority = models.SmallIntegerField(null=True, blank=True, help_text="Empty: the type's.")
+    cron = models.CharField(max_length=200, blank=True, help_text="Five fields, minute resolution, e.g. 0 3 * * 1-5.")
+    timezone = models.CharField(max_length=64, default="UTC", help_text="The zone the cron expression is read in.")
+    interval_minutes = models.PositiveIntegerField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    # Why it was paused by itself (its owner may no longer run its type), or empty.
+    last_error = models.TextField(blank=True)
+    # As whom its jobs run (the policy asks for this user at each run); null: the system.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["name", "id"]
+        indexes = [models.Index(fields=["enabled", "next_run_at"], name="schedule_due")]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Queue(models.Model):
@@ -334,6 +378,13 @@ class EventKind(models.TextChoices):
     ALERT = "alert"
     QUEUE_PAUSED = "queue-paused"
     QUEUE_RESUMED = "queue-resumed"
+    # A schedule's own changes (``payload["schedule"]``); a job it queued has its own ``created``.
+    SCHEDULE_CHANGED = "schedule-changed"
+    SCHEDULE_PAUSED = "schedule-paused"
+    SCHEDULE_RESUMED = "schedule-resumed"
+    SCHEDULE_RUN = "schedule-run"
+    # Due, but its owner may no longer run its type: nothing was queued and it was paused.
+    SCHEDULE_REFUSED = "schedule-refused"
 
 
 class JobEvent(models.Model):
@@ -403,3 +454,44 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} → {self.job_id}"
+
+
+# The bounds (seconds) of the run-time histogram (``/metrics``' ``jobadmin_job_duration_seconds``
+# and the statistics buckets' cumulative columns): one home, read by both.
+DURATION_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600)
+
+
+class CounterEvent(models.Model):
+    """One increment of a counter that only grows (``jobs.counters``), written in the transaction of
+    the change it counts, and folded into ``CounterTotal`` by the monitor.
+
+    An insert, not an update of a shared row: concurrent finishes never wait on each other's
+    row lock, and two transactions counting in opposite orders cannot deadlock.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    name = models.CharField(max_length=32)
+    label = models.CharField(max_length=200)  # the job type, or the alert rule
+    # Index into DURATION_BUCKETS of the first bound at or above the run time (len: +Inf); -1: none.
+    bucket = models.SmallIntegerField(default=-1)
+    amount = models.FloatField(default=0.0)  # the run time in seconds, for a finish
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.label}"
+
+
+class CounterTotal(models.Model):
+    """The folded counters: how many ``CounterEvent`` rows of each (name, label, bucket) there were,
+    and the sum of their amounts. Never purged."""
+
+    name = models.CharField(max_length=32)
+    label = models.CharField(max_length=200)
+    bucket = models.SmallIntegerField(default=-1)
+    count = models.BigIntegerField(default=0)
+    amount = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "label", "bucket"], name="counter_total_key")]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.label} {self.bucket}: {self.count}"

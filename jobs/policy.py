@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -254,21 +256,29 @@ class Channel:
         return f"{self.kind}:{self.key}" if self.key else self.kind
 
 
-def parse_channel(name: Any) -> Channel | None:
-    """``job:<uuid>``, ``user:<id>``, ``batch:<id>``, ``stats``, ``alerts``, ``all``; None for anything else."""
-    import uuid
+# One spelling per channel: a name is parsed into its canonical form, and everything keyed by a
+# channel (a socket's subscriptions, its layer group, the ``subscribed`` reply) uses that form,
+# so ``user:01`` or an upper-case job id is the same subscription as ``user:1`` / the lower-case id.
+_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and below 2**63 (a database integer)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
 
+
+def parse_channel(name: Any) -> Channel | None:
+    """``job:<uuid>``, ``user:<id>``, ``batch:<id>``, ``stats``, ``alerts``, ``all``; None for anything else.
+
+    The result is canonical: a job id in lower case with dashes (upper case and the form without
+    dashes are accepted), an id without leading zeros. Nothing else is accepted: no sign, no
+    space, no non-ASCII digit, no braces or ``urn:uuid:`` (``uuid.UUID`` would take those), no
+    id past a database integer.
+    """
     if not isinstance(name, str):
         return None
     if name in SYSTEM_CHANNELS:
         return Channel(name)
     kind, _, key = name.partition(":")
-    if kind == "job":
-        try:
-            return Channel("job", str(uuid.UUID(key)))
-        except ValueError:
-            return None
-    if kind in ("user", "batch") and key.isdigit():
+    if kind == "job" and _UUID.fullmatch(key):
+        return Channel("job", str(uuid.UUID(key)))
+    if kind in ("user", "batch") and _ID.fullmatch(key):
         return Channel(kind, str(int(key)))
     return None
 

@@ -115,6 +115,45 @@ def insert(obj: Model) -> None:
     obj._state.db = connection.alias
 
 
+def insert_many(objs: Sequence[Model]) -> None:
+    """``insert`` for many rows of one model: on SQLite, multi-row ``INSERT``s of as many rows
+    as a statement takes parameters; on PostgreSQL, one ``COPY``. Auto-increment keys are not
+    read back (bulk enqueue's events need none); ``Job``'s UUID key is set before."""
+    if not objs:
+        return
+    model = type(objs[0])
+    sql, columns, _ = _insert_sql(model, connection.vendor)
+    sql = sql.partition(" RETURNING ")[0]
+    values = [[adapt(getattr(obj, attname)) for attname, _, adapt in columns] for obj in objs]
+    with _cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # COPY: the rows stream in one command (its triggers fire as an INSERT's do). A
+            # multi-row VALUES of thousands of placeholders costs more to parse than to run.
+            table = connection.ops.quote_name(model._meta.db_table)
+            names = ", ".join(column for _, column, _ in columns)
+            with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for one in values:
+                    copy.write_row(one)
+        else:
+            head, _, row = sql.partition(" VALUES ")
+            per_batch = max(1, _max_parameters() // len(columns))
+            for start in range(0, len(values), per_batch):
+                batch = values[start : start + per_batch]
+                cursor.execute(f"{head} VALUES {', '.join([row] * len(batch))}", [v for r in batch for v in r])
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = connection.alias
+
+
+def _max_parameters() -> int:
+    """How many bound parameters one SQLite statement may carry: the library's own limit
+    (32,766 since SQLite 3.32), not Django's conservative 999."""
+    import sqlite3
+
+    connection.ensure_connection()
+    return int(connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+
+
 @cache
 def _update_sql(
     model: type[Model], vendor: str, names: tuple[str, ...], where: tuple[tuple[str, int], ...]
@@ -424,3 +463,62 @@ def queue_owner_lock(queue: str, owner: int) -> None:
     """
     key = zlib.crc32(queue.encode()) - 2**31  # a signed int4
     execute("SELECT pg_advisory_xact_lock(%s, %s)", [key, owner])
+
+
+# --- Counters that only grow (jobs.counters): an insert per increment, folded by the monitor --
+_COUNTER_ADD = "INSERT INTO jobs_counterevent (name, label, bucket, amount) VALUES (%s, %s, %s, %s)"
+_COUNTER_MERGE = (
+    " ON CONFLICT (name, label, bucket) DO UPDATE SET count = jobs_countertotal.count + excluded.count,"
+    " amount = jobs_countertotal.amount + excluded.amount"
+)
+# PostgreSQL: one statement, so the rows deleted are exactly the rows added up (ids commit out of
+# order: an event committed between two statements would be deleted without being counted).
+_COUNTER_FOLD_PG = (
+    "WITH moved AS (DELETE FROM jobs_counterevent WHERE id IN "
+    "(SELECT id FROM jobs_counterevent ORDER BY id LIMIT %s) RETURNING name, label, bucket, amount) "
+    "INSERT INTO jobs_countertotal (name, label, bucket, count, amount) "
+    "SELECT name, label, bucket, COUNT(*), COALESCE(SUM(amount), 0) FROM moved GROUP BY name, label, bucket"
+    + _COUNTER_MERGE
+)
+# SQLite (no DELETE in a WITH): the fold's transaction holds the write lock, so every event up to
+# the last id read is committed and nothing is added beside it. ``WHERE`` also settles SQLite's
+# parsing of ``INSERT … SELECT … ON CONFLICT``.
+_COUNTER_FOLD_LAST = "SELECT MAX(id) FROM (SELECT id FROM jobs_counterevent ORDER BY id LIMIT %s)"
+_COUNTER_FOLD_SQLITE = (
+    "INSERT INTO jobs_countertotal (name, label, bucket, count, amount) "
+    "SELECT name, label, bucket, COUNT(*), COALESCE(SUM(amount), 0) FROM jobs_counterevent WHERE id <= %s "
+    "GROUP BY name, label, bucket" + _COUNTER_MERGE
+)
+# The totals and the events not folded yet, in one statement: one snapshot, so a fold that
+# commits meanwhile is seen entirely or not at all, and no counter reads lower than before.
+_COUNTER_READ = (
+    "SELECT name, label, bucket, SUM(n), SUM(a) FROM ("
+    "SELECT name, label, bucket, count AS n, amount AS a FROM jobs_countertotal UNION ALL "
+    "SELECT name, label, bucket, COUNT(*), COALESCE(SUM(amount), 0) FROM jobs_counterevent GROUP BY name, label, bucket"
+    ") t GROUP BY name, label, bucket"
+)
+
+
+def counter_add(name: str, label: str, bucket: int, amount: float) -> None:
+    execute(_COUNTER_ADD, [name, label, bucket, amount])
+
+
+def counters_fold(batch: int) -> int:
+    """Move up to ``batch`` counter events into the totals (inside the caller's transaction); returns
+    how many totals rows changed (0: nothing was pending)."""
+    if connection.vendor == "postgresql":
+        return execute(_COUNTER_FOLD_PG, [batch])
+    row = fetch_one(_COUNTER_FOLD_LAST, [batch])
+    last = row[0] if row else None
+    if last is None:
+        return 0
+    changed = execute(_COUNTER_FOLD_SQLITE, [last])
+    execute("DELETE FROM jobs_counterevent WHERE id <= %s", [last])
+    return changed
+
+
+def counters_read() -> list[tuple[str, str, int, int, float]]:
+    """``(name, label, bucket, count, amount)`` of every counter: folded plus pending."""
+    with _cursor() as cursor:
+        cursor.execute(_COUNTER_READ, [])
+        return [(row[0], row[1], int(row[2]), int(row[3]), float(row[4])) for row in cursor.fetchall()]

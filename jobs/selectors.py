@@ -282,3 +282,26 @@ def queue_limits_total() -> int:
     limits: dict[str, int] = dict(settings.JOBADMIN_QUEUES)
     limits.update(Queue.objects.values_list("name", "concurrency"))
     return sum(limits.values())
+
+
+def jobs_finished_by_type(*, since: datetime | None, until: datetime) -> dict[str, dict[str, Any]]:
+    """Per type, the jobs that finished in ``[since, until)``: the items they processed and the
+    seconds they ran (for the items a second of the health grade), and the latest failure."""
+    from django.db.models import Sum
+
+    finished = Job.objects.filter(finished_at__lt=until, duration__isnull=False)
+    if since is not None:
+        finished = finished.filter(finished_at__gte=since)
+    out: dict[str, dict[str, Any]] = {
+        row["type"]: {"items": row["items"] or 0, "seconds": row["seconds"] or 0.0, "last_failure": None}
+        for row in finished.values("type").annotate(items=Sum("processed_items"), seconds=Sum("duration"))
+    }
+    for name, figures in out.items():
+        latest = (
+            finished.filter(type=name, status=JobStatus.FAILED)
+            .order_by("-finished_at", "-id")
+            .values("id", "error", "finished_at")
+            .first()
+        )
+        figures["last_failure"] = dict(latest) if latest else None
+    return out

@@ -195,3 +195,38 @@ def _unblock_the_pusher(sentinel: Any) -> None:
                 return
 
     threading.Thread(target=drain, name="jobadmin-unblock-pusher", daemon=True).start()
+
+
+def patch_cluster_start() -> bool:
+    """Before a cluster starts its sentinel: settle the jobs of this host's workers that are gone
+    (``services.jobs_recover_dead_workers``), so a run that was killed frees its slots at once
+    instead of after the stall threshold. True if patched.
+
+    Runs in the cluster's main process, then closes its database connections: the sentinel
+    and the workers are forked from it and must not share them. A failure is logged and the
+    cluster starts anyway (the stall sweep settles those jobs later). Relies on
+    ``django_q.cluster.Cluster.start``; ``tests/jobs/test_processes.py`` kills real runs.
+    """
+    from django_q import cluster
+
+    klass: Any = getattr(cluster, "Cluster", None)
+    if klass is None or getattr(klass, "_jobadmin_recovers", False):
+        return False
+    original_start = klass.start
+
+    def start(self: Any) -> Any:
+        from django.db import connections
+
+        from jobs import services
+
+        try:
+            services.jobs_recover_dead_workers()
+        except Exception:
+            logger.exception("could not settle the jobs of this host's workers that are gone")
+        finally:
+            connections.close_all()
+        return original_start(self)
+
+    klass.start = start
+    klass._jobadmin_recovers = True
+    return True

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
-from jobs import outage, services, shutdown
+from jobs import outage, services, shutdown, worker_reports
 from jobs.context import JobContext
 from jobs.exceptions import JobCancelled, JobLost, JobSuspended, JobTimedOut
 from jobs.models import Job
@@ -37,13 +37,16 @@ def run_next(queue: str) -> str | None:
     broker, so other queues get their turn and django-q2 never kills a job that is within
     its own time-out. Returns the id of the first job run, or None if there was nothing.
     """
-    services.wakeup_received(queue)
     worker = services.worker_name()
+    # A wake-up whose database work fails says so in health at once (jobs.worker_reports).
+    with worker_reports.database_watched(worker=worker):
+        services.wakeup_received(queue)
     budget = Budget()
     first: str | None = None
     shutdown.task_started()
     try:
-        job = _claim(queue, worker, budget, first=True)
+        with worker_reports.database_watched(worker=worker):
+            job = _claim(queue, worker, budget, first=True)
         while job is not None:
             first = first or str(job.pk)
             job = execute_job(job, worker=worker, claim_next=queue, budget=budget)
@@ -184,8 +187,3 @@ def _claim(queue: str | None, worker: str, budget: Budget | None = None, *, firs
     if max_timeout is None:
         return None
     return services.job_claim(queue=queue, worker=worker, max_timeout=max_timeout)
-
-
-def enqueue_scheduled(job_type: str, **params: Any) -> str:
-    """Target of django-q2 schedules: queue a job of ``job_type`` as the system."""
-    return str(services.job_enqueue(job_type=job_type, params=params).pk)

@@ -29,11 +29,13 @@ from typing import Any, TypeVar, cast
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 from jobs import policy
 from jobs.models import EventKind
 from live import messages
+from live.middleware import Identity, identity_of, user_of
 from live.relay import (
     ALERTS_GROUP,
     ALL_GROUP,
@@ -212,6 +214,92 @@ def _flusher() -> _Flusher:
     return _loop_single(_Flusher)
 
 
+# --- access, checked again while a socket is open -------------------------------------------
+# One socket's answer: the user as its session / token / id authenticates it now (None: no
+# longer), and the channels of its subscriptions that user may no longer receive.
+_Verdict = tuple[Any, set[str]]
+
+
+@database_sync_to_async
+def _recheck(sockets: list[tuple[Identity, list[str]]]) -> list[_Verdict]:
+    """One hop for every socket of the process: each identity read once, each channel asked once per
+    identity, with the user fetched afresh (Django caches permissions on a user instance)."""
+    users: dict[Identity, Any] = {}
+    answers: dict[tuple[Identity, str], bool] = {}
+    verdicts: list[_Verdict] = []
+    for identity, channels in sockets:
+        if identity not in users:
+            fresh = user_of(identity)
+            users[identity] = fresh if policy.signed_in(fresh) else None
+        user = users[identity]
+        if user is None:
+            verdicts.append((None, set()))
+            continue
+        revoked = set()
+        for name in channels:
+            if (identity, name) not in answers:
+                parsed = policy.parse_channel(name)
+                answers[identity, name] = parsed is not None and policy.may_subscribe(user=user, channel=parsed)
+            if not answers[identity, name]:
+                revoked.add(name)
+        verdicts.append((user, revoked))
+    return verdicts
+
+
+class _Reauth:
+    """Checks every open socket of the process again each ``JOBADMIN_WS_REAUTH_INTERVAL``.
+
+    A socket's user, permissions, session and token are read once when it connects; without
+    this a revoked ``jobs.view_job``, a deactivated user, a logout or a deleted token never
+    reached a socket already open. One database hop per interval for the whole process (each
+    user, session or token once, however many sockets share it); a hop that fails (the
+    database is away) changes nothing, and the next interval tries again.
+    """
+
+    def __init__(self) -> None:
+        self.sockets: dict[JobsConsumer, None] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.failing = False
+
+    def add(self, consumer: JobsConsumer) -> None:
+        self.sockets[consumer] = None
+        if self.task is None:
+            self.task = asyncio.create_task(self._run())
+
+    def discard(self, consumer: JobsConsumer) -> None:
+        self.sockets.pop(consumer, None)
+
+    async def _run(self) -> None:
+        try:
+            while self.sockets:
+                await asyncio.sleep(float(settings.JOBADMIN_WS_REAUTH_INTERVAL))
+                await self.check()
+        finally:
+            self.task = None
+
+    async def check(self) -> None:
+        sockets = [consumer for consumer in self.sockets if not consumer.closing]
+        if not sockets:
+            return
+        try:
+            verdicts = await _recheck([(s.identity, list(s.groups_by_channel)) for s in sockets])
+        except Exception as exc:  # the database is away: keep what each socket has, try again
+            if not self.failing:
+                self.failing = True
+                logger.warning("websocket: checking the access of open sockets failed (%r); keeping it", exc)
+            return
+        self.failing = False
+        for consumer, (user, revoked) in zip(sockets, verdicts, strict=True):
+            try:
+                await consumer.access_changed(user, revoked)
+            except Exception:  # one broken socket must not stop the others
+                logger.exception("websocket: applying an access check failed")
+
+
+def _reauth() -> _Reauth:
+    return _loop_single(_Reauth)
+
+
 def behind(outbox_length: int, queued_at: float | None) -> bool:
     """Whether a subscriber is behind (its queued progress of a job is replaced by the newer one):
     a long outbox, or a queued progress already ``STALE_AFTER`` old. Sockets and SSE streams alike."""
@@ -245,6 +333,7 @@ class JobsConsumer(AsyncWebsocketConsumer):
     # --- lifecycle --------------------------------------------------------------------------
     def init_state(self, user: Any) -> None:
         self.user = user
+        self.identity: Identity = ("user", None)
         self.groups_by_channel = {}
         self.outbox: deque[_Entry] = deque()
         self.pending_progress: dict[str, _Entry] = {}
@@ -258,7 +347,7 @@ class JobsConsumer(AsyncWebsocketConsumer):
         self.refused = 0
         self.last_rate_error = 0.0
         self.closing = False
-        self.counted = False  # in the hub's count of open sockets
+        self.counted = False  # in the hub's count of open sockets (and of its user's)
         self.catch_ups: set[asyncio.Task[Any]] = set()
         self.welcome_hold = False  # live events wait for the client's first message
 
@@ -270,13 +359,15 @@ class JobsConsumer(AsyncWebsocketConsumer):
             # Accept first so that the client sees the close code, not a bare 403.
             await self.close(code=messages.CLOSE_UNAUTHENTICATED)
             return
+        self.identity = identity_of(self.scope)
+        if not await self._take_socket_slot():
+            return
+        _reauth().add(self)
         own = f"user:{self.user.pk}"
         # ``welcome`` goes first: what the hub hands over from the join on waits in the
         # outbox (held like a replay) until it is out.
         with self._holding_live():
             await self._join(own, f"user.{self.user.pk}")
-            get_hub().socket_opened()
-            self.counted = True
             latest = await _latest_event_id()
             await self._send(messages.welcome(user=self.user, latest_event_id=latest, channels=[own]))
         # A client that resumes subscribes with ``since`` right after the welcome. Its user
@@ -287,14 +378,34 @@ class JobsConsumer(AsyncWebsocketConsumer):
         self.welcome_hold = True
         asyncio.get_running_loop().call_later(HOLD_AFTER_WELCOME, self._end_welcome_hold)
 
+    async def _take_socket_slot(self) -> bool:
+        """Count this socket for its user; over ``JOBADMIN_WS_MAX_SOCKETS_PER_USER`` (this process's
+        and, with Redis, the others'), refuse it: ``error`` ``too-many-sockets``, then close 4429.
+        Counted per user, not per address: an address can be forged behind a proxy, a login cannot."""
+        hub = get_hub()
+        hub.socket_opened(self.user.pk)  # before any await: two connects at once both count
+        self.counted = True
+        cap = int(settings.JOBADMIN_WS_MAX_SOCKETS_PER_USER)
+        if hub.user_sockets.get(self.user.pk, 0) <= cap and await hub.user_sockets_total(self.user.pk) <= cap:
+            return True
+        self._uncount()
+        self.closing = True
+        await self._error(messages.TOO_MANY_SOCKETS, f"a user may have at most {cap} websockets open")
+        await self.close(code=messages.CLOSE_TOO_MANY_SOCKETS)
+        return False
+
+    def _uncount(self) -> None:
+        if getattr(self, "counted", False):
+            self.counted = False
+            get_hub().socket_closed(self.user.pk)
+
     async def disconnect(self, code: int) -> None:
         self.closing = True
         for task in list(getattr(self, "catch_ups", ())):
             task.cancel()
         hub = get_hub()
-        if getattr(self, "counted", False):
-            self.counted = False
-            hub.socket_closed()
+        _reauth().discard(self)
+        self._uncount()
         for group in list(getattr(self, "groups_by_channel", {}).values()):
             await hub.leave(group, self)
 
@@ -448,15 +559,15 @@ class JobsConsumer(AsyncWebsocketConsumer):
         await self._send(messages.pong(ts=data.get("ts")))
 
     async def _request_stats(self, data: dict[str, Any]) -> None:
+        # ``self.user`` is the one the last access check read afresh (``access_changed``).
         if await _may_request_stats(self.user):
             await self._send(messages.job_stats(stats=await _stats()))
         else:
             await self._error(messages.FORBIDDEN, policy.missing(policy.VIEW_JOBS, "request-stats"))
 
     # --- subscriptions ----------------------------------------------------------------------
-    async def _group_for(self, channel: Any) -> tuple[str | None, str | None]:
+    async def _group_for(self, parsed: policy.Channel | None) -> tuple[str | None, str | None]:
         """The layer group of a channel, or ``(None, error code)``; who may is ``policy.may_subscribe``."""
-        parsed = policy.parse_channel(channel)
         if parsed is None:
             return None, messages.UNKNOWN_CHANNEL
         if not await _may_subscribe(self.user, parsed):
@@ -468,17 +579,26 @@ class JobsConsumer(AsyncWebsocketConsumer):
         await get_hub().join(group, self)
 
     async def _subscribe(self, data: dict[str, Any]) -> None:
-        channel = data.get("channel")
+        asked = data.get("channel")
         since = data.get("since")
         if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
-            await self._error(messages.BAD_MESSAGE, "'since' must be a non-negative event id", channel=str(channel))
+            await self._error(messages.BAD_MESSAGE, "'since' must be a non-negative event id", channel=str(asked)[:80])
+            return
+        # One spelling per channel: ``user:01`` is ``user:1``, an upper-case job id the lower-case
+        # one; the subscription, its group and the ``subscribed`` reply use the canonical name.
+        parsed = policy.parse_channel(asked)
+        channel = parsed.name if parsed is not None else asked
+        cap = int(settings.JOBADMIN_WS_MAX_SUBSCRIPTIONS)
+        if parsed is not None and channel not in self.groups_by_channel and len(self.groups_by_channel) >= cap:
+            text = f"a socket may hold at most {cap} subscriptions; unsubscribe from one first"
+            await self._error(messages.TOO_MANY_SUBSCRIPTIONS, text, channel=str(channel)[:80])
             return
         replayed = 0
         # Live events wait from here, before the policy is asked (a database hop): one of this
         # channel's events arriving meanwhile on another of the socket's channels (its user's)
         # must not overtake the replay of older ones; they queue up (bounded) until it is out.
         with self._holding_live():
-            group, problem = await self._group_for(channel)
+            group, problem = await self._group_for(parsed)
             if group is None:
                 text = policy.FORBIDDEN_CHANNEL if problem == messages.FORBIDDEN else "no such channel"
                 await self._error(problem or messages.UNKNOWN_CHANNEL, text, channel=str(channel)[:80])
@@ -587,11 +707,38 @@ class JobsConsumer(AsyncWebsocketConsumer):
         return sent
 
     async def _unsubscribe(self, data: dict[str, Any]) -> None:
-        channel = data.get("channel")
-        group = self.groups_by_channel.pop(channel, None) if isinstance(channel, str) else None
+        parsed = policy.parse_channel(data.get("channel"))
+        channel = parsed.name if parsed is not None else data.get("channel")
+        group = self.groups_by_channel.pop(parsed.name, None) if parsed is not None else None
         if group is None:
             await self._error(messages.UNKNOWN_CHANNEL, "not subscribed to this channel", channel=str(channel)[:80])
             return
         if group not in self.groups_by_channel.values():
             await get_hub().leave(group, self)
         await self._send(messages.unsubscribed(channel=str(channel)))
+
+    # --- access, checked again (``_Reauth``) ---------------------------------------------------
+    async def access_changed(self, user: Any, revoked: set[str]) -> None:
+        """Apply a fresh access check: close 4401 once the user, session or token no longer
+        authenticates; end each subscription the user may no longer see (``unsubscribed`` with
+        ``reason`` ``forbidden``); later questions (``request-stats``, ``subscribe``) ask about
+        the fresh user, whose permissions are not cached from before."""
+        if self.closing:
+            return
+        if user is None:
+            self.closing = True
+            _reauth().discard(self)
+            await self.close(code=messages.CLOSE_UNAUTHENTICATED)
+            return
+        self.user = user
+        for channel in sorted(revoked):
+            group = self.groups_by_channel.pop(channel, None)
+            if group is None:
+                continue  # unsubscribed meanwhile
+            if group not in self.groups_by_channel.values():
+                await get_hub().leave(group, self)
+            await self._send(
+                messages.unsubscribed(
+                    channel=channel, reason=messages.FORBIDDEN, message="access to this channel was withdrawn"
+                )
+            )

@@ -24,6 +24,8 @@ FORBIDDEN = "forbidden"
 TOO_LARGE = "too-large"
 RATE_LIMITED = "rate-limited"
 REPLAY_TRUNCATED = "replay-truncated"
+TOO_MANY_SOCKETS = "too-many-sockets"  # then close 4429 (JOBADMIN_WS_MAX_SOCKETS_PER_USER)
+TOO_MANY_SUBSCRIPTIONS = "too-many-subscriptions"  # JOBADMIN_WS_MAX_SUBSCRIPTIONS; the socket stays open
 TOO_SLOW = "too-slow"  # an SSE stream that fell too far behind ends with it (resume with Last-Event-ID)
 ERROR_CODES = (
     BAD_JSON,
@@ -34,15 +36,20 @@ ERROR_CODES = (
     TOO_LARGE,
     RATE_LIMITED,
     REPLAY_TRUNCATED,
+    TOO_MANY_SOCKETS,
+    TOO_MANY_SUBSCRIPTIONS,
     TOO_SLOW,
 )
 
 # --- close codes -------------------------------------------------------------------------
-CLOSE_UNAUTHENTICATED = 4401
+CLOSE_UNAUTHENTICATED = 4401  # no valid session or token; also once the user, session or token is gone
 CLOSE_FLOOD = 4429  # kept flooding after rate-limit errors
+CLOSE_TOO_MANY_SOCKETS = 4429  # the user has JOBADMIN_WS_MAX_SOCKETS_PER_USER open (after a too-many-sockets error)
 CLOSE_TOO_SLOW = 4408  # could not keep up even with progress conflated: resume with since
 
-CHANNEL_PATTERN = r"^(job:[0-9a-fA-F-]{32,36}|user:[0-9]+|stats|alerts|all)$"
+# The canonical spellings (jobs.policy.parse_channel): what ``subscribed`` and ``welcome`` name.
+_UUID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+CHANNEL_PATTERN = rf"^(job:{_UUID_PATTERN}|(user|batch):(0|[1-9][0-9]{{0,17}})|stats|alerts|all)$"
 # The event kinds a ``job-update`` carries: every kind of a job's own event (not alerts, not queues).
 JOB_EVENT_KINDS = [
     kind for kind in EventKind.values if kind not in (EventKind.ALERT, EventKind.QUEUE_PAUSED, EventKind.QUEUE_RESUMED)
@@ -68,8 +75,15 @@ def subscribed(*, channel: str, since: int | None, replayed: int, latest_event_i
     }
 
 
-def unsubscribed(*, channel: str) -> dict[str, Any]:
-    return {"type": "unsubscribed", "channel": channel}
+def unsubscribed(*, channel: str, reason: str | None = None, message: str | None = None) -> dict[str, Any]:
+    """``reason`` (an error code, ``forbidden``) and ``message`` when the server ended the
+    subscription itself: the socket's user may no longer see the channel."""
+    body: dict[str, Any] = {"type": "unsubscribed", "channel": channel}
+    if reason is not None:
+        body["reason"] = reason
+    if message is not None:
+        body["message"] = message
+    return body
 
 
 def pong(*, ts: Any = None) -> dict[str, Any]:
@@ -218,7 +232,9 @@ def _schemas() -> dict[str, dict[str, Any]]:
             },
             ["channel", "since", "replayed", "latest_event_id"],
         ),
-        "unsubscribed": _message("unsubscribed", {"channel": _str}, ["channel"]),
+        "unsubscribed": _message(
+            "unsubscribed", {"channel": _str, "reason": {"enum": list(ERROR_CODES)}, "message": _str}, ["channel"]
+        ),
         # ``ts`` is the client's own ``ping`` value, echoed as it came (any JSON).
         "pong": _message("pong", {"ts": {}}, []),
         "job-update": _message(

@@ -12,14 +12,71 @@ from django.contrib.auth.models import AnonymousUser
 from jobs import policy
 
 
-@database_sync_to_async
-def _user_for_token(key: str) -> Any:
+def user_for_token(key: str) -> Any:
+    """The active user of an API token, read afresh (permissions not cached yet); anonymous otherwise."""
     from rest_framework.authtoken.models import Token
 
     token = Token.objects.select_related("user").filter(key=key).first()
     if token is None or not token.user.is_active:
         return AnonymousUser()
     return token.user
+
+
+class _SessionOnly:
+    """What ``django.contrib.auth.get_user`` reads of a request: its session."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+
+def user_for_session(session_key: str) -> Any:
+    """The user a session still authenticates, read afresh: anonymous once it was flushed (a
+    logout), expired or deleted, its user deactivated, or its password changed (Django's own
+    ``get_user``, which also checks the session's hash of the password)."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import get_user
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
+    return get_user(_SessionOnly(store))  # type: ignore[arg-type]
+
+
+def user_by_pk(pk: Any) -> Any:
+    """A socket authenticated by neither (its scope's user was set by the host): the user by id."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model()._default_manager.filter(pk=pk).first()
+    return user if user is not None and user.is_active else AnonymousUser()
+
+
+# How an open socket is authenticated, to check again (live.consumers): ("token", key),
+# ("session", key) or ("user", pk).
+Identity = tuple[str, Any]
+
+
+def identity_of(scope: Any) -> Identity:
+    if scope.get(TOKEN_SCOPE_KEY):
+        return ("token", scope[TOKEN_SCOPE_KEY])
+    session = scope.get("session")
+    key = getattr(session, "session_key", None) if session is not None else None
+    if key:
+        return ("session", key)
+    return ("user", scope["user"].pk)
+
+
+def user_of(identity: Identity) -> Any:
+    """The user ``identity`` authenticates now (fresh from the database), or anonymous."""
+    kind, key = identity
+    if kind == "token":
+        return user_for_token(key)
+    if kind == "session":
+        return user_for_session(key)
+    return user_by_pk(key)
+
+
+TOKEN_SCOPE_KEY = "jobadmin_token"
+_user_for_token = database_sync_to_async(user_for_token)
 
 
 class TokenAuthMiddleware:
@@ -34,7 +91,9 @@ class TokenAuthMiddleware:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             keys = query.get("token")
             if keys and keys[0]:
-                scope = dict(scope, user=await _user_for_token(keys[0][:64]))
+                user = await _user_for_token(keys[0][:64])
+                # The key is kept in the scope: an open socket checks that its token still exists.
+                scope = dict(scope, user=user, **({TOKEN_SCOPE_KEY: keys[0][:64]} if user.is_authenticated else {}))
         return await self.app(scope, receive, send)
 
 

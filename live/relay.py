@@ -247,6 +247,41 @@ def ws_connections_store(*, token: str, count: int) -> int:
     return total
 
 
+def ws_user_key(user_pk: Any, token: str) -> str:
+    return f"{WS_CONNECTIONS_CACHE_KEY}:user:{user_pk}:{token}"
+
+
+def ws_user_sockets_elsewhere(*, user_pk: Any, token: str) -> int:
+    """The sockets ``user_pk`` has open in the other live web processes (their keys in the cache).
+
+    Each process writes its own count per user (``ws_user_sockets_store``) under a key with a
+    TTL, refreshed while it has sockets: a process that dies (SIGKILL) stops counting after
+    ``WS_TTL``. The live processes are the registry of ``ws_connections_store``.
+    """
+    now = time.time()
+    others = [t for t, expiry in dict(cache.get(WS_REGISTRY_KEY) or {}).items() if expiry > now and t != token]
+    if not others:
+        return 0
+    counts = cache.get_many([ws_user_key(user_pk, other) for other in others])
+    return sum(max(int(value), 0) for value in counts.values())
+
+
+def ws_user_sockets_store(*, token: str, counts: dict[Any, int]) -> None:
+    """Write this process's sockets per user (0: delete the key)."""
+    alive = {ws_user_key(pk, token): count for pk, count in counts.items() if count > 0}
+    if alive:
+        cache.set_many(alive, timeout=WS_TTL)
+    gone = [ws_user_key(pk, token) for pk, count in counts.items() if count <= 0]
+    if gone:
+        cache.delete_many(gone)
+
+
+def ws_sockets_shared() -> bool:
+    """Socket counts per user are shared between web processes through the cache with Redis;
+    on the embedded default there is one web process, and its own count is the count."""
+    return bool(settings.REDIS_URL)
+
+
 # --- routing -------------------------------------------------------------------------------
 def groups_for(row: dict[str, Any]) -> list[str]:
     if row["kind"] == EventKind.ALERT:
@@ -760,6 +795,10 @@ class Hub:
         self.token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.sockets = 0
         self.sockets_stored: int | None = None
+        # Open sockets per user in this process (the cap, JOBADMIN_WS_MAX_SOCKETS_PER_USER), and
+        # what was last written of them to the cache for the other processes.
+        self.user_sockets: dict[Any, int] = {}
+        self.user_sockets_stored: dict[Any, int] = {}
         self._sockets_changed = asyncio.Event()
 
     async def start(self) -> None:
@@ -796,14 +835,51 @@ class Hub:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(in_gauge_thread(partial(ws_connections_store, token=self.token, count=0)), 5)
             self.sockets_stored = 0
+        if self.user_sockets_stored:
+            gone = dict.fromkeys(self.user_sockets_stored, 0)
+            with contextlib.suppress(BaseException):
+                store = partial(ws_user_sockets_store, token=self.token, counts=gone)
+                await asyncio.wait_for(in_gauge_thread(store), 5)
+            self.user_sockets_stored = {}
 
-    def socket_opened(self) -> None:
+    def socket_opened(self, user_pk: Any = None) -> None:
         self.sockets += 1
+        if user_pk is not None:
+            self.user_sockets[user_pk] = self.user_sockets.get(user_pk, 0) + 1
         self._sockets_changed.set()
 
-    def socket_closed(self) -> None:
+    def socket_closed(self, user_pk: Any = None) -> None:
         self.sockets = max(self.sockets - 1, 0)
+        if user_pk is not None:
+            left = self.user_sockets.get(user_pk, 0) - 1
+            if left > 0:
+                self.user_sockets[user_pk] = left
+            else:
+                self.user_sockets.pop(user_pk, None)
         self._sockets_changed.set()
+
+    async def user_sockets_total(self, user_pk: Any) -> int:
+        """``user_pk``'s open sockets: this process's, plus the other processes' where they share
+        counts (Redis). The cache away (or slow): this process's alone, never a refusal for it."""
+        mine = self.user_sockets.get(user_pk, 0)
+        if not ws_sockets_shared():
+            return mine
+        try:
+            elsewhere = await asyncio.wait_for(
+                in_gauge_thread(partial(ws_user_sockets_elsewhere, user_pk=user_pk, token=self.token)), 2.0
+            )
+        except Exception as exc:
+            logger.warning("hub: reading the sockets of user %s in other processes failed: %r", user_pk, exc)
+            return mine
+        return mine + int(elsewhere)
+
+    async def _store_user_sockets(self) -> None:
+        counts = dict(self.user_sockets)
+        changed = {pk: counts.get(pk, 0) for pk in set(counts) | set(self.user_sockets_stored)}
+        if not changed:
+            return
+        await in_gauge_thread(partial(ws_user_sockets_store, token=self.token, counts=changed))
+        self.user_sockets_stored = counts
 
     async def _sockets_loop(self) -> None:
         """Store the socket count on a change (at most once per interval) and every WS_REFRESH while > 0."""
@@ -820,6 +896,8 @@ class Hub:
             try:
                 await in_gauge_thread(partial(ws_connections_store, token=self.token, count=count))
                 self.sockets_stored = count
+                if ws_sockets_shared():
+                    await self._store_user_sockets()
             except Exception as exc:  # the cache is away: try again on the next change or refresh
                 logger.warning("hub: storing the socket count failed: %r", exc)
             await asyncio.sleep(gauge_interval())

@@ -30,14 +30,13 @@ from typing import Any
 
 from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
-from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.db import connection, connections
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare
 
 from jobs import policy
 from jobs.models import EventKind, JobEvent
 from live.consumers import OUTBOX_MAX, REPLAY_PAGE, _events, _shared_id_reads, behind, channel_group
+from live.middleware import Identity, user_of
 from live.relay import _EVENT_FIELDS, STATS_GROUP, _group_events, get_hub
 
 logger = logging.getLogger(__name__)
@@ -53,46 +52,35 @@ HOLE_SCAN_MAX = 10_000  # ids between ``after`` and the answer's last one that a
 
 @dataclass(frozen=True)
 class Grant:
-    """Who a stream serves and by what right: re-checked while it stays open."""
+    """Who a stream serves and by what right, to check again while it stays open: its identity
+    as the websocket keeps one (``live.middleware``: ``("token", key)``, ``("session", key)``)."""
 
     user_id: int
-    token: str | None  # the API token it authenticated with, if any
-    session: str | None  # the session key, if the session authenticated it
+    identity: Identity
     channels: tuple[policy.Channel, ...]
 
 
 def grant_of(request: Any, channels: list[policy.Channel]) -> Grant:
     """The ``Grant`` of a DRF request that passed authentication."""
-    auth = request.auth
-    token = getattr(auth, "key", None)
-    session = None
-    if token is None:
-        session = getattr(getattr(request._request, "session", None), "session_key", None)
-    return Grant(user_id=int(request.user.pk), token=token, session=session, channels=tuple(channels))
+    token = getattr(request.auth, "key", None)
+    session = getattr(getattr(request._request, "session", None), "session_key", None)
+    identity: Identity
+    if token is not None:
+        identity = ("token", token)
+    elif session:
+        identity = ("session", session)
+    else:
+        identity = ("user", request.user.pk)
+    return Grant(user_id=int(request.user.pk), identity=identity, channels=tuple(channels))
 
 
 def still_allowed(grant: Grant) -> bool:
-    """Whether the stream's user may still read every one of its channels: an active user, the
-    token not deleted or the session not ended (a logout, a password change), and the policy."""
-    from rest_framework.authtoken.models import Token
-
-    user = get_user_model().objects.filter(pk=grant.user_id, is_active=True).first()
-    if user is None:
+    """Whether the stream's user may still read every one of its channels: the websocket's
+    re-check (``live.middleware.user_of``: an active user, the token not deleted, the session not
+    ended by a logout or a password change), then the policy, with the user read afresh."""
+    user = user_of(grant.identity)
+    if not policy.signed_in(user) or user.pk != grant.user_id:
         return False
-    if grant.token is not None and not Token.objects.filter(key=grant.token, user_id=grant.user_id).exists():
-        return False
-    if grant.token is None:
-        from importlib import import_module
-
-        from django.conf import settings
-
-        store = import_module(settings.SESSION_ENGINE).SessionStore(grant.session)
-        data = store.load() if grant.session else {}
-        if str(data.get(SESSION_KEY)) != str(grant.user_id):
-            return False
-        session_hash = data.get(HASH_SESSION_KEY)
-        if not (session_hash and constant_time_compare(session_hash, user.get_session_auth_hash())):
-            return False
     return all(policy.may_subscribe(user=user, channel=channel) for channel in grant.channels)
 
 

@@ -26,7 +26,17 @@ class AlertRuleAdmin(admin.ModelAdmin):
         ("Condition", {"fields": ["metric", "comparison", "threshold", "window_seconds", "severity"]}),
         (
             "Notification",
-            {"fields": ["notify_websocket", "notify_email", "email_recipients", "notify_webhook", "webhook_url"]},
+            {
+                "fields": [
+                    "notify_websocket",
+                    "notify_email",
+                    "email_recipients",
+                    "notify_webhook",
+                    "webhook_url",
+                    "notify_slack",
+                    "slack_webhook_url",
+                ]
+            },
         ),
     ]
 

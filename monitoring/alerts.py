@@ -30,6 +30,7 @@ from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.utils import timezone
 
+from jobs import counters
 from jobs.events import record_event
 from jobs.exceptions import TransitionNotAllowed
 from jobs.models import EventKind, JobStatus
@@ -192,8 +193,9 @@ def alerts_evaluate(
                     updated_at=now,
                 )
                 _record(alert)
+                counters.counter_add(name=counters.ALERT_FIRED, label=rule.name)
                 result.opened.append(alert)
-                if rule.notify_email or rule.notify_webhook:
+                if rule.notify_email or rule.notify_webhook or rule.notify_slack:
                     transaction.on_commit(lambda alert=alert: notify(alert))  # type: ignore[misc]
     return result
 
@@ -266,15 +268,54 @@ def send_alert_email(alert: Alert) -> str:
 
 
 def send_alert_webhook(alert: Alert, *, sleep: Callable[[float], None] = time.sleep) -> str:
-    """POST the alert as JSON; up to ``JOBADMIN_WEBHOOK_RETRIES`` attempts, each with a timeout.
+    """POST the alert as JSON (``{"type": "job-alert", "alert": ...}``) to the rule's webhook."""
+    body = json.dumps({"type": "job-alert", "alert": alert_payload(alert)}).encode()
+    return _post(alert.rule.webhook_url, body, sleep=sleep)
+
+
+SLACK_MARKS = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
+
+
+def slack_message(alert: Alert) -> dict[str, Any]:
+    """The alert in Slack's own format (Block Kit, with ``text`` as the notification's fallback).
+    The time is Slack's date token: each reader sees it in their own time zone."""
+    raised = int(alert.created_at.timestamp())
+    severity = str(alert.severity)
+    title = f"{severity.upper()}: {alert.rule.name}"
+    when = f"<!date^{raised}^{{date_short_pretty}} {{time_secs}}|{alert.created_at.isoformat()}>"
+    context = f"JobAdmin alert #{alert.pk}, raised {when}"
+    fields = [
+        {"type": "mrkdwn", "text": f"*Severity*\n{severity}"},
+        {"type": "mrkdwn", "text": f"*Rule*\n{alert.rule.name}"},
+    ]
+    if alert.subject:
+        fields.append({"type": "mrkdwn", "text": f"*Subject*\n{alert.subject}"})
+    return {
+        "text": f"{title}: {alert.message}",
+        "blocks": [
+            {
+                "type": "header",
+                "text": {"type": "plain_text", "text": f"{SLACK_MARKS.get(severity, '')} {title}".strip()},
+            },
+            {"type": "section", "text": {"type": "plain_text", "text": alert.message or title}, "fields": fields},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
+        ],
+    }
+
+
+def send_alert_slack(alert: Alert, *, sleep: Callable[[float], None] = time.sleep) -> str:
+    """Post the alert to the rule's Slack incoming webhook, in Slack's message format."""
+    return _post(alert.rule.slack_webhook_url, json.dumps(slack_message(alert)).encode(), sleep=sleep)
+
+
+def _post(url: str, body: bytes, *, sleep: Callable[[float], None]) -> str:
+    """POST ``body``; up to ``JOBADMIN_WEBHOOK_RETRIES`` attempts, each with a timeout.
 
     A 2xx answer is success; a connection error, a timeout or a 5xx is retried with a doubling
     pause; a 4xx is final (the receiver refused the payload).
     """
-    url = alert.rule.webhook_url
     if not url:
         return "skipped: no URL"
-    body = json.dumps({"type": "job-alert", "alert": alert_payload(alert)}).encode()
     attempts = max(1, settings.JOBADMIN_WEBHOOK_RETRIES)
     last = ""
     for attempt in range(1, attempts + 1):
@@ -296,7 +337,7 @@ def send_alert_webhook(alert: Alert, *, sleep: Callable[[float], None] = time.sl
 
 
 def alert_notify(alert: Alert) -> dict[str, str]:
-    """E-mail and webhook for one alert, per the rule's channels; the outcome is kept on the alert.
+    """E-mail, webhook and Slack for one alert, per the rule's channels; the outcome is kept on the alert.
 
     Never raises: a failing channel is logged and recorded.
     """
@@ -305,6 +346,7 @@ def alert_notify(alert: Alert) -> dict[str, str]:
     for channel, enabled, send in (
         ("email", rule.notify_email, send_alert_email),
         ("webhook", rule.notify_webhook, send_alert_webhook),
+        ("slack", rule.notify_slack, send_alert_slack),
     ):
         if not enabled:
             continue

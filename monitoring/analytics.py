@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from jobs.models import JobStatus
-from jobs.selectors import job_first_created_at, jobs_failed_latest
+from jobs.selectors import job_first_created_at, jobs_failed_latest, jobs_finished_by_type
 from monitoring import rollup
 from monitoring.stats import BadRange, Window
 
@@ -33,10 +33,50 @@ def _rate(completed: int, failed: int) -> float | None:
     return round(100 * completed / done, 2) if done else None
 
 
+# The health grade of a job type (the seeds' Story 5.1; docs/monitoring.md, "Per-type health"):
+# the error rate (failed of finished, %) and the processing rate (items a second of run time).
+GRADES = ("poor", "fair", "good", "excellent")
+
+
+def health_grade(*, error_rate: float | None, items_per_second: float | None) -> str | None:
+    """``poor`` over 10 % errors; ``fair`` over 5 % or under 10 items/s; ``good`` over 1 % or under
+    50 items/s; else ``excellent``. None before anything finished. A type that counts no items
+    (no ``total_items``) is graded on its error rate alone."""
+    if error_rate is None:
+        return None
+    rate = float("inf") if items_per_second is None else items_per_second
+    if error_rate > 10:
+        return "poor"
+    if error_rate > 5 or rate < 10:
+        return "fair"
+    if error_rate > 1 or rate < 50:
+        return "good"
+    return "excellent"
+
+
+def _quantile(buckets: list[tuple[float, int]], count: int, fraction: float) -> float | None:
+    """Like Prometheus' ``histogram_quantile``: linear within the bucket the rank falls in
+    (``buckets``: cumulative counts at each upper bound); past the last bound, that bound."""
+    if not count:
+        return None
+    rank = fraction * count
+    lower_bound, lower_count = 0.0, 0
+    for bound, cumulative in buckets:
+        if cumulative >= rank:
+            inside = cumulative - lower_count
+            share = (rank - lower_count) / inside if inside else 1.0
+            return round(lower_bound + (bound - lower_bound) * share, 3)
+        lower_bound, lower_count = bound, cumulative
+    return buckets[-1][0] if buckets else None
+
+
 def analytics_types(*, window: Window) -> list[dict[str, Any]]:
-    """Per job type, the jobs created in the window: by outcome, success rate and mean run time."""
+    """Per job type, the jobs created in the window: by outcome, success rate, mean and p95 run
+    time, throughput, items a second, the health grade and the latest failure."""
+    histogram = [(bound, rollup.duration_le_column(bound)) for bound in rollup.DURATION_BUCKETS]
     per_type: dict[str, dict[str, Any]] = {}
-    for row in rollup.cohort(start=window.start, end=window.end, dims=("type", "status")):
+    figures = (*rollup.FIGURES, *(column for _, column in histogram))
+    for row in rollup.cohort(start=window.start, end=window.end, dims=("type", "status"), figures=figures):
         t = per_type.setdefault(
             row["type"],
             {
@@ -45,20 +85,44 @@ def analytics_types(*, window: Window) -> list[dict[str, Any]]:
                 **dict.fromkeys(JobStatus.values, 0),
                 "duration_n": 0,
                 "duration_sum": 0.0,
+                "le": dict.fromkeys((column for _, column in histogram), 0),
             },
         )
         t["total"] += row["jobs"]
         t[row["status"]] += row["jobs"]
         t["duration_n"] += row["duration_count"]
         t["duration_sum"] += row["duration_sum"]
+        for _, column in histogram:
+            t["le"][column] += row[column] or 0
+    finished = jobs_finished_by_type(since=window.start, until=window.end)
+    hours = _window_hours(window)
     out = []
     for t in per_type.values():
-        n, total = t.pop("duration_n"), t.pop("duration_sum")
+        n, total, le = t.pop("duration_n"), t.pop("duration_sum"), t.pop("le")
         t["active"] = t.pop(JobStatus.RUNNING) + t.pop(JobStatus.PAUSED)
         t["success_rate"] = _rate(t[JobStatus.COMPLETED], t[JobStatus.FAILED])
         t["duration_mean"] = round(total / n, 6) if n else None
+        t["duration_p95"] = _quantile([(bound, le[column]) for bound, column in histogram], n, 0.95)
+        t["throughput_per_hour"] = round(t[JobStatus.COMPLETED] / hours, 3) if hours else None
+        done = finished.get(t["type"], {"items": 0, "seconds": 0.0, "last_failure": None})
+        t["items_per_second"] = round(done["items"] / done["seconds"], 3) if done["items"] and done["seconds"] else None
+        rate = t["success_rate"]
+        t["grade"] = health_grade(
+            error_rate=None if rate is None else 100 - rate, items_per_second=t["items_per_second"]
+        )
+        failure = done["last_failure"]
+        t["last_failure"] = failure and {
+            **failure,
+            "id": str(failure["id"]),
+            "finished_at": failure["finished_at"].isoformat(),
+        }
         out.append(t)
     return sorted(out, key=lambda r: (-r["total"], r["type"]))
+
+
+def _window_hours(window: Window) -> float:
+    start = window.start or job_first_created_at() or window.end
+    return max((window.end - start).total_seconds() / 3600, 1 / 60)
 
 
 def analytics_users(*, window: Window, limit: int = 10) -> list[dict[str, Any]]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -20,7 +22,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from jobs import signing_key
+from jobs import outage, signing_key, worker_reports
 from jobs.models import JobStatus
 from jobs.selectors import (
     job_active_count,
@@ -44,6 +46,34 @@ def _check(status: str, reason: str = "", **detail: Any) -> dict[str, Any]:
     return {"status": status, "reason": reason, **detail}
 
 
+# Less free space than this where the SQLite file is counts as a full disk.
+DISK_FULL_FREE_BYTES = 1 << 20
+
+
+def database_disk_full() -> str | None:
+    """Why the database's disk is full (writes fail while reads still work), or None.
+
+    SQLite: the free space of the file system that holds the file, and the file's own limit
+    (``PRAGMA max_page_count``). Any database: a write that failed on a full disk within
+    ``jobs.outage.DISK_FULL_REMEMBERED`` seconds, in this process or (through the cache) another.
+    """
+    reasons = []
+    if connection.vendor == "sqlite":
+        folder = Path(str(connection.settings_dict["NAME"])).resolve().parent
+        free = shutil.disk_usage(folder).free
+        if free < DISK_FULL_FREE_BYTES:
+            reasons.append(f"{free} bytes free where the database file is ({folder})")
+        with connection.cursor() as cursor:
+            pages = [cursor.execute(f"PRAGMA {name}").fetchone()[0] for name in ("page_count", "max_page_count")]
+            unused = cursor.execute("PRAGMA freelist_count").fetchone()[0]
+        if not unused and pages[0] >= pages[1]:
+            reasons.append(f"the database file is at its limit of {pages[1]} pages (max_page_count)")
+    seen = outage.disk_full_seen()
+    if seen is not None:
+        reasons.append(f"a write failed on a full disk {seen:.0f} s ago")
+    return "; ".join(reasons) or None
+
+
 def check_database() -> dict[str, Any]:
     started = time.perf_counter()
     try:
@@ -52,7 +82,18 @@ def check_database() -> dict[str, Any]:
             cursor.fetchone()
     except Exception as exc:
         return _check(CRITICAL, f"database unreachable: {exc.__class__.__name__}")
-    return _check(HEALTHY, vendor=connection.vendor, latency_ms=round(1000 * (time.perf_counter() - started), 2))
+    detail: dict[str, Any] = {
+        "vendor": connection.vendor,
+        "latency_ms": round(1000 * (time.perf_counter() - started), 2),
+    }
+    try:
+        full = database_disk_full()
+    except Exception as exc:
+        logger.warning("health: could not tell whether the database's disk is full: %r", exc)
+        full = None
+    if full is not None:
+        return _check(CRITICAL, f"disk full: {full}; writes fail, reads still work", disk_full=True, **detail)
+    return _check(HEALTHY, **detail)
 
 
 def check_broker() -> dict[str, Any]:
@@ -100,6 +141,26 @@ def check_workers() -> dict[str, Any]:
         "other_key_hosts": sorted({str(record.get("host")) for record in other}),
     }
     problems: list[tuple[str, str]] = []
+    refused = worker_reports.database_error_records()
+    if refused:
+        now = time.time()
+        detail["database_errors"] = [
+            {
+                "worker": str(record["worker"]),
+                "error": str(record["error"]),
+                "disk_full": bool(record.get("disk_full")),
+                "seconds_ago": round(max(0.0, now - float(record.get("at") or now)), 1),
+            }
+            for record in refused
+        ]
+        # Every live worker failing (or none known alive): no job starts at all.
+        problems.append(
+            (
+                CRITICAL if len(refused) >= workers else WARNING,
+                f"{len(refused)} worker(s) cannot reach the database ({refused[-1]['error'][:120]}): "
+                "they take no job until it answers",
+            )
+        )
     if other:
         # Their pushers take wake-ups off the broker and drop them: with no worker that reads
         # them, no job runs (critical); beside such workers, jobs wait for another wake-up.

@@ -7,6 +7,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+# The run-time histogram's bounds live with the engine (jobs.counters counts into them too).
+from jobs.models import DURATION_BUCKETS as DURATION_BUCKETS
+
 
 class MetricSample(models.Model):
     """One sample of the system, taken by the monitor loop every ``JOBADMIN_METRICS_INTERVAL`` seconds."""
@@ -73,6 +76,8 @@ class AlertRule(models.Model):
     email_recipients = models.TextField(blank=True, help_text="Comma-separated; empty means the ADMINS setting.")
     notify_webhook = models.BooleanField(default=False)
     webhook_url = models.URLField(blank=True)
+    notify_slack = models.BooleanField(default=False, help_text="Post to a Slack channel (an incoming webhook).")
+    slack_webhook_url = models.URLField(blank=True, help_text="The Slack app's incoming-webhook URL for the channel.")
     builtin = models.BooleanField(default=False, editable=False)
 
     class Meta:
@@ -82,18 +87,26 @@ class AlertRule(models.Model):
         return self.name
 
     def clean(self) -> None:
-        """A webhook may not point inside the network (``monitoring.webhooks``): a form error."""
+        """A webhook (Slack's too) may not point inside the network (``monitoring.webhooks``): a form error."""
         from django.core.exceptions import ValidationError
 
         from monitoring.webhooks import WebhookRefused, resolve_webhook
 
-        if self.webhook_url:
-            try:
-                resolve_webhook(self.webhook_url)
-            except WebhookRefused as exc:
-                raise ValidationError({"webhook_url": str(exc)}) from None
-        elif self.notify_webhook:
-            raise ValidationError({"webhook_url": "A rule that notifies by webhook needs its URL."})
+        problems = {}
+        for field, on, what in (
+            ("webhook_url", self.notify_webhook, "webhook"),
+            ("slack_webhook_url", self.notify_slack, "Slack"),
+        ):
+            url = getattr(self, field)
+            if url:
+                try:
+                    resolve_webhook(url)
+                except WebhookRefused as exc:
+                    problems[field] = str(exc)
+            elif on:
+                problems[field] = f"A rule that notifies by {what} needs its URL."
+        if problems:
+            raise ValidationError(problems)
 
     @property
     def channels(self) -> list[str]:
@@ -103,6 +116,7 @@ class AlertRule(models.Model):
                 ("websocket", self.notify_websocket),
                 ("email", self.notify_email),
                 ("webhook", self.notify_webhook),
+                ("slack", self.notify_slack),
             )
             if on
         ]
@@ -156,9 +170,6 @@ class Alert(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
-
-
-DURATION_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600)
 
 
 def duration_le_column(bound: float) -> str:

@@ -164,6 +164,12 @@ class StatsSerializer(serializers.Serializer):
     system = SystemSerializer()
 
 
+class LastFailureSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    error = serializers.CharField(allow_blank=True)
+    finished_at = serializers.DateTimeField()
+
+
 class TypeFiguresSerializer(serializers.Serializer):
     type = serializers.CharField()
     total = serializers.IntegerField(min_value=0)
@@ -174,6 +180,17 @@ class TypeFiguresSerializer(serializers.Serializer):
     cancelled = serializers.IntegerField(min_value=0)
     success_rate = serializers.FloatField(allow_null=True)
     duration_mean = serializers.FloatField(allow_null=True)
+    duration_p95 = serializers.FloatField(
+        allow_null=True, help_text="Seconds; estimated within the duration histogram's bucket (as histogram_quantile)."
+    )
+    throughput_per_hour = serializers.FloatField(allow_null=True, help_text="Completed jobs per hour of the window.")
+    items_per_second = serializers.FloatField(
+        allow_null=True, help_text="Items processed per second of run time, of the jobs that finished in the window."
+    )
+    grade = serializers.ChoiceField(
+        choices=["poor", "fair", "good", "excellent"], allow_null=True, help_text="docs/monitoring.md, Per-type health."
+    )
+    last_failure = LastFailureSerializer(allow_null=True)
 
 
 class AnalyticsTypesSerializer(serializers.Serializer):
@@ -270,6 +287,15 @@ class MonitorLeaderSerializer(serializers.Serializer):
     leading_for_seconds = serializers.FloatField(allow_null=True)
 
 
+class WorkerDatabaseErrorSerializer(serializers.Serializer):
+    """A worker whose wake-up could not reach the database (``jobs.worker_reports``)."""
+
+    worker = serializers.CharField()
+    error = serializers.CharField()
+    disk_full = serializers.BooleanField()
+    seconds_ago = serializers.FloatField()
+
+
 class HealthCheckSerializer(serializers.Serializer):
     """One check; the details beside ``status`` and ``reason`` depend on the check and are absent when it failed."""
 
@@ -278,6 +304,7 @@ class HealthCheckSerializer(serializers.Serializer):
     # database
     vendor = serializers.CharField(required=False)
     latency_ms = serializers.FloatField(required=False)
+    disk_full = serializers.BooleanField(required=False)
     # broker
     broker = serializers.CharField(required=False)
     pending_wakeups = serializers.IntegerField(required=False)
@@ -289,6 +316,7 @@ class HealthCheckSerializer(serializers.Serializer):
     capacity = serializers.IntegerField(required=False)
     other_key_workers = serializers.IntegerField(required=False)
     other_key_hosts = serializers.ListField(child=serializers.CharField(), required=False)
+    database_errors = WorkerDatabaseErrorSerializer(many=True, required=False)
     # monitor
     last_seen_seconds = serializers.FloatField(required=False)
     leader = MonitorLeaderSerializer(required=False, allow_null=True)

@@ -197,9 +197,11 @@ class HealthView(MonitoringAPIView):
     )
     def get(self, request: Request) -> Response:
         report = health.health_report()
+        database = report["checks"]["database"]
+        # A full disk is critical but the node still serves reads: a load balancer keeps it.
         code = (
             status.HTTP_503_SERVICE_UNAVAILABLE
-            if report["checks"]["database"]["status"] == health.CRITICAL
+            if database["status"] == health.CRITICAL and not database.get("disk_full")
             else status.HTTP_200_OK
         )
         if not policy.may_see_health_details(request.user):

@@ -124,6 +124,20 @@ def _check_replayed_for_the_keys_owner_only(response: Any, role: str) -> None:
         assert (response.get("Idempotent-Replayed") == "true") == (role == "user"), role
 
 
+def _schedule(scene: Scene) -> dict[str, Any]:
+    """A schedule of the system's, made for the row (a transactional test's flush empties the table)."""
+    from jobs.models import Schedule
+
+    schedule, _ = Schedule.objects.get_or_create(
+        name="matrix", defaults={"type": "demo", "params": {}, "interval_minutes": 60, "enabled": True}
+    )
+    return {"pk": schedule.pk}
+
+
+SCHEDULE_BODY = {"type": "demo", "params": {}, "cron": "0 3 * * *"}
+CHANGE_SCHEDULES = row(401, 403, 403, 403, 403, 403, 200)  # jobs.change_schedule
+
+
 def _pause_high(scene: Scene) -> None:
     from jobs.models import Queue
 
@@ -164,6 +178,12 @@ WAYS: list[Way] = [
     Way("job-retry", "post", ACT_ON_OWN_JOB, kwargs=_job, job_status=JobStatus.FAILED),
     Way("job-pause", "post", ACT_ON_OWN_JOB, kwargs=_job, job_status=JobStatus.RUNNING),
     Way("job-resume", "post", ACT_ON_OWN_JOB, kwargs=_job, job_status=JobStatus.PAUSED),
+    Way(
+        "job-bulk-enqueue",
+        "post",
+        row(401, 201, 201, 201, 201, 201, 201),
+        data=lambda s: {"jobs": [{"type": "demo", "params": {}}, {"type": "demo", "params": {}}]},
+    ),
     Way("job-bulk", "post", SIGNED_IN, data=lambda s: {"action": "cancel", "ids": [str(s.job.pk)]}, check=_check_bulk),
     Way("job-cleanup-stalled", "post", CHANGE_JOBS),
     Way("job-type-list", "get", SIGNED_IN, check=_check_job_types),
@@ -172,6 +192,16 @@ WAYS: list[Way] = [
     Way("queue-detail", "get", SYSTEM, kwargs=lambda s: {"name": "high"}),
     Way("queue-pause", "post", PAUSE_QUEUE, kwargs=lambda s: {"name": "high"}),
     Way("queue-resume", "post", PAUSE_QUEUE, kwargs=lambda s: {"name": "high"}, setup=_pause_high),
+    # --- /api/schedules/: seeing them is a statistic; changing them needs jobs.change_schedule
+    Way("schedule-list", "get", SYSTEM),
+    Way("schedule-list", "post", row(401, 403, 403, 403, 403, 403, 201), data=lambda s: SCHEDULE_BODY),
+    Way("schedule-detail", "get", SYSTEM, kwargs=_schedule),
+    Way("schedule-detail", "patch", CHANGE_SCHEDULES, kwargs=_schedule, data=lambda s: {"interval_minutes": 30}),
+    Way("schedule-detail", "delete", row(401, 403, 403, 403, 403, 403, 204), kwargs=_schedule),
+    Way("schedule-pause", "post", CHANGE_SCHEDULES, kwargs=_schedule),
+    Way("schedule-resume", "post", CHANGE_SCHEDULES, kwargs=_schedule),
+    Way("schedule-run", "post", row(401, 403, 403, 403, 403, 403, 201), kwargs=_schedule),
+    Way("schedule-preview", "get", SYSTEM, data=lambda s: {"cron": "0 3 * * *", "timezone": "Europe/Berlin"}),
     # --- /api/: monitoring ---------------------------------------------------------------------
     Way("stats", "get", SYSTEM),
     Way("analytics-types", "get", SYSTEM),
@@ -209,6 +239,22 @@ WAYS: list[Way] = [
         kwargs=lambda s: {"object_id": str(s.job.pk)},
     ),
     Way("admin:jobs_job_enqueue", "get", STAFF_PAGE, admin=True),
+    # The schedules' admin: seen like a statistic, changed with jobs.change_schedule.
+    Way("admin:jobs_schedule_changelist", "get", STAFF_PAGE, admin=True),
+    Way(
+        "admin:jobs_schedule_change", "get", STAFF_PAGE, admin=True, kwargs=lambda s: {"object_id": _schedule(s)["pk"]}
+    ),
+    Way(
+        "admin:jobs_schedule_history", "get", STAFF_PAGE, admin=True, kwargs=lambda s: {"object_id": _schedule(s)["pk"]}
+    ),
+    Way("admin:jobs_schedule_add", "get", row(LOGIN, LOGIN, LOGIN, 403, 403, 403, 200), admin=True),
+    Way(
+        "admin:jobs_schedule_delete",
+        "get",
+        row(LOGIN, LOGIN, LOGIN, 403, 403, 403, 200),
+        admin=True,
+        kwargs=lambda s: {"object_id": _schedule(s)["pk"]},
+    ),
     Way("admin:jobs_job_enqueue_type", "get", STAFF_PAGE, admin=True, kwargs=lambda s: {"type_name": "demo"}),
     Way(
         "admin:jobs_job_enqueue_type",
@@ -248,7 +294,7 @@ def ways_in() -> set[str]:
         if (
             route.startswith("api/")
             or route == "metrics"
-            or name.startswith(("jobadmin-", "admin:jobadmin-", "admin:jobs_job_"))
+            or name.startswith(("jobadmin-", "admin:jobadmin-", "admin:jobs_job_", "admin:jobs_schedule_"))
         ):
             names.add(name)
     return names
@@ -295,6 +341,8 @@ def _call(way: Way, scene: Scene, role: str) -> Any:
     data = way.data(scene)
     if way.method == "get":
         return client.get(url, data, **way.extra)
+    if way.method in ("patch", "delete"):
+        return getattr(client, way.method)(url, data or None, format="json", **way.extra)
     if way.admin:
         return client.post(url, data, **way.extra)
     return client.post(url, data, format="json", **way.extra)
@@ -376,6 +424,20 @@ def test_each_job_type_is_queued_only_by_who_may_run_it(type_name: str, role: st
     assert response.status_code == JOB_TYPES[type_name][role], (role, response.content[:300])
     queued = Job.objects.filter(type=type_name).count() - before
     assert queued == (1 if response.status_code == 201 else 0)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("type_name", sorted(JOB_TYPES))
+def test_a_bulk_enqueue_asks_the_same_rule_for_each_member(type_name: str, role: str, scene: Scene) -> None:
+    client = APIClient()
+    if scene.users[role] is not None:
+        client.force_authenticate(scene.users[role])
+    before = Job.objects.count()
+    members = [{"type": "demo", "params": {}}, {"type": type_name, "params": {}}]
+    response = client.post("/api/jobs/bulk-enqueue/", {"jobs": members}, format="json")
+    assert response.status_code == JOB_TYPES[type_name][role], (role, response.content[:300])
+    # All or nothing: a member the role may not queue keeps the other from being queued too.
+    assert Job.objects.count() - before == (2 if response.status_code == 201 else 0)
 
 
 # --- fair queues: a priority above the job type's default needs jobs.change_job -----------------------
@@ -483,6 +545,49 @@ def test_each_websocket_message_and_channel_answers_each_role_as_the_table_says(
     run(scenario)
     expected = {name: cells[role] for name, (_, cells) in {**CHANNELS, **MESSAGES}.items()}
     assert answers == expected
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("role", [role for role in ROLES if role != "anonymous"])
+def test_an_open_socket_keeps_only_what_its_role_may_once_its_permissions_are_gone(
+    role: str, scene: Scene, settings: Any
+) -> None:
+    """The same table, followed while the socket is open: the role's permissions (and superuser)
+    are taken away, and within the re-check each channel it may no longer see ends with
+    ``unsubscribed`` ``forbidden``; what a plain user (the job's owner, or not) may see stays."""
+    settings.JOBADMIN_RELAY_IN_WEB = False
+    settings.JOBADMIN_WS_REAUTH_INTERVAL = 0.2
+    me = scene.users[role]
+    plain = "user" if role == "user" else "other"
+    held = {kind: channel(scene) for kind, (channel, cells) in CHANNELS.items() if cells[role] == SUBSCRIBED}
+    keeps = {kind for kind in held if CHANNELS[kind][1][plain] == SUBSCRIBED}
+    ended: set[str] = set()
+
+    def strip() -> None:
+        type(me).objects.filter(pk=me.pk).update(is_superuser=False)
+        me.user_permissions.clear()
+
+    async def scenario() -> None:
+        from channels.db import database_sync_to_async
+
+        communicator = WebsocketCommunicator(JobsConsumer.as_asgi(), "/ws/jobs/")
+        communicator.scope["user"] = me
+        assert (await communicator.connect(timeout=3))[0]
+        assert json.loads(await communicator.receive_from(timeout=3))["type"] == "welcome"
+        for channel in held.values():
+            await communicator.send_to(text_data=json.dumps({"type": "subscribe", "channel": channel}))
+            assert json.loads(await communicator.receive_from(timeout=3))["type"] == "subscribed"
+        await database_sync_to_async(strip)()
+        by_channel = {channel: kind for kind, channel in held.items()}
+        while len(ended) < len(held) - len(keeps):
+            message = json.loads(await communicator.receive_from(timeout=5))
+            if message["type"] == "unsubscribed":
+                assert message["reason"] == FORBIDDEN
+                ended.add(by_channel[message["channel"]])
+        await communicator.disconnect()
+
+    run(scenario)
+    assert ended == set(held) - keeps
 
 
 def _anonymous() -> Any:

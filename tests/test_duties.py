@@ -15,7 +15,7 @@ from jobs import duties
 def test_each_app_registers_its_own_duties_in_app_order() -> None:
     names = [duty.name for duty in duties.periodic_duties()]
     # The engine's safety net first (jobs is installed before monitoring), then monitoring's.
-    assert names[:5] == ["dispatch", "metrics", "heartbeat", "statistics", "alerts"]
+    assert names[:7] == ["dispatch", "schedules", "counters", "metrics", "heartbeat", "statistics", "alerts"]
     assert [duty.name for duty in duties.background_duties()] == ["relay"]
 
 

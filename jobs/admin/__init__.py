@@ -469,3 +469,7 @@ class QueueAdmin(admin.ModelAdmin):
     @admin.action(description="Resume selected queues", permissions=["pause"])
     def resume_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
         self._run(request, queryset, pause=False)
+
+
+# The schedules' admin registers itself on import (jobs/admin/schedules.py).
+from jobs.admin import schedules as _schedules  # noqa: E402, F401

@@ -61,6 +61,7 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 # How long a client should wait before it tries again while the database is out.
 RETRY_AFTER_SECONDS = 5
+DISK_FULL_RETRY_AFTER_SECONDS = 60
 
 
 class DatabaseUnavailableMiddleware:
@@ -68,7 +69,8 @@ class DatabaseUnavailableMiddleware:
 
     The request's writes were in a transaction that did not commit, so trying again later
     is safe. Under ``/api/`` the body is DRF's error format with the code
-    ``database_unavailable``; a page gets a short text. Last in ``MIDDLEWARE``, so that it
+    ``database_unavailable``, or ``disk_full`` when the database said its disk is full (health
+    reports that too, ``jobs.outage.disk_full_seen``); a page gets a short text. Last in ``MIDDLEWARE``, so that it
     sees the exceptions of every view, the API's (DRF re-raises what it does not handle)
     and the admin's alike.
     """
@@ -83,11 +85,17 @@ class DatabaseUnavailableMiddleware:
         if not outage.is_outage(exception):
             return None
         outage.drop_connection()
-        message = "The database is unavailable; nothing was changed. Try again shortly."
+        if outage.disk_full_noted(exception):
+            # Not "try again shortly": nothing changes until someone frees space.
+            code, retry_after = "disk_full", DISK_FULL_RETRY_AFTER_SECONDS
+            message = "The database's disk is full; nothing was changed. Writes fail until space is freed."
+        else:
+            code, retry_after = "database_unavailable", RETRY_AFTER_SECONDS
+            message = "The database is unavailable; nothing was changed. Try again shortly."
         response: HttpResponse
         if policy.is_api_path(request.path_info):
-            response = JsonResponse({"detail": message, "code": "database_unavailable"}, status=503)
+            response = JsonResponse({"detail": message, "code": code}, status=503)
         else:
             response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        response["Retry-After"] = str(retry_after)
         return response

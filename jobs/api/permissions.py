@@ -53,3 +53,6 @@ CanChangeAlertRules = policy_permission(
 CanChangeSchedules = policy_permission(
     policy.may_change_schedules, policy.missing(policy.CHANGE_SCHEDULE, "Changing schedules"), "CanChangeSchedules"
 )
+CanSeeSchedules = policy_permission(
+    policy.may_see_schedules, policy.missing(policy.VIEW_JOBS, "Seeing schedules"), "CanSeeSchedules"
+)

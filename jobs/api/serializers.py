@@ -15,7 +15,7 @@ from rest_framework.settings import api_settings
 from jobs import policy
 from jobs.api.input import StrictSerializer
 from jobs.api.json_schema import serializer_json_schema
-from jobs.models import ACTION_NAMES, Job, JobEvent, JobResult, JobStatus
+from jobs.models import ACTION_NAMES, PRIORITY_MAX, PRIORITY_MIN, Job, JobEvent, JobResult, JobStatus
 from jobs.registry import UnknownJobType, get_job_type
 
 
@@ -251,7 +251,10 @@ class JobEnqueueSerializer(StrictSerializer):
         max_length=50, required=False, help_text="Defaults to the type's queue; must be a known queue."
     )
     priority = serializers.IntegerField(
-        required=False, min_value=-100, max_value=100, help_text="Higher runs first; defaults to the type's."
+        required=False,
+        min_value=PRIORITY_MIN,
+        max_value=PRIORITY_MAX,
+        help_text="Higher runs first; defaults to the type's.",
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -267,6 +270,28 @@ class JobEnqueueSerializer(StrictSerializer):
         except serializers.ValidationError as exc:
             raise serializers.ValidationError({"params": exc.detail}) from None
         return attrs
+
+
+class BulkEnqueueMemberSerializer(StrictSerializer):
+    """One job of a bulk enqueue: the fields of a single enqueue's body."""
+
+    type = serializers.CharField(max_length=100, help_text="A registered job type (see /api/job-types/).")
+    params = ParamsField(required=False, allow_null=True, help_text="As for POST /api/jobs/.")
+    queue = serializers.CharField(max_length=50, required=False, help_text="Defaults to the type's queue.")
+    priority = serializers.IntegerField(
+        required=False, min_value=PRIORITY_MIN, max_value=PRIORITY_MAX, help_text="Defaults to the type's."
+    )
+
+
+class BulkEnqueueSerializer(StrictSerializer):
+    jobs = BulkEnqueueMemberSerializer(
+        many=True, allow_empty=False, help_text="The jobs, queued together or not at all (JOBADMIN_BULK_ENQUEUE_MAX)."
+    )
+
+
+class BulkEnqueueResponseSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="How many jobs were queued.")
+    ids = serializers.ListField(child=serializers.UUIDField(), help_text="Their ids, in the order given.")
 
 
 class JobEventSerializer(serializers.ModelSerializer):

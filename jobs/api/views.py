@@ -42,6 +42,8 @@ from jobs.api.serializers import (
     AuthTokenResponseSerializer,
     AuthTokenSerializer,
     BulkActionSerializer,
+    BulkEnqueueResponseSerializer,
+    BulkEnqueueSerializer,
     BulkResponseSerializer,
     CleanupStalledResponseSerializer,
     JobDetailSerializer,
@@ -70,6 +72,15 @@ extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_INT})(UserI
 
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def by_index(errors: Any) -> Any:
+    """A bulk body's errors with the members' messages under their index, as the service's refusal
+    has them: ``{"jobs": {"3": {...}}}`` (DRF lists every member, ``{}`` for the good ones)."""
+    members = errors.get("jobs") if isinstance(errors, dict) else None
+    if isinstance(members, list) and members and all(isinstance(item, dict) for item in members):
+        return {**errors, "jobs": {str(index): item for index, item in enumerate(members) if item}}
+    return errors
 
 
 def idempotency_key(request: Request) -> str | None:
@@ -128,7 +139,7 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
     filterset_class = JobFilter
     pagination_class = CappedPageNumberPagination
     query_serializers = {"result": JobResultQuerySerializer, "events": JobEventQuerySerializer}
-    body_actions = frozenset({"create", "bulk"})
+    body_actions = frozenset({"create", "bulk", "bulk_enqueue"})
 
     def get_queryset(self) -> Any:
         if self.action == "list":
@@ -151,7 +162,7 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
 
     def get_throttles(self) -> builtins.list[Any]:  # `list` is the action in this class
         throttles = super().get_throttles()
-        if self.action == "create":
+        if self.action in ("create", "bulk_enqueue"):
             throttles.append(EnqueueRateThrottle())
         return throttles
 
@@ -214,6 +225,30 @@ class JobViewSet(ApiView, mixins.RetrieveModelMixin, mixins.ListModelMixin, view
         if outcome.replayed:
             response["Idempotent-Replayed"] = "true"
         return response
+
+    @extend_schema(
+        summary="Enqueue many jobs at once",
+        description=(
+            "Queues every job of `jobs` in one transaction, or none: each is checked as `POST /api/jobs/` "
+            "checks one (type, permission, priority, params, queue) before anything is written. A 400 names "
+            'each bad member by its index: `{"jobs": {"3": {"params": {...}}}}`; a 403 names the '
+            "first forbidden one. At most `JOBADMIN_BULK_ENQUEUE_MAX` jobs (10,000 by default). The "
+            "`Idempotency-Key` header is refused here (a batch, `POST /api/batches/`, takes one)."
+        ),
+        request=BulkEnqueueSerializer,
+        responses={201: BulkEnqueueResponseSerializer, **errors(400, 403, 413)},
+    )
+    @action(detail=False, methods=["post"], url_path="bulk-enqueue")
+    def bulk_enqueue(self, request: Request) -> Response:
+        if IDEMPOTENCY_HEADER in request.headers:
+            raise ValidationError({IDEMPOTENCY_HEADER: ["Not taken by a bulk enqueue: send it without one."]})
+        serializer = BulkEnqueueSerializer(data=request.data)
+        if not serializer.is_valid():
+            raise ValidationError(by_index(serializer.errors))
+        jobs = services.jobs_enqueue_many(
+            members=serializer.validated_data["jobs"], user=request.user, actor=request.user
+        )
+        return Response({"count": len(jobs), "ids": [str(job.pk) for job in jobs]}, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         summary="A job's result",

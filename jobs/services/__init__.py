@@ -7,7 +7,8 @@ looks for a row that was rolled back. The table of the actions people may take i
 ``jobs.models.TRANSITIONS``.
 
 By sub-domain: ``queues`` (slots, wake-ups, pausing a queue, the dispatch tick),
-``claim`` (enqueue and claim), ``reports`` (what the running job's worker writes, and how
+``claim`` (enqueue, bulk enqueue and claim), ``schedules`` (schedules and their firing),
+``reports`` (what the running job's worker writes, and how
 an attempt ends), ``actions`` (cancel, pause, resume, retry by people) and ``stalls``
 (the stall sweep). SQL lives in ``jobs.rows``. The names below are the package's public
 interface: ``from jobs import services; services.job_cancel(...)``.
@@ -26,8 +27,9 @@ from jobs.events import record_job_event
 from jobs.selectors import stalled_jobs_queryset
 from jobs.services._shared import RUN_TASK, worker_name
 from jobs.services.actions import JOB_ACTIONS, job_cancel, job_pause, job_resume, job_retry
-from jobs.services.claim import Enqueued, job_claim, job_enqueue, job_enqueue_once, user_share
+from jobs.services.claim import Enqueued, job_claim, job_enqueue, job_enqueue_once, jobs_enqueue_many, user_share
 from jobs.services.queues import (
+    broker_in_the_jobs_database,
     dispatch_tick,
     queue_active_count,
     queue_add_missing_slots,
@@ -50,15 +52,28 @@ from jobs.services.reports import (
     job_report,
     job_suspend,
 )
-from jobs.services.stalls import StalledOutcome, job_abandon, jobs_cleanup_stalled
+from jobs.services.schedules import (
+    schedule_create,
+    schedule_delete,
+    schedule_pause,
+    schedule_problems,
+    schedule_resume,
+    schedule_run_now,
+    schedule_update,
+    schedules_fire,
+    upcoming_runs,
+)
+from jobs.services.stalls import StalledOutcome, job_abandon, jobs_cleanup_stalled, jobs_recover_dead_workers
 
 __all__ = [
-    "JOB_ACTIONS",
-    "RUN_TASK",
     "Control",
     "Enqueued",
+    "JOB_ACTIONS",
+    "RUN_TASK",
     "StalledOutcome",
+    "broker_in_the_jobs_database",
     "dispatch_tick",
+    "job_abandon",
     "job_cancel",
     "job_claim",
     "job_complete",
@@ -68,7 +83,6 @@ __all__ = [
     "job_fail",
     "job_heartbeat",
     "job_log",
-    "job_abandon",
     "job_mark_cancelled",
     "job_pause",
     "job_report",
@@ -76,16 +90,27 @@ __all__ = [
     "job_retry",
     "job_suspend",
     "jobs_cleanup_stalled",
+    "jobs_enqueue_many",
+    "jobs_recover_dead_workers",
     "queue_active_count",
     "queue_add_missing_slots",
-    "user_share",
     "queue_ensure_defaults",
     "queue_pause",
     "queue_resume",
     "record_job_event",
     "release_orphaned_slots",
+    "schedule_create",
+    "schedule_delete",
+    "schedule_pause",
+    "schedule_problems",
+    "schedule_resume",
+    "schedule_run_now",
+    "schedule_update",
+    "schedules_fire",
     "send_wakeups",
     "stalled_jobs_queryset",
+    "upcoming_runs",
+    "user_share",
     "wakeup_if_waiting",
     "wakeup_received",
     "worker_name",

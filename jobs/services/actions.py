@@ -14,6 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from jobs import counters
 from jobs.events import record_job_event
 from jobs.exceptions import TransitionNotAllowed
 from jobs.models import EventKind, Job, JobResult, JobStatus, Transition
@@ -36,6 +37,7 @@ def job_cancel(*, job: Job, actor: Any = None) -> Job:
             finish(job, now)
             save_fields(job, now, ["status", "cancel_requested", "pause_requested", "eta", *FINISH_FIELDS])
             record_job_event(job=job, kind=EventKind.CANCELLED, actor_id=actor_pk(actor))
+            counters.counter_add(name=counters.CANCELLED, label=job.type, duration=job.duration)
         else:  # running: the worker cancels it at its next checkpoint
             _flag(job, step, now, actor, flag="cancel_requested", value=True, kind=EventKind.CANCEL_REQUESTED)
     return job
@@ -128,6 +130,7 @@ def job_retry(*, job: Job, actor: Any = None) -> Job:
         record_job_event(
             job=job, kind=EventKind.RETRIED, actor_id=actor_pk(actor), extra={"previous_error": previous_error}
         )
+        counters.counter_add(name=counters.RETRIED, label=job.type)
         request_wakeups(job.queue)
     return job
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,14 +14,25 @@ from django.conf import settings
 from django.core import checks
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from rest_framework import serializers
 
-from jobs import policy, rows
-from jobs.events import record_job_event
-from jobs.exceptions import IdempotencyKeyReused
-from jobs.models import IDEMPOTENCY_KEY_TTL, EventKind, IdempotencyKey, Job, JobStatus, QueueSlot
-from jobs.registry import get_job_type
+from jobs import counters, policy, rows
+from jobs.events import job_snapshot, record_job_event
+from jobs.exceptions import IdempotencyKeyReused, QueueNotFound
+from jobs.models import (
+    IDEMPOTENCY_KEY_TTL,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    EventKind,
+    IdempotencyKey,
+    Job,
+    JobEvent,
+    JobStatus,
+    QueueSlot,
+)
+from jobs.registry import UnknownJobType, get_job_type
 from jobs.services._shared import actor_pk, json_safe
-from jobs.services.queues import queue_add_missing_slots, request_wakeups, wakeups_wanted
+from jobs.services.queues import queue_add_missing_slots, queue_get, request_wakeups, wakeups_wanted
 
 
 def _take_free_slot(queue: str) -> tuple[int, int] | None:
@@ -50,18 +63,123 @@ def job_enqueue(
     queue: str | None = None,
     priority: int | None = None,
     actor: Any = None,
+    schedule: Any = None,
 ) -> Job:
     """Validate ``params`` against the type's schema, store the job and wake a worker.
 
     Raises ``UnknownJobType``, ``policy.AccessDenied`` (``user`` may not run the type, or not
     with a priority above its default),
     ``QueueNotFound`` or DRF's ``ValidationError`` (field messages under the params' field
-    names) before anything is written.
+    names) before anything is written. ``schedule``: the schedule that queues it.
     """
     job = _new_job(job_type=job_type, params=params, user=user, queue=queue, priority=priority)
+    job.schedule = schedule
     with transaction.atomic():
         _store(job, actor=actor)
     return job
+
+
+# What one member of ``jobs_enqueue_many`` may name, as the API's enqueue body does (``type`` is required).
+MEMBER_FIELDS = frozenset({"type", "params", "queue", "priority"})
+
+
+def jobs_enqueue_many(*, members: Sequence[Mapping[str, Any]], user: Any = None, actor: Any = None) -> list[Job]:
+    """Queue several jobs, of one type or several, in one transaction: all of them or none.
+
+    Each member is a mapping like the API's enqueue body (``type``, ``params``, ``queue``,
+    ``priority``) and is checked as ``job_enqueue`` checks one job, before anything
+    is written: the type, the policy (``user`` may run it, at that priority), the params and
+    the queue. A refusal names the member by its index: DRF's ``ValidationError`` with
+    ``{"jobs": {"<index>": {field: [messages]}}}`` for every bad member, or
+    ``policy.AccessDenied`` for the first forbidden one. Then one transaction writes the jobs
+    and their ``created`` events (one multi-row insert each) and counts the wake-ups, at most
+    as many per queue as its concurrency lets run (``request_wakeups``), sent after the commit.
+    """
+    limit = settings.JOBADMIN_BULK_ENQUEUE_MAX
+    if not members:
+        raise serializers.ValidationError({"jobs": ["Give at least one job."]})
+    if len(members) > limit:
+        raise serializers.ValidationError({"jobs": [f"At most {limit} jobs at once (JOBADMIN_BULK_ENQUEUE_MAX)."]})
+    built: dict[int, Job] = {}
+    problems: dict[str, Any] = {}
+    for index, member in enumerate(members):
+        try:
+            built[index] = _new_member(member, user=user)
+        except policy.AccessDenied as exc:
+            raise policy.AccessDenied(f"Job {index}: {exc}", permission=exc.permission) from None
+        except serializers.ValidationError as exc:
+            problems[str(index)] = exc.detail
+    known = _known_queues({job.queue for job in built.values()})
+    for index, job in built.items():
+        if job.queue not in known:
+            problems[str(index)] = {"queue": [str(QueueNotFound(job.queue))]}
+    if problems:
+        raise serializers.ValidationError({"jobs": dict(sorted(problems.items(), key=lambda item: int(item[0])))})
+    jobs = list(built.values())
+    now = timezone.now()
+    actor_id = actor_pk(actor)
+    with transaction.atomic():
+        rows.insert_many(jobs)
+        rows.insert_many(
+            [
+                JobEvent(
+                    kind=EventKind.CREATED,
+                    job=job,
+                    owner_id=job.user_id,
+                    actor_id=actor_id if actor_id is not None else job.user_id,
+                    payload={"job": job_snapshot(job)},
+                    created_at=job.updated_at or now,
+                )
+                for job in jobs
+            ]
+        )
+        counters.counters_add_many(name=counters.ENQUEUED, labels=[job.type for job in jobs])
+        for queue, count in Counter(job.queue for job in jobs).items():
+            if wakeups_wanted(queue):
+                request_wakeups(queue, count)
+    return jobs
+
+
+def _new_member(member: Mapping[str, Any], *, user: Any) -> Job:
+    """One member of ``jobs_enqueue_many`` as ``_new_job`` builds it; its problems as field messages."""
+    if not isinstance(member, Mapping) or "type" not in member:
+        raise serializers.ValidationError({"type": ["This field is required."]})
+    if unknown := sorted(set(member) - MEMBER_FIELDS):
+        raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+    wrong = {}
+    if not isinstance(member["type"], str):
+        wrong["type"] = ["A job type's name (a string)."]
+    if member.get("queue") is not None and not isinstance(member["queue"], str):
+        wrong["queue"] = ["A queue's name (a string)."]
+    priority = member.get("priority")
+    if priority is not None and (type(priority) is not int or not PRIORITY_MIN <= priority <= PRIORITY_MAX):
+        wrong["priority"] = [f"An integer from {PRIORITY_MIN} to {PRIORITY_MAX}."]
+    if wrong:
+        raise serializers.ValidationError(wrong)
+    try:
+        return _new_job(
+            job_type=member["type"],
+            params=member.get("params"),
+            user=user,
+            queue=member.get("queue"),
+            priority=member.get("priority"),
+        )
+    except UnknownJobType:
+        raise serializers.ValidationError({"type": [f"Unknown job type {member['type']!r}."]}) from None
+    except serializers.ValidationError as exc:
+        raise serializers.ValidationError({"params": exc.detail}) from None
+
+
+def _known_queues(names: set[str]) -> set[str]:
+    """Those of ``names`` that are queues (a configured queue not created yet is created now)."""
+    known = set()
+    for name in names:
+        try:
+            queue_get(name)
+        except QueueNotFound:
+            continue
+        known.add(name)
+    return known
 
 
 @dataclass(frozen=True)
@@ -164,6 +282,7 @@ def _store(job: Job, *, actor: Any) -> None:
     wake = wakeups_wanted(job.queue)  # raises QueueNotFound before anything is written
     rows.insert(job)
     record_job_event(job=job, kind=EventKind.CREATED, actor_id=actor_pk(actor or job.user))
+    counters.counter_add(name=counters.ENQUEUED, label=job.type)
     if wake:
         request_wakeups(job.queue)
 

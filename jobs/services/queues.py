@@ -2,7 +2,8 @@
 
 A queued job owns no broker task: a wake-up (``jobs.tasks.run_next``) claims the best
 runnable job of its queue. Wake-ups are counted in ``Queue.pending_wakeups`` inside the
-transaction that asks for them and sent to the broker after its commit.
+transaction that asks for them and sent to the broker after its commit; with the ORM broker
+in the jobs' own database (the embedded default) they are written in that transaction.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -82,11 +83,9 @@ def send_wakeups(queue: str, count: int = 1) -> None:
     it again. The wake-ups not sent are uncounted, so that the next enqueue or the
     monitor's dispatch tick sends them instead of believing them in flight.
     """
-    from django_q.tasks import async_task
-
     for sent in range(count):
         try:
-            async_task(RUN_TASK, queue, save=False, task_name=f"run-next:{queue}")
+            _enqueue_wakeup(queue)
         except Exception as exc:  # the broker's own errors (redis.ConnectionError, ...)
             logger.warning("wake-up for queue %s not sent (%r); the job waits for the next one", queue, exc)
             Queue.objects.filter(name=queue).update(pending_wakeups=Greatest(F("pending_wakeups") - (count - sent), 0))
@@ -103,9 +102,27 @@ def request_wakeups(queue: str, count: int = 1, *, force: bool = False) -> int:
     """
     now = timezone.now()
     sent = rows.queue_count_wakeups(queue, count, force=force, now=now, lost_before=wakeups_lost_before(now))
-    if sent:
+    if sent and broker_in_the_jobs_database():
+        # The ORM broker's rows are in the same database: they commit (or roll back) with
+        # the job, in one commit instead of a second transaction after it.
+        for _ in range(sent):
+            _enqueue_wakeup(queue)
+    elif sent:
         transaction.on_commit(lambda: send_wakeups(queue, sent))
     return sent
+
+
+def broker_in_the_jobs_database() -> bool:
+    """django-q2's ORM broker on the database the jobs are in (the embedded default)."""
+    from django_q.conf import Conf
+
+    return Conf.ORM == DEFAULT_DB_ALIAS and not Conf.SYNC
+
+
+def _enqueue_wakeup(queue: str) -> None:
+    from django_q.tasks import async_task
+
+    async_task(RUN_TASK, queue, save=False, task_name=f"run-next:{queue}")
 
 
 def wakeup_received(queue: str) -> None:

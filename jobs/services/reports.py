@@ -16,7 +16,7 @@ from django.core.files.base import ContentFile
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from jobs import rows
+from jobs import counters, rows
 from jobs.events import record_job_event
 from jobs.models import ACTIVE_STATUSES, EventKind, Job, JobResult, JobStatus
 from jobs.services import claim
@@ -199,6 +199,7 @@ def job_complete(
                 stored.file.save(result_file[0], ContentFile(result_file[1]), save=False)
             stored.save()
         record_job_event(job=job, kind=EventKind.COMPLETED)
+        counters.counter_add(name=counters.COMPLETED, label=job.type, duration=changes["duration"])
     return True
 
 
@@ -283,6 +284,12 @@ def job_fail(
         )
         release_slot(job.pk)
         record_job_event(job=job, kind=kind, actor_id=actor_pk(actor), extra=extra)
+        if job.status == JobStatus.FAILED:
+            counters.counter_add(name=counters.FAILED, label=job.type, duration=job.duration)
+        else:
+            counters.counter_add(name=counters.RETRIED, label=job.type)
+        if kind == EventKind.STALLED:
+            counters.counter_add(name=counters.STALLED, label=job.type)
         # A failing worker goes on claiming (a due retry included); when the system failed
         # the job, a waiting job needs a wake-up. Back-offs are woken by the dispatch tick.
         if worker is None:
@@ -303,4 +310,5 @@ def job_mark_cancelled(*, job_id: Any, worker: str, attempt: int, values: dict[s
         save_fields(job, now, [*values.keys(), *FINISH_FIELDS, "status", "eta"])
         release_slot(job.pk)
         record_job_event(job=job, kind=EventKind.CANCELLED)
+        counters.counter_add(name=counters.CANCELLED, label=job.type, duration=job.duration)
     return True

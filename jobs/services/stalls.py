@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psutil
 from django.conf import settings
 from django.utils import timezone
 
-from jobs.models import EventKind, Job
+from jobs.models import EventKind, Job, JobStatus
 from jobs.selectors import stalled_jobs_queryset
 from jobs.services._shared import type_or_none
 from jobs.services.queues import slot_freed_without_worker
 from jobs.services.reports import job_fail
+
+logger = logging.getLogger(__name__)
+
+# A process created this long after a job's last heartbeat cannot be the one that wrote it
+# (its start time is read from /proc to a clock tick, and the boot time it is added to drifts).
+_BORN_AFTER_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -70,3 +79,55 @@ def job_abandon(*, job_id: Any, worker: str, attempt: int) -> Job | None:
     if job is not None:
         slot_freed_without_worker(job.queue, timezone.now())
     return job
+
+
+def worker_process_gone(worker: str, heartbeat_at: datetime | None, *, host: str) -> bool:
+    """Whether ``worker`` (``host:pid``, see ``worker_name``) names a process of ``host`` that no longer
+    runs: no such pid, a zombie, or a process born after the job's last heartbeat (the pid was
+    used again, as in a restarted container). False when it may be alive, or is another host's."""
+    name, _, pid = worker.rpartition(":")
+    if name != host or not pid.isdigit():
+        return False
+    try:
+        proc = psutil.Process(int(pid))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return True
+        born = proc.create_time()
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:  # not ours to inspect: it may be alive
+        return False
+    return heartbeat_at is not None and born > heartbeat_at.timestamp() + _BORN_AFTER_MARGIN
+
+
+def jobs_recover_dead_workers(*, host: str | None = None) -> list[StalledOutcome]:
+    """When a cluster starts: settle at once the running jobs whose worker was a process of this
+    host that is gone (a run that was killed), instead of waiting for the stall sweep.
+
+    Each follows its type's ``stall_policy``, as after a stall: ``requeue`` queues it again and a
+    worker continues it from its cursor; ``fail`` fails it. The conditional write (same worker,
+    same attempt) leaves a job alone that someone else settled meanwhile; its slot is freed and
+    its queue woken.
+    """
+    host = host or socket.gethostname()
+    outcomes = []
+    running = Job.objects.filter(status=JobStatus.RUNNING, worker__startswith=f"{host}:").order_by()
+    for job in running.only("id", "type", "worker", "attempts", "heartbeat_at", "queue"):
+        if not worker_process_gone(job.worker, job.heartbeat_at, host=host):
+            continue
+        jtype = type_or_none(job.type)
+        reason = f"Its worker {job.worker} is gone: found when a cluster started on {host}."
+        done = job_fail(
+            job_id=job.pk,
+            worker=job.worker,
+            attempt=job.attempts,
+            error=reason,
+            retry=jtype is not None and jtype.stall_policy == "requeue",
+            kind=EventKind.STALLED,
+        )
+        if done is not None:
+            slot_freed_without_worker(done.queue, timezone.now())
+            outcomes.append(StalledOutcome(job_id=str(done.pk), status=done.status, reason=reason))
+    if outcomes:
+        logger.warning("settled %d job(s) of workers of this host that are gone", len(outcomes))
+    return outcomes

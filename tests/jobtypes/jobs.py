@@ -85,6 +85,12 @@ def chatty(ctx: JobContext, params: dict[str, Any]) -> None:
         time.sleep(0.1)
 
 
+def resumable(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Eighty checkpointed items of 0.1 s; requeued from its cursor after a stall."""
+    for _ in ctx.iterate(range(80)):
+        time.sleep(0.1)
+
+
 TYPES: dict[str, tuple[Any, dict[str, Any]]] = {
     "test-chatty": (chatty, {"timeout": 60}),
     "test-reader": (reader, {"timeout": 60}),
@@ -95,6 +101,7 @@ TYPES: dict[str, tuple[Any, dict[str, Any]]] = {
     "test-flaky": (flaky, {"max_attempts": 3, "retry_backoff": 0.3, "timeout": 30}),
     "test-sleeper": (sleeper, {"timeout": 1}),
     "test-spinner": (spinner, {"timeout": 1}),
+    "test-resumable": (resumable, {"timeout": 60, "stall_policy": "requeue", "max_attempts": 3}),
 }
 
 

@@ -134,3 +134,27 @@ def test_the_relay_listens_on_postgresql_unless_told_not_to(settings: Any) -> No
     assert EventRelay(layer=RecordingLayer()).listen is True
     settings.JOBADMIN_RELAY_LISTEN = False
     assert EventRelay(layer=RecordingLayer()).listen is False
+
+
+def test_a_bulk_enqueue_wakes_the_relay_and_every_one_of_its_events_is_published(user: Any, settings: Any) -> None:
+    # On PostgreSQL a bulk enqueue writes its rows with COPY (jobs.rows.insert_many): COPY
+    # fires the log's statement trigger as an INSERT does.
+    settings.JOBADMIN_RELAY_SAFETY_POLL = NEVER
+    layer = RecordingLayer()
+    relay = EventRelay(layer=layer, poll=NEVER, grace=30, listen=True, stats_wanted=lambda: False)
+
+    def enqueue_many() -> list[int]:
+        try:
+            jobs = services.jobs_enqueue_many(members=[{"type": "demo", "params": {}}] * 300, user=user)
+            return list(JobEvent.objects.filter(job__in=jobs).order_by("id").values_list("id", flat=True))
+        finally:
+            connection.close()
+
+    async def scenario() -> None:
+        await asyncio.sleep(0.2)  # idle: waiting for a notification
+        event_ids = await asyncio.to_thread(enqueue_many)
+        assert len(event_ids) == 300
+        for event_id in event_ids:
+            await published(layer, event_id)
+
+    run_relay(relay, scenario)

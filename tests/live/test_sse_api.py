@@ -108,27 +108,27 @@ def test_a_streams_grant_ends_with_a_logout_a_password_change_a_deleted_token_or
     browser = Client()
     browser.force_login(user)
     session = browser.session.session_key
-    assert still_allowed(Grant(user_id=user.pk, token=None, session=session, channels=own))
+    assert still_allowed(Grant(user_id=user.pk, identity=("session", session), channels=own))
     browser.logout()
-    assert not still_allowed(Grant(user_id=user.pk, token=None, session=session, channels=own))
+    assert not still_allowed(Grant(user_id=user.pk, identity=("session", session), channels=own))
 
     browser.force_login(user)
     session = browser.session.session_key
     user.set_password("another-pw-456")
     user.save()
-    assert not still_allowed(Grant(user_id=user.pk, token=None, session=session, channels=own))
+    assert not still_allowed(Grant(user_id=user.pk, identity=("session", session), channels=own))
 
     token = Token.objects.create(user=user)
-    assert still_allowed(Grant(user_id=user.pk, token=token.key, session=None, channels=own))
+    assert still_allowed(Grant(user_id=user.pk, identity=("token", token.key), channels=own))
     token.delete()
-    assert not still_allowed(Grant(user_id=user.pk, token=token.key, session=None, channels=own))
+    assert not still_allowed(Grant(user_id=user.pk, identity=("token", token.key), channels=own))
 
     staff_token = Token.objects.create(user=staff_user).key
     everything = (policy.Channel("all"),)
-    assert still_allowed(Grant(user_id=staff_user.pk, token=staff_token, session=None, channels=everything))
+    assert still_allowed(Grant(user_id=staff_user.pk, identity=("token", staff_token), channels=everything))
     staff_user.user_permissions.clear()
-    assert not still_allowed(Grant(user_id=staff_user.pk, token=staff_token, session=None, channels=everything))
+    assert not still_allowed(Grant(user_id=staff_user.pk, identity=("token", staff_token), channels=everything))
     user.is_active = False
     user.save()
     token = Token.objects.create(user=user)
-    assert not still_allowed(Grant(user_id=user.pk, token=token.key, session=None, channels=own))
+    assert not still_allowed(Grant(user_id=user.pk, identity=("token", token.key), channels=own))

@@ -363,3 +363,63 @@ def test_disabling_a_rule_resolves_its_open_alerts() -> None:
     assert alerts_disabled_resolve(now=NOW) == 1
     alert.refresh_from_db()
     assert alert.status == AlertStatus.RESOLVED
+
+
+# --- Slack -------------------------------------------------------------------------------------
+
+
+def test_a_new_alert_is_posted_to_slack_in_slacks_message_format(
+    receiver: Callable[..., Receiver], django_capture_on_commit_callbacks: Any
+) -> None:
+    slack = receiver()
+    rule = AlertRule.objects.get(name="failure-burst")
+    rule.notify_slack = True
+    rule.slack_webhook_url = slack.url
+    rule.full_clean()
+    rule.save()
+    _failure_burst()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        alert = alerts_evaluate(now=NOW, rules=[rule]).opened[0]
+
+    assert len(slack.bodies) == 1
+    body = slack.bodies[0]
+    assert body["text"].startswith("CRITICAL: failure-burst")
+    kinds = [block["type"] for block in body["blocks"]]
+    assert kinds == ["header", "section", "context"]
+    assert body["blocks"][0]["text"] == {"type": "plain_text", "text": ":red_circle: CRITICAL: failure-burst"}
+    assert body["blocks"][1]["text"]["text"] == alert.message
+    assert {"type": "mrkdwn", "text": "*Severity*\ncritical"} in body["blocks"][1]["fields"]
+    # Slack's date token: each reader sees the time in their own zone; the ISO text is the fallback.
+    context = body["blocks"][2]["elements"][0]["text"]
+    assert f"<!date^{int(alert.created_at.timestamp())}^" in context
+    assert alert.created_at.isoformat() in context
+    alert.refresh_from_db()
+    assert alert.notifications["slack"].startswith("ok: HTTP 200")
+
+
+def test_a_slack_channel_needs_its_url_and_may_not_point_inside(settings: Any) -> None:
+    from django.core.exceptions import ValidationError
+
+    rule = AlertRule.objects.get(name="failure-burst")
+    rule.notify_slack = True
+    with pytest.raises(ValidationError, match="needs its URL"):
+        rule.full_clean()
+    rule.slack_webhook_url = "http://127.0.0.1:8080/services/T0/B0/x"
+    with pytest.raises(ValidationError) as refused:
+        rule.full_clean()
+    assert "internal" in str(refused.value.message_dict["slack_webhook_url"])
+
+
+def test_slack_answering_a_client_error_is_recorded_and_not_retried(receiver: Callable[..., Receiver]) -> None:
+    slack = receiver(codes=[404])
+    rule = AlertRule.objects.get(name="failure-burst")
+    rule.notify_slack = True
+    rule.slack_webhook_url = slack.url
+    rule.save()
+    alert = Alert.objects.create(rule=rule, severity="warning", message="m", created_at=NOW, updated_at=NOW)
+
+    outcome = alert_notify(alert)
+
+    assert outcome == {"slack": "failed: HTTP 404 (attempt 1)"}
+    assert len(slack.bodies) == 1

@@ -13,11 +13,13 @@ from hypothesis import strategies as st
 from jobs.models import Job
 from monitoring import stats as stats_module
 from monitoring.analytics import (
+    _quantile,
     analytics_errors,
     analytics_peak_hours,
     analytics_trends,
     analytics_types,
     analytics_users,
+    health_grade,
 )
 from monitoring.models import JobStatsHour, RollupState
 from monitoring.rollup import rollup_fold
@@ -92,6 +94,7 @@ def test_types_breakdown_counts_outcomes_and_durations_per_type(fold: Any) -> No
     fold()
 
     rows = {r["type"]: r for r in analytics_types(window=DAY)}
+    health = {name: {key: rows[name].pop(key) for key in HEALTH_KEYS} for name in rows}
 
     assert rows["demo"] == {
         "type": "demo",
@@ -115,6 +118,44 @@ def test_types_breakdown_counts_outcomes_and_durations_per_type(fold: Any) -> No
         "success_rate": 0.0,
         "duration_mean": 5.0,
     }
+    demo = health["demo"]
+    # 10, 20 and 30 s: the 95th of 3 falls in the (10, 30] bucket, at 92.5 % of its width.
+    assert demo["duration_p95"] == 28.5
+    assert demo["throughput_per_hour"] == round(2 / 24, 3)
+    assert demo["items_per_second"] is None  # the jobs counted no items: graded on errors alone
+    assert demo["grade"] == "poor"  # 1 of 3 finished failed: 33 % errors
+    assert demo["last_failure"]["error"] == "ValueError: item 7 is bad"
+    assert health["export-jobs"]["grade"] == "poor"
+
+
+HEALTH_KEYS = ("duration_p95", "throughput_per_hour", "items_per_second", "grade", "last_failure")
+
+
+@pytest.mark.parametrize(
+    ("error_rate", "items_per_second", "grade"),
+    [
+        (None, None, None),
+        (10.01, 500.0, "poor"),
+        (10.0, 500.0, "fair"),
+        (5.01, 500.0, "fair"),
+        (0.0, 9.9, "fair"),
+        (5.0, 500.0, "good"),
+        (1.01, 500.0, "good"),
+        (0.5, 49.9, "good"),
+        (1.0, 50.0, "excellent"),
+        (0.0, None, "excellent"),
+    ],
+)
+def test_the_health_grade_follows_the_seeds_thresholds(error_rate, items_per_second, grade) -> None:
+    assert health_grade(error_rate=error_rate, items_per_second=items_per_second) == grade
+
+
+def test_the_p95_estimate_interpolates_within_its_bucket_like_histogram_quantile() -> None:
+    buckets = [(1.0, 0), (10.0, 50), (100.0, 100)]
+    assert _quantile(buckets, 100, 0.95) == 91.0
+    assert _quantile(buckets, 100, 0.5) == 10.0
+    assert _quantile(buckets, 0, 0.95) is None
+    assert _quantile([(1.0, 10), (5.0, 10)], 20, 0.95) == 5.0  # past the last bound: that bound
 
 
 def test_top_users_are_ordered_by_jobs_created(fold: Any) -> None:
@@ -379,21 +420,17 @@ def _errors_reference(jobs: list[Job], start: datetime, end: datetime, limit: in
     }
 
 
-def _histogram_reference(jobs: list[Job]) -> set[str]:
+def _histogram_reference(jobs: list[Job]) -> dict[str, list[int]]:
+    """Per type, the finished jobs at or under each bound of the run-time histogram, and their number."""
     from monitoring.models import DURATION_BUCKETS
 
-    lines = set()
+    out = {}
     for job_type in {j.type for j in jobs}:
         finished = ("completed", "failed", "cancelled")
         done = [d for j in jobs if j.type == job_type and j.status in finished and (d := j.duration) is not None]
-        if not done:
-            continue
-        for bound in DURATION_BUCKETS:
-            n = sum(d <= bound for d in done)
-            lines.add(f'jobadmin_job_duration_seconds_bucket{{type="{job_type}",le="{float(bound)!r}"}} {n}')
-        lines.add(f'jobadmin_job_duration_seconds_bucket{{type="{job_type}",le="+Inf"}} {len(done)}')
-        lines.add(f'jobadmin_job_duration_seconds_count{{type="{job_type}"}} {len(done)}')
-    return lines
+        if done:
+            out[job_type] = [*(sum(d <= bound for d in done) for bound in DURATION_BUCKETS), len(done)]
+    return out
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -409,8 +446,8 @@ def test_trends_errors_and_histograms_equal_a_reference_computed_over_the_raw_jo
 ) -> None:
     """Random histories, optionally folded and then changed as the services stamp changes (a job
     retried long after it was created finishes again at another time, with updated_at = now)."""
+    from monitoring import rollup
     from monitoring.analytics import TREND_INTERVALS, TREND_METRICS
-    from monitoring.prometheus import render
 
     Job.objects.all().delete()
     RollupState.objects.all().delete()
@@ -456,10 +493,15 @@ def test_trends_errors_and_histograms_equal_a_reference_computed_over_the_raw_jo
     errors = analytics_errors(window=window, limit=2)
     since = window.start or datetime.min.replace(tzinfo=UTC)  # "all": no lower bound (trends: the first job)
     assert {k: errors[k] for k in ("total", "groups")} == _errors_reference(jobs, since, NOW, limit=2)
-    histogram = {line for line in render().splitlines() if line.startswith("jobadmin_job_duration_seconds_")}
-    assert {line for line in histogram if not line.startswith("jobadmin_job_duration_seconds_sum")} == (
-        _histogram_reference(jobs)
-    )
+    # The statistics buckets' cumulative run-time columns (/metrics counts its histogram apart, as jobs finish).
+    figures = ("duration_count", *rollup.HISTOGRAM)
+    histogram: dict[str, list[int]] = {}
+    for row in rollup.cohort(start=None, end=NOW + timedelta(microseconds=1), dims=("type", "status"), figures=figures):
+        if row["status"] in ("completed", "failed", "cancelled") and row["duration_count"]:
+            into = histogram.setdefault(row["type"], [0] * len(figures))
+            for i, name in enumerate((*rollup.HISTOGRAM, "duration_count")):
+                into[i] += row[name]
+    assert histogram == _histogram_reference(jobs)
 
 
 def test_error_groups_changed_after_the_fold_can_overtake_the_folded_ranking() -> None:
