@@ -30,9 +30,12 @@ from jobs.selectors import (
     queue_overview,
     stalled_jobs_queryset,
 )
+from monitoring.models import OPEN_STATUSES, Alert
+from monitoring.serializers import AlertSerializer
 
 # The monitor renders at most this many active jobs; the rest are counted.
 MONITOR_MAX_JOBS = 500
+MONITOR_MAX_ALERTS = 100
 FEED_SIZE = 20
 ANALYTICS_RANGES = ["1h", "1d", "7d", "30d", "all"]
 # (key, title) of every chart on the analytics page; static/jobadmin/admin/analytics.js draws each key.
@@ -49,6 +52,8 @@ ANALYTICS_CHARTS = [
     ("users", "Top users"),
     ("peak_hours", "Peak hours of the day"),
 ]
+# The charts with a time axis: their title names its zone (the viewer's; "daily": the server's days).
+TIMED_CHARTS = {"daily", "hourly", "throughput", "duration", "queue_wait", "system", "queue_depth", "peak_hours"}
 
 
 def _may_see_system(request: HttpRequest) -> None:
@@ -76,6 +81,19 @@ def monitor_state() -> dict[str, Any]:
     }
 
 
+def open_alerts(user: Any) -> list[dict[str, Any]]:
+    """The alerts open or acknowledged now, newest first, as ``GET /api/alerts/`` shows them; none for
+    who may not see alerts (``monitoring.view_alert``)."""
+    if not policy.may_see_alerts(user):
+        return []
+    rows = (
+        Alert.objects.filter(status__in=OPEN_STATUSES)
+        .select_related("rule", "acknowledged_by", "resolved_by")
+        .order_by("-created_at", "-id")[:MONITOR_MAX_ALERTS]
+    )
+    return [dict(AlertSerializer(alert).data) for alert in rows]
+
+
 def monitor_view(request: HttpRequest) -> HttpResponse:
     _may_see_system(request)
     # Running first, then paused, then queued, oldest first; one indexed query per status.
@@ -92,6 +110,12 @@ def monitor_view(request: HttpRequest) -> HttpResponse:
         "stall_threshold": settings.JOBADMIN_STALL_THRESHOLD,
         # The page is current up to this event; the socket replays from here.
         "latest_event_id": selectors.job_event_latest_id(),
+        "alerts_initial": open_alerts(request.user),
+        "may_see_alerts": policy.may_see_alerts(request.user),
+        "may_change_alerts": policy.may_change_alerts(request.user),
+        # The API's acknowledge and resolve URLs of alert 0: the page puts each alert's id in.
+        "alert_acknowledge_url": reverse("alert-acknowledge", kwargs={"pk": 0}),
+        "alert_resolve_url": reverse("alert-resolve", kwargs={"pk": 0}),
     }
     return TemplateResponse(request, "admin/jobadmin/monitor.html", context)
 
@@ -127,5 +151,8 @@ def analytics_view(request: HttpRequest) -> HttpResponse:
         "ranges": ANALYTICS_RANGES,
         "selected_range": selected,
         "charts": ANALYTICS_CHARTS,
+        "timed_charts": TIMED_CHARTS,
+        # The daily buckets are days of the server's zone (the API's); the page says so.
+        "server_time_zone": timezone.get_current_timezone_name(),
     }
     return TemplateResponse(request, "admin/jobadmin/analytics.html", context)

@@ -17,7 +17,7 @@ Roles, from the contract:
   implies it, as it does in the Django admin (one cannot act on what one cannot see);
 - ``jobs.change_job``: acting on another user's job (and sweeping stalled ones);
 - ``jobs.pause_queue``, ``jobs.change_schedule``, ``monitoring.view_alert`` /
-  ``monitoring.change_alert``, ``monitoring.change_alertrule``, ``jobs.purge_history``,
+  ``monitoring.change_alert``, ``monitoring.view_alertrule`` / ``monitoring.change_alertrule``, ``jobs.purge_history``,
   ``jobs.run_management_command``: what their names say.
 
 ``is_staff`` alone grants nothing beyond the admin's login; superusers hold every
@@ -61,6 +61,7 @@ CHANGE_SCHEDULE = "jobs.change_schedule"
 PURGE_HISTORY = "jobs.purge_history"
 RUN_MANAGEMENT_COMMAND = "jobs.run_management_command"
 VIEW_ALERT = "monitoring.view_alert"
+VIEW_ALERTRULE = "monitoring.view_alertrule"
 CHANGE_ALERT = "monitoring.change_alert"
 CHANGE_ALERTRULE = "monitoring.change_alertrule"
 
@@ -223,6 +224,10 @@ def may_see_alerts(user: Any) -> bool:
 def may_change_alerts(user: Any) -> bool:
     """Acknowledge and resolve."""
     return has(user, CHANGE_ALERT)
+
+
+def may_see_alert_rules(user: Any) -> bool:
+    return has(user, VIEW_ALERTRULE) or has(user, CHANGE_ALERTRULE)
 
 
 def may_change_alert_rules(user: Any) -> bool:

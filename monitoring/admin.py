@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from jobs.admin.times import iso_time
 from jobs.exceptions import TransitionNotAllowed
 from monitoring import alerts
 from monitoring.metrics import SERIES_FIELDS
@@ -47,13 +48,24 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
-    list_display = ["id", "rule", "severity", "status", "subject", "message", "created_at", "resolved_at"]
+    list_display = ["id", "rule", "severity", "status", "subject", "message", "created", "resolved"]
     list_filter = ["status", "severity", "rule"]
     search_fields = ["message", "subject"]
     date_hierarchy = "created_at"
     list_select_related = ["rule"]
     actions = ["acknowledge", "resolve"]
     readonly_fields = [f.name for f in Alert._meta.fields]
+
+    class Media:
+        js = ["jobadmin/admin/time.js"]  # every <time> in the viewer's zone (jobs.admin.times)
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, obj: Alert) -> str:
+        return iso_time(obj.created_at)
+
+    @admin.display(description="Resolved", ordering="resolved_at")
+    def resolved(self, obj: Alert) -> str:
+        return iso_time(obj.resolved_at)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -7,7 +7,7 @@ Definitions follow ``monitoring.stats``: a job belongs to a window by ``created_
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -226,10 +226,12 @@ def analytics_trends(*, window: Window, metric: str, interval: str) -> list[dict
     return out
 
 
-def analytics_peak_hours(*, window: Window, limit: int = 5) -> list[dict[str, Any]]:
-    """The ``limit`` hours of the day (0-23, current time zone) in which the most jobs were created."""
+def analytics_peak_hours(*, window: Window, limit: int = 5, zone: tzinfo | None = None) -> list[dict[str, Any]]:
+    """The ``limit`` hours of the day (0-23 in ``zone``, default the current time zone) in which the
+    most jobs were created. The rows are UTC hours; each is counted in the hour of ``zone`` it
+    falls in, so a zone an hour off UTC by a fraction (India) counts it in the hour it starts in."""
     per_hour: dict[int, int] = defaultdict(int)
     for row in rollup.cohort(start=window.start, end=window.end, dims=("hour",)):
-        per_hour[timezone.localtime(row["hour"]).hour] += row["jobs"]
+        per_hour[timezone.localtime(row["hour"], zone).hour] += row["jobs"]
     ranked = sorted(per_hour.items(), key=lambda item: (-item[1], item[0]))[:limit]
     return [{"hour": hour, "count": count} for hour, count in ranked if count]

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rest_framework import serializers
 
+from jobs.api.input import StrictSerializer
 from jobs.models import JobStatus
 from monitoring.analytics import TREND_INTERVALS, TREND_METRICS
 from monitoring.health import CHECKS as HEALTH_CHECKS
 from monitoring.health import STATUSES as HEALTH_STATUSES
 from monitoring.metrics import INTERVALS, SERIES_FIELDS
-from monitoring.models import Alert, AlertStatus
+from monitoring.models import Alert, AlertRule, AlertStatus
 from monitoring.stats import RANGES
 
 
@@ -43,6 +45,23 @@ class RangeQuerySerializer(QuerySerializer):
 class TrendQuerySerializer(RangeQuerySerializer):
     metric = serializers.ChoiceField(choices=list(TREND_METRICS), default="throughput")
     interval = serializers.ChoiceField(choices=list(TREND_INTERVALS), default="1h")
+
+
+class TimeZoneField(serializers.CharField):
+    """An IANA time zone name ("America/New_York"), as a ``ZoneInfo``."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        name = super().to_internal_value(data)
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise serializers.ValidationError(
+                f"Unknown time zone {name!r}: an IANA name such as 'Europe/Paris'."
+            ) from None
+
+
+class PeakHoursQuerySerializer(RangeQuerySerializer):
+    tz = TimeZoneField(required=False, help_text="The zone of the hours (IANA name); default the server's TIME_ZONE.")
 
 
 class MetricsQuerySerializer(RangeQuerySerializer):
@@ -85,6 +104,36 @@ class AlertSerializer(serializers.ModelSerializer):
             "notifications",
         ]
         read_only_fields = fields
+
+
+# The fields of an alert rule, as the admin's form edits them: every editable one (a channel added
+# to the model, Slack's say, is in the API with its validation from the model's clean()).
+ALERT_RULE_FIELDS = [
+    f.name for f in AlertRule._meta.concrete_fields if f.editable and not f.primary_key and f.name != "builtin"
+]
+
+
+class AlertRuleSerializer(serializers.ModelSerializer):
+    """An alert rule as ``GET /api/alert-rules/`` shows it."""
+
+    channels = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = AlertRule
+        fields = ["id", *ALERT_RULE_FIELDS, "builtin", "channels"]
+        read_only_fields = fields
+
+
+class AlertRuleInputSerializer(StrictSerializer, serializers.ModelSerializer):
+    """The body of ``POST`` (every required field) and ``PATCH`` (any of them): an unknown field is a
+    400. The model's own validation (a unique name, the webhook's SSRF fence) runs in
+    ``monitoring.rules`` on the rule the change would make."""
+
+    class Meta:
+        model = AlertRule
+        fields = ALERT_RULE_FIELDS
+        # The name's uniqueness is checked by the model's full_clean (monitoring.rules), once.
+        extra_kwargs: ClassVar[dict[str, Any]] = {"name": {"validators": []}}
 
 
 # --- Output serializers: the bodies of the monitoring API, as the OpenAPI document shows them.
@@ -256,6 +305,7 @@ class PeakHourSerializer(serializers.Serializer):
 
 class AnalyticsPeakHoursSerializer(serializers.Serializer):
     window = WindowSerializer()
+    time_zone = serializers.CharField(help_text="The zone the hours are in (IANA name).")
     results = PeakHourSerializer(many=True)
 
 

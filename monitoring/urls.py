@@ -20,4 +20,6 @@ urlpatterns = [
         name="alert-acknowledge",
     ),
     path("alerts/<int:pk>/resolve/", views.AlertActionView.as_view(action_name="resolve"), name="alert-resolve"),
+    path("alert-rules/", views.AlertRuleListView.as_view(), name="alert-rule-list"),
+    path("alert-rules/<int:pk>/", views.AlertRuleDetailView.as_view(), name="alert-rule-detail"),
 ]

@@ -2,7 +2,8 @@
 
 Who may call what is ``jobs.policy`` (docs/security.md): everything here shows the whole
 system, so it needs ``jobs.view_job`` — alerts ``monitoring.view_alert`` /
-``monitoring.change_alert`` — except ``/api/health/``, which anyone may call (a load
+``monitoring.change_alert``, alert rules ``monitoring.view_alertrule`` /
+``monitoring.change_alertrule`` — except ``/api/health/``, which anyone may call (a load
 balancer) but which shows only the verdict to those without ``jobs.view_job``, and
 ``/metrics``, which is guarded by ``PROMETHEUS_TOKEN`` / ``PROMETHEUS_ALLOWED_IPS`` instead
 of a login.
@@ -14,12 +15,13 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.generics import ListAPIView
-from rest_framework.permissions import AllowAny
+from rest_framework.generics import GenericAPIView, ListAPIView, ListCreateAPIView, RetrieveUpdateDestroyAPIView
+from rest_framework.permissions import SAFE_METHODS, AllowAny, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -27,13 +29,22 @@ from rest_framework.views import APIView
 from jobs import policy
 from jobs.api.input import BoundedJSONParser, StrictInputMixin
 from jobs.api.pagination import CappedPageNumberPagination
-from jobs.api.permissions import CanChangeAlerts, CanSeeAlerts, CanSeeStatistics, SignedIn
+from jobs.api.permissions import (
+    CanChangeAlertRules,
+    CanChangeAlerts,
+    CanSeeAlertRules,
+    CanSeeAlerts,
+    CanSeeStatistics,
+    SignedIn,
+)
 from jobs.api.schema import ERROR_RESPONSES, errors
 from jobs.api.settings import JobAdminAPI
-from monitoring import alerts, analytics, health, metrics, prometheus
-from monitoring.models import Alert, MetricSample
+from monitoring import alerts, analytics, health, metrics, prometheus, rules
+from monitoring.models import Alert, AlertRule, MetricSample
 from monitoring.serializers import (
     AlertQuerySerializer,
+    AlertRuleInputSerializer,
+    AlertRuleSerializer,
     AlertSerializer,
     AnalyticsErrorsSerializer,
     AnalyticsPeakHoursSerializer,
@@ -43,6 +54,7 @@ from monitoring.serializers import (
     HealthSerializer,
     MetricsQuerySerializer,
     MetricsSeriesSerializer,
+    PeakHoursQuerySerializer,
     RangeQuerySerializer,
     StatsSerializer,
     TrendQuerySerializer,
@@ -150,14 +162,24 @@ class AnalyticsTrendsView(StaffAPIView):
 
 
 class AnalyticsPeakHoursView(StaffAPIView):
+    query_serializers = {"get": PeakHoursQuerySerializer}
+
     @extend_schema(
-        parameters=RANGE_PARAMS,
+        parameters=[
+            *RANGE_PARAMS,
+            OpenApiParameter("tz", str, description="IANA zone of the hours (the viewer's); default TIME_ZONE."),
+        ],
         responses={200: AnalyticsPeakHoursSerializer, **errors(400, 403)},
         summary="Top 5 hours of the day",
     )
     def get(self, request: Request) -> Response:
         window = _window(request, "7d")
-        body = {"window": window.as_dict(), "results": analytics.analytics_peak_hours(window=window)}
+        zone = _query(PeakHoursQuerySerializer, request).get("tz") or timezone.get_current_timezone()
+        body = {
+            "window": window.as_dict(),
+            "time_zone": str(zone),
+            "results": analytics.analytics_peak_hours(window=window, zone=zone),
+        }
         return Response(AnalyticsPeakHoursSerializer(body).data)
 
 
@@ -252,6 +274,74 @@ class AlertActionView(MonitoringAPIView):
         else:
             alert = alerts.alert_resolve(alert=alert, actor=request.user)
         return Response(AlertSerializer(alert).data)
+
+
+class AlertRuleAccess(BasePermission):
+    """Read: ``CanSeeAlertRules``; write: ``CanChangeAlertRules`` (their messages name the permission)."""
+
+    message = ""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        rule: Any = CanSeeAlertRules() if request.method in SAFE_METHODS else CanChangeAlertRules()
+        self.message = rule.message
+        return bool(rule.has_permission(request, view))
+
+
+class AlertRuleAPIView(JobAdminAPI, StrictInputMixin, GenericAPIView):
+    """Alert rules: reading needs ``monitoring.view_alertrule`` (or change), writing
+    ``monitoring.change_alertrule``. A body field the rule does not have is a 400; the writes are
+    ``monitoring.rules``' (the model's validation, the webhook fence)."""
+
+    parser_classes = [BoundedJSONParser]
+    permission_classes = [SignedIn, AlertRuleAccess]
+    queryset = AlertRule.objects.order_by("name")
+    serializer_class = AlertRuleSerializer
+
+    def _input(self, *, partial: bool) -> dict[str, Any]:
+        serializer = AlertRuleInputSerializer(data=self.request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+
+class AlertRuleListView(AlertRuleAPIView, ListCreateAPIView):
+    pagination_class = CappedPageNumberPagination
+    body_actions = frozenset({"post"})
+
+    @extend_schema(responses={200: AlertRuleSerializer(many=True), **errors(400, 403)}, summary="Alert rules")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request=AlertRuleInputSerializer,
+        responses={201: AlertRuleSerializer, **errors(400, 403)},
+        summary="Add an alert rule",
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        rule = rules.alert_rule_create(fields=self._input(partial=False))
+        return Response(AlertRuleSerializer(rule).data, status=status.HTTP_201_CREATED)
+
+
+class AlertRuleDetailView(AlertRuleAPIView, RetrieveUpdateDestroyAPIView):
+    http_method_names = ["get", "patch", "delete", "head", "options"]
+    body_actions = frozenset({"patch"})
+
+    @extend_schema(responses={200: AlertRuleSerializer, **errors(403, 404)}, summary="An alert rule")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request=AlertRuleInputSerializer(partial=True),
+        responses={200: AlertRuleSerializer, **errors(400, 403, 404)},
+        summary="Change an alert rule",
+    )
+    def patch(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        rule = rules.alert_rule_update(rule=self.get_object(), changes=self._input(partial=True))
+        return Response(AlertRuleSerializer(rule).data)
+
+    @extend_schema(responses={204: None, **errors(403, 404)}, summary="Delete an alert rule and its alerts")
+    def delete(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        rules.alert_rule_delete(rule=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:

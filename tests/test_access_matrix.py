@@ -87,6 +87,10 @@ def _job(scene: Scene) -> dict[str, Any]:
     return {"pk": scene.job.pk}
 
 
+def _rule(scene: Scene) -> dict[str, Any]:
+    return {"pk": scene.alert.rule_id}
+
+
 def _check_health(response: Any, role: str) -> None:
     assert ("checks" in response.json()) == (role in ("viewer", "changer", "super")), role
 
@@ -214,9 +218,22 @@ WAYS: list[Way] = [
     Way("alert-list", "get", ALERTS),
     Way("alert-acknowledge", "post", ALERTS, kwargs=lambda s: {"pk": s.alert.pk}),
     Way("alert-resolve", "post", ALERTS, kwargs=lambda s: {"pk": s.alert.pk}),
+    Way("alert-rule-list", "get", ALERTS),  # monitoring.view_alertrule
+    Way(
+        "alert-rule-list",
+        "post",
+        row(401, 403, 403, 403, 403, 403, 201),  # monitoring.change_alertrule
+        data=lambda s: {"name": "matrix-rule", "metric": "queue_depth", "threshold": 5},
+    ),
+    Way("alert-rule-detail", "get", ALERTS, kwargs=_rule),
+    Way("alert-rule-detail", "patch", ALERTS, kwargs=_rule, data=lambda s: {"threshold": 3}),
+    Way("alert-rule-detail", "delete", row(401, 403, 403, 403, 403, 403, 204), kwargs=_rule),
     Way("api-schema", "get", SIGNED_IN),
     Way("api-docs", "get", SIGNED_IN),
+    Way("api-redoc", "get", SIGNED_IN),
     Way("jobadmin-api", "get", SIGNED_IN),
+    # --- / (the standalone project): a redirect for everyone, to where each belongs (tests/admin/test_console_pages.py)
+    Way("jobadmin-landing", "get", row(302, 302, 302, 302, 302, 302, 302), admin=True),
     # --- /metrics: a login opens nothing; a token or an allowed address does (see below) ------
     Way("prometheus-metrics", "get", row(403, 403, 403, 403, 403, 403, 403), extra={"REMOTE_ADDR": "203.0.113.9"}),
     # --- staff pages (console) -------------------------------------------------------------------

@@ -27,6 +27,7 @@ from rest_framework import serializers
 
 from jobs import policy, selectors, services
 from jobs.admin.forms import SUBMISSION_FIELD, build_enqueue_form
+from jobs.admin.times import ServerDayFilter, iso_time
 from jobs.exceptions import IdempotencyKeyReused, JobError, TransitionNotAllowed
 from jobs.models import TRANSITIONS, EventKind, Job, JobEvent, JobResult, JobStatus, Queue, job_states
 from jobs.registry import UnknownJobType, all_job_types, get_job_type
@@ -117,11 +118,17 @@ class JobAdmin(admin.ModelAdmin):
         "progress_display",
         "queue",
         "user",
-        "created_at",
+        "created_display",
         "duration_display",
     ]
     list_display_links = ["short_id"]
-    list_filter = ["status", JobTypeFilter, QueueFilter, ("user", admin.RelatedOnlyFieldListFilter), "created_at"]
+    list_filter = [
+        "status",
+        JobTypeFilter,
+        QueueFilter,
+        ("user", admin.RelatedOnlyFieldListFilter),
+        ("created_at", ServerDayFilter),
+    ]
     search_fields = ["type", "user__username"]
     search_help_text = "Search by job id (full UUID or its start), type or creator's username."
     date_hierarchy = "created_at"
@@ -133,8 +140,13 @@ class JobAdmin(admin.ModelAdmin):
 
     class Media:
         css = ADMIN_MEDIA_CSS
+        js = ["jobadmin/admin/time.js"]  # every <time> in the viewer's zone (jobs.admin.times)
 
     # --- list columns -------------------------------------------------------------------------
+
+    @admin.display(description="Created", ordering="created_at")
+    def created_display(self, obj: Job) -> str:
+        return iso_time(obj.created_at)
 
     @admin.display(description="ID", ordering="id")
     def short_id(self, obj: Job) -> str:
@@ -356,6 +368,7 @@ def job_page_context(job: Job, request: HttpRequest) -> dict[str, Any]:
             "kind": e.kind,
             "actor": e.actor_label,
             "created_at": e.created_at,
+            "when": iso_time(e.created_at),
             "detail": _event_detail(e),
         }
         for e in shown
@@ -391,6 +404,12 @@ def job_page_context(job: Job, request: HttpRequest) -> dict[str, Any]:
         "job_is_live": job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED),
         "job_params": sorted((job.params or {}).items()),
         "job_stalled_hint": _stalled_hint(job),
+        "job_times": {
+            "created": iso_time(job.created_at),
+            "started": iso_time(job.started_at),
+            "finished": iso_time(job.finished_at),
+            "eta": iso_time(job.eta, kind="clock"),
+        },
     }
 
 

@@ -45,6 +45,9 @@ CanChangeAlerts = policy_permission(
     policy.missing(policy.CHANGE_ALERT, "Acknowledging or resolving alerts"),
     "CanChangeAlerts",
 )
+CanSeeAlertRules = policy_permission(
+    policy.may_see_alert_rules, policy.missing(policy.VIEW_ALERTRULE, "Seeing alert rules"), "CanSeeAlertRules"
+)
 CanChangeAlertRules = policy_permission(
     policy.may_change_alert_rules,
     policy.missing(policy.CHANGE_ALERTRULE, "Changing alert rules"),

@@ -50,11 +50,18 @@ SPECTACULAR = {
         "AlertStatusEnum": "monitoring.models.AlertStatus",
         "JobStatusEnum": "jobs.models.JobStatus",
         "HealthStatusEnum": "monitoring.health.STATUSES",
+        # An alert rule's metric against the trends' metric (monitoring.analytics.TREND_METRICS).
+        "AlertRuleMetricEnum": "monitoring.models.Metric",
         # The bulk request's `action` and a job's `actions`: one choice set, one name.
         "ActionEnum": "jobs.models.ACTION_NAMES",
     },
     # Only JobAdmin's own operations, wherever the project mounts them (a host has its own API).
     "PREPROCESSING_HOOKS": ["jobs.api.settings.only_jobadmin_endpoints"],
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's static files (pinned with the package),
+    # never a CDN: the docs work with no internet and within the pages' CSP (script-src 'self').
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 

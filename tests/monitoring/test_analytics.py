@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -205,6 +206,26 @@ def test_peak_hours_are_the_busiest_hours_of_the_day(fold: Any) -> None:
     rows = analytics_peak_hours(window=resolve_window(range_name="7d", now=NOW))
 
     assert rows == [{"hour": 9, "count": 3}, {"hour": 14, "count": 2}, {"hour": 2, "count": 1}]
+
+
+def test_peak_hours_are_counted_in_the_viewers_zone(fold: Any, api_client: Any, staff_user: Any) -> None:
+    # 14:00 UTC on a day in January is 09:00 in New York (EST, UTC-5).
+    for i in range(3):
+        make_job(status="queued", created=NOW.replace(month=1, day=15, hour=14, minute=i))
+    fold()
+    window = resolve_window(start=NOW.replace(month=1, day=14), end=NOW.replace(month=1, day=16), now=NOW)
+    new_york = ZoneInfo("America/New_York")
+
+    assert analytics_peak_hours(window=window, zone=new_york) == [{"hour": 9, "count": 3}]
+    assert analytics_peak_hours(window=window, zone=UTC) == [{"hour": 14, "count": 3}]
+    api_client.force_authenticate(staff_user)
+    query = {"from": NOW.replace(month=1, day=14).isoformat(), "to": NOW.replace(month=1, day=16).isoformat()}
+    body = api_client.get("/api/analytics/peak-hours/", {**query, "tz": "America/New_York"}).json()
+    assert (body["time_zone"], body["results"]) == ("America/New_York", [{"hour": 9, "count": 3}])
+    assert api_client.get("/api/analytics/peak-hours/", query).json()["time_zone"] == "UTC"  # TIME_ZONE
+    bad = api_client.get("/api/analytics/peak-hours/", {"tz": "Mars/Olympus"})
+    assert bad.status_code == 400
+    assert "tz" in bad.json()
 
 
 def test_trends_bucket_throughput_and_success_rate_per_hour(fold: Any) -> None:

@@ -62,7 +62,8 @@ def test_analytics_bodies_have_exactly_the_serializers_fields(history: None) -> 
     _check({**framed, "results": analytics.analytics_users(window=window)}, serializers.AnalyticsUsersSerializer)
     _check({**framed, **analytics.analytics_errors(window=window)}, serializers.AnalyticsErrorsSerializer)
     _check(
-        {**framed, "results": analytics.analytics_peak_hours(window=window)}, serializers.AnalyticsPeakHoursSerializer
+        {**framed, "time_zone": "UTC", "results": analytics.analytics_peak_hours(window=window)},
+        serializers.AnalyticsPeakHoursSerializer,
     )
     for metric in analytics.TREND_METRICS:
         points = analytics.analytics_trends(window=window, metric=metric, interval="1h")

@@ -27,11 +27,24 @@
     if (v === null || v === undefined) return "—";
     return v < 60 ? v.toFixed(2) + " s" : (v / 60).toFixed(1) + " min";
   }
+  // Axis labels in the viewer's zone (jobadmin/admin/time.js); each chart's title names the zone.
+  var T = window.JobAdminTime;
   function fmtTime(iso) {
-    var d = new Date(iso);
-    if (range === "1h" || range === "1d") return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    if (range === "7d") return d.toLocaleDateString([], { month: "short", day: "numeric" }) + " " + d.getHours() + "h";
-    return d.toLocaleDateString([], { month: "short", day: "numeric" });
+    if (range === "1h" || range === "1d") return T.hour(iso);
+    if (range === "7d") return T.day(iso) + " " + T.hour(iso);
+    return T.day(iso);
+  }
+
+  // Every time axis says its zone: the viewer's, but the daily buckets, which are the server's days.
+  function zoneNotes() {
+    var viewer = T.zoneId() + ", " + T.zone();
+    root.querySelectorAll("[data-chart] [data-zone]").forEach(function (note) { note.textContent = "(" + viewer + ")"; });
+    zoneNote("daily", "days in " + (root.dataset.serverZone || "UTC"));
+  }
+
+  function zoneNote(key, zone) {
+    var note = root.querySelector('[data-chart="' + key + '"] [data-zone]');
+    if (note) note.textContent = "(" + zone + ")";
   }
 
   function draw(key, config, points) {
@@ -73,7 +86,7 @@
 
     var hourly = stats.hourly || [];
     var hc = hourly.map(function (h) { return h.created; });
-    draw("hourly", { type: "bar", data: { labels: hourly.map(function (h) { return new Date(h.hour).getHours() + ":00"; }),
+    draw("hourly", { type: "bar", data: { labels: hourly.map(function (h) { return T.hour(h.hour); }),
       datasets: [
         { label: "created", data: hc, backgroundColor: COLORS.created },
         { label: "completed", data: hourly.map(function (h) { return h.completed; }), backgroundColor: COLORS.completed },
@@ -132,7 +145,9 @@
   function drawPeak(body) {
     var rows = body.results || [];
     var counts = rows.map(function (r) { return r.count; });
-    draw("peak_hours", { type: "bar", data: { labels: rows.map(function (r) { return r.hour + ":00"; }),
+    // The API counts the hours in the zone asked for (tz=, the viewer's); the title says which.
+    zoneNote("peak_hours", body.time_zone);
+    draw("peak_hours", { type: "bar", data: { labels: rows.map(function (r) { return (r.hour < 10 ? "0" : "") + r.hour + ":00"; }),
       datasets: [{ label: "jobs created", data: counts, backgroundColor: COLORS.queued }] } }, count(counts));
   }
 
@@ -141,7 +156,7 @@
     tbody.textContent = "";
     (body.groups || []).slice(0, 10).forEach(function (g) {
       var tr = document.createElement("tr");
-      [String(g.count), g.message, g.last_seen ? new Date(g.last_seen).toLocaleString() : "—"].forEach(function (t) {
+      [String(g.count), g.message, g.last_seen ? T.format(g.last_seen) : "—"].forEach(function (t) {
         var td = document.createElement("td"); td.textContent = t; tr.appendChild(td);
       });
       tbody.appendChild(tr);
@@ -169,7 +184,7 @@
       get("analytics/trends/", { range: range, metric: "queue_wait", interval: interval }).then(function (b) { drawTrend("queue_wait", b, "mean queue wait (s)", COLORS.queued); }),
       get("metrics/", { range: range, interval: interval }).then(drawMetrics),
       get("analytics/users/", r).then(drawUsers),
-      get("analytics/peak-hours/", r).then(drawPeak),
+      get("analytics/peak-hours/", Object.assign({ tz: T.zoneId() }, r)).then(drawPeak),
       get("analytics/errors/", r).then(drawErrors)
     ];
     tasks.forEach(function (t) { t.catch(fail); });
@@ -183,6 +198,7 @@
     range = root.dataset.range;
     window.Chart.defaults.color = css("--body-fg", "#333");
     window.Chart.defaults.borderColor = css("--hairline-color", "rgba(0,0,0,0.1)");
+    zoneNotes();
     load();
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();

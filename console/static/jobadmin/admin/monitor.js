@@ -94,6 +94,8 @@
     set(row, "step", job.step_name || "", function (v) { row.step.textContent = v || "—"; });
     set(row, "items", itemsText(job), function (v) { row.items.textContent = v; });
     set(row, "eta", etaText(job.eta), function (v) { row.eta.textContent = v; });
+    // The ETA counts down in words; its time, in the viewer's zone like every time, is the title.
+    set(row, "etaAt", job.eta || "", function (v) { row.eta.title = v ? window.JobAdminTime.format(v) : ""; });
   }
 
   function feedItem(job) {
@@ -105,7 +107,10 @@
     li.appendChild(badge);
     li.appendChild(link);
     var when = job.finished_at || job.updated_at;
-    if (when) li.appendChild(el("span", "", " · " + new Date(when).toLocaleTimeString()));
+    if (when) {
+      li.appendChild(document.createTextNode(" · "));
+      li.appendChild(window.JobAdminTime.element(when, "clock"));
+    }
     if (job.status === "failed" && job.error) li.appendChild(el("div", "ja-error", job.error));
     return li;
   }
@@ -186,7 +191,128 @@
     } catch (e) { /* no audio: the toast is enough */ }
   }
 
-  function showAlert(alert) {
+  // An alert is announced (toast, browser notification, sound) only when it is a new firing: its
+  // status is "open" and the page has never seen that alert before — not in the open alerts it
+  // rendered, not earlier on this page, not in the stored notification list. A resolved or
+  // acknowledged alert updates the list in place; a replayed event (a reconnect resends with an
+  // overlap) carries an event_id already applied and is dropped.
+  var alerts = new Map();        // alert id -> newest alert object
+  var alertEvent = new Map();    // alert id -> event_id of the newest change applied
+  var alertList, alertEmpty, alertCount, notes, notesList, notesEmpty, unreadCount;
+  var mayChangeAlerts = false;
+  var announced = { toasts: 0, notifications: 0, sounds: 0 };
+  var SEVERITY_LABEL = { info: "Info", warning: "Warning", critical: "Critical" };
+  var STATUS_TEXT = { open: "Open", acknowledged: "Acknowledged", resolved: "Resolved" };
+
+  function csrfToken() {
+    var input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    return input ? input.value : "";
+  }
+
+  function alertAction(alert, action, button) {
+    var url = root.dataset[action === "acknowledge" ? "alertAcknowledgeUrl" : "alertResolveUrl"].replace("/0/", "/" + alert.id + "/");
+    button.disabled = true;
+    fetch(url, { method: "POST", credentials: "same-origin",
+                 headers: { Accept: "application/json", "X-CSRFToken": csrfToken() } })
+      .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
+      .then(function (result) {
+        if (result.ok) applyAlert(result.body, null);
+        else { button.disabled = false; button.title = result.body.detail || "Refused"; showNote(result.body.detail || "Refused", "warning"); }
+      })
+      .catch(function () { button.disabled = false; });
+  }
+
+  function alertItem(alert) {
+    var li = el("li", "ja-alert ja-alert-" + alert.status);
+    li.dataset.alertId = alert.id;
+    li.dataset.status = alert.status;
+    var head = el("div", "ja-alert-head");
+    head.appendChild(el("span", "ja-badge ja-sev-" + alert.severity, SEVERITY_LABEL[alert.severity] || alert.severity));
+    head.appendChild(el("strong", "", " " + alert.rule + " "));
+    head.appendChild(el("span", "ja-badge ja-alert-status", STATUS_TEXT[alert.status] || alert.status));
+    li.appendChild(head);
+    li.appendChild(el("div", "ja-alert-message", alert.message || ""));
+    var meta = el("div", "ja-help");
+    meta.appendChild(document.createTextNode("Fired "));
+    meta.appendChild(window.JobAdminTime.element(alert.created_at));
+    if (alert.status === "resolved" && alert.resolved_at) {
+      meta.appendChild(document.createTextNode(" · resolved "));
+      meta.appendChild(window.JobAdminTime.element(alert.resolved_at));
+    }
+    li.appendChild(meta);
+    if (mayChangeAlerts && alert.status !== "resolved") {
+      var actions = el("div", "ja-alert-actions");
+      if (alert.status === "open") {
+        var ack = el("button", "button", "Acknowledge");
+        ack.type = "button";
+        ack.setAttribute("aria-label", "Acknowledge alert " + alert.rule);
+        ack.addEventListener("click", function () { alertAction(alert, "acknowledge", ack); });
+        actions.appendChild(ack);
+      }
+      var res = el("button", "button", "Resolve");
+      res.type = "button";
+      res.setAttribute("aria-label", "Resolve alert " + alert.rule);
+      res.addEventListener("click", function () { alertAction(alert, "resolve", res); });
+      actions.appendChild(res);
+      li.appendChild(actions);
+    }
+    return li;
+  }
+
+  function paintAlerts() {
+    if (!alertList) return;
+    var shown = [];
+    alerts.forEach(function (alert) { if (alert.status !== "resolved" || alert._justResolved) shown.push(alert); });
+    shown.sort(function (x, y) { return x.created_at < y.created_at ? 1 : -1; });
+    var fragment = document.createDocumentFragment();
+    shown.forEach(function (alert) { fragment.appendChild(alertItem(alert)); });
+    alertList.replaceChildren(fragment);
+    var open = shown.filter(function (a) { return a.status !== "resolved"; }).length;
+    alertCount.textContent = String(open);
+    alertEmpty.hidden = shown.length > 0;
+  }
+
+  function paintNotes() {
+    if (!notesList) return;
+    var fragment = document.createDocumentFragment();
+    notes.items.forEach(function (item) {
+      var li = el("li", "ja-alert ja-note ja-alert-" + item.status + (item.read ? " ja-read" : " ja-unread"));
+      li.dataset.key = item.key;
+      li.dataset.status = item.status;
+      li.dataset.read = item.read ? "1" : "0";
+      var head = el("div", "ja-alert-head");
+      head.appendChild(el("span", "ja-badge ja-sev-" + item.severity, SEVERITY_LABEL[item.severity] || item.severity));
+      head.appendChild(el("strong", "", " " + item.rule + " "));
+      head.appendChild(el("span", "ja-badge ja-alert-status", STATUS_TEXT[item.status] || item.status));
+      if (!item.read) head.appendChild(el("span", "ja-unread-dot", " · unread"));
+      li.appendChild(head);
+      li.appendChild(el("div", "ja-alert-message", item.message || ""));
+      var meta = el("div", "ja-help");
+      meta.appendChild(window.JobAdminTime.element(item.at));
+      if (!item.read) {
+        var read = el("button", "ja-link-button", "Mark read");
+        read.type = "button";
+        read.addEventListener("click", function () { notes.markRead(item.key); });
+        meta.appendChild(document.createTextNode(" "));
+        meta.appendChild(read);
+      }
+      li.appendChild(meta);
+      fragment.appendChild(li);
+    });
+    notesList.replaceChildren(fragment);
+    unreadCount.textContent = String(notes.unread());
+    notesEmpty.hidden = notes.items.length > 0;
+  }
+
+  function showNote(text, severity) {
+    var toast = el("div", "ja-toast ja-toast-" + (severity || "warning"));
+    toast.setAttribute("role", "status");
+    toast.textContent = text;
+    toasts.appendChild(toast);
+    setTimeout(function () { toast.remove(); }, 6000);
+  }
+
+  function announce(alert) {
     var toast = el("div", "ja-toast ja-toast-" + (alert.severity || "warning"));
     toast.setAttribute("role", "alert");
     toast.dataset.alertId = alert.id;
@@ -199,12 +325,36 @@
     toast.appendChild(close);
     toasts.appendChild(toast);
     while (toasts.children.length > 5) toasts.removeChild(toasts.firstChild);
+    announced.toasts += 1;
     if (optedIn("notify") && window.Notification && Notification.permission === "granted") {
-      try { new Notification("JobAdmin: " + (alert.rule || "alert"), { body: alert.message || "" }); } catch (e) { /* ignore */ }
+      try { new Notification("JobAdmin: " + (alert.rule || "alert"), { body: alert.message || "" }); announced.notifications += 1; }
+      catch (e) { /* ignore */ }
     }
-    if (optedIn("sound")) beep();
+    if (optedIn("sound")) { beep(); announced.sounds += 1; }
   }
 
+  // Apply one alert change. eventId null: an answer of the API (our own acknowledge / resolve).
+  // quiet: a catch-up after a pause: listed, never announced.
+  function applyAlert(alert, eventId, quiet) {
+    if (eventId !== null) {
+      var newest = alertEvent.get(alert.id) || 0;
+      if (eventId <= newest) return;  // a replay of a change already applied
+      alertEvent.set(alert.id, eventId);
+    }
+    var before = alerts.get(alert.id);
+    if (before && before.updated_at && alert.updated_at && alert.updated_at < before.updated_at) return;  // older
+    var isNew = !before && !notes.knows(alert.id);
+    if (before && before.status === alert.status && eventId !== null) { alerts.set(alert.id, Object.assign({}, before, alert)); return; }
+    var merged = Object.assign({}, before || {}, alert);
+    if (merged.status === "resolved") {
+      merged._justResolved = true;
+      if (!merged.resolved_at) merged.resolved_at = merged.updated_at;
+    }
+    alerts.set(alert.id, merged);
+    notes.add(merged);
+    paintAlerts();
+    if (merged.status === "open" && isNew && !quiet) announce(merged);
+  }
   function setupOptIns() {
     root.querySelectorAll("[data-optin]").forEach(function (box) {
       var name = box.dataset.optin;
@@ -250,8 +400,24 @@
   }
 
   // --- messages ------------------------------------------------------------------------------
+  var paused = false;
+  var held = [];
+  var HOLD_LIMIT = 20000;
+
   function handle(message) {
     stats.messages += 1;
+    if (paused) {
+      // Paused: nothing is applied; the messages wait for the catch-up (bounded: past the limit
+      // the oldest job updates go, which the catch-up's poll and the newer updates make good).
+      held.push(message);
+      if (held.length > HOLD_LIMIT) held.shift();
+      pausedBadge.textContent = "Paused · " + held.length + " update" + (held.length === 1 ? "" : "s") + " waiting";
+      return;
+    }
+    apply(message, false);
+  }
+
+  function apply(message, quiet) {
     if (message.type === "job-update" && message.job && message.job.id) {
       // Events can arrive late and out of order (a catch-up after a layer outage): an older
       // snapshot of a job never overwrites a newer one.
@@ -262,9 +428,27 @@
       requestFrame();
       if (!LIVE[message.job.status] || message.kind === "created" || message.kind === "started") pollSoon();
     } else if (message.type === "job-alert" && message.alert) {
-      showAlert(message.alert);
+      if (alertList) applyAlert(message.alert, message.event_id, quiet);
     } else if (message.type === "job-stats") {
       pollSoon();
+    }
+  }
+
+  var pausedBadge, pauseButton;
+  function setPaused(value) {
+    paused = value;
+    pausedBadge.hidden = !value;
+    pausedBadge.textContent = "Paused";
+    pauseButton.textContent = value ? "Resume live updates" : "Pause live updates";
+    pauseButton.setAttribute("aria-pressed", value ? "true" : "false");
+    root.dataset.paused = value ? "1" : "0";
+    if (!value) {
+      // Catch up: what arrived while paused, in order (stale job snapshots drop out in apply),
+      // alerts listed but not announced; then fresh queue figures.
+      var waiting = held;
+      held = [];
+      waiting.forEach(function (message) { apply(message, true); });
+      pollState();
     }
   }
 
@@ -287,6 +471,27 @@
     feed.reverse().forEach(function (job) { feedPending.push(job); });
     flush();
     setupOptIns();
+    pausedBadge = root.querySelector("[data-paused-badge]");
+    pauseButton = root.querySelector("[data-pause-toggle]");
+    pauseButton.addEventListener("click", function () { setPaused(!paused); });
+    alertList = root.querySelector("[data-open-alerts]");
+    if (alertList) {
+      mayChangeAlerts = root.dataset.mayChangeAlerts === "1";
+      alertEmpty = root.querySelector("[data-open-alerts-empty]");
+      alertCount = root.querySelector("[data-open-alert-count]");
+      notesList = root.querySelector("[data-notes]");
+      notesEmpty = root.querySelector("[data-notes-empty]");
+      unreadCount = root.querySelector("[data-unread-count]");
+      notes = new window.JobAdminNotifications(root.dataset.userId);
+      notes.onChange(paintNotes);
+      root.querySelector("[data-notes-read]").addEventListener("click", function () { notes.markAllRead(); });
+      root.querySelector("[data-notes-clear]").addEventListener("click", function () { notes.clear(); });
+      JSON.parse(document.getElementById("ja-alerts-initial").textContent).forEach(function (alert) {
+        alerts.set(alert.id, alert);
+      });
+      paintAlerts();
+      paintNotes();
+    }
     setInterval(pollState, 5000);
     setInterval(function () {  // ETAs count down between updates, drawn in the next frame like the rest
       rows.forEach(function (row, id) { if (row.lastJob && !pending.has(id)) pending.set(id, row.lastJob); });
@@ -303,7 +508,9 @@
       }
     });
     connection.connect();
-    window.JobAdminMonitor = { handle: handle, stats: stats, rows: rows, connection: connection };
+    window.JobAdminMonitor = { handle: handle, stats: stats, rows: rows, connection: connection, alerts: alerts,
+                               announced: announced, notifications: notes, setPaused: setPaused,
+                               held: function () { return held.length; } };
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();

@@ -45,7 +45,9 @@
       field("processed").textContent = String(job.processed_items);
       field("total").textContent = job.total_items === null ? "?" : String(job.total_items);
       field("errors").textContent = String(job.error_count);
-      field("eta").textContent = job.eta ? new Date(job.eta).toLocaleTimeString() : "—";
+      // The same <time> markup and format as the server's (jobadmin/admin/time.js).
+      if (job.eta) field("eta").replaceChildren(window.JobAdminTime.element(job.eta, "clock"));
+      else field("eta").textContent = "—";
       var badge = field("status").querySelector(".ja-badge");
       if (badge) {
         badge.className = "ja-badge ja-status-" + job.status;
