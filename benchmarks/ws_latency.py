@@ -1,5 +1,7 @@
 """Live-update latency with real websocket clients against one daphne process.
 
+``--transport sse``: the same clients over Server-Sent Events (``GET /api/stream/``), to compare.
+
     .venv/bin/python -m benchmarks.ws_latency                       # embedded default (scratch SQLite)
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/jobadmin_wsbench REDIS_URL=redis://127.0.0.1:6379/9 \\
         .venv/bin/python -m benchmarks.ws_latency                   # PostgreSQL + Redis pub/sub layer
@@ -165,6 +167,8 @@ def role_clients(args: argparse.Namespace) -> None:
 
 async def clients_main(args: argparse.Namespace) -> None:
     """``--count`` websocket clients; commands on stdin (stop, ping, close), one JSON reply line each."""
+    if args.transport == "sse":
+        return await sse_clients_main(args)
     from websockets.asyncio.client import connect
 
     job_ids = json.loads(Path(args.jobs_file).read_text())
@@ -231,6 +235,71 @@ async def clients_main(args: argparse.Namespace) -> None:
         elif command == "close":
             await asyncio.gather(*(ws.close() for ws in clients.values()), return_exceptions=True)
             reply(closed=len(clients))
+            return
+
+
+async def sse_clients_main(args: argparse.Namespace) -> None:
+    """The same clients over SSE (``--transport sse``): each one ``GET /api/stream/?channels=job:<id>``."""
+    import httpx
+
+    job_ids = json.loads(Path(args.jobs_file).read_text())
+    client = httpx.AsyncClient(timeout=httpx.Timeout(60, read=None), limits=httpx.Limits(max_connections=None))
+    streams: dict[int, Any] = {}
+    errors = 0
+    gate = asyncio.Semaphore(50)
+
+    async def one(index: int) -> None:
+        nonlocal errors
+        async with gate:
+            try:
+                channel = f"job:{job_ids[index % len(job_ids)]}" if job_ids else ""
+                query = f"?channels={channel}&token={args.token}" if channel else f"?token={args.token}"
+                request = client.build_request("GET", f"http://127.0.0.1:{args.port}/api/stream/{query}")
+                response = await client.send(request, stream=True)
+                if response.status_code != 200:
+                    raise RuntimeError(response.status_code)
+                streams[index] = response
+            except Exception:
+                errors += 1
+
+    await asyncio.gather(*(one(args.first + i) for i in range(args.count)))
+    received: dict[int, list[tuple[int, float, str]]] = {index: [] for index in streams}
+
+    async def reader(response: Any, sink: list[tuple[int, float, str]]) -> None:
+        with contextlib.suppress(Exception):
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    now = time.time()
+                    message = json.loads(line[6:])
+                    if message.get("type") == "job-update":
+                        sink.append((message["event_id"], now, message["job"]["status"]))
+
+    readers = [asyncio.create_task(reader(r, received[i])) for i, r in streams.items()]
+    lag = Lag()
+    stdin = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+
+    def reply(**body: Any) -> None:
+        sys.stdout.write(json.dumps(body) + "\n")
+        sys.stdout.flush()
+
+    reply(opened=len(streams), errors=errors)
+    while command := (await stdin.readline()).decode().strip():
+        if command == "stop":
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            with open(args.out, "w") as out:
+                for index, frames in received.items():
+                    out.write(f"c {index}\n")
+                    out.writelines(f"{event_id} {arrived} {status}\n" for event_id, arrived, status in frames)
+            reply(lag_p99=pct(lag.samples, 0.99), lag_max=max(lag.samples, default=0.0))
+        elif command == "ping":  # SSE has no ping: count the streams still open
+            reply(pongs=0, sampled=0, open=sum(1 for r in streams.values() if not r.is_closed))
+        elif command == "close":
+            await asyncio.gather(*(r.aclose() for r in streams.values()), return_exceptions=True)
+            await client.aclose()
+            reply(closed=len(streams))
             return
 
 
@@ -398,6 +467,7 @@ class Bench:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "benchmarks.ws_latency", "--role", "clients", "--port", str(self.port),
                 "--token", self.token, "--first", str(first), "--count", str(last - first),
+                "--transport", self.args.transport,
                 "--jobs-file", str(jobs_file), "--out", str(self.tmp / f"received-{n}.txt"),
                 cwd=ROOT, env=self.env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             )  # fmt: skip
@@ -638,6 +708,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=0)
     parser.add_argument("--ping-sample", type=int, default=50)
     parser.add_argument("--out")
+    parser.add_argument(
+        "--transport", choices=["websocket", "sse"], default="websocket", help="how the clients receive (docs/live.md)"
+    )
     args = parser.parse_args()
     if args.role == "writer":
         return role_writer(args)

@@ -93,6 +93,7 @@ SETTINGS: dict[str, Setting] = {
     "JOBADMIN_RELAY_IN_WEB": Setting(None, "bool"),
     "JOBADMIN_GAUGE_INTERVAL": _positive(1.0),
     "JOBADMIN_COALESCE_TCP_WRITES": Setting(True, "bool"),
+    "JOBADMIN_SSE_KEEPALIVE": _positive(15.0, help="seconds between an SSE stream's keep-alives and access re-checks"),
     "JOBADMIN_METRICS_INTERVAL": _positive(10.0),
     "JOBADMIN_METRICS_RETENTION_DAYS": Setting(90, "int", minimum=1),
     "JOBADMIN_ALERTS_INTERVAL": _positive(5.0),

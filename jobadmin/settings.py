@@ -247,6 +247,8 @@ JOBADMIN_SHUTDOWN_GRACE = _env("JOBADMIN_SHUTDOWN_GRACE")
 JOBADMIN_HISTORY_DAYS = _env("JOBADMIN_HISTORY_DAYS")
 JOBADMIN_PURGE_BATCH = _env("JOBADMIN_PURGE_BATCH")
 JOB_STATS_INTERVAL = _env("JOB_STATS_INTERVAL")
+# An SSE stream's keep-alive comment, and its re-check of access, every this many seconds (live.sse).
+JOBADMIN_SSE_KEEPALIVE = _env("JOBADMIN_SSE_KEEPALIVE")
 # Web processes: the garbage collector's young generation (live.relay.tune_gc); 0 keeps
 # Python's 700, under which delivering frames triggered full collections that stalled sockets.
 JOBADMIN_WEB_GC_THRESHOLD = _env("JOBADMIN_WEB_GC_THRESHOLD")

@@ -1,7 +1,8 @@
 """What a project includes: ``path("ops/", include("jobadmin.urls"))``.
 
 Under that prefix: the JSON API at ``api/`` (its schema at ``api/schema/``, the interactive
-docs at ``api/docs/``, ReDoc at ``api/redoc/``) and Prometheus at ``metrics``. The staff pages are on the project's own
+docs at ``api/docs/``, ReDoc at ``api/redoc/``; the live stream, SSE and long-poll, at ``api/stream/``,
+``api/jobs/<id>/stream/`` and ``api/events/``) and Prometheus at ``metrics``. The staff pages are on the project's own
 admin site (``console``), the websocket in its ASGI application (``jobadmin.routing``). No
 path is written into a page or a script: each is reversed, so any prefix serves.
 """
@@ -13,6 +14,7 @@ from monitoring.views import prometheus_metrics
 
 api_urlpatterns: list[URLPattern | URLResolver] = [
     path("", ApiRootView.as_view(), name="jobadmin-api"),
+    path("", include("live.urls")),
     path("", include("jobs.api.urls")),
     path("", include("monitoring.urls")),
     path("schema/", ApiSchemaView.as_view(), name="api-schema"),

@@ -300,6 +300,18 @@ def _reauth() -> _Reauth:
     return _loop_single(_Reauth)
 
 
+def behind(outbox_length: int, queued_at: float | None) -> bool:
+    """Whether a subscriber is behind (its queued progress of a job is replaced by the newer one):
+    a long outbox, or a queued progress already ``STALE_AFTER`` old. Sockets and SSE streams alike."""
+    return outbox_length >= CONFLATE_AT or (queued_at is not None and time.time() - queued_at >= STALE_AFTER)
+
+
+def channel_group(channel: policy.Channel) -> str:
+    """The hub group of a parsed channel (``job:<id>`` -> ``job.<id>``, ``all`` -> ``jobs.all``, ...)."""
+    system = {"all": ALL_GROUP, "alerts": ALERTS_GROUP, "stats": STATS_GROUP}
+    return system.get(channel.kind) or f"{channel.kind}.{channel.key}"
+
+
 class _Entry:
     __slots__ = ("at", "event_id", "job", "kind", "text")
 
@@ -423,7 +435,7 @@ class JobsConsumer(AsyncWebsocketConsumer):
 
     def _behind(self, queued: _Entry) -> bool:
         """Whether this socket is behind: a long outbox, or a queued progress already stale."""
-        return len(self.outbox) >= CONFLATE_AT or (queued.at is not None and time.time() - queued.at >= STALE_AFTER)
+        return behind(len(self.outbox), queued.at)
 
     def deliver_stats(self, text: str) -> None:
         if not self.closing:
@@ -560,8 +572,7 @@ class JobsConsumer(AsyncWebsocketConsumer):
             return None, messages.UNKNOWN_CHANNEL
         if not await _may_subscribe(self.user, parsed):
             return None, messages.FORBIDDEN
-        system = {"all": ALL_GROUP, "alerts": ALERTS_GROUP, "stats": STATS_GROUP}
-        return system.get(parsed.kind) or f"{parsed.kind}.{parsed.key}", None
+        return channel_group(parsed), None
 
     async def _join(self, channel: str, group: str) -> None:
         self.groups_by_channel[channel] = group

@@ -26,6 +26,7 @@ RATE_LIMITED = "rate-limited"
 REPLAY_TRUNCATED = "replay-truncated"
 TOO_MANY_SOCKETS = "too-many-sockets"  # then close 4429 (JOBADMIN_WS_MAX_SOCKETS_PER_USER)
 TOO_MANY_SUBSCRIPTIONS = "too-many-subscriptions"  # JOBADMIN_WS_MAX_SUBSCRIPTIONS; the socket stays open
+TOO_SLOW = "too-slow"  # an SSE stream that fell too far behind ends with it (resume with Last-Event-ID)
 ERROR_CODES = (
     BAD_JSON,
     BAD_MESSAGE,
@@ -37,6 +38,7 @@ ERROR_CODES = (
     REPLAY_TRUNCATED,
     TOO_MANY_SOCKETS,
     TOO_MANY_SUBSCRIPTIONS,
+    TOO_SLOW,
 )
 
 # --- close codes -------------------------------------------------------------------------

@@ -171,6 +171,14 @@ WAYS: list[Way] = [
     Way("job-result", "get", OWN_JOB, kwargs=_job),
     Way("job-events", "get", OWN_JOB, kwargs=_job),
     Way("job-cancel", "post", ACT_ON_OWN_JOB, kwargs=_job),
+    # --- /api/: SSE and long-poll (under the test client, which is WSGI, they answer at once) -------
+    Way("api-stream", "get", SIGNED_IN),  # the caller's own user channel
+    Way("api-stream", "get", SYSTEM, data=lambda s: {"channels": "all"}),
+    Way("api-stream", "get", row(401, 200, 403, 403, 200, 200, 200), data=lambda s: {"channels": f"job:{s.job.pk}"}),
+    Way("api-job-stream", "get", row(401, 200, 403, 403, 200, 200, 200), kwargs=_job),
+    Way("api-events", "get", SIGNED_IN),
+    Way("api-events", "get", SYSTEM, data=lambda s: {"channels": "alerts", "after": 0}),
+    Way("api-events", "get", row(401, 200, 403, 403, 200, 200, 200), data=lambda s: {"channels": f"job:{s.job.pk}"}),
     Way("job-retry", "post", ACT_ON_OWN_JOB, kwargs=_job, job_status=JobStatus.FAILED),
     Way("job-pause", "post", ACT_ON_OWN_JOB, kwargs=_job, job_status=JobStatus.RUNNING),
     Way("job-resume", "post", ACT_ON_OWN_JOB, kwargs=_job, job_status=JobStatus.PAUSED),

@@ -48,7 +48,7 @@ from monitoring.models import Alert, AlertRule, AlertStatus
 from tests.conftest import OPERATOR_PERMISSIONS, grant
 from tests.factories import JobFactory, UserFactory
 
-OUR_PATHS = r"^/api/(jobs|job-types|queues|auth|stats|analytics|metrics|health|alerts)/"
+OUR_PATHS = r"^/api/(jobs|job-types|queues|auth|stats|analytics|metrics|health|alerts|stream|events)/"
 # Whether a schema-valid body is accepted here depends on server state the schema cannot
 # express (the credentials; the registered types, each with its own params schema, and
 # the queues), so a 400 for a well-formed body is correct: schemathesis' "positive data
@@ -151,6 +151,9 @@ def test_schema_and_interactive_docs_are_served_and_list_every_jobs_operation(cl
         "/api/queues/{name}/": {"get"},
         "/api/queues/{name}/pause/": {"post"},
         "/api/queues/{name}/resume/": {"post"},
+        "/api/stream/": {"get"},
+        "/api/jobs/{id}/stream/": {"get"},
+        "/api/events/": {"get"},
     }
     for path, methods in expected.items():
         assert methods <= set(paths[path]), path
@@ -158,6 +161,9 @@ def test_schema_and_interactive_docs_are_served_and_list_every_jobs_operation(cl
     list_params = {p["name"] for p in paths["/api/jobs/"]["get"]["parameters"]}
     assert list_params >= {"status", "type", "queue", "user", "created_after", "created_before", "search"}
     assert list_params >= {"ordering", "page", "page_size", "id"}
+    for stream in ("/api/stream/", "/api/jobs/{id}/stream/"):
+        assert set(paths[stream]["get"]["responses"]["200"]["content"]) == {"text/event-stream"}
+    assert set(paths["/api/events/"]["get"]["responses"]["200"]["content"]) == {"application/json"}
     assert client.get("/api/docs/").status_code == 200
 
 
@@ -236,6 +242,8 @@ def test_every_operation_has_a_typed_body_and_lists_the_errors_it_can_answer() -
             if code == 204:  # No Content: a delete answers with no body, and says so
                 if response.get("content"):
                     problems.append(f"{where}: 204 has a body")
+                continue
+            if "text/event-stream" in response.get("content", {}):  # a stream's body (live.sse)
                 continue
             body = response.get("content", {}).get("application/json", {}).get("schema", {})
             name = _ref(body)

@@ -13,6 +13,12 @@
  * On a lost connection it reconnects with exponential backoff and full jitter, and
  * subscribes to every channel again with `since`, so the server replays what was missed.
  * Every event_id is delivered to the page once (duplicates across reconnects are dropped).
+ *
+ * Where websockets do not get through (a proxy without upgrade support), it falls back by
+ * itself: after `fallbackAfter` websocket attempts that never got a welcome, to Server-Sent
+ * Events (`streamUrl`, GET /api/stream/), and after as many failed streams, to long-polling
+ * (`pollUrl`, GET /api/events/); docs/live.md. Each "status" event says which `transport` is in
+ * use, the `attempt` count and `lastMessageAt`; `reconnectNow()` starts over from the websocket.
  */
 (function (global) {
   "use strict";
@@ -26,7 +32,14 @@
     pongTimeout: 10000, // ms without any frame after a ping before the socket is considered dead
     resumeOverlap: 200, // resume this many ids early: events that committed late are not lost (dupes are dropped)
     seenLimit: 5000, // event ids remembered for de-duplication
+    streamUrl: null, // GET /api/stream/ (SSE); null: no SSE fallback
+    pollUrl: null, // GET /api/events/ (long-poll); null: no long-poll fallback
+    fallbackAfter: 2, // failed attempts (never live) of one transport before the next one is tried
+    welcomeTimeout: 5000, // ms an open websocket may take to say welcome before it counts as failed
+    pollWait: 25, // s a long-poll waits for events
   };
+
+  var TRANSPORTS = ["websocket", "sse", "long-poll"];
 
   function JobAdminLive(options) {
     this.options = Object.assign({}, DEFAULTS, options || {});
@@ -38,6 +51,12 @@
     this.state = "closed";
     this.socket = null;
     this.stopped = true;
+    this.transport = "websocket";
+    this.failures = 0; // attempts of this transport since it was last live
+    this.attempts = 0; // connection attempts in all, every transport
+    this.lastMessageAt = null;
+    this.stream = null; // the EventSource, on SSE
+    this.poller = null; // the AbortController of the running long-poll
     this._target = typeof EventTarget === "function" ? new EventTarget() : null;
     this._listeners = {};
   }
@@ -61,9 +80,18 @@
   };
 
   JobAdminLive.prototype._setState = function (state, extra) {
-    if (this.state === state) return;
+    if (this.state === state && !(extra && extra.force)) return;
     this.state = state;
-    this._emit("status", Object.assign({ state: state, attempt: this.attempt }, extra || {}));
+    this._emit("status", Object.assign({
+      state: state, attempt: this.attempt, attempts: this.attempts, transport: this.transport,
+      lastMessageAt: this.lastMessageAt
+    }, extra || {}));
+  };
+
+  // Where the page's data stands: for an indicator ("Live over SSE, 3 attempts, last message 12 s ago").
+  JobAdminLive.prototype.describe = function () {
+    return { state: this.state, transport: this.transport, attempt: this.attempt, attempts: this.attempts,
+             lastMessageAt: this.lastMessageAt };
   };
 
   JobAdminLive.prototype._url = function () {
@@ -88,19 +116,44 @@
     this.stopped = true;
     clearTimeout(this._retryTimer);
     this._stopHeartbeat();
-    if (this.socket) this.socket.close(1000);
+    this._closeTransports();
     this._setState("closed");
+  };
+
+  JobAdminLive.prototype._closeTransports = function () {
+    clearTimeout(this._welcomeTimer);
+    var socket = this.socket;
+    this.socket = null;
+    if (socket) socket.close(1000);
+    if (this.stream) { this.stream.close(); this.stream = null; }
+    if (this.poller) { this.poller.abort(); this.poller = null; }
+  };
+
+  // Start over at once, from the websocket (a "Reconnect now" control).
+  JobAdminLive.prototype.reconnectNow = function () {
+    clearTimeout(this._retryTimer);
+    this._stopHeartbeat();
+    this._closeTransports();
+    this.stopped = false;
+    this.transport = "websocket";
+    this.failures = 0;
+    this._open();
   };
 
   JobAdminLive.prototype.subscribe = function (channel, options) {
     var since = options && typeof options.since === "number" ? options.since : null;
     this.channels.set(channel, { since: since });
-    if (this.state === "live") this._send({ type: "subscribe", channel: channel, since: since === null ? undefined : since });
+    if (this.state !== "live") return;
+    if (this.transport === "websocket") {
+      this._send({ type: "subscribe", channel: channel, since: since === null ? undefined : since });
+    } else {
+      this.reconnectNow(); // a stream's or poll's channels are in its URL
+    }
   };
 
   JobAdminLive.prototype.unsubscribe = function (channel) {
     this.channels.delete(channel);
-    if (this.state === "live") this._send({ type: "unsubscribe", channel: channel });
+    if (this.state === "live" && this.transport === "websocket") this._send({ type: "unsubscribe", channel: channel });
   };
 
   JobAdminLive.prototype.requestStats = function () {
@@ -112,19 +165,33 @@
   };
 
   JobAdminLive.prototype._open = function () {
+    this.attempts += 1;
+    this._setState(this.attempt ? "reconnecting" : "connecting", { force: true });
+    if (this.transport === "sse") return this._openStream();
+    if (this.transport === "long-poll") return this._poll(true);
+    return this._openSocket();
+  };
+
+  JobAdminLive.prototype._openSocket = function () {
     var self = this;
-    this._setState(this.attempt ? "reconnecting" : "connecting");
     var socket;
     try {
       socket = new WebSocket(this._url());
     } catch (err) {
-      this._scheduleReconnect();
+      this._failed(false);
       return;
     }
     this.socket = socket;
+    this._welcomed = false;
+    clearTimeout(this._welcomeTimer);
+    // Open but silent (a proxy that swallows the upgrade's frames) counts as failed too.
+    this._welcomeTimer = setTimeout(function () {
+      if (self.socket === socket && !self._welcomed) socket.close(4000);
+    }, this.options.welcomeTimeout);
     socket.onmessage = function (frame) { self._onMessage(frame.data); };
     socket.onclose = function (event) {
       self._stopHeartbeat();
+      clearTimeout(self._welcomeTimer);
       if (self.socket !== socket) return;
       self.socket = null;
       if (self.stopped) return;
@@ -133,8 +200,119 @@
         self._setState("unauthorized", { code: event.code });
         return;
       }
-      self._scheduleReconnect(event.code);
+      self._failed(self._welcomed, event.code);
     };
+  };
+
+  // The channels and the resume point of a stream or poll URL.
+  JobAdminLive.prototype._query = function (params) {
+    var parts = [];
+    var names = Array.from(this.channels.keys());
+    if (names.length) parts.push("channels=" + encodeURIComponent(names.join(",")));
+    Object.keys(params).forEach(function (name) {
+      if (params[name] !== null && params[name] !== undefined) parts.push(name + "=" + encodeURIComponent(params[name]));
+    });
+    if (this.options.token) parts.push("token=" + encodeURIComponent(this.options.token));
+    return parts.length ? "?" + parts.join("&") : "";
+  };
+
+  // Where a stream or the first poll resumes: a little before the newest id seen (late commits;
+  // repeats are dropped), or the page's own `since`, or nothing (from now on).
+  JobAdminLive.prototype._since = function () {
+    if (this.lastEventId > 0) return this._resumeFrom();
+    var since = null;
+    this.channels.forEach(function (sub) {
+      if (sub.since !== null && (since === null || sub.since < since)) since = sub.since;
+    });
+    return since;
+  };
+
+  JobAdminLive.prototype._becameLive = function () {
+    this.attempt = 0;
+    this.failures = 0;
+    this._setState("live", { force: true });
+  };
+
+  JobAdminLive.prototype._openStream = function () {
+    var self = this;
+    var stream;
+    try {
+      stream = new EventSource(this.options.streamUrl + this._query({ since: this._since() }),
+                               { withCredentials: !!this.options.withCredentials });
+    } catch (err) {
+      this._failed(false);
+      return;
+    }
+    this.stream = stream;
+    var opened = false;
+    stream.onopen = function () { opened = true; self._becameLive(); };
+    ["job-update", "job-alert", "job-stats"].forEach(function (type) {
+      stream.addEventListener(type, function (event) { self._onMessage(event.data); });
+    });
+    stream.addEventListener("error", function (event) {
+      if (self.stream !== stream) return;
+      if (event.data) { self._onMessage(event.data); return; } // the server's own `error` event
+      // The stream broke or was refused: reconnect ourselves, with `since`, counting the attempt
+      // (the browser's own reconnect would resume from its Last-Event-ID only).
+      stream.close();
+      self.stream = null;
+      if (!self.stopped) self._failed(opened);
+    });
+  };
+
+  JobAdminLive.prototype._poll = function (first) {
+    var self = this;
+    var after = this._pollAfter;
+    if (first) after = this._since();
+    var controller = typeof AbortController === "function" ? new AbortController() : null;
+    this.poller = controller;
+    var wait = after === null ? 0 : this.options.pollWait;
+    fetch(this.options.pollUrl + this._query({ after: after, wait: wait }), {
+      credentials: this.options.withCredentials ? "include" : "same-origin",
+      headers: { Accept: "application/json" },
+      signal: controller ? controller.signal : undefined,
+    }).then(function (response) {
+      if (self.poller !== controller) return null;
+      if (response.status === 401) {
+        self.stopped = true;
+        self._setState("unauthorized", { code: 401 });
+        return null;
+      }
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      return response.json();
+    }).then(function (body) {
+      if (!body || self.poller !== controller || self.stopped) return;
+      if (self.state !== "live") self._becameLive();
+      body.events.forEach(function (message) { self._onMessage(message); });
+      self._pollAfter = body.last_event_id;
+      self._poll(false);
+    }).catch(function () {
+      if (self.poller !== controller || self.stopped) return;
+      self.poller = null;
+      self._failed(self.state === "live");
+    });
+  };
+
+  // A transport failed: one that was live is tried again; one that never got through
+  // `fallbackAfter` times in a row gives way to the next one that is configured.
+  JobAdminLive.prototype._failed = function (wasLive, code) {
+    this.failures = wasLive ? 1 : this.failures + 1;
+    if (!wasLive && this.failures >= this.options.fallbackAfter) {
+      var next = this._nextTransport();
+      if (next) {
+        this.transport = next;
+        this.failures = 0;
+      }
+    }
+    this._scheduleReconnect(code);
+  };
+
+  JobAdminLive.prototype._nextTransport = function () {
+    var urls = { sse: this.options.streamUrl && typeof EventSource === "function", "long-poll": this.options.pollUrl };
+    for (var i = TRANSPORTS.indexOf(this.transport) + 1; i < TRANSPORTS.length; i++) {
+      if (urls[TRANSPORTS[i]]) return TRANSPORTS[i];
+    }
+    return null;
   };
 
   JobAdminLive.prototype._scheduleReconnect = function (code) {
@@ -144,7 +322,7 @@
     // clients cut off together do not all come back at the same instant.
     var ceiling = Math.min(this.options.maxDelay, this.options.minDelay * Math.pow(2, this.attempt - 1));
     var delay = Math.random() * ceiling;
-    this._setState("reconnecting", { code: code, delay: delay });
+    this._setState("reconnecting", { code: code, delay: delay, force: true });
     clearTimeout(this._retryTimer);
     this._retryTimer = setTimeout(function () { self._open(); }, delay);
   };
@@ -154,11 +332,16 @@
   };
 
   JobAdminLive.prototype._onMessage = function (data) {
-    var message;
-    try { message = JSON.parse(data); } catch (err) { return; }
+    var message = data;
+    if (typeof data === "string") {
+      try { message = JSON.parse(data); } catch (err) { return; }
+    }
     this._lastFrameAt = Date.now();
+    if (message.type !== "pong" && message.type !== "welcome") this.lastMessageAt = this._lastFrameAt;
     switch (message.type) {
       case "welcome":
+        this._welcomed = true;
+        clearTimeout(this._welcomeTimer);
         var resuming = this.lastEventId > 0;
         if (!resuming) this.lastEventId = message.latest_event_id;
         var own = "user:" + message.user.id;
@@ -170,9 +353,8 @@
           var from = resuming ? since : sub.since;
           self._send({ type: "subscribe", channel: channel, since: from === null ? undefined : from });
         });
-        this.attempt = 0;
         this._startHeartbeat();
-        this._setState("live");
+        this._becameLive();
         this._emit("welcome", message);
         return;
       case "job-update":
