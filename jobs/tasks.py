@@ -111,6 +111,8 @@ def execute_job(job: Job, *, worker: str, claim_next: str | None = None, budget:
     try:
         jtype = get_job_type(job.type)
     except LookupError:
+        jtype = _task_job_type(job.type)
+    if jtype is None:
         services.job_fail(
             job_id=job.pk,
             worker=worker,
@@ -170,6 +172,15 @@ def execute_job(job: Job, *, worker: str, claim_next: str | None = None, budget:
         shutdown.job_ended()
         ctx.stop_heartbeat()
     return _claim(claim_next, worker, budget)
+
+
+def _task_job_type(name: str) -> Any:
+    """A ``django.tasks`` task this worker has not imported yet (jobs.django_tasks)."""
+    if not name.startswith("task:"):
+        return None
+    from jobs.django_tasks import load_job_type
+
+    return load_job_type(name)
 
 
 def _claim(queue: str | None, worker: str, budget: Budget | None = None, *, first: bool = False) -> Job | None:
