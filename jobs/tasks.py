@@ -22,7 +22,6 @@ from jobs import outage, services, shutdown
 from jobs.context import JobContext
 from jobs.exceptions import JobCancelled, JobLost, JobSuspended, JobTimedOut
 from jobs.models import Job
-from jobs.registry import get_job_type
 
 logger = logging.getLogger(__name__)
 
@@ -108,10 +107,7 @@ def execute_job(job: Job, *, worker: str, claim_next: str | None = None, budget:
     With ``claim_next``, the worker's next job of that queue is claimed (in the same
     transaction as the finish when the job completes) and returned.
     """
-    try:
-        jtype = get_job_type(job.type)
-    except LookupError:
-        jtype = _task_job_type(job.type)
+    jtype = services.type_or_none(job.type)  # a django.tasks task is loaded by its path
     if jtype is None:
         services.job_fail(
             job_id=job.pk,
@@ -172,15 +168,6 @@ def execute_job(job: Job, *, worker: str, claim_next: str | None = None, budget:
         shutdown.job_ended()
         ctx.stop_heartbeat()
     return _claim(claim_next, worker, budget)
-
-
-def _task_job_type(name: str) -> Any:
-    """A ``django.tasks`` task this worker has not imported yet (jobs.django_tasks)."""
-    if not name.startswith("task:"):
-        return None
-    from jobs.django_tasks import load_job_type
-
-    return load_job_type(name)
 
 
 def _claim(queue: str | None, worker: str, budget: Budget | None = None, *, first: bool = False) -> Job | None:
