@@ -24,6 +24,7 @@ from tests.dtasks import tasks
 from tests.dtasks.compat import TaskResultStatus
 from tests.live.test_live_e2e import http, next_message, start_daphne, until
 
+
 def post(port: int, path: str, token: str) -> Any:
     try:
         return http(port, path, token, {})
