@@ -30,13 +30,13 @@ from rest_framework import serializers
 # ``django.tasks``; on Django 5.2 the ``django-tasks`` backport (0.12) is the same API under
 # the package ``django_tasks`` (its ``InvalidTask`` is spelt ``InvalidTaskError``).
 try:
-    from django.tasks import TaskContext, TaskResult, TaskResultStatus
+    from django.tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
     from django.tasks.backends.base import BaseTaskBackend
     from django.tasks.base import Task, TaskError
     from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
     from django.tasks.signals import task_enqueued, task_finished, task_started
 except ImportError:  # Django 5.2
-    from django_tasks import TaskContext, TaskResult, TaskResultStatus  # type: ignore[assignment,no-redef,unused-ignore]
+    from django_tasks import TaskContext, TaskResult, TaskResultStatus, task_backends  # type: ignore[assignment,no-redef,unused-ignore]
     from django_tasks.backends.base import BaseTaskBackend  # type: ignore[assignment,no-redef,unused-ignore]
     from django_tasks.base import Task, TaskError  # type: ignore[assignment,no-redef,unused-ignore]
     from django_tasks.exceptions import InvalidTaskError as InvalidTask  # type: ignore[assignment,no-redef,unused-ignore]
