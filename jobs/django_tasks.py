@@ -119,7 +119,7 @@ class TaskParams(serializers.Serializer):
     """A task job's params: the call's arguments (JSON fields: cheaper to build than a
     ``ListField``'s child per enqueue, and ``enqueue`` has checked the JSON already)."""
 
-    args = serializers.JSONField(required=False, default=list)
+    args = serializers.JSONField(required=False, default=list)  # type: ignore[arg-type]  # stubs want a mapping
     kwargs = serializers.JSONField(required=False, default=dict)
 
     def validate_args(self, value: Any) -> list[Any]:
