@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.db import connection as db_connection
 from rest_framework.authtoken.models import Token
 from websockets.asyncio.client import connect
 
@@ -30,6 +31,18 @@ def post(port: int, path: str, token: str) -> Any:
         return http(port, path, token, {})
     except urllib.error.HTTPError as exc:
         raise AssertionError(f"{path}: {exc.code} {exc.read()!r}") from None
+
+
+async def off_loop(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn`` in a thread, whose database connection is closed after (no session outlives the test)."""
+
+    def call() -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            db_connection.close()
+
+    return await asyncio.to_thread(call)
 
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
@@ -48,7 +61,7 @@ def test_a_task_watched_live_cancelled_retried_and_read_back(processes: Any, use
         async with connect(f"ws://127.0.0.1:{port}/ws/jobs/?token={token}") as ws:
             assert (await next_message(ws))["type"] == "welcome"
             with acting_as(user):
-                result = await asyncio.to_thread(tasks.slow_walk.enqueue, items=40, delay=0.1)
+                result = await off_loop(tasks.slow_walk.enqueue, items=40, delay=0.1)
             await ws.send(json.dumps({"type": "subscribe", "channel": f"job:{result.id}", "since": 0}))
 
             def update(status: str, *, moved: bool = False) -> Any:
@@ -64,17 +77,17 @@ def test_a_task_watched_live_cancelled_retried_and_read_back(processes: Any, use
                 return match
 
             await until(ws, update("running", moved=True), seen, timeout=60)  # progress, live
-            fetched = await asyncio.to_thread(tasks.slow_walk.get_result, result.id)
+            fetched = await off_loop(tasks.slow_walk.get_result, result.id)
             assert fetched.status == TaskResultStatus.RUNNING
-            await asyncio.to_thread(post, port, f"/api/jobs/{result.id}/cancel/", token)
+            await off_loop(post, port, f"/api/jobs/{result.id}/cancel/", token)
             await until(ws, update("cancelled"), seen, timeout=30)
-            cancelled = await asyncio.to_thread(tasks.slow_walk.get_result, result.id)
+            cancelled = await off_loop(tasks.slow_walk.get_result, result.id)
             assert cancelled.status == TaskResultStatus.FAILED
             assert cancelled.errors[-1].exception_class_path == "jobs.exceptions.JobCancelled"
 
-            await asyncio.to_thread(post, port, f"/api/jobs/{result.id}/retry/", token)
+            await off_loop(post, port, f"/api/jobs/{result.id}/retry/", token)
             await until(ws, update("completed"), seen, timeout=60)
-            await asyncio.to_thread(result.refresh)
+            await off_loop(result.refresh)
             assert result.status == TaskResultStatus.SUCCESSFUL
             assert result.return_value == 40
             assert result.attempts == 2
