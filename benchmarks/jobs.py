@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jobs.context import JobContext
+from jobs.django_tasks import Task, task_backends
 from jobs.registry import job
 
 
@@ -16,3 +17,16 @@ def noop_job(ctx: JobContext, params: dict[str, Any]) -> None:
 def noop_task() -> None:
     """Target of the bare ``async_task`` calls."""
     return None
+
+
+def _django_task(func: Any) -> Task:
+    """``@task`` of this Django line's task framework (jobs.django_tasks picks it)."""
+    return task_backends["default"].task_class(func=func, timeout=60)
+
+
+def noop_django_task() -> None:
+    """Enqueued through Django's task API (``--mode django.tasks``)."""
+    return None
+
+
+noop_django_task = _django_task(noop_django_task)  # type: ignore[assignment]

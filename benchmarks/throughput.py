@@ -10,7 +10,9 @@ and drops) with the Redis broker (its keys are deleted afterwards).
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/9 \\
         .venv/bin/python -m benchmarks.throughput                  # and PostgreSQL + Redis
 
-Options: ``--jobs 2000 --workers 2 --rounds 1 --only sqlite|services``.
+Options: ``--jobs 2000 --workers 2 --rounds 1 --only sqlite|services --mode jobs|django.tasks``.
+``--mode django.tasks`` measures N ``.enqueue()`` calls of a no-op ``@task`` through
+``jobs.django_tasks.JobAdminBackend`` against the N bare ``async_task`` calls instead.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ TARGET_RATIO = 0.8
 
 def _run_child(env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.throughput", "--child", "--jobs", str(args.jobs)]
-    cmd += ["--workers", str(args.workers), "--rounds", str(args.rounds)]
+    cmd += ["--workers", str(args.workers), "--rounds", str(args.rounds), "--mode", args.mode]
     out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -53,6 +55,17 @@ def run_services(args: argparse.Namespace, tag: str) -> dict[str, Any]:
 
 def report(name: str, result: dict[str, Any]) -> None:
     print(f"\n{name}: {result['jobs']} no-op jobs, {result['workers']} workers, broker {result['broker']}")
+    if result.get("mode") == "django.tasks":
+        for n, r in enumerate(result["rounds"], start=1):
+            bare, ours = r["bare"], r["django_tasks"]
+            ratio = ours["rate"] / bare["rate"]
+            verdict = "meets" if ratio >= TARGET_RATIO else "misses"
+            print(
+                f"  round {n}: bare async_task {bare['rate']:7.1f} jobs/s (enqueued in {bare['enqueue_s']:.1f} s)   "
+                f"django.tasks .enqueue() {ours['rate']:7.1f} jobs/s (enqueued in {ours['enqueue_s']:.1f} s)   "
+                f"ratio {ratio:.2f} ({verdict} the {TARGET_RATIO} target)"
+            )
+        return
     for n, r in enumerate(result["rounds"], start=1):
         bare, ours = r["bare"], r["jobadmin"]
         ratio = ours["rate"] / bare["rate"]
@@ -79,6 +92,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--only", choices=["sqlite", "services"])
+    parser.add_argument("--mode", choices=["jobs", "django.tasks"], default="jobs")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -121,6 +135,9 @@ def child(args: argparse.Namespace) -> None:
         _warm_up()
         rounds = []
         for _ in range(args.rounds):
+            if args.mode == "django.tasks":
+                rounds.append({"bare": measure_bare(args.jobs), "django_tasks": measure_django_tasks(args.jobs)})
+                continue
             bare = measure_bare(args.jobs)
             jobadmin = measure_jobadmin(args.jobs)
             drain = measure_jobadmin_drain(args.jobs)
@@ -130,6 +147,7 @@ def child(args: argparse.Namespace) -> None:
             "workers": args.workers,
             "broker": "redis" if settings.REDIS_URL else "orm",
             "rounds": rounds,
+            "mode": args.mode,
         }
     finally:
         cluster.send_signal(signal.SIGTERM)
@@ -144,7 +162,8 @@ def child(args: argparse.Namespace) -> None:
         cluster.wait()
         log.close()
     # With the cluster stopped, so that no worker takes the jobs it counts.
-    result["writes_per_job"] = count_writes_per_job()
+    if args.mode == "jobs":
+        result["writes_per_job"] = count_writes_per_job()
     print(json.dumps(result))
 
 
@@ -197,6 +216,26 @@ def measure_jobadmin(n: int) -> dict[str, float]:
     elapsed = time.perf_counter() - started
     left = dict(ours.exclude(status=JobStatus.COMPLETED).values_list("status", "error")[:5])
     assert not left, f"benchmark jobs did not complete: {left}"
+    return {"rate": n / elapsed, "enqueue_s": enqueued}
+
+
+def measure_django_tasks(n: int) -> dict[str, float]:
+    """N ``.enqueue()`` calls of a no-op ``@task`` through ``JobAdminBackend``, until all are done."""
+    from benchmarks.jobs import noop_django_task
+    from jobs.models import Job, JobStatus
+
+    ours = Job.objects.filter(type="task:benchmarks.jobs.noop_django_task")
+    noop_django_task.enqueue()  # its job type registered, its first enqueue paid
+    _wait(lambda: ours.filter(status=JobStatus.COMPLETED).exists(), "the warm-up task")
+    before = ours.filter(status=JobStatus.COMPLETED).count()
+    started = time.perf_counter()
+    for _ in range(n):
+        noop_django_task.enqueue()
+    enqueued = time.perf_counter() - started
+    _wait(lambda: ours.filter(status=JobStatus.COMPLETED).count() - before >= n, "the django.tasks jobs")
+    elapsed = time.perf_counter() - started
+    left = dict(ours.exclude(status=JobStatus.COMPLETED).values_list("status", "error")[:5])
+    assert not left, f"benchmark tasks did not complete: {left}"
     return {"rate": n / elapsed, "enqueue_s": enqueued}
 
 

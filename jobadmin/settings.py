@@ -343,6 +343,10 @@ Q_CLUSTER = _conf.q_cluster(
     redis_url=REDIS_URL,
 )
 
+# Django's task framework (django.tasks on Django 6, the django-tasks backport on 5.2): a
+# ``@task`` function's ``.enqueue()`` becomes a JobAdmin job (docs/django-tasks.md).
+TASKS = {"default": {"BACKEND": "jobs.django_tasks.JobAdminBackend"}}
+
 # --- API ------------------------------------------------------------------------------------
 # JobAdmin's views carry their own DRF settings (jobs.api.settings): this project sets no
 # REST_FRAMEWORK and no SPECTACULAR_SETTINGS, as a host need not. Only the rates are settings.

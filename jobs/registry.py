@@ -140,6 +140,12 @@ def job(
     return decorator
 
 
+def register(job_type: JobType) -> None:
+    """Register a ready-made type (``jobs.django_tasks`` registers one per ``@task`` function:
+    its checks are Django's ``validate_task``, not ``job``'s)."""
+    _registry[job_type.name] = job_type
+
+
 def get_job_type(name: str) -> JobType:
     try:
         return _registry[name]

@@ -22,7 +22,6 @@ from jobs import outage, services, shutdown, worker_reports
 from jobs.context import JobContext
 from jobs.exceptions import JobCancelled, JobLost, JobSuspended, JobTimedOut
 from jobs.models import Job
-from jobs.registry import get_job_type
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +110,8 @@ def execute_job(job: Job, *, worker: str, claim_next: str | None = None, budget:
     With ``claim_next``, the worker's next job of that queue is claimed (in the same
     transaction as the finish when the job completes) and returned.
     """
-    try:
-        jtype = get_job_type(job.type)
-    except LookupError:
+    jtype = services.type_or_none(job.type)  # a django.tasks task is loaded by its path
+    if jtype is None:
         services.job_fail(
             job_id=job.pk,
             worker=worker,

@@ -25,7 +25,7 @@ Transitions (``→`` by a person or the API, ``⇒`` by the worker or the system
 
 from jobs.events import record_job_event
 from jobs.selectors import stalled_jobs_queryset
-from jobs.services._shared import RUN_TASK, worker_name
+from jobs.services._shared import RUN_TASK, type_or_none, worker_name
 from jobs.services.actions import JOB_ACTIONS, job_cancel, job_pause, job_resume, job_retry
 from jobs.services.claim import Enqueued, job_claim, job_enqueue, job_enqueue_once, jobs_enqueue_many, user_share
 from jobs.services.queues import (
@@ -109,6 +109,7 @@ __all__ = [
     "schedules_fire",
     "send_wakeups",
     "stalled_jobs_queryset",
+    "type_or_none",
     "upcoming_runs",
     "user_share",
     "wakeup_if_waiting",

@@ -56,7 +56,14 @@ def finish(job: Job, now: datetime) -> None:
 
 
 def type_or_none(name: str) -> Any:
+    """The type of a stored job, or None. A ``django.tasks`` task whose module this process
+    has not imported is loaded by its job's type (jobs.django_tasks): the job exists, so the
+    name was written by an enqueue, never taken from a request."""
     try:
         return get_job_type(name)
     except LookupError:
-        return None
+        if not name.startswith("task:"):
+            return None
+    from jobs.django_tasks import load_job_type
+
+    return load_job_type(name)

@@ -64,6 +64,7 @@ def job_enqueue(
     priority: int | None = None,
     actor: Any = None,
     schedule: Any = None,
+    run_after: Any = None,
 ) -> Job:
     """Validate ``params`` against the type's schema, store the job and wake a worker.
 
@@ -71,9 +72,12 @@ def job_enqueue(
     with a priority above its default),
     ``QueueNotFound`` or DRF's ``ValidationError`` (field messages under the params' field
     names) before anything is written. ``schedule``: the schedule that queues it.
+    ``run_after``: a delayed start (an aware datetime): no claim takes the job before then, as
+    after a retry's back-off, and the dispatch tick wakes its queue when it is due.
     """
     job = _new_job(job_type=job_type, params=params, user=user, queue=queue, priority=priority)
     job.schedule = schedule
+    job.run_after = run_after
     with transaction.atomic():
         _store(job, actor=actor)
     return job
