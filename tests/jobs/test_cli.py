@@ -43,8 +43,10 @@ def test_enqueue_parses_values_as_json_where_they_parse_and_records_the_actor(us
     assert JobEvent.objects.get(job=job, kind=EventKind.CREATED).actor == user
 
 
-def test_enqueue_with_bad_input_exits_2_with_the_field_errors_and_queues_nothing(db: Any) -> None:
-    # A real process, for the real exit status and stderr.
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_with_bad_input_exits_2_with_the_field_errors_and_queues_nothing() -> None:
+    # A real process, for the real exit status and stderr (transaction=True: the test holds no
+    # transaction open on the database the process reads).
     proc = subprocess.run(
         [sys.executable, "manage.py", "jobs", "enqueue", "demo", "items=0", "delay_ms=slow"],
         cwd=ROOT,
