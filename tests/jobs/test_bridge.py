@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.urls import reverse
 from rest_framework import serializers
 from rest_framework.test import APIClient
 
@@ -86,6 +87,21 @@ def test_the_api_answers_bad_arguments_with_a_400_under_params(runner: Any) -> N
     assert response.status_code == 400, response.content
     assert "invalid choice: 'LOUD'" in str(response.json()["params"]["args"])
     assert not Job.objects.exists()
+
+
+@pytest.mark.usefixtures("allowed")
+def test_the_admin_form_answers_bad_arguments_with_a_form_error(client: Any, superuser: Any) -> None:
+    services.queue_ensure_defaults()
+    client.force_login(superuser)
+    url = reverse("admin:jobs_job_enqueue_type", args=["management-command"])
+    form = {"command": "check", "args": '["--fail-level", "LOUD"]', "_queue": "default", "_priority": "0"}
+    response = client.post(url, form)
+    assert response.status_code == 400
+    assert "invalid choice: 'LOUD'" in response.context["form"].errors["args"][0]
+    assert not Job.objects.exists()
+    response = client.post(url, {**form, "args": '["--fail-level", "ERROR"]'})
+    assert response.status_code == 302
+    assert Job.objects.get().params == {"command": "check", "args": ["--fail-level", "ERROR"]}
 
 
 @pytest.mark.usefixtures("allowed")
