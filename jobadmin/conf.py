@@ -115,6 +115,8 @@ SETTINGS: dict[str, Setting] = {
     "PROMETHEUS_ALLOWED_IPS": Setting(None, "list"),
     "JOBADMIN_TRUSTED_PROXIES": Setting([], "list"),
     "JOBADMIN_CORS_ORIGINS": Setting([], "list"),
+    # Management commands the ``management-command`` job type may run (jobs.bridge); none by default.
+    "JOBADMIN_COMMANDS": Setting([], "list"),
     # The Redis that health pings, and that carries the broker, cache and layer of the standalone
     # project; a host that configures those itself may leave it empty.
     "REDIS_URL": Setting("", "str"),

@@ -316,6 +316,9 @@ JOBADMIN_CORS_ORIGINS = _env("JOBADMIN_CORS_ORIGINS")
 # check_request_enabled signal) which origins get the headers: JOBADMIN_CORS_ORIGINS is the one
 # list, so its own stays empty.
 CORS_ALLOWED_ORIGINS: list[str] = []
+# Management commands the ``management-command`` job type may run (docs/cli.md), comma-separated;
+# running them also needs the jobs.run_management_command permission.
+JOBADMIN_COMMANDS = _env("JOBADMIN_COMMANDS")
 CORS_URLS_REGEX = r"^/api/"
 # Cross-origin frontends authenticate with a token (Authorization header), not the session cookie.
 CORS_ALLOW_CREDENTIALS = False

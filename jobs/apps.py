@@ -11,7 +11,7 @@ class JobsConfig(AppConfig):
         from django.conf import settings
 
         # Registering the built-in job types is the one import-time effect of this app.
-        from jobs import job_types  # noqa: F401
+        from jobs import bridge, job_types  # noqa: F401
         from jobs.duties import DispatchDuty, register_duty
         from jobs.registry import autodiscover
 

@@ -226,6 +226,12 @@ class JobContext:
         if self._signal is not None:
             self.checkpoint()
 
+    def flush_log(self) -> None:
+        """Write the buffered log lines now (a job that streams output, ``jobs.bridge``), not
+        with the next report; while the database is out they stay buffered."""
+        if self._log_lines and self._failing_since is None:
+            self._write_or_keep(self._flush_logs, time.monotonic())
+
     def save_file(self, name: str, content: bytes) -> None:
         """Keep ``content`` as the job's result file (written when the job completes)."""
         self.result_file = (name, content)

@@ -1,4 +1,4 @@
-"""The built-in job types: ``demo``, ``export-jobs`` and ``purge-history``."""
+"""The built-in job types: ``demo``, ``export-jobs`` and ``purge-history`` (``management-command``: jobs.bridge)."""
 
 from __future__ import annotations
 

@@ -55,6 +55,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 if os.environ.get("JOBADMIN_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["JOBADMIN_DB_NAME"]
 
+# A management command for the CLI bridge's tests (tests/jobs/test_bridge.py), here and in workers.
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.bridge"]
+
 # Worker processes started by the engine's process tests also load their throwaway job
 # types (tests/jobtypes/jobs.py); the test process registers them with a fixture instead.
 if os.environ.get("JOBADMIN_TEST_JOBTYPES") == "1":

@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from io import StringIO
 from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.test import APIClient
@@ -100,6 +102,7 @@ def _check_job_types(response: Any, role: str) -> None:
         return
     may_run = {r["name"]: r["may_run"] for r in response.json()}
     assert may_run["purge-history"] is (role == "super"), role
+    assert may_run["management-command"] is (role == "super"), role
     assert may_run["demo"] is True
 
 
@@ -421,7 +424,15 @@ JOB_TYPES = {
     "demo": ANYONE_SIGNED_IN,
     "export-jobs": ANYONE_SIGNED_IN,
     "purge-history": row(401, 403, 403, 403, 403, 403, 201),  # jobs.purge_history
+    "management-command": row(401, 403, 403, 403, 403, 403, 201),  # jobs.run_management_command
 }
+# Params each type is queued with (valid ones, so that only access decides); {} for the others.
+JOB_TYPE_PARAMS = {"management-command": {"command": "bridge_echo", "args": ["1"]}}
+
+
+@pytest.fixture
+def bridge_commands(settings: Any) -> None:
+    settings.JOBADMIN_COMMANDS = ["bridge_echo"]  # tests/bridge
 
 
 def test_every_job_type_has_a_row() -> None:
@@ -432,12 +443,14 @@ def test_every_job_type_has_a_row() -> None:
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("type_name", sorted(JOB_TYPES))
+@pytest.mark.usefixtures("bridge_commands")
 def test_each_job_type_is_queued_only_by_who_may_run_it(type_name: str, role: str, scene: Scene) -> None:
     client = APIClient()
     if scene.users[role] is not None:
         client.force_authenticate(scene.users[role])
     before = Job.objects.filter(type=type_name).count()
-    response = client.post("/api/jobs/", {"type": type_name, "params": {}}, format="json")
+    params = JOB_TYPE_PARAMS.get(type_name, {})
+    response = client.post("/api/jobs/", {"type": type_name, "params": params}, format="json")
     assert response.status_code == JOB_TYPES[type_name][role], (role, response.content[:300])
     queued = Job.objects.filter(type=type_name).count() - before
     assert queued == (1 if response.status_code == 201 else 0)
@@ -445,16 +458,52 @@ def test_each_job_type_is_queued_only_by_who_may_run_it(type_name: str, role: st
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("type_name", sorted(JOB_TYPES))
+@pytest.mark.usefixtures("bridge_commands")
 def test_a_bulk_enqueue_asks_the_same_rule_for_each_member(type_name: str, role: str, scene: Scene) -> None:
     client = APIClient()
     if scene.users[role] is not None:
         client.force_authenticate(scene.users[role])
     before = Job.objects.count()
-    members = [{"type": "demo", "params": {}}, {"type": type_name, "params": {}}]
+    members = [{"type": "demo", "params": {}}, {"type": type_name, "params": JOB_TYPE_PARAMS.get(type_name, {})}]
     response = client.post("/api/jobs/bulk-enqueue/", {"jobs": members}, format="json")
     assert response.status_code == JOB_TYPES[type_name][role], (role, response.content[:300])
     # All or nothing: a member the role may not queue keeps the other from being queued too.
     assert Job.objects.count() - before == (2 if response.status_code == 201 else 0)
+
+
+# The command line asks the same rule: exit 0 (queued) or 3 (forbidden); "anonymous" is a
+# username nobody has (3 too). Without --as the command acts as the system (tests/jobs/test_cli.py).
+CLI_EXIT = {201: 0, 401: 3, 403: 3}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("type_name", sorted(JOB_TYPES))
+@pytest.mark.usefixtures("bridge_commands")
+def test_the_command_line_queues_a_job_type_only_for_who_may_run_it(type_name: str, role: str, scene: Scene) -> None:
+    user = scene.users[role]
+    pairs = [f"{key}={json.dumps(value)}" for key, value in JOB_TYPE_PARAMS.get(type_name, {}).items()]
+    before = Job.objects.filter(type=type_name).count()
+    code = 0
+    try:
+        call_command(
+            "jobs", "enqueue", type_name, *pairs, "--as", user.username if user else "nobody", stdout=StringIO()
+        )
+    except CommandError as exc:
+        code = exc.returncode
+    assert code == CLI_EXIT[JOB_TYPES[type_name][role]], role
+    assert Job.objects.filter(type=type_name).count() - before == (1 if code == 0 else 0)
+
+
+@pytest.mark.usefixtures("bridge_commands")
+def test_the_run_management_command_permission_alone_lets_a_user_queue_the_bridge(scene: Scene) -> None:
+    user = grant(UserFactory(), policy.RUN_MANAGEMENT_COMMAND)
+    client = APIClient()
+    client.force_authenticate(user)
+    body = {"type": "management-command", "params": JOB_TYPE_PARAMS["management-command"]}
+    assert client.post("/api/jobs/", body, format="json").status_code == 201
+    call_command("jobs", "enqueue", "management-command", "command=bridge_echo", 'args=["2"]', "--as", user.username,
+                 stdout=StringIO())  # fmt: skip
+    assert Job.objects.filter(type="management-command", user=user).count() == 2
 
 
 # --- fair queues: a priority above the job type's default needs jobs.change_job -----------------------
