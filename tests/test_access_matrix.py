@@ -656,6 +656,48 @@ def test_an_open_socket_keeps_only_what_its_role_may_once_its_permissions_are_go
     assert ended == set(held) - keeps
 
 
+# Other spellings of the same channel: each answers each role as the canonical row says, and
+# names the canonical channel (one subscription, one group, never a second one to fill).
+SPELLINGS: dict[str, Callable[[Scene], str]] = {
+    "user": lambda s: f"user:00{s.users['user'].pk}",
+    "job": lambda s: f"job:{s.job.pk.hex.upper()}",
+}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("role", [role for role in ROLES if role != "anonymous"])
+def test_another_spelling_is_the_canonical_channel_and_a_deactivated_role_is_closed(
+    role: str, scene: Scene, settings: Any
+) -> None:
+    settings.JOBADMIN_RELAY_IN_WEB = False
+    settings.JOBADMIN_WS_REAUTH_INTERVAL = 0.2
+    me = scene.users[role]
+    answers: dict[str, tuple[str, str | None]] = {}
+    closed: list[int] = []
+
+    async def scenario() -> None:
+        from channels.db import database_sync_to_async
+
+        communicator = WebsocketCommunicator(JobsConsumer.as_asgi(), "/ws/jobs/")
+        communicator.scope["user"] = me
+        assert (await communicator.connect(timeout=3))[0]
+        assert json.loads(await communicator.receive_from(timeout=3))["type"] == "welcome"
+        for kind, spelling in SPELLINGS.items():
+            await communicator.send_to(text_data=json.dumps({"type": "subscribe", "channel": spelling(scene)}))
+            reply = json.loads(await communicator.receive_from(timeout=3))
+            answers[kind] = (_reply(reply), reply.get("channel"))
+        await database_sync_to_async(type(me).objects.filter(pk=me.pk).update)(is_active=False)
+        while True:
+            output = await communicator.receive_output(timeout=5)
+            if output["type"] == "websocket.close":
+                closed.append(output["code"])
+                break
+
+    run(scenario)
+    assert answers == {kind: (CHANNELS[kind][1][role], CHANNELS[kind][0](scene)) for kind in SPELLINGS}
+    assert closed == [messages.CLOSE_UNAUTHENTICATED]
+
+
 def _anonymous() -> Any:
     from django.contrib.auth.models import AnonymousUser
 

@@ -42,7 +42,7 @@ def test_a_catch_up_that_meets_a_database_outage_delivers_once_the_database_is_b
 
     async def scenario() -> None:
         job = await make_job(user)
-        communicator = await connect(user)
+        communicator = await connect(user, relay=False)
         await send(communicator, type="subscribe", channel=f"job:{job.pk}")
         assert (await receive(communicator))["type"] == "subscribed"
         missed = await progress(job, 1)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_request_stats_is_forbidden_to_a_user_who_may_not_see_statistics(user: Any) -> None:
     async def scenario() -> None:
-        communicator = await connect(user)
+        communicator = await connect(user, relay=False)
         await send(communicator, type="request-stats")
         reply = await receive(communicator)
         assert reply["type"] == "error"
@@ -33,7 +33,7 @@ def test_staff_without_view_job_may_not_request_stats(db: Any) -> None:
     staff = UserFactory(is_staff=True)
 
     async def scenario() -> None:
-        communicator = await connect(staff)
+        communicator = await connect(staff, relay=False)
         await send(communicator, type="request-stats")
         assert (await receive(communicator))["code"] == messages.FORBIDDEN
         await communicator.disconnect()
@@ -45,7 +45,7 @@ def test_a_job_of_another_user_and_a_missing_job_get_the_same_answer(user: Any, 
     theirs = services.job_enqueue(job_type="demo", params={}, user=other_user)
 
     async def scenario() -> None:
-        communicator = await connect(user)
+        communicator = await connect(user, relay=False)
         await send(communicator, type="subscribe", channel=f"job:{theirs.id}")
         existing = await receive(communicator)
         await send(communicator, type="subscribe", channel=f"job:{uuid.uuid4()}")

@@ -73,7 +73,7 @@ def test_a_resuming_client_gets_the_replay_before_live_events_of_its_own_user_ch
         job = await make_job(user)
         since = (await event_ids(job))[-1]
         missed = await progress(job, 1)  # while the client was away
-        communicator = await connect(user)  # the welcome is out
+        communicator = await connect(user, relay=False)  # the welcome is out; the test dispatches
         live = missed + 10**6
         dispatch_live(live, job=str(job.pk), groups=[f"user.{user.pk}", f"job.{job.pk}"])
         await send(communicator, type="subscribe", channel=f"job:{job.pk}", since=since)
@@ -117,7 +117,7 @@ def test_a_later_subscribes_replay_is_not_overtaken_by_another_channels_catch_up
         job = await make_job(user)
         since = (await event_ids(job))[-1]
         older = [await progress(job, n) for n in (1, 2, 3)]
-        communicator = await connect(user)
+        communicator = await connect(user, relay=False)
         await send(communicator, type="subscribe", channel=f"job:{job.pk}")  # its catch-up: after `older`
         assert (await receive(communicator))["type"] == "subscribed"
         newer = [await progress(job, n) for n in (4, 5)]
@@ -151,7 +151,7 @@ def test_a_later_subscribe_with_since_holds_live_events_while_its_permission_is_
     async def scenario() -> None:
         job = await make_job(user)
         since = (await event_ids(job))[-1]
-        communicator = await connect(user)
+        communicator = await connect(user, relay=False)
         await send(communicator, type="ping")  # the socket is open and live
         assert (await receive(communicator))["type"] == "pong"
         missed = await progress(job, 1)

@@ -57,7 +57,13 @@ def asgi_app() -> Any:
     return application
 
 
-async def connect(user: Any, *, welcome: bool = True) -> WebsocketCommunicator:
+async def connect(user: Any, *, welcome: bool = True, relay: bool = True) -> WebsocketCommunicator:
+    """A socket of ``user``, its welcome read. ``relay``: the test needs the relay in its loop, and
+    fails here at once when none runs. With ``REDIS_URL`` the relay is ``monitor``'s unless
+    ``JOBADMIN_RELAY_IN_WEB`` (``_relay_in_test_loop``): without it nothing is published live,
+    events come only from a subscription's catch-up reads, and never on the socket's own user
+    channel (it has none), which once read as "a socket that left a channel stops receiving its
+    own user's events" on Redis alone. ``relay=False``: the test hands the hub events itself."""
     communicator = WebsocketCommunicator(JobsConsumer.as_asgi(), "/ws/jobs/")
     communicator.scope["user"] = user
     connected, _ = await communicator.connect(timeout=TIMEOUT)
@@ -67,6 +73,10 @@ async def connect(user: Any, *, welcome: bool = True) -> WebsocketCommunicator:
         assert message["type"] == "welcome"
     hub = get_hub()
     await hub.start()
+    assert hub.relay is not None or not relay, (
+        "no relay runs in this test's loop, so nothing is published live: use the "
+        "_relay_in_test_loop fixture, or connect(..., relay=False) if the test publishes itself"
+    )
     # The relay starts from the log's latest event on its first read: an event committed
     # before that read is "from before the relay started" and never published live.
     while hub.relay is not None and hub.relay.tracker is None:

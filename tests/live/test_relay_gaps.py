@@ -46,7 +46,7 @@ async def job_updates(communicator: Any, count: int) -> list[int]:
 @pytest.mark.parametrize("revealed_by", ["the next batch", "an idle tick"])
 def test_events_of_a_batch_the_hub_never_received_reach_the_open_sockets(user: Any, revealed_by: str) -> None:
     async def scenario() -> None:
-        communicator = await connect(user)
+        communicator = await connect(user, relay=False)
         job = await make_job(user)
         first = await progress(job, 1)
         lost = await progress(job, 2)
@@ -69,7 +69,7 @@ def test_events_of_a_batch_the_hub_never_received_reach_the_open_sockets(user: A
 
 def test_a_hub_that_missed_nothing_reads_nothing_again(user: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     async def scenario() -> None:
-        communicator = await connect(user)
+        communicator = await connect(user, relay=False)
         job = await make_job(user)
         reads: list[int] = []
         monkeypatch.setattr(type(get_hub()), "_missed", lambda self, anchor: reads.append(anchor))
@@ -126,7 +126,7 @@ def test_missed_batches_longer_than_a_page_reach_the_open_sockets(user: Any, mon
     monkeypatch.setattr(consumers, "REPLAY_PAGE", 3)
 
     async def scenario() -> None:
-        communicator = await connect(user)
+        communicator = await connect(user, relay=False)
         job = await make_job(user)
         hub = get_hub()
         created = (await event_ids(job))[0]

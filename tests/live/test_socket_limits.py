@@ -108,6 +108,33 @@ def test_a_revoked_view_job_ends_the_system_subscriptions_and_request_stats_with
     run(scenario)
 
 
+def test_a_socket_that_left_channels_still_receives_its_own_users_events_live(user: Any, other_user: Any) -> None:
+    """Leaving ``all`` and another user's channel (whatever its spelling), by ``unsubscribe`` or
+    by the re-check, leaves the socket's own ``user:<id>``: its jobs still arrive, and they can
+    only arrive live (the own channel has no catch-up read), while the other user's do not."""
+    viewer = grant(UserFactory(is_staff=True), policy.VIEW_JOBS)
+
+    async def scenario() -> None:
+        communicator = await connect(viewer)
+        for channel in ("all", f"user:0{other_user.pk}", "stats"):
+            await send(communicator, type="subscribe", channel=channel)
+            assert (await receive(communicator))["type"] == "subscribed"
+        for channel in ("all", f"user:00{other_user.pk}"):
+            await send(communicator, type="unsubscribe", channel=channel)
+            assert (await receive(communicator))["type"] == "unsubscribed"
+        mine = await make_job(viewer)
+        assert (await receive_until(communicator, "job-update"))[-1]["job"]["id"] == str(mine.pk)
+        await revoke(viewer, policy.VIEW_JOBS)  # the re-check ends ``stats``
+        assert (await receive_until(communicator, "unsubscribed"))[-1]["channel"] == "stats"
+        await make_job(other_user)
+        mine = await make_job(viewer)
+        assert (await receive(communicator))["job"]["id"] == str(mine.pk)
+        await assert_silent(communicator, wait=1.5)
+        await communicator.disconnect()
+
+    run(scenario)
+
+
 def test_a_deactivated_users_socket_is_closed_with_4401(user: Any) -> None:
     async def scenario() -> None:
         communicator = await connect(user)
