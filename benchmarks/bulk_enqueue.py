@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.scratch import services_env, sqlite_env
+from benchmarks.scratch import each_configuration
 
 ROOT = Path(__file__).resolve().parent.parent
 # docs/benchmarks.md: 10,000 jobs in at most 1 s on PostgreSQL and 2 s on SQLite.
@@ -68,16 +67,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    tag = f"jobadmin-bench-{os.getpid()}"
-    if args.only != "services":
-        with sqlite_env(tag) as env:
-            report("SQLite (WAL) + ORM broker", _run_child(env, args))
-    if args.only != "sqlite":
-        if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
-            with services_env(tag) as env:
-                report("PostgreSQL + Redis broker", _run_child(env, args))
-        else:
-            print("\nPostgreSQL + Redis: skipped (set DATABASE_URL and REDIS_URL)")
+    each_configuration(args.only, lambda env: _run_child(env, args), report)
 
 
 # --- The child -----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,3 +53,20 @@ def services_env(tag: str) -> Iterator[dict[str, str]]:
             client.delete(key)
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+
+
+def each_configuration(
+    only: str | None, run: Callable[[dict[str, str]], dict[str, object]], report: Callable[[str, dict], None]
+) -> None:
+    """Run a benchmark's child on the embedded default, then on PostgreSQL + Redis when
+    ``DATABASE_URL`` and ``REDIS_URL`` are set (``only``: ``sqlite`` or ``services``), and report each."""
+    tag = f"jobadmin-bench-{os.getpid()}"
+    if only != "services":
+        with sqlite_env(tag) as env:
+            report("SQLite (WAL) + ORM broker", run(env))
+    if only != "sqlite":
+        if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
+            with services_env(tag) as env:
+                report("PostgreSQL + Redis broker", run(env))
+        else:
+            print("\nPostgreSQL + Redis: skipped (set DATABASE_URL and REDIS_URL)")

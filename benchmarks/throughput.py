@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.scratch import services_env, sqlite_env
+from benchmarks.scratch import each_configuration
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 0.8
@@ -41,16 +41,6 @@ def _run_child(env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     cmd += ["--workers", str(args.workers), "--rounds", str(args.rounds), "--mode", args.mode]
     out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
-
-
-def run_sqlite(args: argparse.Namespace, tag: str) -> dict[str, Any]:
-    with sqlite_env(tag) as env:
-        return _run_child(env, args)
-
-
-def run_services(args: argparse.Namespace, tag: str) -> dict[str, Any]:
-    with services_env(tag) as env:
-        return _run_child(env, args)
 
 
 def report(name: str, result: dict[str, Any]) -> None:
@@ -98,14 +88,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    tag = f"jobadmin-bench-{os.getpid()}"
-    if args.only != "services":
-        report("SQLite (WAL) + ORM broker", run_sqlite(args, tag))
-    if args.only != "sqlite":
-        if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
-            report("PostgreSQL + Redis broker", run_services(args, tag))
-        else:
-            print("\nPostgreSQL + Redis: skipped (set DATABASE_URL and REDIS_URL)")
+    each_configuration(args.only, lambda env: _run_child(env, args), report)
 
 
 # --- The child: one configuration, one cluster, both measurements --------------------------

@@ -160,26 +160,21 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resume the selected schedules")
     def resume(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
-        done, refused = 0, []
-        for schedule in queryset:
-            try:
-                services.schedule_resume(schedule=schedule, actor=request.user)
-                done += 1
-            except policy.AccessDenied as exc:
-                refused.append(f"{schedule}: {exc}")
-        self.message_user(request, f"Resumed {done} schedule(s).", messages.SUCCESS)
-        for line in refused:
-            self.message_user(request, line, messages.ERROR)
+        self._each(request, queryset, services.schedule_resume, "Resumed {} schedule(s).")
 
     @admin.action(description="Run the selected schedules now (one job each)")
     def run_now(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        self._each(request, queryset, services.schedule_run_now, "Queued {} job(s).")
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[Schedule], service: Any, done_text: str) -> None:
+        """``service`` on each schedule; one the policy refuses (its owner may not run its type) is named."""
         done, refused = 0, []
         for schedule in queryset:
             try:
-                services.schedule_run_now(schedule=schedule, actor=request.user)
+                service(schedule=schedule, actor=request.user)
                 done += 1
             except policy.AccessDenied as exc:
                 refused.append(f"{schedule}: {exc}")
-        self.message_user(request, f"Queued {done} job(s).", messages.SUCCESS)
+        self.message_user(request, done_text.format(done), messages.SUCCESS)
         for line in refused:
             self.message_user(request, line, messages.ERROR)
