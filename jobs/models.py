@@ -300,6 +300,9 @@ class Batch(models.Model):
         "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     cancelled = models.BooleanField(default=False, help_text="Cancelled as a whole.")
+    # Members not finished yet: each finish takes one off (its row lock serialises the
+    # finishers), a retry puts one back; the finish that reaches 0 finishes the batch.
+    unfinished = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at", "-id"]

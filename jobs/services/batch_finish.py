@@ -1,14 +1,12 @@
-"""When a member of a batch finishes: the batch's last finisher marks it finished and queues
-its ``on_complete`` job, exactly once (docs/batches.md, "Finishing and on_complete").
+"""When a member of a batch finishes or is queued again: its batch's count of unfinished
+members follows, and the finish that takes it to 0 finishes the batch and queues its
+``on_complete`` job, exactly once (docs/batches.md, "Finishing and on_complete").
 
-Called inside the member's own finishing transaction, after its status was written. The
-batch's row lock serialises the finishers of one batch (on SQLite the write lock already
-does): the one that locks last sees every other member's finish committed, so when two
-members finish at the same instant on different workers, the second to take the lock sees
-no unfinished member and is the one that finishes the batch. ``finished_at IS NULL`` in the
-lock's query makes a second finish of the batch (a member retried and finished again) find
-nothing to do. Members that are not last pay one locked primary-key read and one probe of
-the ``job_batch_status`` index.
+Called inside the member's own transaction, after its status was written. The count is
+one ``UPDATE ... RETURNING`` on the batch's row: the row lock it takes serialises the
+finishers of one batch until they commit (on SQLite the write lock already does), so when
+two members finish at the same instant on different workers, exactly one of them reads 0.
+That is all a member that is not last pays: one statement.
 """
 
 from __future__ import annotations
@@ -16,27 +14,40 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from rest_framework import serializers
 
 from jobs.events import record_event
 from jobs.exceptions import QueueNotFound
-from jobs.models import Batch, EventKind, Job, JobStatus
+from jobs.models import Batch, EventKind
 from jobs.policy import AccessDenied
 from jobs.registry import UnknownJobType
 
 logger = logging.getLogger(__name__)
 
-UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED)
+_TAKE_ONE = "UPDATE jobs_batch SET unfinished = unfinished - 1 WHERE id = %s AND unfinished > 0 RETURNING unfinished"
+_PUT_ONE_BACK = "UPDATE jobs_batch SET unfinished = unfinished + 1, finished_at = NULL WHERE id = %s"
+
+
+def batch_member_requeued(batch_id: int | None) -> None:
+    """Inside the member's transaction: a finished member was queued again (a retry)."""
+    if batch_id is not None:
+        with connection.cursor() as cursor:
+            cursor.execute(_PUT_ONE_BACK, [batch_id])
 
 
 def batch_member_finished(batch_id: int | None) -> Batch | None:
     """Inside the member's transaction: finish its batch if it was the last; the batch then, or None."""
     if batch_id is None:
         return None
-    batch = Batch.objects.select_for_update().filter(pk=batch_id, finished_at__isnull=True).first()
-    if batch is None or Job.objects.filter(batch_id=batch_id, status__in=UNFINISHED).exists():
+    with connection.cursor() as cursor:
+        cursor.execute(_TAKE_ONE, [batch_id])
+        left = cursor.fetchone()
+    if left is None or left[0] != 0:
+        return None
+    batch = Batch.objects.filter(pk=batch_id).select_related("user").first()
+    if batch is None:
         return None
     now = timezone.now()
     batch.finished_at = now

@@ -251,12 +251,11 @@ def batch_retry(*, batch: Batch, actor: Any = None) -> Batch:
                 action="retry", status=batch_summary(batch).status, message="No member of this batch failed."
             )
         for job in members:
-            job_retry(job=job, actor=actor)
-        batch.finished_at = None
-        batch.save(update_fields=["finished_at"])
+            job_retry(job=job, actor=actor)  # each puts its member back into the batch's count
         record_event(
             kind=EventKind.BATCH_RETRIED,
             payload={"batch": {"id": batch.pk, "members": [str(job.pk) for job in members]}},
             actor_id=actor_pk(actor),
         )
+    batch.refresh_from_db()
     return batch

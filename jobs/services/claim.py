@@ -130,6 +130,7 @@ def jobs_enqueue_many(
     actor_id = actor_pk(actor)
     with transaction.atomic():
         if batch is not None:
+            batch.unfinished = len(jobs)
             batch.save()
             for job in jobs:
                 job.batch = batch
