@@ -130,6 +130,8 @@ SETTINGS: dict[str, Setting] = {
     "JOBADMIN_MAX_JSON_DEPTH": Setting(32, "int", minimum=2),
     # Bulk enqueue (docs/api.md, "Bulk enqueue"): the most jobs one call may queue.
     "JOBADMIN_BULK_ENQUEUE_MAX": Setting(10_000, "int", minimum=1),
+    # Batches (docs/batches.md): the most members one batch may have.
+    "JOBADMIN_BATCH_MAX": Setting(10_000, "int", minimum=1),
     # Fair queues (docs/engine.md, "The scheduler's rule"): a fraction in (0, 1], checked as jobs.E001.
     "JOBADMIN_USER_QUEUE_SHARE": _positive(0.5),
     # Websocket limits and access (docs/security.md, "Websocket limits and access").

@@ -43,6 +43,7 @@ def job_snapshot(job: Job) -> dict[str, Any]:
         "finished_at": _iso(job.finished_at),
         "updated_at": _iso(job.updated_at),
         "user": job.user_id,
+        "batch": job.batch_id,
         "worker": job.worker,
         "cancel_requested": job.cancel_requested,
         "pause_requested": job.pause_requested,

@@ -95,7 +95,7 @@ class UUIDInFilter(django_filters.BaseInFilter, django_filters.UUIDFilter):
 
 # Parameters whose empty value is not a value of their type: ``?user=`` is a 400, like any
 # other malformed value, rather than silently meaning "no filter".
-NON_EMPTY = ("status", "user", "created_after", "created_before", "ordering")
+NON_EMPTY = ("status", "user", "batch", "created_after", "created_before", "ordering")
 
 
 class JobFilterForm(forms.Form):
@@ -117,6 +117,7 @@ class JobFilter(django_filters.FilterSet):
     type = TextFilter(field_name="type", label="Job type")
     queue = TextFilter(field_name="queue", label="Queue name")
     user = UserIdFilter(field_name="user_id", min_value=1, max_value=MAX_INT, label="Owner's user id")
+    batch = UserIdFilter(field_name="batch_id", min_value=1, max_value=MAX_INT, label="The batch's id (its members)")
     created_after = SafeIsoDateTimeFilter(field_name="created_at", lookup_expr="gte", label="Created at or after")
     created_before = SafeIsoDateTimeFilter(field_name="created_at", lookup_expr="lt", label="Created before")
     search = TextFilter(method="filter_search", label="Search: a job id, a type prefix or a creator's username prefix")
@@ -130,7 +131,18 @@ class JobFilter(django_filters.FilterSet):
     class Meta:
         model = Job
         form = JobFilterForm
-        fields = ["id", "status", "type", "queue", "user", "created_after", "created_before", "search", "ordering"]
+        fields = [
+            "id",
+            "status",
+            "type",
+            "queue",
+            "user",
+            "batch",
+            "created_after",
+            "created_before",
+            "search",
+            "ordering",
+        ]
 
     def filter_search(self, queryset: QuerySet[Job], name: str, value: str) -> QuerySet[Job]:
         """An exact id, or a type / username prefix.

@@ -181,6 +181,11 @@ class Job(models.Model):
         "jobs.Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs", db_index=False
     )
 
+    # The batch it is a member of (docs/batches.md), or null.
+    batch = models.ForeignKey(
+        "jobs.Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="members", db_index=False
+    )
+
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
@@ -220,6 +225,8 @@ class Job(models.Model):
             models.Index(fields=["queue", "status", "user"], name="job_queue_owner"),
             # A schedule's recent runs, newest first.
             models.Index(fields=["schedule", "-created_at"], name="job_schedule_created"),
+            # A batch's members by status: its counts, and "is any member unfinished?" when one finishes.
+            models.Index(fields=["batch", "status"], name="job_batch_status"),
         ]
 
     def __str__(self) -> str:
@@ -274,6 +281,35 @@ class JobResult(models.Model):
 
     def __str__(self) -> str:
         return f"Result of {self.job_id}"
+
+
+class Batch(models.Model):
+    """Related jobs queued together as one unit (docs/batches.md). Its status, counts,
+    progress and ETA are read from its members (``jobs.services.batches``); ``finished_at``
+    is set once, by the member that finished last, which also queues ``on_complete``."""
+
+    name = models.CharField(max_length=200)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # ``{"type": ..., "params": {...}}`` queued once when every member has finished, or null.
+    on_complete = models.JSONField(null=True, blank=True)
+    on_complete_job = models.ForeignKey(
+        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    cancelled = models.BooleanField(default=False, help_text="Cancelled as a whole.")
+    # Members not finished yet: each finish takes one off (its row lock serialises the
+    # finishers), a retry puts one back; the finish that reaches 0 finishes the batch.
+    unfinished = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="batch_user_created")]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Schedule(models.Model):
@@ -385,6 +421,11 @@ class EventKind(models.TextChoices):
     SCHEDULE_RUN = "schedule-run"
     # Due, but its owner may no longer run its type: nothing was queued and it was paused.
     SCHEDULE_REFUSED = "schedule-refused"
+    # A batch's own actions (``payload["batch"]``, its summary); each member has its own events.
+    BATCH_CREATED = "batch-created"
+    BATCH_CANCELLED = "batch-cancelled"
+    BATCH_RETRIED = "batch-retried"
+    BATCH_FINISHED = "batch-finished"
 
 
 class JobEvent(models.Model):
@@ -446,7 +487,9 @@ class IdempotencyKey(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)
     request = models.CharField(max_length=64)
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    # The job it queued, or (``POST /api/batches/``) the batch: one of the two.
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    batch = models.ForeignKey("jobs.Batch", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:

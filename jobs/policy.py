@@ -46,7 +46,7 @@ from django.http.request import split_domain_port, validate_host
 from django.urls import NoReverseMatch, reverse
 
 from jobs.exceptions import JobError
-from jobs.models import Job
+from jobs.models import Batch, Job
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -187,6 +187,19 @@ def may_act_on_batch(*, user: Any, batch: Any) -> bool:
     return signed_in(user) and (getattr(batch, "user_id", None) == user.pk or has(user, CHANGE_JOBS))
 
 
+ACT_ON_OTHERS_BATCH = missing(CHANGE_JOBS, "Acting on another user's batch")
+
+
+def visible_batches(*, user: Any, queryset: QuerySet[Batch] | None = None) -> QuerySet[Batch]:
+    """The batches ``user`` may see, as ``visible_jobs``: all with ``jobs.view_job``, their own otherwise."""
+    queryset = Batch.objects.all() if queryset is None else queryset
+    if not signed_in(user):
+        return queryset.none()
+    if may_see_all_jobs(user):
+        return queryset
+    return queryset.filter(user=user)
+
+
 def may_see_schedules(user: Any) -> bool:
     return may_see_all_jobs(user) or has(user, CHANGE_SCHEDULE)
 
@@ -304,8 +317,7 @@ def may_subscribe(*, user: Any, channel: Channel) -> bool:
     if channel.kind == "job":
         return visible_jobs(user=user).filter(id=channel.key).exists()
     if channel.kind == "batch":
-        # Batches are not stored yet: only those who see every batch may follow one.
-        return may_see_all_jobs(user)
+        return visible_batches(user=user).filter(pk=int(channel.key)).exists()
     return False
 
 

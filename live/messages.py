@@ -164,6 +164,7 @@ JOB_SCHEMA: dict[str, Any] = _object(
         "finished_at": _nullable_time,
         "updated_at": _nullable_time,
         "user": _nullable_int,
+        "batch": _nullable_int,  # the batch it is a member of
         "worker": _str,
         "cancel_requested": {"type": "boolean"},
         "pause_requested": {"type": "boolean"},

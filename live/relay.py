@@ -167,6 +167,8 @@ def _group_events(group: str, after: int) -> Any:
         return queryset.filter(job_id=group[4:])
     if group.startswith("user."):
         return queryset.filter(owner_id=int(group[5:]), job__isnull=False)
+    if group.startswith("batch."):
+        return queryset.filter(job__batch_id=int(group[6:]))
     if group == ALL_GROUP:
         return queryset.filter(job__isnull=False)
     if group == ALERTS_GROUP:
@@ -291,6 +293,9 @@ def groups_for(row: dict[str, Any]) -> list[str]:
     groups = [f"job.{row['job_id']}", ALL_GROUP]
     if row["owner_id"] is not None:
         groups.append(f"user.{row['owner_id']}")
+    # A batch's members also reach its group (the batch page follows them there).
+    if (batch := ((row["payload"] or {}).get("job") or {}).get("batch")) is not None:
+        groups.append(f"batch.{batch}")
     return groups
 
 

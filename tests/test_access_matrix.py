@@ -29,7 +29,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.test import APIClient
 
 from jobs import policy
-from jobs.models import Job, JobResult, JobStatus
+from jobs.models import Batch, Job, JobResult, JobStatus
 from jobs.registry import all_job_types
 from live import messages
 from live.consumers import JobsConsumer
@@ -83,10 +83,15 @@ class Scene:
     users: dict[str, Any]
     job: Job
     alert: Alert
+    batch: Batch  # ``user``'s, with ``job`` its one member
 
 
 def _job(scene: Scene) -> dict[str, Any]:
     return {"pk": scene.job.pk}
+
+
+def _batch(scene: Scene) -> dict[str, Any]:
+    return {"pk": scene.batch.pk}
 
 
 def _rule(scene: Scene) -> dict[str, Any]:
@@ -199,6 +204,17 @@ WAYS: list[Way] = [
     Way("queue-detail", "get", SYSTEM, kwargs=lambda s: {"name": "high"}),
     Way("queue-pause", "post", PAUSE_QUEUE, kwargs=lambda s: {"name": "high"}),
     Way("queue-resume", "post", PAUSE_QUEUE, kwargs=lambda s: {"name": "high"}, setup=_pause_high),
+    # --- /api/batches/: a batch is its owner's, like a job
+    Way("batch-list", "get", SIGNED_IN),
+    Way(
+        "batch-list",
+        "post",
+        row(401, 201, 201, 201, 201, 201, 201),
+        data=lambda s: {"name": "b", "jobs": [{"type": "demo", "params": {}}]},
+    ),
+    Way("batch-detail", "get", OWN_JOB, kwargs=_batch),
+    Way("batch-cancel", "post", ACT_ON_OWN_JOB, kwargs=_batch),
+    Way("batch-retry", "post", ACT_ON_OWN_JOB, kwargs=_batch, job_status=JobStatus.FAILED),
     # --- /api/schedules/: seeing them is a statistic; changing them needs jobs.change_schedule
     Way("schedule-list", "get", SYSTEM),
     Way("schedule-list", "post", row(401, 403, 403, 403, 403, 403, 201), data=lambda s: SCHEDULE_BODY),
@@ -341,12 +357,13 @@ def scene(db: Any, settings: Any) -> Scene:
         "changer": grant(UserFactory(is_staff=True), policy.CHANGE_JOBS),
         "super": UserFactory(is_staff=True, is_superuser=True),
     }
-    job = JobFactory.create(user=users["user"])
+    batch = Batch.objects.create(name="scene", user=users["user"])
+    job = JobFactory.create(user=users["user"], batch=batch)
     JobResult.objects.create(job=job, data={"rows": 1})
     ensure_builtin_rules(AlertRule)  # a transactional test's flush empties the table
     rule = AlertRule.objects.get(name="failure-burst")
     alert = Alert.objects.create(rule=rule, severity=rule.severity, message="test")
-    return Scene(users=users, job=job, alert=alert)
+    return Scene(users=users, job=job, alert=alert, batch=batch)
 
 
 def _call(way: Way, scene: Scene, role: str) -> Any:
@@ -554,7 +571,10 @@ CHANNELS: dict[str, tuple[Callable[[Scene], str], dict[str, Any]]] = {
         lambda s: f"user:{s.users['user'].pk}",
         row("closed", SUBSCRIBED, FORBIDDEN, FORBIDDEN, SUBSCRIBED, SUBSCRIBED, SUBSCRIBED),
     ),
-    "batch": (lambda s: "batch:1", SEES_ALL),
+    "batch": (
+        lambda s: f"batch:{s.batch.pk}",
+        row("closed", SUBSCRIBED, FORBIDDEN, FORBIDDEN, SUBSCRIBED, SUBSCRIBED, SUBSCRIBED),
+    ),
     "stats": (lambda s: "stats", SEES_ALL),
     "alerts": (lambda s: "alerts", SEES_ALL),
     "all": (lambda s: "all", SEES_ALL),

@@ -109,6 +109,28 @@ class QueueFilter(admin.SimpleListFilter):
         return queryset.filter(queue=self.value()) if self.value() else queryset
 
 
+class BatchFilter(admin.SimpleListFilter):
+    """A batch's members (``?batch=<id>``, as the API's ``batch`` filter); the newest batches offered."""
+
+    title = "batch"
+    parameter_name = "batch"
+    OFFERED = 20
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        batches = policy.visible_batches(user=request.user).order_by("-created_at", "-id")[: self.OFFERED]
+        offered = [(str(batch.pk), f"#{batch.pk} {batch.name}") for batch in batches]
+        value = self.value()
+        if value and value.isdigit() and value not in {pk for pk, _ in offered}:
+            offered.insert(0, (value, f"#{value}"))  # an older batch, followed from a link
+        return offered
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        value = self.value()
+        if not value:
+            return queryset
+        return queryset.filter(batch_id=int(value)) if value.isdigit() else queryset.none()
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = [
@@ -126,6 +148,7 @@ class JobAdmin(admin.ModelAdmin):
         "status",
         JobTypeFilter,
         QueueFilter,
+        BatchFilter,
         ("user", admin.RelatedOnlyFieldListFilter),
         ("created_at", ServerDayFilter),
     ]

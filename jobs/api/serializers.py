@@ -160,6 +160,7 @@ class JobSerializer(FastReadMixin, serializers.ModelSerializer):
             "priority",
             "user",
             "username",
+            "batch",
             "created_at",
             "started_at",
             "finished_at",

@@ -27,6 +27,15 @@ from jobs.events import record_job_event
 from jobs.selectors import stalled_jobs_queryset
 from jobs.services._shared import RUN_TASK, type_or_none, worker_name
 from jobs.services.actions import JOB_ACTIONS, job_cancel, job_pause, job_resume, job_retry
+from jobs.services.batches import (
+    BatchStatus,
+    BatchSummary,
+    batch_cancel,
+    batch_create,
+    batch_create_once,
+    batch_retry,
+    batch_summary,
+)
 from jobs.services.claim import Enqueued, job_claim, job_enqueue, job_enqueue_once, jobs_enqueue_many, user_share
 from jobs.services.queues import (
     broker_in_the_jobs_database,
@@ -66,6 +75,13 @@ from jobs.services.schedules import (
 from jobs.services.stalls import StalledOutcome, job_abandon, jobs_cleanup_stalled, jobs_recover_dead_workers
 
 __all__ = [
+    "BatchStatus",
+    "BatchSummary",
+    "batch_cancel",
+    "batch_create",
+    "batch_create_once",
+    "batch_retry",
+    "batch_summary",
     "Control",
     "Enqueued",
     "JOB_ACTIONS",

@@ -19,6 +19,7 @@ from jobs.events import record_job_event
 from jobs.exceptions import TransitionNotAllowed
 from jobs.models import EventKind, Job, JobResult, JobStatus, Transition
 from jobs.services._shared import FINISH_FIELDS, actor_pk, finish, locked, save_fields, type_or_none
+from jobs.services.batch_finish import batch_member_finished, batch_member_requeued
 from jobs.services.queues import request_wakeups
 
 
@@ -38,6 +39,8 @@ def job_cancel(*, job: Job, actor: Any = None) -> Job:
             save_fields(job, now, ["status", "cancel_requested", "pause_requested", "eta", *FINISH_FIELDS])
             record_job_event(job=job, kind=EventKind.CANCELLED, actor_id=actor_pk(actor))
             counters.counter_add(name=counters.CANCELLED, label=job.type, duration=job.duration)
+            if job.batch_id is not None:
+                batch_member_finished(job.batch_id)
         else:  # running: the worker cancels it at its next checkpoint
             _flag(job, step, now, actor, flag="cancel_requested", value=True, kind=EventKind.CANCEL_REQUESTED)
     return job
@@ -131,6 +134,8 @@ def job_retry(*, job: Job, actor: Any = None) -> Job:
             job=job, kind=EventKind.RETRIED, actor_id=actor_pk(actor), extra={"previous_error": previous_error}
         )
         counters.counter_add(name=counters.RETRIED, label=job.type)
+        if job.batch_id is not None:
+            batch_member_requeued(job.batch_id)
         request_wakeups(job.queue)
     return job
 

@@ -23,6 +23,7 @@ from jobs.models import (
     IDEMPOTENCY_KEY_TTL,
     PRIORITY_MAX,
     PRIORITY_MIN,
+    Batch,
     EventKind,
     IdempotencyKey,
     Job,
@@ -87,7 +88,9 @@ def job_enqueue(
 MEMBER_FIELDS = frozenset({"type", "params", "queue", "priority"})
 
 
-def jobs_enqueue_many(*, members: Sequence[Mapping[str, Any]], user: Any = None, actor: Any = None) -> list[Job]:
+def jobs_enqueue_many(
+    *, members: Sequence[Mapping[str, Any]], user: Any = None, actor: Any = None, batch: Batch | None = None
+) -> list[Job]:
     """Queue several jobs, of one type or several, in one transaction: all of them or none.
 
     Each member is a mapping like the API's enqueue body (``type``, ``params``, ``queue``,
@@ -98,12 +101,19 @@ def jobs_enqueue_many(*, members: Sequence[Mapping[str, Any]], user: Any = None,
     ``policy.AccessDenied`` for the first forbidden one. Then one transaction writes the jobs
     and their ``created`` events (one multi-row insert each) and counts the wake-ups, at most
     as many per queue as its concurrency lets run (``request_wakeups``), sent after the commit.
+
+    ``batch``: an unsaved ``Batch`` the jobs are the members of; it is saved in the same
+    transaction, after every member was checked, and ``JOBADMIN_BATCH_MAX`` is the limit.
     """
-    limit = settings.JOBADMIN_BULK_ENQUEUE_MAX
+    limit, setting = (
+        (settings.JOBADMIN_BULK_ENQUEUE_MAX, "JOBADMIN_BULK_ENQUEUE_MAX")
+        if batch is None
+        else (settings.JOBADMIN_BATCH_MAX, "JOBADMIN_BATCH_MAX")
+    )
     if not members:
         raise serializers.ValidationError({"jobs": ["Give at least one job."]})
     if len(members) > limit:
-        raise serializers.ValidationError({"jobs": [f"At most {limit} jobs at once (JOBADMIN_BULK_ENQUEUE_MAX)."]})
+        raise serializers.ValidationError({"jobs": [f"At most {limit} jobs at once ({setting})."]})
     built: dict[int, Job] = {}
     problems: dict[str, Any] = {}
     for index, member in enumerate(members):
@@ -123,6 +133,11 @@ def jobs_enqueue_many(*, members: Sequence[Mapping[str, Any]], user: Any = None,
     now = timezone.now()
     actor_id = actor_pk(actor)
     with transaction.atomic():
+        if batch is not None:
+            batch.unfinished = len(jobs)
+            batch.save()
+            for job in jobs:
+                job.batch = batch
         rows.insert_many(jobs)
         rows.insert_many(
             [

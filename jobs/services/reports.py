@@ -28,6 +28,7 @@ from jobs.services._shared import (
     save_fields,
     type_or_none,
 )
+from jobs.services.batch_finish import batch_member_finished
 from jobs.services.queues import release_slot, request_wakeups, slot_freed_without_worker
 
 logger = logging.getLogger(__name__)
@@ -200,6 +201,8 @@ def job_complete(
             stored.save()
         record_job_event(job=job, kind=EventKind.COMPLETED)
         counters.counter_add(name=counters.COMPLETED, label=job.type, duration=changes["duration"])
+        if job.batch_id is not None:
+            batch_member_finished(job.batch_id)
     return True
 
 
@@ -286,6 +289,8 @@ def job_fail(
         record_job_event(job=job, kind=kind, actor_id=actor_pk(actor), extra=extra)
         if job.status == JobStatus.FAILED:
             counters.counter_add(name=counters.FAILED, label=job.type, duration=job.duration)
+            if job.batch_id is not None:
+                batch_member_finished(job.batch_id)
         else:
             counters.counter_add(name=counters.RETRIED, label=job.type)
         if kind == EventKind.STALLED:
@@ -311,4 +316,6 @@ def job_mark_cancelled(*, job_id: Any, worker: str, attempt: int, values: dict[s
         release_slot(job.pk)
         record_job_event(job=job, kind=EventKind.CANCELLED)
         counters.counter_add(name=counters.CANCELLED, label=job.type, duration=job.duration)
+        if job.batch_id is not None:
+            batch_member_finished(job.batch_id)
     return True
