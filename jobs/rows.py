@@ -522,3 +522,22 @@ def counters_read() -> list[tuple[str, str, int, int, float]]:
     with _cursor() as cursor:
         cursor.execute(_COUNTER_READ, [])
         return [(row[0], row[1], int(row[2]), int(row[3]), float(row[4])) for row in cursor.fetchall()]
+
+
+# A batch's count of unfinished members (jobs.services.batch_finish): one member finished
+# (the row lock this UPDATE takes serialises members finishing at once on different workers;
+# only the one that brings it to 0 sees 0), or one queued again.
+_BATCH_TAKE_ONE = (
+    "UPDATE jobs_batch SET unfinished = unfinished - 1 WHERE id = %s AND unfinished > 0 RETURNING unfinished"
+)
+_BATCH_PUT_ONE_BACK = "UPDATE jobs_batch SET unfinished = unfinished + 1, finished_at = NULL WHERE id = %s"
+
+
+def batch_member_finished(batch_id: int) -> int | None:
+    """The batch's unfinished members after this one, or None if it counted none."""
+    row = fetch_one(_BATCH_TAKE_ONE, [batch_id])
+    return None if row is None else int(row[0])
+
+
+def batch_member_requeued(batch_id: int) -> None:
+    execute(_BATCH_PUT_ONE_BACK, [batch_id])

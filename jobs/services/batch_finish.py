@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from rest_framework import serializers
 
+from jobs import rows
 from jobs.events import record_event
 from jobs.exceptions import QueueNotFound
 from jobs.models import Batch, EventKind
@@ -26,25 +27,18 @@ from jobs.registry import UnknownJobType
 
 logger = logging.getLogger(__name__)
 
-_TAKE_ONE = "UPDATE jobs_batch SET unfinished = unfinished - 1 WHERE id = %s AND unfinished > 0 RETURNING unfinished"
-_PUT_ONE_BACK = "UPDATE jobs_batch SET unfinished = unfinished + 1, finished_at = NULL WHERE id = %s"
-
 
 def batch_member_requeued(batch_id: int | None) -> None:
     """Inside the member's transaction: a finished member was queued again (a retry)."""
     if batch_id is not None:
-        with connection.cursor() as cursor:
-            cursor.execute(_PUT_ONE_BACK, [batch_id])
+        rows.batch_member_requeued(batch_id)
 
 
 def batch_member_finished(batch_id: int | None) -> Batch | None:
     """Inside the member's transaction: finish its batch if it was the last; the batch then, or None."""
     if batch_id is None:
         return None
-    with connection.cursor() as cursor:
-        cursor.execute(_TAKE_ONE, [batch_id])
-        left = cursor.fetchone()
-    if left is None or left[0] != 0:
+    if rows.batch_member_finished(batch_id) != 0:
         return None
     batch = Batch.objects.filter(pk=batch_id).select_related("user").first()
     if batch is None:
