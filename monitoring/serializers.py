@@ -71,7 +71,7 @@ class MetricsQuerySerializer(RangeQuerySerializer):
 class AlertQuerySerializer(QuerySerializer):
     status = serializers.MultipleChoiceField(choices=AlertStatus.choices, required=False)
     severity = serializers.ChoiceField(choices=["info", "warning", "critical"], required=False)
-    rule = serializers.CharField(required=False)
+    rule = serializers.SlugField(max_length=80, required=False, help_text="A rule's name (a slug).")
 
 
 class AlertSerializer(serializers.ModelSerializer):

@@ -242,7 +242,13 @@ class AlertListView(JobAdminAPI, StrictInputMixin, ListAPIView):
         parameters=[
             OpenApiParameter("status", str, many=True, enum=["open", "acknowledged", "resolved"]),
             OpenApiParameter("severity", str, enum=["info", "warning", "critical"]),
-            OpenApiParameter("rule", str, allow_blank=False, description="A rule's name."),
+            OpenApiParameter(
+                "rule",
+                OpenApiTypes.STR,
+                allow_blank=False,
+                pattern="^[-a-zA-Z0-9_]+$",
+                description="A rule's name (a slug).",
+            ),
         ],
         responses={200: AlertSerializer(many=True), **errors(400, 403)},
         summary="Alerts, newest first",
