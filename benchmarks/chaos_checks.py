@@ -18,7 +18,7 @@ RUN_ENDS = ("completed", "failed", "cancelled", "paused", "suspended", "stalled"
 # Kinds only the worker that runs the job writes.
 WORKER_KINDS = ("progress", "step", "log")
 PROCESSED = re.compile(r"Processed items (\d+)-(\d+)\.")
-STALLED = re.compile(r"worker [^ ]*?:(\d+) stopped")
+STALLED = re.compile(r"worker [^ ]*?:(\d+) (?:stopped|is gone)")
 
 
 def run_problems(events: Sequence[dict[str, Any]]) -> list[str]:

@@ -453,13 +453,24 @@ WHITENOISE_USE_FINDERS = True
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media")))
 
-# Django 6.1 configures mail as MAILERS and deprecates EMAIL_BACKEND (RemovedInDjango2028Warning);
-# Django 5.2 knows only EMAIL_BACKEND. The branch goes with Django 5.2.
-_email_backend = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Mail, from one EMAIL_URL that django-environ parses (smtp://user:password@host:25,
+# smtp+tls://…:587, smtp+ssl://…:465, consolemail://). Django 6.1 configures mail as MAILERS,
+# with the server in OPTIONS, and deprecates the EMAIL_* settings (RemovedInDjango2028Warning);
+# Django 5.2 knows only the EMAIL_* settings. The branch goes with Django 5.2.
+_email = env.email_url("EMAIL_URL", default="consolemail://")
 if django.VERSION >= (6, 1):
-    MAILERS = {"default": {"BACKEND": _email_backend}}
+    _smtp = {"host": "EMAIL_HOST", "port": "EMAIL_PORT", "username": "EMAIL_HOST_USER"}
+    _smtp |= {"password": "EMAIL_HOST_PASSWORD", "use_tls": "EMAIL_USE_TLS", "use_ssl": "EMAIL_USE_SSL"}
+    _options = {option: _email[key] for option, key in _smtp.items() if _email.get(key) is not None}
+    MAILERS = {"default": {"BACKEND": _email["EMAIL_BACKEND"], "OPTIONS": _options}}
 else:
-    EMAIL_BACKEND = _email_backend
+    EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+    EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
+    EMAIL_PORT = _email["EMAIL_PORT"] or 25
+    EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+    EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+    EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS"))
+    EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL"))
 # Alert e-mails of a rule without recipients go to these (Django's own setting).
 ADMINS: list[tuple[str, str]] = []
 

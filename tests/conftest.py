@@ -68,6 +68,19 @@ def _forget_database_failures() -> Iterator[None]:
         from jobs.outage import REFUSED_CACHE_KEY
 
         cache.delete(REFUSED_CACHE_KEY)
+    # And the records workers publish on the broker (jobs.worker_reports): a test whose worker
+    # could not reach its database leaves one for 60 s, which the next test's health would show.
+    from django_q.brokers import get_broker
+    from django_q.brokers.redis_broker import Redis
+
+    from jobs import worker_reports
+
+    broker = get_broker()
+    keys = [f"{worker_reports._prefix()}{r['worker']}" for r in worker_reports.database_error_records()]
+    if keys and isinstance(broker, Redis):
+        broker.connection.delete(*keys)
+    elif keys and broker.cache is not None:
+        broker.cache.delete_many(keys)
 
 
 @pytest.fixture(scope="session", autouse=True)
