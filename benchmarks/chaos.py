@@ -2,7 +2,7 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python -m benchmarks.chaos
     # options: --duration 360 --jobs-per-s 2 --seed 1 --fault-every 20
-    #          --faults kill-worker,kill-monitor,kill-daphne,redis-restart,db-block
+    #          --faults kill-worker,kill-monitor,kill-daphne,redis-restart,db-block,partition-worker,partition-monitor
 
 On the PostgreSQL server of ``DATABASE_URL`` it creates a database of its own
 (``jobadmin_chaos_<pid>``, dropped at the end: it blocks it), and it starts a redis-server of
@@ -18,7 +18,10 @@ is injected, in turn: SIGKILL a qcluster's process group (restarted), SIGKILL th
 monitor (restarted: the new standby), SIGKILL a daphne (restarted), SIGKILL Redis and start
 it again empty, refuse connections to the database for 10-20 s (``--block-seconds``;
 ``ALLOW_CONNECTIONS false``
-and ``pg_terminate_backend``).
+and ``pg_terminate_backend``), black-hole the busiest qcluster's way to PostgreSQL, or the
+leading monitor's, for 7-12 s (``--partition-seconds``: each of them reaches the database
+through a proxy of the soak's own, ``tests/deploy/blackhole.py``, that then accepts and reads
+every byte and forwards none, closes nothing, as a hung pooler or a dropped link does).
 
 Then it waits until every job is finished and checks (``benchmarks/chaos_checks.py``):
 every job terminal; none lost (every job the API accepted exists, finished); none run twice
@@ -58,6 +61,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from benchmarks import chaos_checks as checks
+from tests.deploy.blackhole import BlackHoleProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -65,7 +69,18 @@ HEARTBEAT_INTERVAL = 1.0  # JOBADMIN_HEARTBEAT_INTERVAL of the soak's processes
 SEND_RATE = 15  # websocket messages a subscriber sends per second at most (the server allows 20)
 REPLAYED = -201  # Api.call's status for a 201 with Idempotent-Replayed: true
 ENQUEUE_RETRY_FOR = 120.0  # seconds an enqueue is retried (with its key) through faults
-FAULTS = ("kill-worker", "kill-monitor", "kill-daphne", "redis-restart", "db-block")
+FAULTS = (
+    "kill-worker",
+    "kill-monitor",
+    "kill-daphne",
+    "redis-restart",
+    "db-block",
+    "partition-worker",
+    "partition-monitor",
+)
+SIGKILLS = ("kill-worker", "kill-monitor", "kill-daphne", "redis-restart")
+# The processes a partition can cut off from PostgreSQL: each reaches it through a proxy of its own.
+BEHIND_PROXIES = ("worker-1", "worker-2", "monitor-1", "monitor-2")
 RESUME_OVERLAP = 200  # as live.js: resume this many ids early, drop the repeats
 # Our own values for every setting the children read; nothing of the caller's leaks in
 # (the test process has the test settings' fast timings in its environment).
@@ -104,10 +119,13 @@ class Incarnation:
 class Cluster:
     """The deployment's processes, each restarted when it exits (``Restart=always``)."""
 
-    def __init__(self, tmp: Path, env: dict[str, str], ports: dict[str, int]) -> None:
+    def __init__(
+        self, tmp: Path, env: dict[str, str], ports: dict[str, int], own_env: dict[str, dict[str, str]]
+    ) -> None:
         self.tmp = tmp
         self.env = env
         self.ports = ports
+        self.own_env = own_env  # a role's own variables (its way to the database)
         self.current: dict[str, Incarnation] = {}
         self.history: list[Incarnation] = []
         self.unexpected_exits: list[str] = []
@@ -127,7 +145,7 @@ class Cluster:
         proc = subprocess.Popen(
             [sys.executable, *self.argv(role)],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **self.own_env.get(role, {})},
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -229,6 +247,12 @@ class Database:
         self.max_connections = 0
         self.samples: list[int] = []
         self.blocked_until = 0.0
+
+    def through(self, proxy: BlackHoleProxy) -> str:
+        """This database's URL by way of ``proxy`` (on this machine)."""
+        parts = urllib.parse.urlsplit(self.url)
+        netloc = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+        return urllib.parse.urlunsplit(parts._replace(netloc=f"{netloc}127.0.0.1:{proxy.port}"))
 
     def connect(self, dbname: str) -> Any:
         import psycopg
@@ -495,6 +519,7 @@ class Figures:
     overruns: list[str] = field(default_factory=list)  # blocks longer than the workers ride out
     fault_log: list[str] = field(default_factory=list)
     takeovers: list[float] = field(default_factory=list)
+    partition_takeovers: list[float] = field(default_factory=list)  # a standby's, the leader cut off
 
 
 class Soak:
@@ -510,6 +535,7 @@ class Soak:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.subscribers: list[Subscriber] = []
         self.control_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chaos-control")
+        self.proxies: dict[str, BlackHoleProxy] = {}
 
     def child_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)}
@@ -678,7 +704,7 @@ class Soak:
             gone = await self.control(cluster.kill, role)
             cluster.start(role)
             if leading:
-                self.spawn(self.takeover(cluster, gone.killed_at or time.time()))
+                self.spawn(self.takeover(cluster, gone.killed_at or time.time(), self.figures.takeovers))
             return f"SIGKILL {role} (pid {gone.proc.pid}), restarted as the standby"
         if kind == "kill-daphne":
             role = rng.choice(["daphne-a", "daphne-b"])
@@ -697,7 +723,29 @@ class Soak:
             if refused > outage_budget(self.args.stall_threshold):
                 self.figures.overruns.append(f"a block meant for {seconds:.1f} s lasted {refused:.1f} s")
             return f"database refused connections for {refused:.1f} s"
+        if kind == "partition-worker":
+            role = await self.control(self.busiest_worker, cluster)
+            held = await self.control(self.partition_for, role, rng.uniform(*self.args.partition_seconds))
+            if held > outage_budget(self.args.stall_threshold):
+                self.figures.overruns.append(f"{role}'s partition lasted {held:.1f} s")
+            return f"{role} black-holed from PostgreSQL for {held:.1f} s (no reset, nothing forwarded)"
+        if kind == "partition-monitor":
+            role = cluster.leader() or rng.choice(["monitor-1", "monitor-2"])
+            leading = cluster.leader() is not None
+            if leading:
+                self.spawn(self.takeover(cluster, time.time(), self.figures.partition_takeovers))
+            held = await self.control(self.partition_for, role, rng.uniform(*self.args.partition_seconds))
+            return f"{role}{' (the leader)' if leading else ''} black-holed from PostgreSQL for {held:.1f} s"
         raise ValueError(kind)
+
+    def partition_for(self, role: str, seconds: float) -> float:
+        """Black-hole ``role``'s way to PostgreSQL for ``seconds``, timed in this thread (as
+        ``Database.block_for``). Returns how long it was cut off."""
+        started = time.monotonic()
+        self.proxies[role].cut()
+        time.sleep(max(0.0, seconds - (time.monotonic() - started)))
+        self.proxies[role].heal()
+        return time.monotonic() - started
 
     def busiest_worker(self, cluster: Cluster) -> str:
         """The qcluster running the most jobs now (a kill that interrupts nothing proves little)."""
@@ -716,8 +764,9 @@ class Soak:
         top = max(load.values(), default=0)
         return self.rng.choice([role for role, n in load.items() if n == top] or ["worker-1"])
 
-    async def takeover(self, cluster: Cluster, killed_at: float) -> None:
-        """Seconds from a leader's SIGKILL to the next "monitor: running at" of any monitor."""
+    async def takeover(self, cluster: Cluster, killed_at: float, into: list[float]) -> None:
+        """Seconds from a leader's SIGKILL or partition to the next "monitor: running at" of any
+        monitor, appended to ``into``."""
         deadline = time.time() + 60
         while time.time() < deadline:
             starts = [
@@ -728,7 +777,7 @@ class Soak:
                 if start > killed_at
             ]
             if starts:
-                self.figures.takeovers.append(min(starts) - killed_at)
+                into.append(min(starts) - killed_at)
                 return
             await asyncio.sleep(0.2)
 
@@ -748,7 +797,11 @@ class Soak:
         # block is always lifted on time.
         threads = max(48, int(self.args.jobs_per_s * 30))
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=threads))
-        cluster = Cluster(self.tmp, self.child_env(), self.ports)
+        if any(kind.startswith("partition-") for kind in self.args.faults.split(",")):
+            host, port = str(self.db.server["host"] or "127.0.0.1"), int(self.db.server["port"] or 5432)
+            self.proxies = {role: BlackHoleProxy(host, port).start() for role in BEHIND_PROXIES}
+        own_env = {role: {"DATABASE_URL": self.db.through(proxy)} for role, proxy in self.proxies.items()}
+        cluster = Cluster(self.tmp, self.child_env(), self.ports, own_env)
         self.cluster = cluster
         for role in ("daphne-a", "daphne-b", "worker-1", "worker-2", "monitor-1"):
             cluster.start(role)
@@ -890,8 +943,12 @@ class Soak:
             ("enqueue answers", ", ".join(f"{k}: {v}" for k, v in sorted(figures.enqueue_outcomes.items()))),
             ("actions", ", ".join(f"{k}: {v}" for k, v in sorted(figures.action_outcomes.items())) or "-"),
             ("faults injected", ", ".join(f"{k} {v}" for k, v in sorted(figures.faults.items())) or "-"),
-            ("SIGKILLs (processes and Redis)", str(sum(v for k, v in figures.faults.items() if k != "db-block"))),
+            ("SIGKILLs (processes and Redis)", str(sum(v for k, v in figures.faults.items() if k in SIGKILLS))),
             ("monitor takeovers after SIGKILL", ", ".join(f"{t:.1f} s" for t in figures.takeovers) or "-"),
+            (
+                "monitor takeovers, the leader cut off",
+                ", ".join(f"{t:.1f} s" for t in figures.partition_takeovers) or "-",
+            ),
             ("processes that exited by themselves", str(len(cluster.unexpected_exits))),
             ("monitors that exited on a lost lease (75)", str(cluster.lease_exits)),
             ("not terminal", str(len(not_terminal))),
@@ -956,6 +1013,8 @@ class Soak:
     def cleanup(self) -> None:
         if hasattr(self, "cluster"):
             self.cluster.stop_all()
+        for proxy in self.proxies.values():
+            proxy.stop()
         self.redis.kill()
         with contextlib.suppress(Exception):
             self.db.drop()
@@ -996,6 +1055,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fault-tail", type=float, default=10.0, help="no fault starts this close to the end")
     parser.add_argument("--stall-threshold", type=float, default=30.0, help="JOBADMIN_STALL_THRESHOLD")
     parser.add_argument("--block-seconds", type=seconds_range, default=(10.0, 20.0), help="db-block length, MIN-MAX")
+    parser.add_argument(
+        "--partition-seconds", type=seconds_range, default=(7.0, 12.0), help="partition-* length, MIN-MAX"
+    )
     parser.add_argument("--lease", type=float, default=3.0, help="JOBADMIN_MONITOR_LEASE")
     parser.add_argument("--q-workers", type=int, default=3, help="Q_WORKERS of each qcluster")
     parser.add_argument("--pool-max", type=int, default=5, help="JOBADMIN_DB_POOL_MAX of each daphne")
@@ -1012,6 +1074,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
             f"--stall-threshold {args.stall_threshold:g} is too short for blocks of up to {args.block_seconds[1]:g} s: "
             f"workers would give their jobs up; it must be at least {args.block_seconds[1] + BLOCK_MARGIN:g}"
         )
+    partitions = [kind for kind in args.faults.split(",") if kind.startswith("partition-")]
+    if partitions and args.partition_seconds[1] > outage_budget(args.stall_threshold):
+        parser.error(
+            f"--stall-threshold {args.stall_threshold:g} is too short for partitions of up to "
+            f"{args.partition_seconds[1]:g} s: it must be at least {args.partition_seconds[1] + BLOCK_MARGIN:g}"
+        )
+    if "partition-monitor" in partitions and args.partition_seconds[0] <= 2 * args.lease:
+        parser.error(f"--partition-seconds must start above two leases ({2 * args.lease:g} s) for a takeover")
     if not args.database_url.startswith(("postgres://", "postgresql://")):
         parser.error("the soak needs PostgreSQL: set DATABASE_URL (any database on the server; it makes its own)")
     if shutil.which("redis-server") is None:

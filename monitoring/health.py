@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -144,7 +145,49 @@ def check_broker() -> dict[str, Any]:
         # A warning, not critical: the API serves and enqueues (jobs are committed), and the
         # wake-ups are sent again once the broker is back.
         return _check(WARNING, f"broker unreachable: {exc.__class__.__name__}; wake-ups wait until it is back")
-    return _check(HEALTHY, broker=broker.__class__.__name__, pending_wakeups=size)
+    detail: dict[str, Any] = {"broker": broker.__class__.__name__, "pending_wakeups": size}
+    client = getattr(broker, "connection", None)
+    if not isinstance(client, redis.Redis):
+        return _check(HEALTHY, **detail)  # the ORM broker: its memory is the database's
+    try:
+        memory = redis_memory(client)
+    except redis.RedisError as exc:
+        return _check(WARNING, f"broker's Redis did not say its memory: {exc.__class__.__name__}", **detail)
+    detail["redis_memory"] = memory
+    limit, used = memory["maxmemory_bytes"], memory["used_bytes"]
+    if limit and memory["evicted_keys"] and memory["policy"] != "noeviction":
+        return _check(
+            WARNING,
+            f"Redis evicted {memory['evicted_keys']} key(s) at its maxmemory ({memory['policy']}): "
+            "wake-ups among them are sent again by the monitor, live subscribers resume from the log",
+            **detail,
+        )
+    if limit and used >= REDIS_MEMORY_WARNING * limit:
+        refused = memory["refused_out_of_memory"]
+        return _check(
+            WARNING,
+            f"Redis uses {used / limit:.0%} of its maxmemory ({limit / 2**20:.1f} MiB, {memory['policy']}); "
+            f"{refused} write(s) refused as out of memory since it started",
+            **detail,
+        )
+    return _check(HEALTHY, **detail)
+
+
+# Of a broker Redis's maxmemory, the share in use from which health warns.
+REDIS_MEMORY_WARNING = 0.9
+
+
+def redis_memory(client: redis.Redis) -> dict[str, Any]:
+    """What Redis says of its memory (INFO memory, stats, errorstats): in use, its limit and
+    policy, keys it evicted and commands it refused as out of memory since it started."""
+    info = client.info("memory") | client.info("stats") | client.info("errorstats")
+    return {
+        "used_bytes": int(info["used_memory"]),
+        "maxmemory_bytes": int(info.get("maxmemory", 0)),
+        "policy": str(info.get("maxmemory_policy", "")),
+        "evicted_keys": int(info.get("evicted_keys", 0)),
+        "refused_out_of_memory": int((info.get("errorstat_OOM") or {}).get("count", 0)),
+    }
 
 
 def check_channel_layer() -> dict[str, Any]:
@@ -155,8 +198,6 @@ def check_channel_layer() -> dict[str, Any]:
         return _check(CRITICAL, "no channel layer configured")
     name = layer.__class__.__name__
     if settings.REDIS_URL:
-        import redis
-
         try:
             redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).ping()
         except redis.RedisError as exc:

@@ -340,6 +340,16 @@ class MonitorLeaderSerializer(serializers.Serializer):
     )
 
 
+class RedisMemorySerializer(serializers.Serializer):
+    """What the broker's Redis says of its memory (``monitoring.health.redis_memory``)."""
+
+    used_bytes = serializers.IntegerField()
+    maxmemory_bytes = serializers.IntegerField(help_text="0: no limit")
+    policy = serializers.CharField(help_text="maxmemory-policy: noeviction refuses writes, the others evict keys")
+    evicted_keys = serializers.IntegerField(help_text="since Redis started")
+    refused_out_of_memory = serializers.IntegerField(help_text="commands refused as OOM since Redis started")
+
+
 class WorkerDatabaseErrorSerializer(serializers.Serializer):
     """A worker whose wake-up could not reach the database (``jobs.worker_reports``)."""
 
@@ -365,6 +375,7 @@ class HealthCheckSerializer(serializers.Serializer):
     # broker
     broker = serializers.CharField(required=False)
     pending_wakeups = serializers.IntegerField(required=False)
+    redis_memory = RedisMemorySerializer(required=False)
     # channel layer
     layer = serializers.CharField(required=False)
     # workers

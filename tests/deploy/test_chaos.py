@@ -65,6 +65,21 @@ def test_the_soak_refuses_a_stall_threshold_its_blocks_would_outlast(capsys: pyt
         assert chaos.parse([*base, "--stall-threshold", "10", "--faults", "kill-worker"]).stall_threshold == 10
 
 
+def test_the_soak_refuses_partitions_the_workers_would_not_ride_out_or_no_standby_could_notice(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = ["--database-url", "postgres://127.0.0.1/x", "--lease", "3"]
+    with pytest.raises(SystemExit):
+        chaos.parse([*base, "--faults", "partition-worker", "--stall-threshold", "12", "--partition-seconds", "6-12"])
+    assert "too short for partitions of up to 12 s" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        chaos.parse([*base, "--faults", "partition-monitor", "--partition-seconds", "5-8"])
+    assert "must start above two leases (6 s)" in capsys.readouterr().err
+    if shutil.which("redis-server"):
+        args = chaos.parse([*base, "--faults", "partition-worker,partition-monitor", "--stall-threshold", "25"])
+        assert args.partition_seconds == (7.0, 12.0)
+
+
 def event(event_id: int, kind: str, worker: str = "h:1", attempt: int = 1, **extra: Any) -> dict[str, Any]:
     return {"event_id": event_id, "kind": kind, "payload": {"job": {"worker": worker, "attempts": attempt}, **extra}}
 
@@ -144,4 +159,8 @@ def test_a_failure_counts_as_expected_only_when_asked_for_or_when_its_worker_was
     stalled = "Stalled: worker vm:4242 stopped sending heartbeats."
     assert checks.failure_cause(stalled, {4242}, None) == "worker-killed"
     assert checks.failure_cause(stalled, {4243}, None) == "unexpected"
+    # A restarted cluster settles the jobs of its killed run at once (jobs.services.stalls).
+    orphaned = "Its worker vm:4242 is gone: found when a cluster started on vm."
+    assert checks.failure_cause(orphaned, {4242}, None) == "worker-killed"
+    assert checks.failure_cause(orphaned, {4243}, None) == "unexpected"
     assert checks.failure_cause("OperationalError: terminating connection", {4242}, 7) == "unexpected"
