@@ -12,11 +12,12 @@ import signal
 import threading
 import time
 import traceback as tb
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 
 from jobs import outage, services, shutdown, worker_reports
 from jobs.context import JobContext
@@ -83,20 +84,39 @@ def _alarm(seconds: int) -> Iterator[None]:
     """Raise ``JobTimedOut`` in the job after ``seconds`` even if it never reaches a checkpoint.
 
     Only in the main thread (where django-q2 runs tasks); the checkpoints enforce the
-    same deadline everywhere. django-q2's own alarm is put back afterwards.
+    same deadline everywhere. django-q2's own alarm is put back afterwards. An alarm that
+    rings while the job's thread waits for the database is raised as soon as that query
+    returns: raised inside it, it would leave the driver's connection mid-query, and the
+    transaction's clean-up fail on it ("can't change 'autocommit' now") in place of the
+    time-out. ``JOBADMIN_DB_QUERY_TIMEOUT`` bounds that wait.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    state = {"querying": 0, "rang": False}
 
     def on_alarm(signum: int, frame: Any) -> None:
+        if state["querying"]:
+            state["rang"] = True
+            return
         raise JobTimedOut(f"Timed out after {seconds} s.")
+
+    def around_query(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        state["querying"] += 1
+        try:
+            result = execute(sql, params, many, context)
+        finally:
+            state["querying"] -= 1
+        if state["rang"] and not state["querying"]:
+            raise JobTimedOut(f"Timed out after {seconds} s.")
+        return result
 
     previous_handler = signal.signal(signal.SIGALRM, on_alarm)
     previous_left = signal.alarm(seconds)
     started = time.monotonic()
     try:
-        yield
+        with connection.execute_wrapper(around_query):
+            yield
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous_handler)

@@ -71,8 +71,12 @@ def database_refused(*, worker: str, error: BaseException) -> None:
 
 def database_answered(*, worker: str) -> None:
     """``worker`` reached the database again: remove its record, if it published one."""
-    if worker not in _published:
-        return
+    if worker in _published:
+        forget(worker)
+
+
+def forget(worker: str) -> None:
+    """Remove ``worker``'s record now (it answered, or it is gone for good) instead of at its expiry."""
     from django_q.brokers import get_broker
     from django_q.brokers.redis_broker import Redis
 

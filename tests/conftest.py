@@ -62,23 +62,12 @@ def _forget_database_failures() -> Iterator[None]:
     """Processes a test cut off from the database are named in health for a while
     (``jobs.outage.note_database_failure``): not in the next test's."""
     yield
-    if not settings.REDIS_URL:
-        return  # without Redis both live in the database, which the test's own teardown empties
-    import redis
-    from django.core.cache import cache
-    from django_q.brokers import get_broker
+    if settings.REDIS_URL:
+        from django.core.cache import cache
 
-    from jobs import worker_reports
-    from jobs.outage import REFUSED_CACHE_KEY
+        from jobs.outage import REFUSED_CACHE_KEY
 
-    cache.delete(REFUSED_CACHE_KEY)
-    # And the records workers publish on the broker (jobs.worker_reports): a test whose worker
-    # could not reach its database leaves one for 60 s, which the next test's health would show.
-    # (A test that stopped its own Redis, its broker's, has left none there.)
-    with contextlib.suppress(redis.RedisError):
-        keys = [f"{worker_reports._prefix()}{r['worker']}" for r in worker_reports.database_error_records()]
-        if keys:
-            get_broker().connection.delete(*keys)
+        cache.delete(REFUSED_CACHE_KEY)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from jobs import services
+from jobs import services, worker_reports
 from monitoring.health import CRITICAL, check_workers
 from tests.conftest import free_port, wait_for
 
@@ -25,11 +25,16 @@ def test_a_worker_whose_claim_is_refused_by_the_database_shows_in_health(process
     processes.qcluster(DATABASE_URL=f"postgres://postgres@127.0.0.1:{closed}/{name}", Q_WORKERS="1")
 
     services.job_enqueue(job_type="demo", params={"items": 1, "delay_ms": 0})
-    check = wait_for(
-        lambda: (c := check_workers()).get("database_errors") and c,
-        timeout=30,
-        message="health never heard of the worker's database error",
-    )
+    try:
+        check = wait_for(
+            lambda: (c := check_workers()).get("database_errors") and c,
+            timeout=30,
+            message="health never heard of the worker's database error",
+        )
+    finally:
+        processes.stop_all()
+        for record in worker_reports.database_error_records():  # not in the next test's health
+            worker_reports.forget(record["worker"])
 
     # Its one worker is refused: nothing can run (critical); beside working ones it would be a warning.
     assert check["status"] == CRITICAL

@@ -175,3 +175,31 @@ def test_outside_the_main_thread_the_checkpoints_alone_enforce_the_timeout():
     assert "on_alarm" not in job.traceback
     assert "in progress" in job.traceback
     assert elapsed < 3, "the checkpoint let the job run on past its time-out"
+
+
+def slow_query(seconds: float) -> None:
+    """One query that keeps the database busy for ``seconds`` (pg_sleep; a Python function on SQLite)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_sleep(%s)", [seconds])
+        else:
+            connection.connection.create_function("jobadmin_sleep", 1, time.sleep)
+            cursor.execute("SELECT jobadmin_sleep(%s)", [seconds])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_alarm_that_rings_during_a_query_times_the_job_out_when_the_query_returns() -> None:
+    # Seen in CI: raised inside the driver's wait, the time-out left the connection mid-query
+    # and the transaction's clean-up failed in its place ("can't change 'autocommit' now").
+    from django.db import transaction
+
+    from jobs.exceptions import JobTimedOut
+    from jobs.tasks import _alarm
+
+    started = time.monotonic()
+    with pytest.raises(JobTimedOut, match="Timed out after 1 s"), _alarm(1), transaction.atomic():
+        slow_query(1.5)
+    assert 1.4 <= time.monotonic() - started < 3  # the query ran to its end, then the job stopped
+    with connection.cursor() as cursor:  # and the connection serves the outcome's writes
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
