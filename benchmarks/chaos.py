@@ -79,6 +79,7 @@ FAULTS = (
     "partition-monitor",
 )
 SIGKILLS = ("kill-worker", "kill-monitor", "kill-daphne", "redis-restart")
+WORKER_OUTAGES = ("db-block", "partition-worker")  # a worker cannot write while one lasts
 # The processes a partition can cut off from PostgreSQL: each reaches it through a proxy of its own.
 BEHIND_PROXIES = ("worker-1", "worker-2", "monitor-1", "monitor-2")
 RESUME_OVERLAP = 200  # as live.js: resume this many ids early, drop the repeats
@@ -679,13 +680,20 @@ class Soak:
         return plan
 
     async def faults(self, cluster: Cluster, started: float) -> None:
+        outage_over = 0.0
         for at, kind in self.schedule():
             await asyncio.sleep(max(0.0, started + at - time.monotonic()))
+            if kind in WORKER_OUTAGES:
+                # Two outages back to back are one longer outage to a worker, which it gives its
+                # job up to by design: the next waits until the workers have written again.
+                await asyncio.sleep(max(0.0, outage_over + BLOCK_MARGIN - time.monotonic()))
             if self.stop_stream.is_set():
                 return
             last = max((s.last_event_id for s in self.subscribers), default=0)
             at = time.monotonic() - started
             note = await self.inject(cluster, kind)
+            if kind in WORKER_OUTAGES:
+                outage_over = time.monotonic()
             self.figures.faults[kind] += 1
             self.figures.fault_log.append(f"{at:6.1f}s {kind} (events up to ~{last}): {note}")
             log(f"fault {kind}: {note}")
