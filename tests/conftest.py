@@ -57,8 +57,14 @@ def _clean_redis_after_run() -> Iterator[None]:
             client.delete(key)
 
 
+def _had_database(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker("django_db") is not None or bool(
+        {"db", "transactional_db", "django_db_reset_sequences"} & set(request.fixturenames)
+    )
+
+
 @pytest.fixture(autouse=True)
-def _forget_database_failures() -> Iterator[None]:
+def _forget_database_failures(request: pytest.FixtureRequest) -> Iterator[None]:
     """Processes a test cut off from the database are named in health for a while
     (``jobs.outage.note_database_failure``): not in the next test's."""
     yield
@@ -75,6 +81,8 @@ def _forget_database_failures() -> Iterator[None]:
 
     from jobs import worker_reports
 
+    if not settings.REDIS_URL and not _had_database(request):
+        return  # the ORM broker's records are in the database, which this test never opened
     broker = get_broker()
     keys = [f"{worker_reports._prefix()}{r['worker']}" for r in worker_reports.database_error_records()]
     if keys and isinstance(broker, Redis):
