@@ -42,7 +42,7 @@
     function paintBatch(batch, eventId) {
       if (eventId <= newestBatch) return;
       newestBatch = eventId;
-      paintBadge(field("status"), batch.status);
+      paintBadge(field("batch-status"), batch.status);
       paintBar(root.querySelector("[data-batch-progress]"), batch.progress);
       Object.keys(batch.counts).forEach(function (status) {
         var count = root.querySelector('[data-count="' + status + '"]');
