@@ -67,8 +67,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from jobs.models import EventKind, JobEvent
-from jobs.services import batch_summaries_by_id
+from jobs.models import Batch, EventKind, JobEvent
+from jobs.services import batch_summaries
 from live import messages
 from live.models import RelayState
 from live.transport import tune_gc
@@ -173,8 +173,8 @@ AGGREGATE = "batch_aggregate"  # the key ``with_batch_aggregates`` adds to a mem
 def with_batch_aggregates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``rows``, each member's with its batch's aggregate under ``AGGREGATE`` (see ``message_for``).
 
-    Computed once per read, whatever the number of member events in it: one query (a
-    ``GROUP BY batch, status`` over their members, joined to the batch rows), never one per event. A
+    Computed once per read, whatever the number of member events in it: two queries (the
+    batch rows, and one ``GROUP BY batch, status`` over their members), never one per event. A
     failure costs the aggregate, never the events: they go out without it, the next read's
     carry it again.
     """
@@ -182,13 +182,16 @@ def with_batch_aggregates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not wanted:
         return rows
     try:
-        summaries = batch_summaries_by_id(wanted)
+        batches = list(Batch.objects.filter(pk__in=wanted).only("id", "created_at", "finished_at"))
+        summaries = batch_summaries(batches)
     except Exception as exc:
         logger.warning("relay: the batches' aggregate failed: %r", exc)
         return rows
     aggregates = {
-        pk: messages.batch_aggregate(batch_id=pk, summary=summary, finished_at=finished_at)
-        for pk, (summary, finished_at) in summaries.items()
+        batch.pk: messages.batch_aggregate(
+            batch_id=batch.pk, summary=summaries[batch.pk], finished_at=batch.finished_at
+        )
+        for batch in batches
     }
     for row in rows:
         if (batch := _batch_of(row)) in aggregates:

@@ -35,7 +35,6 @@ from jobs.services.batches import (
     batch_create_once,
     batch_retry,
     batch_summaries,
-    batch_summaries_by_id,
     batch_summary,
 )
 from jobs.services.claim import Enqueued, job_claim, job_enqueue, job_enqueue_once, jobs_enqueue_many, user_share
@@ -84,7 +83,6 @@ __all__ = [
     "batch_create_once",
     "batch_retry",
     "batch_summaries",
-    "batch_summaries_by_id",
     "batch_summary",
     "Control",
     "Enqueued",
