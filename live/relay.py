@@ -168,6 +168,12 @@ def _batch_of(row: dict[str, Any]) -> int | None:
 
 
 AGGREGATE = "batch_aggregate"  # the key ``with_batch_aggregates`` adds to a member's event row
+# The least time between two reads that computed batch aggregates. A read per member event
+# computed one aggregate (a GROUP BY over the batch's members, 5-8 ms for 2,000-10,000 on
+# PostgreSQL) per event under a draining batch: 1.2-2.5 ms of relay CPU per member event on
+# SQLite (docs/benchmarks.md, "Batches"). Only while batches are busy: the first event after
+# a quiet spell is read at once, and every member event still carries its read's aggregate.
+AGGREGATE_SPACING = 0.1
 
 
 def with_batch_aggregates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -529,6 +535,7 @@ class EventRelay:
         self.listener: Listener | None = None
         self.more_waiting = False  # the last read was a full batch: read again without waiting
         self._read_at = 0.0  # monotonic time of the last read (the listening relay spaces them)
+        self._aggregates_due = 0.0  # no read before this (monotonic): see AGGREGATE_SPACING
         self.stats_interval = float(settings.JOB_STATS_INTERVAL)
         self.batch = 500
         self.tracker: GapTracker | None = None
@@ -634,7 +641,13 @@ class EventRelay:
         """One round: publish what is in hand, else read and publish. Returns events published."""
         before = self.published
         if not self.in_hand:
-            for row in await self._run_db(self._read):
+            # After a read that carried batch aggregates, the next one waits: while batches are
+            # busy each read takes AGGREGATE_SPACING worth of events, with one aggregate per batch.
+            await asyncio.sleep(max(self._aggregates_due - time.monotonic(), 0.0))
+            rows = await self._run_db(self._read)
+            if any(AGGREGATE in row for row in rows):
+                self._aggregates_due = time.monotonic() + AGGREGATE_SPACING
+            for row in rows:
                 event = layer_event(row)
                 if event is not None:
                     self.in_hand.append(event)

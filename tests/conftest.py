@@ -81,14 +81,20 @@ def _forget_database_failures(request: pytest.FixtureRequest) -> Iterator[None]:
 
     from jobs import worker_reports
 
-    if not settings.REDIS_URL and not _had_database(request):
-        return  # the ORM broker's records are in the database, which this test never opened
-    broker = get_broker()
-    keys = [f"{worker_reports._prefix()}{r['worker']}" for r in worker_reports.database_error_records()]
-    if keys and isinstance(broker, Redis):
-        broker.connection.delete(*keys)
-    elif keys and broker.cache is not None:
-        broker.cache.delete_many(keys)
+    if settings.REDIS_URL:
+        forget = contextlib.nullcontext()
+    elif _had_database(request):
+        # The ORM broker keeps them in the database, which pytest-django has closed again by now.
+        forget = request.getfixturevalue("django_db_blocker").unblock()
+    else:
+        return  # a test that never opened the database left nothing there
+    with forget:
+        broker = get_broker()
+        keys = [f"{worker_reports._prefix()}{r['worker']}" for r in worker_reports.database_error_records()]
+        if keys and isinstance(broker, Redis):
+            broker.connection.delete(*keys)
+        elif keys and broker.cache is not None:
+            broker.cache.delete_many(keys)
 
 
 @pytest.fixture(scope="session", autouse=True)
