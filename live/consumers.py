@@ -46,6 +46,7 @@ from live.relay import (
     replay_event_ids,
     replay_events,
     stats_body,
+    with_batch_aggregates,
 )
 from live.relay import message_for as event_message
 
@@ -107,7 +108,7 @@ def _event_ids_of_groups(anchors: dict[str, int], limit: int) -> dict[str, list[
 
 @database_sync_to_async
 def _events(ids: list[int]) -> list[dict[str, Any]]:
-    return events_by_ids(ids=ids)
+    return with_batch_aggregates(events_by_ids(ids=ids))
 
 
 class _SharedIdReads:

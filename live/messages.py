@@ -9,10 +9,12 @@ its builder together; none is renamed.
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 from typing import Any
 
 from jobs.models import EventKind, JobStatus
+from jobs.services.batches import BatchStatus, BatchSummary
 from monitoring.models import AlertStatus
 
 # --- error codes -------------------------------------------------------------------------
@@ -98,9 +100,33 @@ def pong(*, ts: Any = None) -> dict[str, Any]:
 JOB_UPDATE_WITHHELD = ("worker",)
 
 
-def job_update(*, event_id: int, kind: str, job: dict[str, Any], created_at: str | None) -> dict[str, Any]:
+def job_update(
+    *, event_id: int, kind: str, job: dict[str, Any], created_at: str | None, batch: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``batch``: a batch member's update carries its batch's aggregate (``batch_aggregate``)."""
     shown = {key: value for key, value in job.items() if key not in JOB_UPDATE_WITHHELD}
-    return {"type": "job-update", "event_id": event_id, "kind": kind, "job": shown, "created_at": created_at}
+    message = {"type": "job-update", "event_id": event_id, "kind": kind, "job": shown, "created_at": created_at}
+    if batch is not None:
+        message["batch"] = batch
+    return message
+
+
+def batch_aggregate(*, batch_id: int, summary: BatchSummary, finished_at: datetime | None) -> dict[str, Any]:
+    """A batch as it stands when the message is sent (``jobs.services.batch_summary``), not as it
+    stood at the event: the newest one a client has is the batch's state."""
+    return {
+        "id": batch_id,
+        "status": summary.status,
+        "counts": summary.counts,
+        "total": summary.total,
+        "progress": summary.progress,
+        "eta": _iso(summary.eta),
+        "finished_at": _iso(finished_at),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def job_stats(*, stats: dict[str, Any]) -> dict[str, Any]:
@@ -179,6 +205,20 @@ JOB_UPDATE_JOB_SCHEMA: dict[str, Any] = {
     "required": [k for k in JOB_SCHEMA["required"] if k not in JOB_UPDATE_WITHHELD],
 }
 
+# A member's batch as ``batch_aggregate`` builds it: every field, always present.
+BATCH_AGGREGATE_SCHEMA: dict[str, Any] = _object(
+    {
+        "id": _count,
+        "status": {"enum": list(BatchStatus.ALL)},
+        "counts": _object({status: _count for status in JobStatus.values}, list(JobStatus.values)),
+        "total": _count,
+        "progress": {"type": "number", "minimum": 0, "maximum": 100},
+        "eta": _nullable_time,
+        "finished_at": _nullable_time,
+    },
+    required=["id", "status", "counts", "total", "progress", "eta", "finished_at"],
+)
+
 # The alert as ``monitoring.alerts.alert_payload`` builds it.
 ALERT_SCHEMA: dict[str, Any] = _object(
     {
@@ -245,6 +285,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
                 "kind": {"enum": JOB_EVENT_KINDS},
                 "job": JOB_UPDATE_JOB_SCHEMA,
                 "created_at": _nullable_time,
+                "batch": BATCH_AGGREGATE_SCHEMA,  # a batch member's: its batch's aggregate
             },
             ["event_id", "kind", "job", "created_at"],
         ),

@@ -67,7 +67,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from jobs.models import EventKind, JobEvent
+from jobs.models import Batch, EventKind, JobEvent
+from jobs.services import batch_summaries
 from live import messages
 from live.models import RelayState
 from live.transport import tune_gc
@@ -160,6 +161,50 @@ def _sqlite_events(where: str, params: list[Any], limit: int | None = None) -> l
     return rows
 
 
+def _batch_of(row: dict[str, Any]) -> int | None:
+    """The batch of the job an event row reports (its snapshot says), or None."""
+    batch = ((row["payload"] or {}).get("job") or {}).get("batch")
+    return batch if isinstance(batch, int) else None
+
+
+AGGREGATE = "batch_aggregate"  # the key ``with_batch_aggregates`` adds to a member's event row
+# The least time between two reads that computed batch aggregates. A read per member event
+# computed one aggregate (a GROUP BY over the batch's members, 5-8 ms for 2,000-10,000 on
+# PostgreSQL) per event under a draining batch: 1.2-2.5 ms of relay CPU per member event on
+# SQLite (docs/benchmarks.md, "Batches"). Only while batches are busy: the first event after
+# a quiet spell is read at once, and every member event still carries its read's aggregate.
+AGGREGATE_SPACING = 0.1
+
+
+def with_batch_aggregates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows``, each member's with its batch's aggregate under ``AGGREGATE`` (see ``message_for``).
+
+    Computed once per read, whatever the number of member events in it: two queries (the
+    batch rows, and one ``GROUP BY batch, status`` over their members), never one per event. A
+    failure costs the aggregate, never the events: they go out without it, the next read's
+    carry it again.
+    """
+    wanted = {batch for batch in map(_batch_of, rows) if batch is not None}
+    if not wanted:
+        return rows
+    try:
+        batches = list(Batch.objects.filter(pk__in=wanted).only("id", "created_at", "finished_at"))
+        summaries = batch_summaries(batches)
+    except Exception as exc:
+        logger.warning("relay: the batches' aggregate failed: %r", exc)
+        return rows
+    aggregates = {
+        batch.pk: messages.batch_aggregate(
+            batch_id=batch.pk, summary=summaries[batch.pk], finished_at=batch.finished_at
+        )
+        for batch in batches
+    }
+    for row in rows:
+        if (batch := _batch_of(row)) in aggregates:
+            row[AGGREGATE] = aggregates[batch]
+    return rows
+
+
 def _group_events(group: str, after: int) -> Any:
     """The events of ``group`` after ``after`` (a queryset), or None for a group without events."""
     queryset = JobEvent.objects.filter(id__gt=after)
@@ -179,7 +224,9 @@ def _group_events(group: str, after: int) -> Any:
 def replay_events(*, group: str, after: int, limit: int) -> list[dict[str, Any]]:
     """The events a subscriber of ``group`` missed after ``after``, oldest first."""
     queryset = _group_events(group, after)
-    return [] if queryset is None else list(queryset.order_by("id").values(*_EVENT_FIELDS)[:limit])
+    return (
+        [] if queryset is None else with_batch_aggregates(list(queryset.order_by("id").values(*_EVENT_FIELDS)[:limit]))
+    )
 
 
 def replay_event_ids(*, group: str, after: int, limit: int) -> list[int]:
@@ -294,7 +341,7 @@ def groups_for(row: dict[str, Any]) -> list[str]:
     if row["owner_id"] is not None:
         groups.append(f"user.{row['owner_id']}")
     # A batch's members also reach its group (the batch page follows them there).
-    if (batch := ((row["payload"] or {}).get("job") or {}).get("batch")) is not None:
+    if (batch := _batch_of(row)) is not None:
         groups.append(f"batch.{batch}")
     return groups
 
@@ -308,7 +355,9 @@ def message_for(row: dict[str, Any]) -> dict[str, Any] | None:
         return messages.job_alert(event_id=row["id"], alert=payload.get("alert") or {})
     if row["job_id"] is None or "job" not in payload:
         return None
-    return messages.job_update(event_id=row["id"], kind=row["kind"], job=payload["job"], created_at=created_at)
+    return messages.job_update(
+        event_id=row["id"], kind=row["kind"], job=payload["job"], created_at=created_at, batch=row.get(AGGREGATE)
+    )
 
 
 def layer_event(row: dict[str, Any]) -> dict[str, Any] | None:
@@ -486,6 +535,7 @@ class EventRelay:
         self.listener: Listener | None = None
         self.more_waiting = False  # the last read was a full batch: read again without waiting
         self._read_at = 0.0  # monotonic time of the last read (the listening relay spaces them)
+        self._aggregates_due = 0.0  # no read before this (monotonic): see AGGREGATE_SPACING
         self.stats_interval = float(settings.JOB_STATS_INTERVAL)
         self.batch = 500
         self.tracker: GapTracker | None = None
@@ -534,7 +584,7 @@ class EventRelay:
             if due:
                 rows += events_by_ids(ids=due)
             fresh = set(self.tracker.absorb((row["id"] for row in rows), now=now))
-            return sorted((row for row in rows if row["id"] in fresh), key=lambda row: row["id"])
+            return with_batch_aggregates(sorted((row for row in rows if row["id"] in fresh), key=lambda row: row["id"]))
         except Exception:
             connection.close()  # the next read reconnects
             raise
@@ -591,7 +641,13 @@ class EventRelay:
         """One round: publish what is in hand, else read and publish. Returns events published."""
         before = self.published
         if not self.in_hand:
-            for row in await self._run_db(self._read):
+            # After a read that carried batch aggregates, the next one waits: while batches are
+            # busy each read takes AGGREGATE_SPACING worth of events, with one aggregate per batch.
+            await asyncio.sleep(max(self._aggregates_due - time.monotonic(), 0.0))
+            rows = await self._run_db(self._read)
+            if any(AGGREGATE in row for row in rows):
+                self._aggregates_due = time.monotonic() + AGGREGATE_SPACING
+            for row in rows:
                 event = layer_event(row)
                 if event is not None:
                     self.in_hand.append(event)

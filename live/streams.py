@@ -37,7 +37,7 @@ from jobs import policy
 from jobs.models import EventKind, JobEvent
 from live.consumers import OUTBOX_MAX, REPLAY_PAGE, _events, _shared_id_reads, behind, channel_group
 from live.middleware import Identity, user_of
-from live.relay import _EVENT_FIELDS, STATS_GROUP, _group_events, get_hub
+from live.relay import _EVENT_FIELDS, STATS_GROUP, _group_events, get_hub, with_batch_aggregates
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,9 @@ def _merged(groups: list[str], after: int) -> Any:
 def events_of_groups(*, groups: list[str], after: int, limit: int) -> list[dict[str, Any]]:
     """The events of any of ``groups`` after ``after``, oldest first, each once."""
     queryset = _merged(groups, after)
-    return [] if queryset is None else list(queryset.order_by("id").values(*_EVENT_FIELDS)[:limit])
+    return (
+        [] if queryset is None else with_batch_aggregates(list(queryset.order_by("id").values(*_EVENT_FIELDS)[:limit]))
+    )
 
 
 def settled(rows: list[dict[str, Any]], *, after: int) -> list[dict[str, Any]]:

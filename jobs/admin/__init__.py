@@ -513,5 +513,6 @@ class QueueAdmin(admin.ModelAdmin):
         self._run(request, queryset, pause=False)
 
 
-# The schedules' admin registers itself on import (jobs/admin/schedules.py).
+# The schedules' and the batches' admins register themselves on import.
+from jobs.admin import batches as _batches  # noqa: E402, F401
 from jobs.admin import schedules as _schedules  # noqa: E402, F401

@@ -34,6 +34,7 @@ from jobs.services.batches import (
     batch_create,
     batch_create_once,
     batch_retry,
+    batch_summaries,
     batch_summary,
 )
 from jobs.services.claim import Enqueued, job_claim, job_enqueue, job_enqueue_once, jobs_enqueue_many, user_share
@@ -81,6 +82,7 @@ __all__ = [
     "batch_create",
     "batch_create_once",
     "batch_retry",
+    "batch_summaries",
     "batch_summary",
     "Control",
     "Enqueued",

@@ -9,7 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from jobs import services
-from jobs.models import Batch, Job
+from jobs.models import Batch, Job, JobStatus
 from live import messages
 from tests.live.test_consumers import (  # the consumer tests' own helpers: one way to drive a socket
     _relay_in_test_loop,  # noqa: F401 - an autouse fixture
@@ -52,6 +52,47 @@ def test_the_owner_follows_a_batchs_members_and_replay_gives_what_was_missed(use
         assert update["job"]["id"] == str(members[0].pk)
         assert update["job"]["status"] == "cancelled"
         assert update["job"]["batch"] == batch.pk
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_a_members_change_reaches_the_batch_channel_with_the_batchs_aggregate(user: Any) -> None:
+    async def scenario() -> None:
+        batch, members = await make_batch(user)
+        communicator = await connect(user)
+        await send(communicator, type="subscribe", channel=f"batch:{batch.pk}")
+        assert (await receive(communicator))["type"] == "subscribed"
+        await cancel(members[0])
+        first = await receive(communicator)
+        assert first["job"]["id"] == str(members[0].pk)
+        assert first["batch"]["id"] == batch.pk
+        assert first["batch"]["status"] == "running"
+        assert first["batch"]["counts"] == {**dict.fromkeys(JobStatus.values, 0), "queued": 1, "cancelled": 1}
+        assert (first["batch"]["total"], first["batch"]["progress"]) == (2, 50)
+        assert first["batch"]["finished_at"] is None
+        await cancel(members[1])
+        last = await receive(communicator)
+        assert last["job"]["id"] == str(members[1].pk)
+        assert last["batch"]["status"] == "cancelled"
+        assert last["batch"]["counts"]["cancelled"] == 2
+        assert (last["batch"]["progress"], last["batch"]["eta"]) == (100, None)
+        assert last["batch"]["finished_at"] is not None
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_a_replay_of_the_batch_channel_carries_the_batch_as_it_stands_now(user: Any) -> None:
+    async def scenario() -> None:
+        batch, members = await make_batch(user)
+        await cancel(members[0])
+        communicator = await connect(user)
+        await send(communicator, type="subscribe", channel=f"batch:{batch.pk}", since=0)
+        replayed = [await receive(communicator) for _ in range(4)]
+        updates = [m for m in replayed if m["type"] == "job-update"]
+        assert len(updates) == 3  # two created, one cancelled
+        assert {m["batch"]["counts"]["cancelled"] for m in updates} == {1}
         await communicator.disconnect()
 
     run(scenario)

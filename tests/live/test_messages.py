@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema
@@ -51,7 +52,11 @@ def built() -> dict[str, dict[str, Any]]:
         "unsubscribed": messages.unsubscribed(channel="stats"),
         "pong": messages.pong(ts=1.5),
         "job-update": messages.job_update(
-            event_id=812, kind=EventKind.PROGRESS, job=_job(), created_at="2026-01-01T00:00:00+00:00"
+            event_id=812,
+            kind=EventKind.PROGRESS,
+            job=_job(),
+            created_at="2026-01-01T00:00:00+00:00",
+            batch=messages.batch_aggregate(batch_id=4, summary=_SUMMARY, finished_at=None),
         ),
         "job-stats": messages.job_stats(stats=_STATS),
         "job-alert": messages.job_alert(event_id=815, alert=dict(ALERT)),
@@ -60,6 +65,13 @@ def built() -> dict[str, dict[str, Any]]:
 
 
 _STATS: dict[str, Any] = {}
+_SUMMARY = services.BatchSummary(
+    status="running",
+    counts={"queued": 1, "running": 1, "paused": 0, "completed": 2, "failed": 0, "cancelled": 0},
+    total=4,
+    progress=62.5,
+    eta=datetime(2026, 1, 1, 0, 5, tzinfo=UTC),
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -122,7 +134,7 @@ def test_schema_refuses_an_extra_field_in_every_object_of_the_message(type_name:
 @pytest.mark.parametrize("type_name", sorted(messages.SCHEMAS))
 def test_schema_refuses_a_message_without_any_one_of_its_fields(type_name: str) -> None:
     """Every field the builder always sends is required (optional ones: ``pong.ts``, ``error.channel``...)."""
-    optional = {("pong", ("ts",)), ("error", ("channel",)), ("error", ("last_event_id",))}
+    optional = {("pong", ("ts",)), ("error", ("channel",)), ("error", ("last_event_id",)), ("job-update", ("batch",))}
     message = built()[type_name]
     checked = 0
     for path, obj in _objects(message):
@@ -155,6 +167,25 @@ def test_job_update_built_from_a_real_event_matches_its_schema() -> None:
     jsonschema.validate(message, messages.SCHEMAS["job-update"])
     assert message["event_id"] == row["id"]
     assert message["job"]["status"] == "queued"
+
+
+@pytest.mark.django_db
+def test_a_batch_members_job_update_carries_its_batchs_aggregate_matching_the_schema() -> None:
+    member = {"type": "demo", "params": {"items": 2, "delay_ms": 0}}
+    batch = services.batch_create(name="two", members=[member, member], user=UserFactory.create())
+    first = batch.members.order_by("created_at", "id")[0]
+    services.job_cancel(job=first)
+    rows = replay_events(group=f"batch.{batch.pk}", after=0, limit=10)
+    message = message_for(rows[-1])
+    assert message is not None
+    jsonschema.validate(message, messages.SCHEMAS["job-update"])
+    assert message["job"]["status"] == "cancelled"
+    assert message["batch"]["id"] == batch.pk
+    assert message["batch"]["status"] == "running"
+    assert message["batch"]["counts"]["cancelled"] == 1
+    assert message["batch"]["counts"]["queued"] == 1
+    assert message["batch"]["total"] == 2
+    assert message["batch"]["progress"] == 50
 
 
 @pytest.mark.django_db

@@ -18,6 +18,8 @@ from jobs.events import record_event, record_job_event
 from jobs.models import EventKind, Job, JobEvent
 from live.relay import (
     _EVENT_FIELDS,
+    AGGREGATE,
+    AGGREGATE_SPACING,
     ALL_GROUP,
     EVENTS_GROUP,
     EVENTS_TYPE,
@@ -27,6 +29,7 @@ from live.relay import (
     GapTracker,
     events_after,
     events_by_ids,
+    with_batch_aggregates,
 )
 from live.transport import tune_gc
 
@@ -121,6 +124,63 @@ def test_a_burst_of_events_travels_in_one_layer_message_per_read(user: Any) -> N
     assert len(ids) == 41
     assert [i for group, i in layer.sent if group == ALL_GROUP] == ids
     assert layer.messages == 1  # not one group_send per event and group
+
+
+def test_a_read_computes_each_batchs_aggregate_once_however_many_of_its_members_changed(
+    user: Any, django_assert_num_queries: Any
+) -> None:
+    member = {"type": "demo", "params": {"items": 2, "delay_ms": 0}}
+    batches = [services.batch_create(name=name, members=[member] * 3, user=user) for name in ("a", "b")]
+    for batch in batches:
+        for job in batch.members.all():
+            services.job_cancel(job=job, actor=user)
+    rows = events_after(after=0, limit=500)
+    assert sum(1 for row in rows if row["kind"] == EventKind.CANCELLED) == 6
+    with django_assert_num_queries(2):  # the batch rows, and one GROUP BY over their members
+        with_batch_aggregates(rows)
+    last = {row["job_id"]: row[AGGREGATE] for row in rows if row["kind"] == EventKind.CANCELLED}
+    assert {aggregate["status"] for aggregate in last.values()} == {"cancelled"}
+    assert {aggregate["id"] for aggregate in last.values()} == {batch.pk for batch in batches}
+
+
+def test_an_aggregate_that_cannot_be_read_costs_the_aggregate_not_the_events(user: Any, monkeypatch: Any) -> None:
+    layer = RecordingLayer()
+    relay = new_relay(layer)
+    batch = services.batch_create(name="x", members=[{"type": "demo", "params": {}}], user=user)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("the database went away mid-read")
+
+    monkeypatch.setattr("live.relay.batch_summaries", broken)
+    steps(relay)
+    member = batch.members.get()
+    assert (f"batch.{batch.pk}", JobEvent.objects.get(job=member).id) in layer.sent
+
+
+def test_while_a_batch_is_busy_reads_are_spaced_so_each_takes_more_of_its_events(user: Any, monkeypatch: Any) -> None:
+    waits: list[float] = []
+    sleep = asyncio.sleep
+
+    async def recorded(delay: float, *args: Any, **kwargs: Any) -> Any:
+        waits.append(delay)
+        return await sleep(delay, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "sleep", recorded)
+    layer = RecordingLayer()
+    relay = new_relay(layer)
+    services.job_enqueue(job_type="demo", params={}, user=user)
+    steps(relay, 2)
+    assert max(waits, default=0) == 0  # no batch: reads as soon as events come
+    batch = services.batch_create(name="x", members=[{"type": "demo", "params": {}}] * 2, user=user)
+    first, second = batch.members.order_by("created_at", "id")
+    steps(relay, 1)  # the members' created events, with their aggregate
+    services.job_cancel(job=first, actor=user)
+    services.job_cancel(job=second, actor=user)
+    waits.clear()
+    steps(relay, 1)
+    assert 0 < max(waits) <= AGGREGATE_SPACING
+    cancelled = [JobEvent.objects.get(job=job, kind=EventKind.CANCELLED).id for job in (first, second)]
+    assert [i for group, i in layer.sent if group == f"batch.{batch.pk}"][-2:] == cancelled  # one read, both
 
 
 def test_the_relays_reads_return_the_rows_the_orm_returns(user: Any) -> None:
