@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from jobs.models import EventKind, JobStatus
+from jobs.models import ACTION_NAMES, EventKind, JobStatus
 from monitoring.models import AlertStatus
 
 # --- error codes -------------------------------------------------------------------------
@@ -168,6 +168,7 @@ JOB_SCHEMA: dict[str, Any] = _object(
         "worker": _str,
         "cancel_requested": {"type": "boolean"},
         "pause_requested": {"type": "boolean"},
+        "actions": {"type": "array", "items": {"enum": ACTION_NAMES}, "uniqueItems": True},
     },
     required=[],  # filled in below: every field named above
 )
