@@ -176,11 +176,6 @@ def job_history(*, job: Job, hidden_kinds: Iterable[str] = ()) -> QuerySet[JobEv
     return JobEvent.objects.filter(job=job).exclude(kind__in=list(hidden_kinds)).select_related("actor").order_by("id")
 
 
-def job_latest_event_id(*, job: Job) -> int:
-    """The id of the job's newest event (0 for none): where its page's live stream resumes."""
-    return JobEvent.objects.filter(job=job).order_by("-id").values_list("id", flat=True).first() or 0
-
-
 # A running job whose heartbeat is older than this share of ``JOBADMIN_STALL_THRESHOLD`` is "late"
 # on the staff pages: a third (30 s of the default 90 s) leaves the sweep two thirds of the
 # threshold in which people see the job as late before it is failed or requeued.

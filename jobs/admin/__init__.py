@@ -327,21 +327,25 @@ class JobAdmin(admin.ModelAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        # Where the page's stream resumes, read before the job: an event committed in between is
+        # replayed (it may repeat what the page shows, which is harmless), never lost.
+        since = selectors.job_event_latest_id()
         job = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if job is not None:
-            extra.update(job_page.page_context(job, request))
+            extra.update(job_page.page_context(job, request, since=since))
             extra.setdefault("title", f"Job: {job.type}")
         return super().change_view(request, object_id, form_url, extra_context=extra)
 
     def live_view(self, request: HttpRequest, job_id: uuid.UUID) -> JsonResponse:
         """The job page's sections, and its timeline and log rows after ``?after=<event id>``
         (``jobs.admin.job_page.live_state``): what its job-updates do not carry."""
-        job = self._visible_job(request, job_id)
         after = request.GET.get("after", "0")
         if not after.isdigit():
             return JsonResponse({"after": ["An event id (a whole number)."]}, status=400)
-        return JsonResponse(job_page.live_state(job, request, after=int(after)))
+        read_at = selectors.job_event_latest_id()  # before the job: its sections are at least this new
+        job = self._visible_job(request, job_id)
+        return JsonResponse(job_page.live_state(job, request, after=int(after), read_at=read_at))
 
     def history_view(self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None) -> Any:
         """The job's own history: its event log, who did what and when (not the admin's

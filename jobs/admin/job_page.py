@@ -199,14 +199,16 @@ def sections_context(job: Job, request: HttpRequest) -> dict[str, Any]:
     }
 
 
-def page_context(job: Job, request: HttpRequest) -> dict[str, Any]:
-    """Everything the job page shows when it is rendered."""
+def page_context(job: Job, request: HttpRequest, *, since: int) -> dict[str, Any]:
+    """Everything the job page shows when it is rendered; ``since``: an event id read before
+    ``job`` was, where the page's stream resumes."""
     timeline, timeline_truncated = selectors.job_timeline(job=job, hidden_kinds=TIMELINE_HIDDEN, limit=TIMELINE_SHOWN)
     logs, log_truncated = selectors.job_timeline(job=job, kinds=[EventKind.LOG], limit=LOG_SHOWN)
+    sections = sections_context(job, request)
     allowed = job.allowed_actions()
     may_act = policy.may_act_on_job(user=request.user, job=job)
     return {
-        **sections_context(job, request),
+        **sections,
         "job_timeline": [timeline_row(e) for e in timeline],
         "job_timeline_truncated": timeline_truncated,
         "job_log": log_rows(logs),
@@ -217,24 +219,26 @@ def page_context(job: Job, request: HttpRequest) -> dict[str, Any]:
         "job_actions": [(a, a.capitalize()) for a in allowed] if may_act else [],
         "job_status_labels": dict(JobStatus.choices),
         "job_params": sorted((job.params or {}).items()),
-        "job_eta": iso_time(job.eta, kind="clock"),
-        "job_since": selectors.job_latest_event_id(job=job),
+        # As the script paints it: a late job's ETA is not believed.
+        "job_eta": "— (late)" if sections["job_heartbeat"]["late"] else iso_time(job.eta, kind="clock"),
+        "job_since": since,
     }
 
 
-def live_state(job: Job, request: HttpRequest, *, after: int) -> dict[str, Any]:
+def live_state(job: Job, request: HttpRequest, *, after: int, read_at: int) -> dict[str, Any]:
     """The body of the page's ``live/`` request: its sections as the page renders them, the
-    timeline and log rows after event ``after``, and when to ask again while the job runs."""
-    # Read first: the sections below are at least this new (the script compares job-updates with it).
-    event_id = selectors.job_latest_event_id(job=job)
+    actions the job's state allows, the timeline and log rows after event ``after``, and when to
+    ask again while the job runs. ``read_at``: an event id read before ``job`` was (the script
+    keeps a newer job-update's status and actions over these)."""
     context = sections_context(job, request)
     sections = {name: render_to_string(template, context, request) for name, template in SECTIONS.items()}
     timeline, _ = selectors.job_timeline(job=job, hidden_kinds=TIMELINE_HIDDEN, after=after, limit=TIMELINE_SHOWN)
     logs, _ = selectors.job_timeline(job=job, kinds=[EventKind.LOG], after=after, limit=LOG_SHOWN)
     newest = max([after, *(e.id for e in timeline), *(e.id for e in logs)])
     return {
-        "event_id": event_id,
+        "event_id": read_at,
         "status": job.status,
+        "actions": job.allowed_actions(),
         "late": context["job_heartbeat"]["late"],
         "sections": sections,
         "timeline": render_to_string(TIMELINE_ROWS, {"job_timeline": [timeline_row(e) for e in timeline]}),

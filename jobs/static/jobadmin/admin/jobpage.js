@@ -18,14 +18,23 @@
     var id = root.dataset.jobId;
     var actionsGroup = root.querySelector("[data-job-actions]");
     var field = function (name) { return root.querySelector('[data-field="' + name + '"]'); };
+    var since = Number(root.dataset.since) || 0;  // the job's newest event when the page was rendered
     var latest = null;      // the newest job snapshot
-    var newestEvent = 0;    // its event_id
-    var after = Number(root.dataset.since) || 0;  // the newest timeline / log event shown
+    var newestEvent = since;  // its event_id: nothing older than the rendered page is painted
+    var after = since;      // the newest timeline / log event shown
     var late = !!root.querySelector("[data-late]");
     var frame = false;
     var fetching = false;
     var again = false;
     var timer = null;
+
+    function showActions(actions) {
+      if (!actionsGroup || !Array.isArray(actions)) return;
+      actionsGroup.querySelectorAll("[data-job-action]").forEach(function (form) {
+        form.hidden = actions.indexOf(form.dataset.jobAction) < 0;
+      });
+      actionsGroup.hidden = actions.length === 0;
+    }
 
     function paintJob() {
       frame = false;
@@ -38,12 +47,7 @@
       // The engine keeps an ETA only while the job runs; a late job's ETA is not believed.
       if (job.eta && !late) field("eta").replaceChildren(window.JobAdminTime.element(job.eta, "clock"));
       else field("eta").textContent = late && job.status === "running" ? "— (late)" : "—";
-      if (actionsGroup && Array.isArray(job.actions)) {
-        actionsGroup.querySelectorAll("[data-job-action]").forEach(function (form) {
-          form.hidden = job.actions.indexOf(form.dataset.jobAction) < 0;
-        });
-        actionsGroup.hidden = job.actions.length === 0;
-      }
+      showActions(job.actions);
     }
 
     function schedulePaint() {
@@ -80,9 +84,13 @@
       }
       after = Math.max(after, body.after);
       late = body.late;
-      // The sections were read at body.event_id: a job-update newer than that wins.
-      if (latest && newestEvent > body.event_id) schedulePaint();
-      else if (latest) paintJob();
+      // The sections were read after event body.event_id: a job-update newer than that wins; else
+      // these are the newest word (a job-update that never came, or has not come yet).
+      if (newestEvent > body.event_id) schedulePaint();
+      else {
+        showActions(body.actions);
+        if (late && body.status === "running") field("eta").textContent = "— (late)";
+      }
       clearTimeout(timer);
       if (body.check_again) timer = setTimeout(refresh, body.check_again * 1000);
     }
@@ -105,7 +113,7 @@
     var connection = new window.JobAdminConnection({
       path: root.dataset.wsPath,
       channels: ["job:" + id],
-      since: Number(root.dataset.since) || 0,
+      since: since,
       onMessage: function (message) {
         if (message.type !== "job-update" || !message.job || message.job.id !== id) return;
         // Events can arrive late and out of order (a catch-up after a layer outage): an older
