@@ -120,11 +120,6 @@ def heartbeat(job: Job, now: datetime) -> dict[str, Any]:
     }
 
 
-def event_actor(event: JobEvent) -> str:
-    """Who did it: the person (``actor``), or "system" for the workers, schedules and sweeps."""
-    return event.actor_label
-
-
 def event_detail(event: JobEvent) -> str:
     payload = event.payload or {}
     if event.kind == EventKind.LOG:
@@ -145,7 +140,7 @@ def timeline_row(event: JobEvent) -> dict[str, Any]:
     return {
         "id": event.id,
         "kind": event.kind,
-        "actor": event_actor(event),
+        "actor": event.actor_label,  # the person who acted, or "system" (workers, schedules, sweeps)
         "created_at": event.created_at,
         "when": iso_time(event.created_at),
         "status": status_badge(status) if status else "",
