@@ -47,6 +47,9 @@ def job_snapshot(job: Job) -> dict[str, Any]:
         "worker": job.worker,
         "cancel_requested": job.cancel_requested,
         "pause_requested": job.pause_requested,
+        # What ``TRANSITIONS`` allows from this state (the API's ``actions``): a page offers these
+        # (to a user the policy lets act) without a copy of the table.
+        "actions": job.allowed_actions(),
     }
 
 

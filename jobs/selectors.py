@@ -155,11 +155,50 @@ def job_result(*, job: Job) -> JobResult | None:
     return JobResult.objects.filter(job=job).first()
 
 
-def job_timeline(*, job: Job, hidden_kinds: Iterable[str] = ()) -> list[JobEvent]:
-    """The job's events in order with their actors, without the kinds in ``hidden_kinds``."""
-    return list(
-        JobEvent.objects.filter(job=job).exclude(kind__in=list(hidden_kinds)).select_related("actor").order_by("id")
+def job_timeline(
+    *, job: Job, kinds: Iterable[str] | None = None, hidden_kinds: Iterable[str] = (), after: int = 0, limit: int = 300
+) -> tuple[list[JobEvent], bool]:
+    """The newest ``limit`` events of the job after ``after``, oldest first, with their actors,
+    of ``kinds`` (default: all) less ``hidden_kinds``; and whether older ones were left out.
+
+    Read newest first through ``event_job`` (job, id), so a job with a long log costs ``limit``
+    rows, not its whole history.
+    """
+    queryset = JobEvent.objects.filter(job=job, id__gt=after).exclude(kind__in=list(hidden_kinds))
+    if kinds is not None:
+        queryset = queryset.filter(kind__in=list(kinds))
+    newest = list(queryset.select_related("actor").order_by("-id")[: limit + 1])
+    return newest[:limit][::-1], len(newest) > limit
+
+
+def job_history(*, job: Job, hidden_kinds: Iterable[str] = ()) -> QuerySet[JobEvent]:
+    """Every event of the job but ``hidden_kinds``, oldest first, with its actor (to paginate)."""
+    return JobEvent.objects.filter(job=job).exclude(kind__in=list(hidden_kinds)).select_related("actor").order_by("id")
+
+
+# A running job whose heartbeat is older than this share of ``JOBADMIN_STALL_THRESHOLD`` is "late"
+# on the staff pages: a third (30 s of the default 90 s) leaves the sweep two thirds of the
+# threshold in which people see the job as late before it is failed or requeued.
+HEARTBEAT_LATE_SHARE = 1 / 3
+# ... and never before this many heartbeats were missed, so a short threshold does not flap.
+HEARTBEAT_LATE_MIN_BEATS = 3
+
+
+def heartbeat_late_after() -> float:
+    """Seconds without a heartbeat after which a running job is shown as late."""
+    return max(
+        settings.JOBADMIN_STALL_THRESHOLD * HEARTBEAT_LATE_SHARE,
+        settings.JOBADMIN_HEARTBEAT_INTERVAL * HEARTBEAT_LATE_MIN_BEATS,
     )
+
+
+def job_heartbeat_age(*, job: Job, now: datetime | None = None) -> float | None:
+    """Seconds since a running job's last heartbeat (or its start, before the first one), the age
+    ``stalled_jobs_queryset`` compares with the stall threshold; None for a job not running."""
+    beat = job.heartbeat_at or job.started_at
+    if job.status != JobStatus.RUNNING or beat is None:
+        return None
+    return max(0.0, ((now or timezone.now()) - beat).total_seconds())
 
 
 def job_export_queryset(*, params: dict[str, Any], base: QuerySet[Job] | None = None) -> QuerySet[Job]:

@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from jobs.models import EventKind, JobStatus
+from jobs.models import ACTION_NAMES, EventKind, JobStatus
 from jobs.services.batches import BatchStatus, BatchSummary
 from monitoring.models import AlertStatus
 
@@ -194,6 +194,7 @@ JOB_SCHEMA: dict[str, Any] = _object(
         "worker": _str,
         "cancel_requested": {"type": "boolean"},
         "pause_requested": {"type": "boolean"},
+        "actions": {"type": "array", "items": {"enum": ACTION_NAMES}, "uniqueItems": True},
     },
     required=[],  # filled in below: every field named above
 )

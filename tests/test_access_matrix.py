@@ -265,6 +265,7 @@ WAYS: list[Way] = [
     Way("admin:jobs_job_changelist", "get", STAFF_PAGE, admin=True),
     Way("admin:jobs_job_change", "get", STAFF_PAGE, admin=True, kwargs=lambda s: {"object_id": str(s.job.pk)}),
     Way("admin:jobs_job_history", "get", STAFF_PAGE, admin=True, kwargs=lambda s: {"object_id": str(s.job.pk)}),
+    Way("admin:jobs_job_live", "get", STAFF_PAGE, admin=True, kwargs=lambda s: {"job_id": s.job.pk}),
     # Jobs are queued, not added by hand.
     Way("admin:jobs_job_add", "get", row(LOGIN, LOGIN, LOGIN, 403, 403, 403, 403), admin=True),
     Way(

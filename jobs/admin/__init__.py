@@ -7,32 +7,31 @@ happened, as admin messages.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from rest_framework import serializers
 
 from jobs import policy, selectors, services
+from jobs.admin import job_page
 from jobs.admin.forms import SUBMISSION_FIELD, build_enqueue_form
+from jobs.admin.job_page import format_duration, job_duration_seconds, progress_bar, status_badge
 from jobs.admin.times import ServerDayFilter, iso_time
 from jobs.exceptions import IdempotencyKeyReused, JobError, TransitionNotAllowed
-from jobs.models import TRANSITIONS, EventKind, Job, JobEvent, JobResult, JobStatus, Queue, job_states
+from jobs.models import TRANSITIONS, Job, JobEvent, JobResult, JobStatus, Queue
 from jobs.registry import UnknownJobType, all_job_types, get_job_type
 
-ADMIN_MEDIA_CSS = {"all": ["jobadmin/admin/admin.css"]}
+ADMIN_MEDIA_CSS = {"all": ["jobadmin/admin/admin.css", "jobadmin/admin/jobpage.css"]}
 
 
 def _bulk_action(name: str) -> Callable[..., None]:
@@ -43,44 +42,6 @@ def _bulk_action(name: str) -> Callable[..., None]:
 
     run.__name__ = f"{name}_jobs"
     return admin.action(description=f"{name.capitalize()} selected jobs", permissions=["change"])(run)
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def job_duration_seconds(job: Job) -> float | None:
-    """Stored when finished; for an active job, the time it has been running."""
-    if job.duration is not None:
-        return job.duration
-    if job.started_at and not job.is_finished:
-        return (timezone.now() - job.started_at).total_seconds()
-    return None
-
-
-def status_badge(status: str) -> str:
-    label = JobStatus(status).label if status in JobStatus.values else status
-    return format_html('<span class="ja-badge ja-status-{}" data-job-status>{}</span>', status, label)
-
-
-def progress_bar(job: Job) -> str:
-    value = round(job.progress or 0)
-    return format_html(
-        '<span class="ja-progress" role="progressbar" aria-label="Progress" aria-valuemin="0" aria-valuemax="100" '
-        'aria-valuenow="{}" data-job-progress><span class="ja-progress-fill" style="width:{}%"></span>'
-        '<span class="ja-progress-text">{}%</span></span>',
-        value,
-        value,
-        value,
-    )
 
 
 class JobTypeFilter(admin.SimpleListFilter):
@@ -173,7 +134,9 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description="ID", ordering="id")
     def short_id(self, obj: Job) -> str:
-        return format_html('<span title="{}" class="ja-mono">{}</span>', obj.pk, str(obj.pk)[:8])
+        return format_html(
+            '<span title="{}" class="ja-mono" data-job-id="{}">{}</span>', obj.pk, obj.pk, str(obj.pk)[:8]
+        )
 
     @admin.display(description="Status", ordering="status")
     def status_display(self, obj: Job) -> str:
@@ -237,7 +200,9 @@ class JobAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{label} {job.type} {job.pk}: refused — {exc}", messages.WARNING)
                 continue
             done += 1
-            self.message_user(request, f"{label} {job.type} {job.pk}: done, now {updated.status}.", messages.SUCCESS)
+            self.message_user(
+                request, f"{label} {job.type} {job.pk}: {action_outcome(action, updated)}", messages.SUCCESS
+            )
         if not done:
             self.message_user(request, f"{label}: no job was changed.", messages.WARNING)
 
@@ -255,6 +220,7 @@ class JobAdmin(admin.ModelAdmin):
             path("cleanup-stalled/", view(self.cleanup_stalled_view), name="jobs_job_cleanup_stalled"),
             path("<uuid:job_id>/act/<str:action>/", view(self.act_view), name="jobs_job_act"),
             path("<uuid:job_id>/download/", view(self.download_view), name="jobs_job_download"),
+            path("<uuid:job_id>/live/", view(self.live_view), name="jobs_job_live"),
             *super().get_urls(),
         ]
 
@@ -348,15 +314,82 @@ class JobAdmin(admin.ModelAdmin):
         name = (result.file.name or "result").rsplit("/", 1)[-1]
         return FileResponse(result.file.open("rb"), as_attachment=True, filename=name)
 
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        # The list's script follows its rows on the `all` channel from here (replaying what
+        # happened between the render and the subscription) and paints badges with these labels.
+        extra = {
+            "job_since": selectors.job_event_latest_id(),
+            "job_status_labels": dict(JobStatus.choices),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context=extra)
+
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        # Where the page's stream resumes, read before the job: an event committed in between is
+        # replayed (it may repeat what the page shows, which is harmless), never lost.
+        since = selectors.job_event_latest_id()
         job = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if job is not None:
-            extra.update(job_page_context(job, request))
+            extra.update(job_page.page_context(job, request, since=since))
             extra.setdefault("title", f"Job: {job.type}")
         return super().change_view(request, object_id, form_url, extra_context=extra)
+
+    def live_view(self, request: HttpRequest, job_id: uuid.UUID) -> JsonResponse:
+        """The job page's sections, and its timeline and log rows after ``?after=<event id>``
+        (``jobs.admin.job_page.live_state``): what its job-updates do not carry."""
+        after = request.GET.get("after", "0")
+        if not after.isdigit():
+            return JsonResponse({"after": ["An event id (a whole number)."]}, status=400)
+        read_at = selectors.job_event_latest_id()  # before the job: its sections are at least this new
+        job = self._visible_job(request, job_id)
+        return JsonResponse(job_page.live_state(job, request, after=int(after), read_at=read_at))
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None) -> Any:
+        """The job's own history: its event log, who did what and when (not the admin's
+        ``LogEntry`` rows, which nothing here writes: every change is an event)."""
+        try:
+            job = self._visible_job(request, uuid.UUID(object_id))
+        except ValueError:
+            raise Http404("No such job.") from None
+        page, rows = job_page.history_page(job, request.GET.get("page"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"History: {job.type} {job.pk}",
+            "subtitle": None,
+            "opts": self.model._meta,
+            "object": job,
+            "job": job,
+            "page_obj": page,
+            "job_history": rows,
+            "media": self.media,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/jobs/job/history.html", context)
+
+    def _visible_job(self, request: HttpRequest, job_id: uuid.UUID) -> Job:
+        if not self.has_view_permission(request):
+            raise PermissionDenied(policy.missing(policy.VIEW_JOBS, "The job admin"))
+        return get_object_or_404(Job, pk=job_id)
+
+
+# What an action that leaves a running job running did: it asked, and the worker answers at
+# the job's next checkpoint (``TRANSITIONS``), when the page shows the status it led to.
+PENDING_OUTCOMES = {
+    "cancel": "cancel requested — it stops at its next checkpoint, then shows Cancelled.",
+    "pause": "pause requested — it pauses at its next checkpoint, then shows Paused.",
+    "resume": "the pause was withdrawn — it keeps running.",
+}
+
+
+def action_outcome(action: str, job: Job) -> str:
+    """What ``action`` did to ``job`` (as the service returned it), in words: never "done, now
+    running" for a pause that only asked."""
+    if job.status == JobStatus.RUNNING:
+        return PENDING_OUTCOMES[action]
+    return f"now {job.status}."
 
 
 def _safe_next(request: HttpRequest, default: str) -> str:
@@ -376,89 +409,6 @@ def report_cleanup(model_admin: admin.ModelAdmin, request: HttpRequest) -> None:
         model_admin.message_user(
             request, f"Stalled job {outcome.job_id}: now {outcome.status}. {outcome.reason}", messages.WARNING
         )
-
-
-TIMELINE_KINDS_HIDDEN = {EventKind.PROGRESS}
-
-
-def job_page_context(job: Job, request: HttpRequest) -> dict[str, Any]:
-    """What the job page shows beyond the fields: steps, result, timeline, possible actions."""
-    events = selectors.job_timeline(job=job, hidden_kinds=TIMELINE_KINDS_HIDDEN)
-    shown = events[-300:]
-    timeline = [
-        {
-            "id": e.id,
-            "kind": e.kind,
-            "actor": e.actor_label,
-            "created_at": e.created_at,
-            "when": iso_time(e.created_at),
-            "detail": _event_detail(e),
-        }
-        for e in shown
-    ]
-    result = selectors.job_result(job=job)
-    steps = [
-        {
-            "index": i,
-            "name": name,
-            "state": "done"
-            if i < job.current_step or job.status == JobStatus.COMPLETED
-            else ("current" if i == job.current_step and job.status in ("running", "paused") else "todo"),
-        }
-        for i, name in enumerate(job.steps or [])
-    ]
-    allowed_now = job.allowed_actions()
-    allowed = [(action, action.capitalize()) for action in allowed_now]
-    # Every action has its form; the page's script shows those the job's live state allows.
-    buttons = [(action, action.capitalize(), action in allowed_now) for action in TRANSITIONS]
-    return {
-        "job": job,
-        "job_status_badge": status_badge(job.status),
-        "job_progress_bar": progress_bar(job),
-        "job_duration": format_duration(job_duration_seconds(job)),
-        "job_steps": steps,
-        "job_result": result,
-        "job_result_json": None if result is None else json.dumps(result.data, indent=2, sort_keys=True, default=str),
-        "job_timeline": timeline,
-        "job_timeline_truncated": len(events) > len(shown),
-        "job_actions": allowed,
-        "job_action_buttons": buttons,
-        "job_states": job_states(),
-        "job_is_live": job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED),
-        "job_params": sorted((job.params or {}).items()),
-        "job_stalled_hint": _stalled_hint(job),
-        "job_times": {
-            "created": iso_time(job.created_at),
-            "started": iso_time(job.started_at),
-            "finished": iso_time(job.finished_at),
-            "eta": iso_time(job.eta, kind="clock"),
-        },
-    }
-
-
-def _event_detail(event: JobEvent) -> str:
-    payload = event.payload or {}
-    if event.kind == EventKind.LOG:
-        return "\n".join(str(line.get("message", line)) for line in payload.get("lines", []))
-    if event.kind == EventKind.STEP:
-        return str(payload.get("job", {}).get("step_name", ""))
-    for key in ("error", "previous_error"):
-        if payload.get(key):
-            return str(payload[key])
-    if payload.get("retry_at"):
-        return f"retry at {payload['retry_at']}"
-    return ""
-
-
-def _stalled_hint(job: Job) -> str:
-    from django.conf import settings as dj_settings
-
-    if job.status not in (JobStatus.RUNNING, JobStatus.PAUSED) or not job.heartbeat_at:
-        return ""
-    age = timezone.now() - job.heartbeat_at
-    if age > timedelta(seconds=dj_settings.JOBADMIN_STALL_THRESHOLD):
-        return f"No heartbeat for {format_duration(age.total_seconds())}: the worker may have died."
-    return ""
 
 
 @admin.register(JobEvent)
