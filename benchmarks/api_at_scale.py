@@ -32,8 +32,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
-PG_DB = "jobadmin_bench_api"
-SQLITE_PATH = Path("/tmp/jobadmin_bench_api.sqlite3")
+# Scratch names of their own for runs side by side (``BENCH_PG_DB``, ``BENCH_SQLITE_PATH``).
+PG_DB = os.environ.get("BENCH_PG_DB", "jobadmin_bench_api")
+SQLITE_PATH = Path(os.environ.get("BENCH_SQLITE_PATH", "/tmp/jobadmin_bench_api.sqlite3"))
 
 TYPES = [f"type-{i:02d}" for i in range(20)]
 QUEUES = ["high", "default", "batch"]
@@ -73,6 +74,7 @@ COLUMNS = [
     "worker",
     "cancel_requested",
     "pause_requested",
+    "resumable",
 ]
 EVENT_COLUMNS = ["kind", "job_id", "owner_id", "actor_id", "payload", "created_at"]
 
@@ -101,10 +103,11 @@ def job_rows(n: int, user_ids: list[int], now: datetime, seed: int = 7) -> Any:
         finished = started + timedelta(seconds=duration) if started is not None and duration is not None else None
         total = rng.randint(10, 5000)
         done = total if status == "completed" else rng.randint(0, total)
+        job_type = TYPES[int(rng.paretovariate(1.2)) % len(TYPES)]
         row = [
             uuid.uuid4(),
-            TYPES[int(rng.paretovariate(1.2)) % len(TYPES)],
-            {"items": total},
+            job_type,
+            {"items": total, "source": f"s3://exports/{job_type}/{i:07d}.csv"},
             status,
             QUEUES[i % 7 % 3],
             rng.choice((0, 0, 0, 5, 10, -5)),
@@ -132,6 +135,7 @@ def job_rows(n: int, user_ids: list[int], now: datetime, seed: int = 7) -> Any:
             "bench:1" if started is not None else "",
             False,
             False,
+            True,
         ]
         yield row, i % EVENTS_EVERY == 0
 
