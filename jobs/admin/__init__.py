@@ -25,9 +25,11 @@ from rest_framework import serializers
 from jobs import policy, selectors, services
 from jobs.admin import job_page
 from jobs.admin.forms import SUBMISSION_FIELD, build_enqueue_form
+from jobs.admin.job_list import CreatedFilter, JobChangeList
 from jobs.admin.job_page import format_duration, job_duration_seconds, progress_bar, status_badge
-from jobs.admin.times import ServerDayFilter, iso_time
+from jobs.admin.times import iso_time
 from jobs.exceptions import IdempotencyKeyReused, JobError, TransitionNotAllowed
+from jobs.filters import job_search
 from jobs.models import TRANSITIONS, Job, JobEvent, JobResult, JobStatus, Queue
 from jobs.registry import UnknownJobType, all_job_types, get_job_type
 
@@ -111,10 +113,11 @@ class JobAdmin(admin.ModelAdmin):
         QueueFilter,
         BatchFilter,
         ("user", admin.RelatedOnlyFieldListFilter),
-        ("created_at", ServerDayFilter),
+        ("created_at", CreatedFilter),
     ]
-    search_fields = ["type", "user__username"]
-    search_help_text = "Search by job id (full UUID or its start), type or creator's username."
+    # Shows the search box; the search itself is ``jobs.filters.job_search`` (get_search_results).
+    search_fields = ["type"]
+    search_help_text = "Text in the job id, type, creator's username, parameter values or error (any case)."
     date_hierarchy = "created_at"
     list_select_related = ["user"]
     list_per_page = 50
@@ -151,21 +154,11 @@ class JobAdmin(admin.ModelAdmin):
         return format_duration(job_duration_seconds(obj))
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Job], search_term: str) -> Any:
-        """A full UUID matches its job; a hex prefix matches ids that start with it; else type/creator."""
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        try:
-            return queryset.filter(pk=uuid.UUID(term)), False
-        except ValueError:
-            pass
-        results, may_have_duplicates = super().get_search_results(request, queryset, term)
-        hexdigits = term.replace("-", "").lower()
-        if 4 <= len(hexdigits) < 32 and all(c in "0123456789abcdef" for c in hexdigits):
-            low = uuid.UUID(hexdigits.ljust(32, "0"))
-            high = uuid.UUID(hexdigits.ljust(32, "f"))
-            results = results | queryset.filter(pk__gte=low, pk__lte=high)
-        return results, may_have_duplicates
+        """The API's ``search`` (``jobs.filters.job_search``); it joins nothing, so no duplicates."""
+        return job_search(queryset, search_term), False
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[JobChangeList]:
+        return JobChangeList
 
     # --- permissions: nothing is added or edited by hand --------------------------------------
 

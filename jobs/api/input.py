@@ -5,8 +5,9 @@
   ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is refused by Django, a 413 (``jobs.api.errors``).
 - ``StrictInputMixin``: an unknown query parameter, or a body field on an action that
   takes no body, is a 400 naming it. The known query parameters of a request are
-  ``format``, the filters and page parameters of a list, and the fields of the query
-  serializer the view declares for the action (``query_serializers``).
+  ``format``, the filters (``params.<key>`` ones included) and page parameters of a list,
+  and the fields of the query serializer the view declares for the action
+  (``query_serializers``).
 - ``StrictSerializer``: an input serializer that refuses fields it does not name, nested
   ones included.
 """
@@ -108,6 +109,9 @@ class StrictInputMixin:
             filterset = getattr(self, "filterset_class", None)
             if filterset is not None:
                 known |= set(filterset.base_filters)
+                # Parameters by prefix (``params.<key>``): the filterset validates the rest of the name.
+                if prefix := getattr(filterset, "param_prefix", None):
+                    known |= {name for name in request.query_params if name.startswith(prefix)}
             paginator = getattr(self, "paginator", None)
             for attr in ("page_query_param", "page_size_query_param"):
                 if name := getattr(paginator, attr, None):

@@ -126,7 +126,13 @@ def _job_action(name: str, summary: str) -> Any:
         summary="List jobs",
         description=(
             "Paginated with a capped count (exact up to 10,000, then `count_exact: false`). "
-            "Users see their own jobs, staff see all."
+            "Users see their own jobs, staff see all.\n\n"
+            "`params.<key>=<value>` (any number of them, each key once) keeps the jobs whose parameter "
+            "`<key>` equals `<value>`; `<key>` is a name of letters, digits and `_` (not starting with a "
+            "digit), or a dotted path to a nested one (`params.source.path`, at most 5 levels). `<value>` "
+            "is compared as JSON when it reads as JSON (`params.items=5` is the number 5, "
+            '`params.items="5"` the string, `true`, `null`, `[1, 2]`, `{"a": 1}`), else as the string it is '
+            "(`params.mode=fast`). A bad key or value is a 400 naming the parameter."
         ),
         responses={200: JobSerializer(many=True), **errors(400)},
     ),
