@@ -73,9 +73,7 @@ def _seed() -> Job:
     # On the monitor: a running demo (a real one, its worker heartbeating) and a queued newsletter.
     JobFactory.create(type="send-newsletter", queue="batch", run_after=timezone.now() + timedelta(hours=1))
     running = services.job_enqueue(job_type="demo", params={"items": 3000, "delay_ms": 100}, user=None)
-    wait_for(
-        lambda: Job.objects.get(pk=running.pk).status == JobStatus.RUNNING, timeout=40, message="demo not running"
-    )
+    wait_for(lambda: Job.objects.get(pk=running.pk).status == JobStatus.RUNNING, timeout=40, message="demo not running")
     return running
 
 
@@ -116,7 +114,8 @@ def check_analytics(page: Any) -> None:
     api = page.request.get("/api/analytics/types/?range=1d").json()["results"]
     grades = {row["type"]: row["grade"] for row in api}
     assert _health_rows(page) == [(name, grades[name]) for name in EXPECTED_ORDER]
-    assert grades["import-csv"] == "poor" and grades["import-rows"] == "good"
+    assert grades["import-csv"] == "poor"
+    assert grades["import-rows"] == "good"
     grade_heading = page.locator('th[data-sort-key="grade"]')
     assert grade_heading.get_attribute("aria-sort") == "ascending"
     # A heading sorts: runs, most first; again, fewest first.
@@ -125,7 +124,8 @@ def check_analytics(page: Any) -> None:
     assert runs.get_attribute("aria-sort") == "descending"
     assert grade_heading.get_attribute("aria-sort") is None
     totals = [int(t) for t in page.locator("[data-type-health-body] tr td:nth-child(3)").all_inner_texts()]
-    assert totals == sorted(totals, reverse=True) and totals[0] == 16  # the newsletters, the queued one too
+    assert totals == sorted(totals, reverse=True)
+    assert totals[0] == 16  # the newsletters, the queued one too
     runs.get_by_role("button").click()
     assert runs.get_attribute("aria-sort") == "ascending"
     assert "row 17 has no e-mail address" in page.locator('tr[data-type="import-csv"]').inner_text()
@@ -148,7 +148,8 @@ def check_monitor_columns(page: Any, width: int) -> None:
         """() => { const box = document.querySelector('.ja-table-scroll').getBoundingClientRect();
                    return [...document.querySelectorAll('.ja-jobs-table th')].map(th => {
                      const r = th.getBoundingClientRect();
-                     return [th.textContent.trim(), r.left >= box.left - 1 && r.right <= box.right + 1, r.width]; }); }"""
+                     const inside = r.left >= box.left - 1 && r.right <= box.right + 1;
+                     return [th.textContent.trim(), inside, r.width]; }); }"""
     )
     assert [name for name, _, _ in headings] == MONITOR_COLUMNS
     assert all(inside for _, inside, _ in headings), (width, headings)
