@@ -10,7 +10,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # What running needs, without the test and lint tools (make run installs only this).
 RUN_STAMP := $(VENV)/.run-installed-stamp
-# Browser libraries for the staff pages (Chart.js), installed from package-lock.json.
+# Browser libraries for the staff pages (Chart.js) and axe-core (the browser tests' accessibility
+# check, a dev dependency), installed from package-lock.json.
 NODE_STAMP := node_modules/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 PORT ?= 8000
@@ -60,7 +61,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy .
 
-pytest: $(STAMP) browser
+pytest: $(STAMP) browser $(NODE_STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest

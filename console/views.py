@@ -30,8 +30,10 @@ from jobs.selectors import (
     queue_overview,
     stalled_jobs_queryset,
 )
+from monitoring.analytics import GRADE_RULES, analytics_types
 from monitoring.models import OPEN_STATUSES, Alert
 from monitoring.serializers import AlertSerializer
+from monitoring.stats import resolve_window
 
 # The monitor renders at most this many active jobs; the rest are counted.
 MONITOR_MAX_JOBS = 500
@@ -52,6 +54,21 @@ ANALYTICS_CHARTS = [
     ("users", "Top users"),
     ("peak_hours", "Peak hours of the day"),
 ]
+# (key in GET /api/analytics/types/, heading) of the analytics page's health table, whose script
+# (analytics.js, HEALTH_CELLS) formats each key; the last failure follows them.
+HEALTH_COLUMNS = [
+    ("type", "Type"),
+    ("grade", "Grade"),
+    ("total", "Runs"),
+    ("success_rate", "Success rate"),
+    ("duration_mean", "Mean duration"),
+    ("duration_p95", "p95 duration"),
+    ("throughput_per_hour", "Completed per hour"),
+    ("items_per_second", "Items a second"),
+]
+# The window of the grade the monitor shows beside each job: its type's over the last day (the
+# analytics page's default range), refreshed by the page from GET /api/analytics/types/.
+MONITOR_GRADE_RANGE = "1d"
 # The charts with a time axis: their title names its zone (the viewer's; "daily": the server's days).
 TIMED_CHARTS = {"daily", "hourly", "throughput", "duration", "queue_wait", "system", "queue_depth", "peak_hours"}
 
@@ -94,6 +111,12 @@ def open_alerts(user: Any) -> list[dict[str, Any]]:
     return [dict(AlertSerializer(alert).data) for alert in rows]
 
 
+def type_grades(range_name: str) -> dict[str, str | None]:
+    """Each job type's health grade over the range, as ``GET /api/analytics/types/`` gives it."""
+    window = resolve_window(range_name=range_name)
+    return {row["type"]: row["grade"] for row in analytics_types(window=window)}
+
+
 def monitor_view(request: HttpRequest) -> HttpResponse:
     _may_see_system(request)
     # Running first, then paused, then queued, oldest first; one indexed query per status.
@@ -105,6 +128,10 @@ def monitor_view(request: HttpRequest) -> HttpResponse:
         "title": "Live monitor",
         "jobs_initial": [job_snapshot(job) for job in active],
         "feed_initial": [job_snapshot(job) for job in feed],
+        # The grade of each job's type comes beside the job-update, never inside it: the message
+        # schema stays as it is, and the page refreshes the grades from the API every minute.
+        "type_grades": type_grades(MONITOR_GRADE_RANGE),
+        "grade_range": MONITOR_GRADE_RANGE,
         "job_states": job_states(),
         "state": state,
         "stall_threshold": settings.JOBADMIN_STALL_THRESHOLD,
@@ -151,6 +178,8 @@ def analytics_view(request: HttpRequest) -> HttpResponse:
         "ranges": ANALYTICS_RANGES,
         "selected_range": selected,
         "charts": ANALYTICS_CHARTS,
+        "health_columns": HEALTH_COLUMNS,
+        "grade_rules": GRADE_RULES,
         "timed_charts": TIMED_CHARTS,
         # The daily buckets are days of the server's zone (the API's); the page says so.
         "server_time_zone": timezone.get_current_timezone_name(),

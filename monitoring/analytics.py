@@ -35,23 +35,27 @@ def _rate(completed: int, failed: int) -> float | None:
 
 # The health grade of a job type (the seeds' Story 5.1; docs/monitoring.md, "Per-type health"):
 # the error rate (failed of finished, %) and the processing rate (items a second of run time).
-GRADES = ("poor", "fair", "good", "excellent")
+# Best grade first, each with the most errors (%) and the fewest items a second it allows; a type
+# that meets none is "poor". Data, so the analytics page states the very rule the API applies.
+GRADE_RULES: tuple[tuple[str, float, float], ...] = (
+    ("excellent", 1, 50),
+    ("good", 5, 10),
+    ("fair", 10, 0),
+)
+GRADES = ("poor", *reversed([grade for grade, _, _ in GRADE_RULES]))
 
 
 def health_grade(*, error_rate: float | None, items_per_second: float | None) -> str | None:
     """``poor`` over 10 % errors; ``fair`` over 5 % or under 10 items/s; ``good`` over 1 % or under
-    50 items/s; else ``excellent``. None before anything finished. A type that counts no items
-    (no ``total_items``) is graded on its error rate alone."""
+    50 items/s; else ``excellent`` (``GRADE_RULES``). None before anything finished. A type that
+    counts no items (no ``total_items``) is graded on its error rate alone."""
     if error_rate is None:
         return None
     rate = float("inf") if items_per_second is None else items_per_second
-    if error_rate > 10:
-        return "poor"
-    if error_rate > 5 or rate < 10:
-        return "fair"
-    if error_rate > 1 or rate < 50:
-        return "good"
-    return "excellent"
+    for grade, max_error_rate, min_items_per_second in GRADE_RULES:
+        if error_rate <= max_error_rate and rate >= min_items_per_second:
+            return grade
+    return "poor"
 
 
 def _quantile(buckets: list[tuple[float, int]], count: int, fraction: float) -> float | None:

@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from jobs.api.input import StrictSerializer
 from jobs.models import JobStatus
-from monitoring.analytics import TREND_INTERVALS, TREND_METRICS
+from monitoring.analytics import GRADES, TREND_INTERVALS, TREND_METRICS
 from monitoring.health import CHECKS as HEALTH_CHECKS
 from monitoring.health import STATUSES as HEALTH_STATUSES
 from monitoring.metrics import INTERVALS, SERIES_FIELDS
@@ -237,7 +237,7 @@ class TypeFiguresSerializer(serializers.Serializer):
         allow_null=True, help_text="Items processed per second of run time, of the jobs that finished in the window."
     )
     grade = serializers.ChoiceField(
-        choices=["poor", "fair", "good", "excellent"], allow_null=True, help_text="docs/monitoring.md, Per-type health."
+        choices=list(GRADES), allow_null=True, help_text="docs/monitoring.md, Per-type health."
     )
     last_failure = LastFailureSerializer(allow_null=True)
 

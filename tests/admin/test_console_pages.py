@@ -80,3 +80,55 @@ def test_the_monitor_renders_the_open_alerts_and_the_actions_by_permission() -> 
     changer = monitor(policy.CHANGE_ALERT)
     assert 'data-may-change-alerts="1"' in changer.content.decode()
     assert "/api/alerts/0/acknowledge/" in changer.content.decode()
+
+
+def _finished(job_type: str, *, failed: int, completed: int, items: int | None = None) -> None:
+    """Jobs of ``job_type`` that finished a minute ago after 10 s, ``items`` items each."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.models import JobStatus
+    from tests.factories import JobFactory
+
+    started = timezone.now() - timedelta(minutes=1)
+    for status, n in ((JobStatus.FAILED, failed), (JobStatus.COMPLETED, completed)):
+        JobFactory.create_batch(
+            n,
+            type=job_type,
+            status=status,
+            created_at=started,
+            started_at=started,
+            finished_at=started + timedelta(seconds=10),
+            duration=10.0,
+            total_items=items,
+            processed_items=items or 0,
+        )
+
+
+def test_the_monitor_renders_each_types_grade_over_its_grade_range_beside_the_jobs() -> None:
+    from console.views import MONITOR_GRADE_RANGE
+
+    _finished("import-csv", failed=1, completed=4)  # 20 % errors
+    _finished("resize-images", failed=0, completed=3, items=1000)  # 100 items a second
+    client = Client()
+    client.force_login(UserFactory.create(is_staff=True, is_superuser=True))
+    response = client.get("/admin/monitor/")
+    assert response.context["type_grades"] == {"import-csv": "poor", "resize-images": "excellent"}
+    page = response.content.decode()
+    assert 'id="ja-type-grades"' in page
+    assert f'data-grades-url="/api/analytics/types/?range={MONITOR_GRADE_RANGE}"' in page
+    assert '<th scope="col" class="ja-col-grade">Type health</th>' in page
+
+
+def test_the_analytics_page_states_the_grading_rule_the_api_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = Client()
+    client.force_login(UserFactory.create(is_staff=True, is_superuser=True))
+    page = client.get("/admin/analytics/").content.decode()
+    assert "<strong>excellent</strong> at most 1 % errors and at least 50 items a second" in page
+    assert "<strong>fair</strong> at most 10 % errors;" in page  # no items clause for a bound of 0
+    assert page.count('data-sort-key="') == 8
+    # The words come from the rule itself: change the rule, the page follows.
+    monkeypatch.setattr("console.views.GRADE_RULES", (("excellent", 2, 60), ("good", 5, 10), ("fair", 10, 0)))
+    page = client.get("/admin/analytics/").content.decode()
+    assert "<strong>excellent</strong> at most 2 % errors and at least 60 items a second" in page

@@ -144,3 +144,28 @@ def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
         DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS_SCREENSHOTS / path.name)
     return path
+
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+# The impacts a page must have none of (axe-core's two highest).
+AXE_BLOCKING = ("serious", "critical")
+
+
+def axe_violations(page: Any, *, exclude: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The serious and critical violations axe-core (npm, a dev dependency) finds on the page as it
+    is now, every rule axe runs by default, minus the nodes matched by ``exclude``. The page's
+    context needs ``bypass_csp=True``: the script goes in inline."""
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: `make pytest` installs it (npm ci)")
+    page.add_script_tag(path=str(AXE))
+    found: list[dict[str, Any]] = page.evaluate(
+        """async ([exclude, blocking]) => {
+             const context = exclude.length ? { include: [document], exclude: exclude.map(s => [s]) } : document;
+             const result = await axe.run(context, { resultTypes: ["violations"] });
+             return result.violations.filter(v => blocking.includes(v.impact)).map(v => ({
+               id: v.id, impact: v.impact, help: v.help,
+               nodes: v.nodes.map(n => n.target.join(" ") + ": " + n.failureSummary) }));
+           }""",
+        [list(exclude), list(AXE_BLOCKING)],
+    )
+    return found

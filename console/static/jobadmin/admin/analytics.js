@@ -47,7 +47,8 @@
     if (note) note.textContent = "(" + zone + ")";
   }
 
-  function draw(key, config, points) {
+  // axis: the heading of the labels' column in the chart's data table (its text alternative).
+  function draw(key, config, points, axis) {
     var figure = root.querySelector('[data-chart="' + key + '"]');
     if (!figure) return;
     var canvas = figure.querySelector("canvas");
@@ -56,9 +57,44 @@
     config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false,
       plugins: { legend: { position: "bottom" } } }, config.options || {});
     charts[key] = new window.Chart(canvas, config);
+    dataTable(figure, config.data, axis);
     figure.dataset.points = String(points);
     figure.dataset.drawn = "true";
     empty.hidden = points > 0;
+  }
+
+  function cellText(value) {
+    if (value === null || value === undefined) return "—";
+    return typeof value === "number" ? String(Math.round(value * 1000) / 1000) : String(value);
+  }
+
+  // The chart's figures as a table: a row per label, a column per series, from the very data the
+  // chart was given, so the two never disagree; redrawn with the chart.
+  function dataTable(figure, data, axis) {
+    var table = document.createElement("table");
+    var caption = document.createElement("caption");
+    caption.textContent = figure.querySelector("h2").textContent.trim();
+    caption.className = "ja-visually-hidden";
+    table.appendChild(caption);
+    var head = table.createTHead().insertRow();
+    [axis].concat(data.datasets.map(function (d) { return d.label; })).forEach(function (text) {
+      var th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = text;
+      head.appendChild(th);
+    });
+    var body = table.createTBody();
+    data.labels.forEach(function (label, i) {
+      var tr = body.insertRow();
+      var th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = label;
+      tr.appendChild(th);
+      data.datasets.forEach(function (d) { tr.insertCell().textContent = cellText(d.data[i]); });
+    });
+    var holder = figure.querySelector("[data-chart-data]");
+    holder.querySelector("summary").textContent = "Data table (" + data.labels.length + " row" + (data.labels.length === 1 ? "" : "s") + ")";
+    holder.querySelector(".ja-table-scroll").replaceChildren(table);
   }
 
   function count(values) {
@@ -75,14 +111,14 @@
   function drawStats(stats) {
     var counts = stats.counts || {};
     var statusValues = STATUS_ORDER.map(function (s) { return counts[s] || 0; });
-    draw("status", { type: "doughnut", data: { labels: STATUS_ORDER, datasets: [{ data: statusValues,
-      backgroundColor: STATUS_ORDER.map(function (s) { return COLORS[s]; }) }] } }, count(statusValues));
+    draw("status", { type: "doughnut", data: { labels: STATUS_ORDER, datasets: [{ label: "jobs", data: statusValues,
+      backgroundColor: STATUS_ORDER.map(function (s) { return COLORS[s]; }) }] } }, count(statusValues), "Status");
 
     var daily = stats.daily || [];
     var dc = daily.map(function (d) { return d.completed; }), df = daily.map(function (d) { return d.failed; });
     draw("daily", { type: "bar", data: { labels: daily.map(function (d) { return d.date; }), datasets: [
       { label: "completed", data: dc, backgroundColor: COLORS.completed },
-      { label: "failed", data: df, backgroundColor: COLORS.failed }] } }, count(dc) + count(df));
+      { label: "failed", data: df, backgroundColor: COLORS.failed }] } }, count(dc) + count(df), "Day");
 
     var hourly = stats.hourly || [];
     var hc = hourly.map(function (h) { return h.created; });
@@ -91,7 +127,7 @@
         { label: "created", data: hc, backgroundColor: COLORS.created },
         { label: "completed", data: hourly.map(function (h) { return h.completed; }), backgroundColor: COLORS.completed },
         { label: "failed", data: hourly.map(function (h) { return h.failed; }), backgroundColor: COLORS.failed }] } },
-      count(hc));
+      count(hc), "Hour");
 
     var set = function (name, text) { var n = root.querySelector('[data-stat="' + name + '"]'); if (n) n.textContent = text; };
     set("total", String(stats.total));
@@ -112,14 +148,113 @@
       { type: "line", label: "success rate %", data: rows.map(function (r) { return r.success_rate; }),
         borderColor: COLORS.completed, backgroundColor: COLORS.completed, yAxisID: "y1" }] },
       options: { scales: { y: { beginAtZero: true, position: "left" },
-        y1: { min: 0, max: 100, position: "right", grid: { drawOnChartArea: false } } } } }, count(totals));
+        y1: { min: 0, max: 100, position: "right", grid: { drawOnChartArea: false } } } } }, count(totals), "Type");
+    drawHealth(rows);
+  }
+
+  // --- health per job type: a sortable table (worst grade first until a heading is chosen) -------
+  var GRADE_RANK = { poor: 0, fair: 1, good: 2, excellent: 3 };
+  var healthRows = [], healthSort = { key: "grade", dir: 1 };
+
+  function sortValue(row, key) {
+    if (key === "grade") return row.grade ? GRADE_RANK[row.grade] : null;
+    return row[key];
+  }
+
+  // Ungraded and unmeasured rows go last either way; ties: more runs first, then by name.
+  function compareRows(a, b) {
+    var x = sortValue(a, healthSort.key), y = sortValue(b, healthSort.key);
+    if (x !== y) {
+      if (x === null || x === undefined) return 1;
+      if (y === null || y === undefined) return -1;
+      return (x < y ? -1 : 1) * healthSort.dir;
+    }
+    return b.total - a.total || (a.type < b.type ? -1 : a.type > b.type ? 1 : 0);
+  }
+
+  function fmtNumber(v, digits) { return v === null || v === undefined ? "—" : String(Math.round(v * Math.pow(10, digits)) / Math.pow(10, digits)); }
+
+  var HEALTH_CELLS = {
+    type: function (r) { return r.type; },
+    grade: function (r) { return el("span", "ja-badge ja-grade-" + (r.grade || "none"), r.grade || "ungraded"); },
+    total: function (r) { return String(r.total); },
+    success_rate: function (r) { return r.success_rate === null ? "—" : r.success_rate + " %"; },
+    duration_mean: function (r) { return fmtSeconds(r.duration_mean); },
+    duration_p95: function (r) { return fmtSeconds(r.duration_p95); },
+    throughput_per_hour: function (r) { return fmtNumber(r.throughput_per_hour, 2); },
+    items_per_second: function (r) { return fmtNumber(r.items_per_second, 1); }
+  };
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function lastFailureCell(failure) {
+    var td = document.createElement("td");
+    if (!failure) { td.textContent = "—"; return td; }
+    var link = el("a", "", failure.error || "(no message)");
+    link.href = root.dataset.jobUrl + failure.id + "/change/";
+    link.title = failure.error;
+    td.appendChild(link);
+    td.appendChild(el("span", "ja-cell-line ja-help")).appendChild(T.element(failure.finished_at));
+    return td;
+  }
+
+  function paintHealth() {
+    var table = root.querySelector("[data-type-health]");
+    var columns = Array.prototype.map.call(table.querySelectorAll("thead th[data-sort-key]"), function (th) {
+      if (th.dataset.sortKey === healthSort.key) th.setAttribute("aria-sort", healthSort.dir > 0 ? "ascending" : "descending");
+      else th.removeAttribute("aria-sort");
+      return th.dataset.sortKey;
+    });
+    var tbody = table.querySelector("[data-type-health-body]");
+    var fragment = document.createDocumentFragment();
+    healthRows.slice().sort(compareRows).forEach(function (row) {
+      var tr = document.createElement("tr");
+      tr.dataset.type = row.type;
+      tr.dataset.grade = row.grade || "";
+      columns.forEach(function (key) {
+        var cell = document.createElement(key === "type" ? "th" : "td");
+        if (key === "type") cell.scope = "row";
+        var value = HEALTH_CELLS[key](row);
+        if (typeof value === "string") cell.textContent = value; else cell.appendChild(value);
+        tr.appendChild(cell);
+      });
+      tr.appendChild(lastFailureCell(row.last_failure));
+      fragment.appendChild(tr);
+    });
+    if (!healthRows.length) {
+      var tr = document.createElement("tr"), td = document.createElement("td");
+      td.colSpan = columns.length + 1; td.textContent = "No jobs in this range."; tr.appendChild(td); fragment.appendChild(tr);
+    }
+    tbody.replaceChildren(fragment);
+  }
+
+  function drawHealth(rows) {
+    healthRows = rows;
+    paintHealth();
+  }
+
+  function setupHealthSort() {
+    root.querySelectorAll("[data-type-health] th[data-sort-key] button").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var key = button.parentNode.dataset.sortKey;
+        // A new column starts with what matters first: names A–Z, the worst grade, the biggest figure.
+        if (key === healthSort.key) healthSort.dir = -healthSort.dir;
+        else healthSort = { key: key, dir: key === "type" || key === "grade" ? 1 : -1 };
+        paintHealth();
+      });
+    });
   }
 
   function drawTrend(key, body, label, color) {
     var points = body.points || [];
     var values = points.map(function (p) { return p.value; });
     draw(key, { type: "line", data: { labels: points.map(function (p) { return fmtTime(p.time); }),
-      datasets: [line(label, values, color)] }, options: { scales: { y: { beginAtZero: true } } } }, count(values));
+      datasets: [line(label, values, color)] }, options: { scales: { y: { beginAtZero: true } } } }, count(values), "Time");
   }
 
   function drawMetrics(body) {
@@ -127,19 +262,19 @@
     var labels = points.map(function (p) { return fmtTime(p.time); });
     var cpu = points.map(function (p) { return p.cpu_percent; }), mem = points.map(function (p) { return p.memory_percent; });
     draw("system", { type: "line", data: { labels: labels, datasets: [line("CPU %", cpu, COLORS.cpu), line("memory %", mem, COLORS.memory)] },
-      options: { scales: { y: { min: 0, max: 100 } } } }, count(cpu) + count(mem));
+      options: { scales: { y: { min: 0, max: 100 } } } }, count(cpu) + count(mem), "Time");
     var queued = points.map(function (p) { return p.queued_jobs; }), running = points.map(function (p) { return p.running_jobs; });
     // A depth of 0 is still a measurement: count samples, not non-zero values.
     var samples = points.filter(function (p) { return p.queued_jobs !== null && p.queued_jobs !== undefined; }).length;
     draw("queue_depth", { type: "line", data: { labels: labels, datasets: [line("queued", queued, COLORS.queued_jobs),
-      line("running", running, COLORS.running_jobs)] }, options: { scales: { y: { beginAtZero: true } } } }, samples);
+      line("running", running, COLORS.running_jobs)] }, options: { scales: { y: { beginAtZero: true } } } }, samples, "Time");
   }
 
   function drawUsers(body) {
     var rows = body.results || [];
     var totals = rows.map(function (r) { return r.total; });
     draw("users", { type: "bar", data: { labels: rows.map(function (r) { return r.username || "#" + r.user; }),
-      datasets: [{ label: "jobs", data: totals, backgroundColor: COLORS.created }] }, options: { indexAxis: "y" } }, count(totals));
+      datasets: [{ label: "jobs", data: totals, backgroundColor: COLORS.created }] }, options: { indexAxis: "y" } }, count(totals), "User");
   }
 
   function drawPeak(body) {
@@ -148,7 +283,7 @@
     // The API counts the hours in the zone asked for (tz=, the viewer's); the title says which.
     zoneNote("peak_hours", body.time_zone);
     draw("peak_hours", { type: "bar", data: { labels: rows.map(function (r) { return (r.hour < 10 ? "0" : "") + r.hour + ":00"; }),
-      datasets: [{ label: "jobs created", data: counts, backgroundColor: COLORS.queued }] } }, count(counts));
+      datasets: [{ label: "jobs created", data: counts, backgroundColor: COLORS.queued }] } }, count(counts), "Hour of the day");
   }
 
   function drawErrors(body) {
@@ -199,6 +334,7 @@
     window.Chart.defaults.color = css("--body-fg", "#333");
     window.Chart.defaults.borderColor = css("--hairline-color", "rgba(0,0,0,0.1)");
     zoneNotes();
+    setupHealthSort();
     load();
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();

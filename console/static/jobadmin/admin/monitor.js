@@ -11,6 +11,10 @@
   var LIVE = {};    // shown in the table: queued, running, paused
   var ACTIVE = {};  // holding a slot: counted as "active"
   var FEED_SIZE = 20;
+  // Each type's health grade (GET /api/analytics/types/ over the page's grade range): rendered
+  // with the page (#ja-type-grades), refreshed every minute. Job-updates do not carry it.
+  var grades = {};
+  var GRADE_REFRESH_MS = 60000;
 
   var root, body, emptyNote, feedList, toasts, indicator, jobUrl;
   var rows = new Map();      // job id -> row record (DOM nodes and the values they show)
@@ -39,15 +43,23 @@
 
   function itemsText(job) {
     var total = job.total_items === null || job.total_items === undefined ? "?" : job.total_items;
-    return job.processed_items + " / " + total + (job.error_count ? " (" + job.error_count + " errors)" : "");
+    return job.processed_items + " / " + total;
+  }
+
+  function errorsText(job) {
+    return job.error_count ? job.error_count + (job.error_count === 1 ? " error" : " errors") : "";
   }
 
   function createRow(job) {
     var tr = el("tr", "ja-job-row");
     tr.dataset.jobId = job.id;
     var tdJob = el("td");
-    var link = el("a", "ja-mono", job.type + " " + job.id.slice(0, 8));
+    // The type, and the id's start under it: two short lines fit a narrow column.
+    var link = el("a", "ja-mono ja-job-link");
+    link.appendChild(el("span", "", job.type));
+    link.appendChild(el("span", "ja-job-id", " " + job.id.slice(0, 8)));
     link.href = jobUrl + job.id + "/change/";
+    link.title = job.type + " " + job.id;
     tdJob.appendChild(link);
     var badge = el("span", "ja-badge");
     var tdStatus = el("td");
@@ -63,11 +75,18 @@
     bar.appendChild(pct);
     var tdBar = el("td", "ja-col-progress");
     tdBar.appendChild(bar);
+    var grade = el("span", "ja-badge");
+    var tdGrade = el("td");
+    tdGrade.appendChild(grade);
     var tdStep = el("td"), tdItems = el("td"), tdEta = el("td");
-    tr.appendChild(tdJob); tr.appendChild(tdStatus); tr.appendChild(tdBar);
+    // Items done of the total, and the errors counted so far on a line of their own.
+    var items = el("span", "ja-cell-line"), errors = el("span", "ja-cell-line ja-cell-errors");
+    tdItems.appendChild(items);
+    tdItems.appendChild(errors);
+    tr.appendChild(tdJob); tr.appendChild(tdStatus); tr.appendChild(tdGrade); tr.appendChild(tdBar);
     tr.appendChild(tdStep); tr.appendChild(tdItems); tr.appendChild(tdEta);
-    return { tr: tr, badge: badge, bar: bar, fill: fill, pct: pct, step: tdStep, items: tdItems, eta: tdEta,
-             shown: {}, updatedAt: "" };
+    return { tr: tr, badge: badge, grade: grade, bar: bar, fill: fill, pct: pct, step: tdStep, items: items,
+             errors: errors, eta: tdEta, shown: {}, updatedAt: "" };
   }
 
   function set(row, key, value, write) {
@@ -91,8 +110,15 @@
       row.pct.textContent = v + "%";
       row.bar.setAttribute("aria-valuenow", String(v));
     });
-    set(row, "step", job.step_name || "", function (v) { row.step.textContent = v || "—"; });
+    set(row, "grade", gradeOf(job.type), function (v) {
+      // The word is the label (a type with no finished job in the range has none yet).
+      row.grade.className = "ja-badge ja-grade-" + (v || "none");
+      row.grade.textContent = v || "ungraded";
+      row.tr.dataset.grade = v || "";
+    });
+    set(row, "step", job.step_name || "", function (v) { row.step.textContent = v || "—"; row.step.title = v; });
     set(row, "items", itemsText(job), function (v) { row.items.textContent = v; });
+    set(row, "errors", errorsText(job), function (v) { row.errors.textContent = v; });
     set(row, "eta", etaText(job.eta), function (v) { row.eta.textContent = v; });
     // The ETA counts down in words; its time, in the viewer's zone like every time, is the title.
     set(row, "etaAt", job.eta || "", function (v) { row.eta.title = v ? window.JobAdminTime.format(v) : ""; });
@@ -160,6 +186,27 @@
     var spent = performance.now() - started;
     stats.flushMs += spent;
     if (spent > stats.maxFlushMs) stats.maxFlushMs = spent;
+  }
+
+  function gradeOf(type) { return Object.prototype.hasOwnProperty.call(grades, type) ? grades[type] : null; }
+
+  function loadGrades() {
+    fetch(root.dataset.gradesUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (body) {
+        if (!body) return;
+        var next = {};
+        body.results.forEach(function (t) { next[t.type] = t.grade; });
+        grades = next;
+        redrawAll();
+      })
+      .catch(function () { /* the grades shown stay; the indicator says when the page is offline */ });
+  }
+
+  // Every row again in the next frame (set() writes only what changed): ETAs count down, grades change.
+  function redrawAll() {
+    rows.forEach(function (row, id) { if (row.lastJob && !pending.has(id)) pending.set(id, row.lastJob); });
+    requestFrame();
   }
 
   var countNodes = {};
@@ -465,6 +512,7 @@
     STATUS_LABEL = states.labels;
     states.live.forEach(function (status) { LIVE[status] = true; });
     states.active.forEach(function (status) { ACTIVE[status] = true; });
+    grades = JSON.parse(document.getElementById("ja-type-grades").textContent);
     var initial = JSON.parse(document.getElementById("ja-jobs-initial").textContent);
     initial.forEach(function (job) { pending.set(job.id, job); });
     var feed = JSON.parse(document.getElementById("ja-feed-initial").textContent);
@@ -493,10 +541,8 @@
       paintNotes();
     }
     setInterval(pollState, 5000);
-    setInterval(function () {  // ETAs count down between updates, drawn in the next frame like the rest
-      rows.forEach(function (row, id) { if (row.lastJob && !pending.has(id)) pending.set(id, row.lastJob); });
-      requestFrame();
-    }, 1000);
+    setInterval(loadGrades, GRADE_REFRESH_MS);
+    setInterval(redrawAll, 1000);  // ETAs count down between updates
     var connection = new window.JobAdminConnection({
       path: root.dataset.wsPath,
       channels: ["all", "alerts", "stats"],
@@ -509,7 +555,7 @@
     });
     connection.connect();
     window.JobAdminMonitor = { handle: handle, stats: stats, rows: rows, connection: connection, alerts: alerts,
-                               announced: announced, notifications: notes, setPaused: setPaused,
+                               announced: announced, notifications: notes, setPaused: setPaused, refreshGrades: loadGrades,
                                held: function () { return held.length; } };
   }
 
