@@ -307,6 +307,7 @@ class Batch(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["user", "-created_at"], name="batch_user_created")]
+        verbose_name_plural = "batches"  # not Django's "batchs"
 
     def __str__(self) -> str:
         return self.name

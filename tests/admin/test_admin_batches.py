@@ -181,3 +181,10 @@ def test_an_unknown_action_is_a_404_and_a_get_is_refused(client: Any, superuser:
     client.force_login(superuser)
     assert client.post(reverse("admin:jobs_batch_act", args=[batch.pk, "explode"])).status_code == 404
     assert client.get(reverse("admin:jobs_batch_act", args=[batch.pk, "cancel"])).status_code == 405
+
+
+def test_the_admin_names_them_batches(client: Any, superuser: Any) -> None:
+    client.force_login(superuser)
+    index = client.get(reverse("admin:index")).content.decode()
+    assert ">Batches<" in index
+    assert "Batchs" not in index
