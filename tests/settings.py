@@ -9,7 +9,16 @@ import faulthandler
 import os
 import signal
 
-RUN = os.environ.setdefault("JOBADMIN_TEST_RUN", f"t{os.getpid()}")
+RUN = os.environ.get("JOBADMIN_TEST_RUN") or f"t{os.getpid()}"
+# Under pytest-xdist every worker is a run of its own (its database, Redis keys and cluster
+# name): the workers inherit the controller's tag, and each adds its name (gw0, gw1, ...).
+# Its children inherit both variables and keep the tag as it is.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _worker and not RUN.endswith(_worker):
+    RUN = f"{RUN}{_worker}"
+    os.environ["REDIS_PREFIX"] = f"jobadmin-test-{RUN}"
+    os.environ["Q_CLUSTER_NAME"] = f"jobadmin-test-{RUN}"
+os.environ["JOBADMIN_TEST_RUN"] = RUN
 os.environ.setdefault("REDIS_PREFIX", f"jobadmin-test-{RUN}")
 os.environ.setdefault("Q_CLUSTER_NAME", f"jobadmin-test-{RUN}")
 for name, value in {
