@@ -24,6 +24,7 @@ from rest_framework import serializers
 
 from jobs import policy, selectors, services
 from jobs.admin import job_page
+from jobs.admin.bulk import BulkReport
 from jobs.admin.forms import SUBMISSION_FIELD, build_enqueue_form
 from jobs.admin.job_list import CreatedFilter, JobChangeList
 from jobs.admin.job_page import format_duration, job_duration_seconds, progress_bar, status_badge
@@ -182,22 +183,18 @@ class JobAdmin(admin.ModelAdmin):
 
     def _run_action(self, request: HttpRequest, queryset: QuerySet[Job], action: str) -> None:
         label, service = action.capitalize(), services.JOB_ACTIONS[action]
-        done = 0
+        report = BulkReport(label, ("job", "jobs"))
         for job in queryset:
             if not policy.may_act_on_job(user=request.user, job=job):
-                self.message_user(request, f"{label} {job.pk}: not allowed for you.", messages.ERROR)
+                report.refuse(job.pk, "not allowed for you")
                 continue
             try:
                 updated = service(job=job, actor=request.user)
             except TransitionNotAllowed as exc:
-                self.message_user(request, f"{label} {job.type} {job.pk}: refused — {exc}", messages.WARNING)
+                report.refuse(job.pk, str(exc))
                 continue
-            done += 1
-            self.message_user(
-                request, f"{label} {job.type} {job.pk}: {action_outcome(action, updated)}", messages.SUCCESS
-            )
-        if not done:
-            self.message_user(request, f"{label}: no job was changed.", messages.WARNING)
+            report.did(job.pk, action_outcome(action, updated))
+        report.send(self, request)
 
     @admin.action(description="Clean up stalled jobs (all, not only the selected)", permissions=["change"])
     def cleanup_stalled(self, request: HttpRequest, queryset: QuerySet[Job] | None = None) -> None:
@@ -398,10 +395,12 @@ def report_cleanup(model_admin: admin.ModelAdmin, request: HttpRequest) -> None:
     outcomes = services.jobs_cleanup_stalled(actor=request.user)
     if not outcomes:
         model_admin.message_user(request, "No stalled jobs: nothing to clean up.", messages.INFO)
+        return
+    report = BulkReport("Clean up stalled", ("job", "jobs"))
     for outcome in outcomes:
-        model_admin.message_user(
-            request, f"Stalled job {outcome.job_id}: now {outcome.status}. {outcome.reason}", messages.WARNING
-        )
+        report.did(outcome.job_id, f"now {outcome.status} ({outcome.reason.rstrip('.')})")
+    # A stalled job given up is the sweep doing its work, yet still news that needs reading.
+    model_admin.message_user(request, report.text(), messages.WARNING)
 
 
 @admin.register(JobEvent)

@@ -4,9 +4,10 @@ retry-failed); every action goes through ``jobs.services`` and is recorded there
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -17,6 +18,7 @@ from django.utils.html import format_html
 
 from jobs import policy, services
 from jobs.admin import ADMIN_MEDIA_CSS, progress_bar, status_badge
+from jobs.admin.bulk import BulkReport
 from jobs.admin.times import iso_time
 from jobs.exceptions import TransitionNotAllowed
 from jobs.models import Batch, Job, JobEvent, JobStatus
@@ -111,26 +113,27 @@ class BatchAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel the selected batches (their unfinished members)", permissions=["change"])
     def cancel_batches(self, request: HttpRequest, queryset: QuerySet[Batch]) -> None:
-        for batch in queryset:
-            self._act(request, batch, "cancel")
+        self._act(request, queryset, "cancel")
 
     @admin.action(description="Retry the failed members of the selected batches", permissions=["change"])
     def retry_batches(self, request: HttpRequest, queryset: QuerySet[Batch]) -> None:
-        for batch in queryset:
-            self._act(request, batch, "retry")
+        self._act(request, queryset, "retry")
 
-    def _act(self, request: HttpRequest, batch: Batch, action: str) -> None:
-        """One action on one batch, reported as a message: done, refused (nothing to do), or not allowed."""
+    def _act(self, request: HttpRequest, batches: Iterable[Batch], action: str) -> None:
+        """One action on each batch, reported as one message: done, refused (nothing to do), or not allowed."""
         service, label, done = BATCH_ACTIONS[action]
-        if not policy.may_act_on_batch(user=request.user, batch=batch):
-            self.message_user(request, f"{label} {batch}: {policy.ACT_ON_OTHERS_BATCH}", messages.ERROR)
-            return
-        try:
-            service(batch=batch, actor=request.user)
-        except TransitionNotAllowed as exc:
-            self.message_user(request, f"{label} {batch}: refused — {exc}", messages.WARNING)
-        else:
-            self.message_user(request, f"{label} {batch}: {done}.", messages.SUCCESS)
+        report = BulkReport(label, ("batch", "batches"))
+        for batch in batches:
+            if not policy.may_act_on_batch(user=request.user, batch=batch):
+                report.refuse(batch, policy.ACT_ON_OTHERS_BATCH)
+                continue
+            try:
+                service(batch=batch, actor=request.user)
+            except TransitionNotAllowed as exc:
+                report.refuse(batch, str(exc))
+            else:
+                report.did(batch, done)
+        report.send(self, request)
 
     # --- the batch page -----------------------------------------------------------------------
     def get_urls(self) -> list[URLPattern]:
@@ -150,7 +153,7 @@ class BatchAdmin(admin.ModelAdmin):
         batch = get_object_or_404(Batch, pk=batch_id)
         if not policy.may_act_on_batch(user=request.user, batch=batch):
             raise PermissionDenied(policy.ACT_ON_OTHERS_BATCH)
-        self._act(request, batch, action)
+        self._act(request, [batch], action)
         return HttpResponseRedirect(reverse("admin:jobs_batch_change", args=[batch.pk]))
 
     def change_view(

@@ -8,13 +8,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
 from jobs import policy, services
+from jobs.admin.bulk import BulkReport
 from jobs.models import Schedule
 from jobs.registry import all_job_types, get_job_type
 from jobs.services.schedules import FIELDS
@@ -154,27 +155,25 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.action(description="Pause the selected schedules")
     def pause(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
-        for schedule in queryset:
-            services.schedule_pause(schedule=schedule, actor=request.user)
-        self.message_user(request, f"Paused {queryset.count()} schedule(s).", messages.SUCCESS)
+        self._each(request, queryset, services.schedule_pause, "Pause", "now paused")
 
     @admin.action(description="Resume the selected schedules")
     def resume(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
-        self._each(request, queryset, services.schedule_resume, "Resumed {} schedule(s).")
+        self._each(request, queryset, services.schedule_resume, "Resume", "resumed")
 
     @admin.action(description="Run the selected schedules now (one job each)")
     def run_now(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
-        self._each(request, queryset, services.schedule_run_now, "Queued {} job(s).")
+        self._each(request, queryset, services.schedule_run_now, "Run now", "queued a job")
 
-    def _each(self, request: HttpRequest, queryset: QuerySet[Schedule], service: Any, done_text: str) -> None:
-        """``service`` on each schedule; one the policy refuses (its owner may not run its type) is named."""
-        done, refused = 0, []
+    def _each(self, request: HttpRequest, queryset: QuerySet[Schedule], service: Any, label: str, done: str) -> None:
+        """``service`` on each schedule, reported as one message; one the policy refuses (its owner
+        may not run its type) is named with the reason."""
+        report = BulkReport(label, ("schedule", "schedules"))
         for schedule in queryset:
             try:
                 service(schedule=schedule, actor=request.user)
-                done += 1
             except policy.AccessDenied as exc:
-                refused.append(f"{schedule}: {exc}")
-        self.message_user(request, done_text.format(done), messages.SUCCESS)
-        for line in refused:
-            self.message_user(request, line, messages.ERROR)
+                report.refuse(schedule, str(exc))
+            else:
+                report.did(schedule, done)
+        report.send(self, request)

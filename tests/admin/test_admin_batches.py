@@ -170,9 +170,10 @@ def test_the_lists_actions_act_on_each_selected_batch_and_name_the_refused_ones(
         {"action": "cancel_batches", "_selected_action": [live.pk, over.pk]},
         follow=True,
     )
-    said = _said(response)
-    assert any(text.startswith("Cancel live: cancelled") for text in said)
-    assert any(text.startswith("Cancel over: refused") for text in said)
+    assert _said(response) == [
+        "Cancel: 2 batches — 1 cancelled its unfinished members (live); 1 refused — No member of this batch"
+        " is left to cancel (over)."
+    ]
     assert {job.status for job in _members(live)} == {JobStatus.CANCELLED}
 
 

@@ -44,6 +44,19 @@ def test_the_search_box_finds_an_id_middle_type_creator_param_value_and_error(st
     assert shown(staff_client, q="no-such-text") == set()
 
 
+def test_the_search_box_is_labelled_in_words_and_keeps_the_filters_it_searches_within(staff_client: Any) -> None:
+    JobFactory.create(type="demo", status="failed")
+    JobFactory.create(type="demo", status="completed")
+    page = staff_client.get(reverse(CHANGELIST), {"status__exact": "failed", "q": "demo"}).content.decode()
+    label = page[page.index('<label for="searchbar"') : page.index("</label>", page.index('<label for="searchbar"'))]
+    assert 'alt=""' in label  # the icon is decoration
+    assert label.endswith("Search jobs")  # the label a screen reader and a sighted user share
+    assert 'type="search"' in page
+    assert 'aria-describedby="searchbar_helptext"' in page
+    assert '<input type="hidden" name="status__exact" value="failed">' in page
+    assert "1 result (" in page  # of the 2 jobs
+
+
 def test_past_hour_keeps_the_jobs_created_in_the_last_hour(staff_client: Any) -> None:
     recent = JobFactory.create(user=None, created_at=timezone.now() - timedelta(minutes=59))
     JobFactory.create(user=None, created_at=timezone.now() - timedelta(minutes=61))

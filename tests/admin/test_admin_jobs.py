@@ -133,9 +133,25 @@ def test_cancel_action_reports_each_job(staff_client: Any, superuser: Any) -> No
     done.refresh_from_db()
     assert queued.status == JobStatus.CANCELLED
     assert done.status == JobStatus.COMPLETED
-    assert any(str(queued.pk) in m and "now cancelled" in m for m in messages)
-    assert any(str(done.pk) in m and "refused" in m for m in messages)
+    # One summary message, naming each job under what happened to it.
+    assert messages == [
+        f"Cancel: 2 jobs — 1 now cancelled ({queued.pk});"
+        f" 1 refused — Cannot cancel a job that is completed ({done.pk})."
+    ]
     assert JobEvent.objects.get(job=queued, kind=EventKind.CANCELLED).actor == superuser
+
+
+def test_a_bulk_action_over_many_jobs_says_one_thing_naming_a_few_and_counting_the_rest(staff_client: Any) -> None:
+    jobs = [make_job() for _ in range(8)]
+    response = run_action(staff_client, "cancel_jobs", jobs)
+    (message,) = get_messages(response.wsgi_request)
+    assert message.level_tag == "success"
+    assert message.message.startswith("Cancel: 8 jobs — 8 now cancelled (")
+    assert message.message.endswith(" and 3 more).")
+    assert sum(str(job.pk) in message.message for job in jobs) == 5
+    assert set(Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("status", flat=True)) == {
+        JobStatus.CANCELLED
+    }
 
 
 def test_retry_action_requeues_failed_and_refuses_running(staff_client: Any) -> None:
@@ -146,7 +162,10 @@ def test_retry_action_requeues_failed_and_refuses_running(staff_client: Any) -> 
     assert failed.status == JobStatus.QUEUED
     assert failed.error == ""
     assert JobEvent.objects.get(job=failed, kind=EventKind.RETRIED).payload["previous_error"] == "boom"
-    assert any(str(running.pk) in m and "refused" in m for m in messages)
+    assert messages == [
+        f"Retry: 2 jobs — 1 now queued ({failed.pk});"
+        f" 1 refused — Only a failed or cancelled job can be retried; this one is running ({running.pk})."
+    ]
 
 
 def test_pause_and_resume_actions(staff_client: Any) -> None:
@@ -158,9 +177,10 @@ def test_pause_and_resume_actions(staff_client: Any) -> None:
     job.refresh_from_db()
     assert not job.pause_requested
     assert job.status == JobStatus.RUNNING
-    messages = texts(run_action(staff_client, "resume_jobs", [job]))
-    assert any("refused" in m for m in messages)
-    assert any("no job was changed" in m for m in messages)
+    response = run_action(staff_client, "resume_jobs", [job])
+    (message,) = get_messages(response.wsgi_request)
+    assert message.level_tag == "warning"
+    assert message.message == f"Resume {job.pk}: refused — Only a paused job can be resumed; this one is running."
 
 
 def test_cleanup_stalled_action_and_button(staff_client: Any, settings: Any) -> None:
@@ -170,7 +190,10 @@ def test_cleanup_stalled_action_and_button(staff_client: Any, settings: Any) -> 
     messages = texts(run_action(staff_client, "cleanup_stalled", [stalled]))
     stalled.refresh_from_db()
     assert stalled.status == JobStatus.FAILED
-    assert any(str(stalled.pk) in m and "now failed" in m for m in messages)
+    assert messages == [
+        f"Clean up stalled {stalled.pk}: now failed"
+        f" (Stalled: worker {stalled.worker or '?'} stopped sending heartbeats)."
+    ]
     response = staff_client.post(reverse("admin:jobs_job_cleanup_stalled"), follow=True)
     assert any("nothing to clean up" in m for m in texts(response))
     assert staff_client.get(reverse("admin:jobs_job_cleanup_stalled")).status_code == 405
@@ -382,3 +405,19 @@ def test_the_same_enqueue_form_sent_twice_queues_one_job(staff_client: Any) -> N
     assert fresh != key
     staff_client.post(url, {**payload, "_submission": fresh})
     assert Job.objects.count() == 2
+
+
+def test_a_bulk_action_that_changes_nothing_says_so_once_with_each_reason(staff_client: Any) -> None:
+    completed = [make_job(status=JobStatus.COMPLETED) for _ in range(2)]
+    failed = make_job(status=JobStatus.FAILED, error="boom")
+    response = run_action(staff_client, "cancel_jobs", [*completed, failed])
+    (message,) = get_messages(response.wsgi_request)
+    assert message.level_tag == "warning"
+    head, _, parts = message.message.partition(" — ")
+    assert head == "Cancel: no job was changed"
+    said = {part.rstrip(".") for part in parts.split("; ")}
+    listed = ", ".join(str(job.pk) for job in sorted(completed, key=lambda job: job.created_at, reverse=True))
+    assert said == {
+        f"1 refused — Cannot cancel a job that is failed ({failed.pk})",
+        f"2 refused — Cannot cancel a job that is completed ({listed})",
+    }

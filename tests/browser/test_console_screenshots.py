@@ -66,4 +66,9 @@ def test_screenshots_of_the_console_light_dark_desktop_and_phone(
                 screenshot(page, f"analytics-new-york-{scheme}", full_page=False)
                 page.goto("/admin/jobs/job/")
                 screenshot(page, f"job-list-new-york-{scheme}", full_page=False)
+            # The search box with its label in words, a search made, at both widths.
+            page.goto("/admin/jobs/job/?q=boom")
+            assert page.get_by_label("Search jobs").input_value() == "boom"
+            assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0, (scheme, name)
+            screenshot(page, f"job-list-search-{scheme}-{name}", full_page=False)
             page.context.close()

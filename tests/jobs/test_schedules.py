@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.contrib.messages import get_messages
 from rest_framework import serializers
 from rest_framework.test import APIClient
 
@@ -356,11 +357,15 @@ def test_the_admin_actions_pause_resume_and_run_now(operator):
     client = admin_client(operator)
     changelist = "/admin/jobs/schedule/"
 
-    client.post(changelist, {"action": "pause", "_selected_action": [schedule.pk]})
+    def act(action):
+        response = client.post(changelist, {"action": action, "_selected_action": [schedule.pk]}, follow=True)
+        return [str(message) for message in get_messages(response.wsgi_request)]
+
+    assert act("pause") == [f"Pause {schedule}: now paused."]
     schedule.refresh_from_db()
     assert not schedule.enabled
-    client.post(changelist, {"action": "run_now", "_selected_action": [schedule.pk]})
+    assert act("run_now") == [f"Run now {schedule}: queued a job."]
     assert len(runs_of(schedule)) == 1
-    client.post(changelist, {"action": "resume", "_selected_action": [schedule.pk]})
+    assert act("resume") == [f"Resume {schedule}: resumed."]
     schedule.refresh_from_db()
     assert schedule.enabled
