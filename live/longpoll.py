@@ -23,20 +23,25 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse, StreamingHttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 
+from jobs.api.json_schema import openapi_schema
 from jobs.api.schema import errors
+from live import messages
 from live.api import TOKEN_HELP, TOKEN_PATTERN, ChannelsField, LiveView, serves_live
 from live.consumers import REPLAY_PAGE, _latest_event_id, channel_group
 from live.relay import STATS_GROUP, latest_event_id, message_for
-from live.streams import StreamMember, events_of_groups, read_events, release_request_thread, settled
+from live.streams import StreamMember, events_of_groups, read_settled_events, release_request_thread, settled
 from monitoring.serializers import QuerySerializer
 
 MAX_WAIT = 30.0
 DEFAULT_WAIT = 25.0
 RECHECK = 2.0  # seconds between log reads while waiting, whatever the live path says
+HOLE_SLACK = 0.05  # past a hole's grace (live.streams.settle) before reading again, for clock steps
 
 
 class LongPollQuerySerializer(QuerySerializer):
@@ -57,9 +62,45 @@ class LongPollQuerySerializer(QuerySerializer):
     token = serializers.RegexField(TOKEN_PATTERN, required=False, max_length=64, help_text=TOKEN_HELP)
 
 
+class LiveMessageSerializer(serializers.Serializer):
+    """A websocket message as an API body: documented by its JSON Schema in ``live.messages``, the
+    one its builder is tested against (``_LiveMessageSchema``), so the two cannot disagree."""
+
+    message_type = ""
+
+
+class JobUpdateMessageSerializer(LiveMessageSerializer):
+    message_type = "job-update"
+
+
+class JobAlertMessageSerializer(LiveMessageSerializer):
+    message_type = "job-alert"
+
+
+class _LiveMessageSchema(OpenApiSerializerExtension):
+    target_class = LiveMessageSerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: Any) -> dict[str, Any]:
+        return openapi_schema(messages.SCHEMAS[self.target.message_type])
+
+
+# What ``message_for`` makes of an event row: a job's update or an alert (``job-stats`` is not
+# in the log, so never in a long-poll answer). ``type`` tells which.
+@extend_schema_field(
+    PolymorphicProxySerializer(
+        component_name="LiveEvent",
+        serializers={each.message_type: each for each in (JobUpdateMessageSerializer, JobAlertMessageSerializer)},
+        resource_type_field_name="type",
+    )
+)
+class LiveEventField(serializers.JSONField):
+    """One event of a long-poll answer; documented as a ``LiveEvent`` (the value is passed through)."""
+
+
 class LongPollResponseSerializer(serializers.Serializer):
     events = serializers.ListField(
-        child=serializers.DictField(), help_text="Websocket messages: job-update, job-alert (docs/websocket.md)."
+        child=LiveEventField(), help_text="Websocket messages: job-update, job-alert (docs/websocket.md)."
     )
     last_event_id = serializers.IntegerField(help_text="Pass as `after` next time.")
 
@@ -83,11 +124,13 @@ async def poll(*, channels: list[Any], after: int | None, wait: float) -> AsyncI
         groups = _groups(channels)
         while True:
             member.take()  # the live path only wakes the wait: the answer is read from the log
-            rows = await read_events(groups, after, REPLAY_PAGE, settle=True)
+            rows, held = await read_settled_events(groups, after, REPLAY_PAGE)
             if rows or loop.time() >= deadline:
                 break
+            # The next read: at the next recheck, or as soon as a hole stops holding events back.
+            pause = min(RECHECK, max(0.0, deadline - loop.time()), RECHECK if held is None else held + HOLE_SLACK)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(member.ready.wait(), min(RECHECK, max(0.0, deadline - loop.time())))
+                await asyncio.wait_for(member.ready.wait(), pause)
             if member.ready.is_set():
                 await asyncio.sleep(0.02)  # the rest of a burst in the same answer
     finally:

@@ -130,36 +130,49 @@ def events_of_groups(*, groups: list[str], after: int, limit: int) -> list[dict[
 
 
 def settled(rows: list[dict[str, Any]], *, after: int) -> list[dict[str, Any]]:
-    """``rows`` up to the first id that may still commit below them (see ``HOLE_GRACE``).
+    """``rows`` up to the first id that may still commit below them (``settle``)."""
+    return settle(rows, after=after)[0]
+
+
+def settle(rows: list[dict[str, Any]], *, after: int) -> tuple[list[dict[str, Any]], float | None]:
+    """``rows`` up to the first id that may still commit below them (see ``HOLE_GRACE``), and
+    the seconds until that hole stops holding them back (None: nothing held back).
 
     On PostgreSQL an event id is taken at INSERT and visible at COMMIT: between ``after`` and
     the last row an id missing from the whole log is either a transaction still open or a
     rolled-back one. While the event just above it is younger than ``HOLE_GRACE``, the rows
-    above the hole wait for the next read. SQLite gives ids in commit order.
+    above the hole wait for the next read, which a waiting poll makes when the grace ends (a
+    rolled-back id) or when the hole's event commits and wakes it. SQLite gives ids in commit order.
     """
     if not rows or connection.vendor == "sqlite":
-        return rows
+        return rows, None
     last = rows[-1]["id"]
     span = last - after
     if span <= 0 or span > HOLE_SCAN_MAX:
-        return rows
+        return rows, None
     present = JobEvent.objects.filter(id__gt=after, id__lte=last)
     if present.count() == span:
-        return rows
+        return rows, None
     ids = set(present.values_list("id", flat=True))
     holes = sorted(set(range(after + 1, last + 1)) - ids)
     young = timezone.now() - timedelta(seconds=HOLE_GRACE)
     for hole in holes:
         above = JobEvent.objects.filter(id__gt=hole).order_by("id").values_list("created_at", flat=True).first()
         if above is not None and above > young:
-            return [row for row in rows if row["id"] < hole]
-    return rows
+            return [row for row in rows if row["id"] < hole], (above - young).total_seconds()
+    return rows, None
 
 
 @database_sync_to_async
-def read_events(groups: list[str], after: int, limit: int, settle: bool = False) -> list[dict[str, Any]]:
-    rows = events_of_groups(groups=groups, after=after, limit=limit)
-    return settled(rows, after=after) if settle else rows
+def read_events(groups: list[str], after: int, limit: int) -> list[dict[str, Any]]:
+    return events_of_groups(groups=groups, after=after, limit=limit)
+
+
+@database_sync_to_async
+def read_settled_events(groups: list[str], after: int, limit: int) -> tuple[list[dict[str, Any]], float | None]:
+    """``events_of_groups`` through ``settle``: the rows an answer may carry, and how long a
+    hole below the rest holds them back."""
+    return settle(events_of_groups(groups=groups, after=after, limit=limit), after=after)
 
 
 # --- the hub member ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from jobs.api.input import StrictSerializer
@@ -74,7 +75,26 @@ class AlertQuerySerializer(QuerySerializer):
     rule = serializers.SlugField(max_length=80, required=False, help_text="A rule's name (a slug).")
 
 
+_POSTED = "'ok: HTTP 200 (attempt 1)', 'skipped: no URL', 'refused: …' or 'failed: …'; absent: not notified."
+
+
+class AlertNotificationsSerializer(serializers.Serializer):
+    """Per channel the rule notifies, how its notification went (``monitoring.alerts.alert_notify``)."""
+
+    email = serializers.CharField(
+        required=False, help_text="'sent', 'skipped: no recipients' or 'failed: …'; absent: not notified."
+    )
+    webhook = serializers.CharField(required=False, help_text=_POSTED)
+    slack = serializers.CharField(required=False, help_text=_POSTED)
+
+
+@extend_schema_field(AlertNotificationsSerializer)
+class AlertNotificationsField(serializers.JSONField):
+    """``Alert.notifications``, documented as ``AlertNotificationsSerializer``; the value is passed through."""
+
+
 class AlertSerializer(serializers.ModelSerializer):
+    notifications = AlertNotificationsField(read_only=True, help_text="Outcome per channel.")
     rule: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="name", read_only=True)
     job = serializers.UUIDField(source="job_id", read_only=True, allow_null=True)
     acknowledged_by: serializers.SlugRelatedField = serializers.SlugRelatedField(

@@ -42,6 +42,18 @@ class BatchCreateSerializer(StrictSerializer):
     )
 
 
+class BatchOnCompleteSerializer(serializers.Serializer):
+    """A batch's ``on_complete`` as it was checked and stored (``jobs.services.batches``)."""
+
+    type = serializers.CharField(help_text="The job type queued once every member has finished.")
+    params = ParamsField(help_text="Its params, as validated against the type's params schema.")
+
+
+@extend_schema_field(BatchOnCompleteSerializer)
+class OnCompleteField(serializers.JSONField):
+    """``Batch.on_complete``, documented as ``BatchOnCompleteSerializer``; the value is passed through."""
+
+
 class BatchCountsSerializer(serializers.Serializer):
     queued = serializers.IntegerField()
     running = serializers.IntegerField()
@@ -59,7 +71,7 @@ class BatchSerializer(serializers.Serializer):
     total = serializers.SerializerMethodField(help_text="How many members it has.")
     progress = serializers.SerializerMethodField(help_text="0-100; a finished member counts 100.")
     eta = serializers.SerializerMethodField()
-    on_complete = serializers.JSONField(allow_null=True)
+    on_complete = OnCompleteField(allow_null=True, help_text="The job queued when every member has finished, or null.")
     on_complete_job = serializers.UUIDField(source="on_complete_job_id", allow_null=True)
     user = serializers.IntegerField(source="user_id", allow_null=True)
     created_at = serializers.DateTimeField()

@@ -83,3 +83,47 @@ def serializer_json_schema(
     schema.setdefault("properties", {})
     schema["additionalProperties"] = False
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+_JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number"}
+
+
+def openapi_schema(node: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema (such as a websocket message's, ``live.messages``) as OpenAPI 3.0 writes it.
+
+    The inverse of ``_to_json_schema``: a ``"null"`` type becomes ``nullable``, ``const`` a
+    one-value ``enum``, and an ``enum`` gets the type of its values. A schema that types
+    nothing (``{}``) is refused: what the API documents is typed.
+    """
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "$schema":
+            continue
+        if key in ("properties", "patternProperties"):
+            out[key] = {name: openapi_schema(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "not") and isinstance(value, dict):
+            out[key] = openapi_schema(value)
+        elif key in ("anyOf", "oneOf", "allOf"):
+            out[key] = [openapi_schema(sub) for sub in value]
+        elif key == "const":
+            out["enum"] = [value]
+        else:
+            out[key] = value
+    if "enum" in out and "type" not in out:
+        of_values = {_JSON_TYPES[type(value)] for value in out["enum"] if value is not None}
+        if len(of_values) != 1:
+            raise ValueError(f"An enum of one JSON type, not {sorted(of_values)}: {node}")
+        out["type"] = of_values.pop()
+    if isinstance(out.get("type"), list):
+        named = [name for name in out["type"] if name != "null"]
+        if len(named) != 1:
+            raise ValueError(f"One type, or one and null: {node}")
+        out["type"] = named[0]
+        if len(named) < len(node["type"]):
+            out["nullable"] = True
+    if "enum" in out and None in out["enum"]:
+        out["enum"] = [value for value in out["enum"] if value is not None]
+        out["nullable"] = True
+    if not set(out) - {"description", "title", "nullable"}:
+        raise ValueError(f"An untyped schema: {node}")
+    return out

@@ -74,7 +74,7 @@ class ScheduleSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     type = serializers.CharField()
-    params = serializers.DictField()
+    params = ParamsField()
     queue = serializers.CharField(allow_blank=True)
     priority = serializers.IntegerField(allow_null=True)
     cron = serializers.CharField(allow_blank=True)
@@ -129,6 +129,8 @@ class ScheduleViewSet(ApiView, viewsets.ViewSet):
     body_actions = frozenset({"create", "partial_update"})
     query_serializers = {"preview": PreviewQuerySerializer}
     serializer_class = ScheduleSerializer
+    # What drf-spectacular reads the path's `id` (an integer) from; the views query for themselves.
+    queryset = Schedule.objects.none()
 
     def get_permissions(self) -> Any:
         if self.action in ("list", "retrieve", "preview"):

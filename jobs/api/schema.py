@@ -5,10 +5,12 @@ their bodies, so every view of every app documents them alike; the bodies are th
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
@@ -26,20 +28,30 @@ class ValidationErrorSerializer(serializers.Serializer):
     """
 
 
+# One field's messages. A nested field's are a ValidationError of their own, to any depth: the
+# recursion goes through that object (generated clients resolve no union that refers to itself).
+FIELD_ERRORS = {
+    "description": "A field's messages; for a nested field (params, a bulk member by index) its fields' messages.",
+    "anyOf": [
+        {"type": "array", "items": {"type": "string"}},
+        {"$ref": "#/components/schemas/ValidationError"},
+        {"type": "string"},
+    ],
+}
+
+
 class _ValidationErrorSchema(OpenApiSerializerExtension):
     target_class = ValidationErrorSerializer
 
     def map_serializer(self, auto_schema: AutoSchema, direction: Any) -> dict[str, Any]:
+        component = ResolvedComponent(
+            name="FieldErrors", type=ResolvedComponent.SCHEMA, object="FieldErrors", schema=copy.deepcopy(FIELD_ERRORS)
+        )
+        auto_schema.registry.register_on_missing(component)
         return {
             "type": "object",
             "description": "Field name → its messages (nested for nested fields).",
-            "additionalProperties": {
-                "anyOf": [
-                    {"type": "array", "items": {"type": "string"}},
-                    {"type": "object", "additionalProperties": True},
-                    {"type": "string"},
-                ]
-            },
+            "additionalProperties": component.ref,
         }
 
 

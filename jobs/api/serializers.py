@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any
 
+from django.db import models
 from django.urls import reverse
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.authtoken import serializers as authtoken_serializers
@@ -18,13 +23,100 @@ from jobs.api.json_schema import serializer_json_schema
 from jobs.models import ACTION_NAMES, PRIORITY_MAX, PRIORITY_MIN, Job, JobEvent, JobResult, JobStatus
 from jobs.registry import UnknownJobType, get_job_type
 
+# Any JSON value, where the API passes on what a job or its type put there (params, a result,
+# a checkpoint's cursor, an event's payload): a client generated from the schema gets a JSON type,
+# not ``unknown``. ``JsonObject``'s values are ``JsonValue``s again, to any depth. Arrays in arrays
+# are written out ``JSON_ARRAY_NESTING`` levels deep: neither openapi-typescript nor
+# openapi-python-client resolves a union that holds arrays of itself (openapi-typescript#1603),
+# so the recursion goes through ``JsonObject`` only (tests/test_openapi_typescript.py).
+JSON_ARRAY_NESTING = 8
+JSON_OBJECT_REF = {"$ref": "#/components/schemas/JsonObject"}
+
+
+def _json_value(arrays: int) -> dict[str, Any]:
+    """A JSON value: a scalar, an object, or (``arrays`` more levels allowed) an array of them."""
+    branches: list[dict[str, Any]] = [{"type": "string"}, {"type": "number"}, {"type": "boolean"}, JSON_OBJECT_REF]
+    if arrays:
+        branches.insert(3, {"type": "array", "items": _json_value(arrays - 1)})
+    return {"nullable": True, "oneOf": branches}
+
+
+JSON_COMPONENTS: dict[str, dict[str, Any]] = {
+    "JsonValue": {
+        "description": f"Any JSON value (arrays nest directly in arrays up to {JSON_ARRAY_NESTING} levels).",
+        **_json_value(JSON_ARRAY_NESTING),
+    },
+    "JsonObject": {
+        "type": "object",
+        "description": "A JSON object: each name's value is any JSON value.",
+        "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+    },
+}
+
+
+class JsonValueField(serializers.JSONField):
+    """Any JSON value: the ``JsonValue`` component (``_JsonValueSchema``). A ``JSONField`` like
+    DRF's, so ``FastReadMixin`` passes its value through as it does DRF's."""
+
+    json_component = "JsonValue"
+
+
+class JsonObjectField(JsonValueField):
+    """A JSON object whose values are any JSON: the ``JsonObject`` component."""
+
+    json_component = "JsonObject"
+
+
+class _JsonValueSchema(OpenApiSerializerFieldExtension):
+    target_class = JsonValueField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Any) -> dict[str, Any]:
+        for name, schema in JSON_COMPONENTS.items():
+            component = ResolvedComponent(
+                name=name, type=ResolvedComponent.SCHEMA, object=name, schema=copy.deepcopy(schema)
+            )
+            auto_schema.registry.register_on_missing(component)
+        return {"$ref": f"#/components/schemas/{self.target.json_component}"}
+
+
+class ParamsField(JsonObjectField):
+    """A job's params: an object valid against its type's params JSON Schema."""
+
+
+@extend_schema_field(serializers.ListField(child=serializers.CharField()))
+class StepsField(serializers.JSONField):
+    """A job's step names (``Job.steps``: its type's, and those the job named as it ran)."""
+
+
+class CheckpointSerializer(serializers.Serializer):
+    """Where a resumable job stopped (``jobs.context``; ``jobs.services.reports`` adds ``suspended``)."""
+
+    step = serializers.IntegerField(min_value=0, help_text="The index of the step to continue in.")
+    cursor = JsonValueField(help_text="What the job saved to continue from (the next item's index, or any JSON).")
+    suspended = serializers.BooleanField(
+        required=False, help_text="Present (true) once the job stopped there: paused, or suspended to continue."
+    )
+
+
+@extend_schema_field(CheckpointSerializer)
+class CheckpointField(serializers.JSONField):
+    """``Job.checkpoint``, documented as ``CheckpointSerializer``; the value is passed through."""
+
 
 class JobResultSerializer(serializers.ModelSerializer):
+    # ``data``, the model's JSONField, as a JsonValueField (a field named ``data`` would hide ``.data``).
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.JSONField: JsonValueField,
+    }
     file = serializers.SerializerMethodField()
 
     class Meta:
         model = JobResult
         fields = ["data", "file", "created_at"]
+        read_only_fields = fields
+        extra_kwargs = {"data": {"help_text": "What the job returned: any JSON, or null."}}
 
     def get_file(self, obj: JobResult) -> str | None:
         if not obj.file:
@@ -140,6 +232,8 @@ class OwnerUsernameField(serializers.CharField):
 
 
 class JobSerializer(FastReadMixin, serializers.ModelSerializer):
+    params = ParamsField(read_only=True)
+    steps = StepsField(read_only=True)
     step_name = serializers.CharField(read_only=True)
     username = OwnerUsernameField(source="user.username", read_only=True, allow_null=True)
     actions = serializers.ListField(
@@ -213,22 +307,21 @@ class JobDetailSerializer(JobSerializer):
     INTERNAL_FIELDS = ("worker", "traceback")
 
     result = serializers.SerializerMethodField()
+    checkpoint = CheckpointField(
+        read_only=True, allow_null=True, help_text="Where the job continues from; null: it starts afresh."
+    )
 
     class Meta(JobSerializer.Meta):
         fields = [*JobSerializer.Meta.fields, "traceback", "result", "checkpoint"]
         read_only_fields = fields
 
+    @extend_schema_field(JobResultSerializer(allow_null=True))
     def get_result(self, obj: Job) -> dict[str, Any] | None:
         try:
             result = obj.result
         except JobResult.DoesNotExist:
             return None
         return JobResultSerializer(result, context=self.context).data
-
-
-@extend_schema_field({"type": "object", "additionalProperties": True, "nullable": True})
-class ParamsField(serializers.JSONField):
-    pass
 
 
 class StrictUUIDField(serializers.UUIDField):
@@ -295,14 +388,23 @@ class BulkEnqueueResponseSerializer(serializers.Serializer):
     ids = serializers.ListField(child=serializers.UUIDField(), help_text="Their ids, in the order given.")
 
 
+class JobEventActorSerializer(serializers.Serializer):
+    id = serializers.IntegerField(allow_null=True, help_text="The user's id; null for the system.")
+    name = serializers.CharField(help_text="Their username, or 'system'.")
+
+
 class JobEventSerializer(serializers.ModelSerializer):
     event_id = serializers.IntegerField(source="id", read_only=True)
     actor = serializers.SerializerMethodField()
+    payload = JsonObjectField(
+        read_only=True, help_text="By kind: a job's `job` (its snapshot) and the kind's own fields (docs/live.md)."
+    )
 
     class Meta:
         model = JobEvent
         fields = ["event_id", "kind", "job", "actor", "payload", "created_at"]
 
+    @extend_schema_field(JobEventActorSerializer)
     def get_actor(self, obj: JobEvent) -> dict[str, Any]:
         return {"id": obj.actor_id, "name": obj.actor_label}
 
@@ -388,6 +490,7 @@ class CleanupStalledResponseSerializer(serializers.Serializer):
     results = StalledOutcomeSerializer(many=True)
 
 
+@extend_schema_field(JsonObjectField)
 class ParamsSchemaField(serializers.DictField):
     """A job type's params serializer, published as its JSON Schema."""
 

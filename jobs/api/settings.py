@@ -50,6 +50,11 @@ SPECTACULAR = {
         "AlertStatusEnum": "monitoring.models.AlertStatus",
         "JobStatusEnum": "jobs.models.JobStatus",
         "HealthStatusEnum": "monitoring.health.STATUSES",
+        # A batch's status (running, then how it ended) against a job's and an alert's.
+        "BatchStatusEnum": "jobs.services.batches.BatchStatus.ALL",
+        # An event's kind (every kind) against a long-polled job-update's (a job's own kinds only).
+        "KindEnum": "jobs.models.EventKind",
+        "JobUpdateKindEnum": "live.messages.JOB_EVENT_KINDS",
         # An alert rule's metric against the trends' metric (monitoring.analytics.TREND_METRICS).
         "AlertRuleMetricEnum": "monitoring.models.Metric",
         # The bulk request's `action` and a job's `actions`: one choice set, one name.

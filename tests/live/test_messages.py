@@ -9,15 +9,22 @@ every nested object, so a builder that grows a field without its schema fails he
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import jsonschema
 import pytest
 from django.db import transaction
+from drf_spectacular.renderers import OpenApiJsonRenderer
+from openapi_schema_validator import OAS30Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT4
 
 from jobs import services
+from jobs.api.settings import generate_schema
 from jobs.events import job_snapshot, record_event
 from jobs.models import EventKind
 from live import messages
@@ -210,3 +217,30 @@ def test_job_stats_of_a_busy_database_matches_its_schema() -> None:
 @pytest.mark.parametrize("code", messages.ERROR_CODES)
 def test_every_error_code_is_allowed_by_the_schema(code: str) -> None:
     jsonschema.validate(messages.error(code=code, message="x"), messages.SCHEMAS["error"])
+
+
+@cache
+def _long_poll_event() -> Any:
+    """The served document's ``LiveEvent`` (an event of ``GET /api/events/``) as an OpenAPI 3.0 validator."""
+    document = json.loads(OpenApiJsonRenderer().render(generate_schema()))
+    registry = Registry().with_resource("urn:api", Resource.from_contents(document, default_specification=DRAFT4))
+    return OAS30Validator({"$ref": "urn:api#/components/schemas/LiveEvent"}, registry=registry)
+
+
+@pytest.mark.parametrize("type_name", ["job-update", "job-alert"])
+def test_the_api_documents_a_long_polled_message_as_its_schema_does(type_name: str) -> None:
+    """The OpenAPI document takes the long-poll's messages from ``messages.SCHEMAS`` (``live.longpoll``):
+    it accepts the builder's message, with its nullable fields null too, and refuses a field added anywhere."""
+    message = built()[type_name]
+    assert list(_long_poll_event().iter_errors(message)) == []
+    nulled = copy.deepcopy(message)
+    if type_name == "job-update":
+        nulled["created_at"] = nulled["job"]["eta"] = nulled["batch"]["finished_at"] = None
+    else:
+        nulled["alert"]["job"] = nulled["alert"]["value"] = None
+    jsonschema.validate(nulled, messages.SCHEMAS[type_name])
+    assert list(_long_poll_event().iter_errors(nulled)) == []
+    for path, _node in _objects(message):
+        extra = copy.deepcopy(message)
+        _at(extra, path)["unexpected"] = 1
+        assert list(_long_poll_event().iter_errors(extra)) != [], path
