@@ -162,6 +162,7 @@ class Processes:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self.since = time.time()
 
     def start(self, *args: str, env: dict[str, str] | None = None, name: str = "proc") -> subprocess.Popen[bytes]:
         log = self.tmp_path / f"{name}-{len(self.procs)}.log"
@@ -211,6 +212,33 @@ class Processes:
     def stop_all(self) -> None:
         for proc, _ in reversed(self.procs):
             self.stop(proc)
+        self.stop_strays()
+
+    def stop_strays(self) -> None:
+        """Whatever this run's tag still names that a process of this test started outside the
+        groups ``stop`` ends: ``runall`` starts each child in a session of its own, and a child
+        that a test left shutting down would go on reading this run's wake-ups in the next test
+        (seen: a wake-up count off by two). They are killed, and named in a warning."""
+        import warnings
+
+        import psutil
+
+        tag, me = os.environ["JOBADMIN_TEST_RUN"], os.getpid()
+        strays = []
+        for proc in psutil.process_iter(["pid", "create_time", "cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if proc.pid == me or proc.info["create_time"] < self.since - 1:
+                    continue
+                if proc.environ().get("JOBADMIN_TEST_RUN") == tag and proc.status() != psutil.STATUS_ZOMBIE:
+                    strays.append(proc)
+        if not strays:
+            return
+        for proc in strays:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(strays, timeout=10)
+        names = "; ".join(f"{p.pid} {' '.join((p.info['cmdline'] or [])[:4])}" for p in strays)
+        warnings.warn(f"a test left {len(strays)} process(es) running, now killed: {names}", stacklevel=1)
 
     def post_mortem(self) -> str:
         """What a failed test needs to be understood: every live process's thread stacks
