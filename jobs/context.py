@@ -54,6 +54,10 @@ class JobContext:
         self.worker = worker
         self.steps: list[str] = [str(s) for s in job.steps]
         self.result_file: tuple[str, bytes] | None = None
+        # The claim's facts a job function may want without reading the row again.
+        self.enqueued_at = job.created_at
+        self.started_at = job.started_at
+        self.continued = job.checkpoint is not None
 
         self._current_step = 0
         self._processed = 0

@@ -133,6 +133,26 @@ class TaskParams(serializers.Serializer):
         return value
 
 
+def clean_task_params(data: dict[str, Any]) -> dict[str, Any]:
+    """``TaskParams``' rules without building its serializer on every enqueue (a third of the
+    params' cost): ``args`` a list, ``kwargs`` an object, both JSON. The same field messages."""
+    args, kwargs = data.get("args", []), data.get("kwargs", {})
+    errors: dict[str, list[str]] = {}
+    if not isinstance(args, list):
+        errors["args"] = ["A list of positional arguments."]
+    if not isinstance(kwargs, dict):
+        errors["kwargs"] = ["An object of keyword arguments."]
+    if not errors:
+        for name, value in (("args", args), ("kwargs", kwargs)):
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError):
+                errors[name] = ["Value must be valid JSON."]  # JSONField's own message
+    if errors:
+        raise serializers.ValidationError(errors)
+    return {"args": args, "kwargs": kwargs}
+
+
 def job_type_name(task: Any) -> str:
     return f"{PREFIX}{task.module_path}"
 
@@ -249,6 +269,7 @@ def _register(task: Any) -> None:
             queue=task.queue_name,
             steps=tuple(getattr(options, "steps", ())),
             params=TaskParams,
+            clean_params=clean_task_params,
             description=getattr(options, "description", "") or (task.func.__doc__ or "").strip().split("\n\n")[0],
             timeout=getattr(options, "timeout", 600),
             max_attempts=getattr(options, "max_attempts", 1),
@@ -303,14 +324,25 @@ def _run(ctx: Any, params: dict[str, Any]) -> Any:
     """The job function of every task: the signals around Django's ``Task.call``."""
     task = registry.get_job_type(ctx.job_type).extra["task"]
     args, kwargs = list(params.get("args", [])), dict(params.get("kwargs", {}))
-    job = Job.objects.get(pk=ctx.job_id)
     backend = task.get_backend()
-    if ctx.attempt == 1 and job.checkpoint is None:
-        # A first run (the common case): the job's row says it all, without reading its events.
-        result = _result(task, job, backend=backend.alias, errors=[], worker_ids=[ctx.worker])
-        object.__setattr__(result, "last_attempted_at", job.started_at)
+    if ctx.attempt == 1 and not ctx.continued:
+        # A first run (the common case): the claim says it all, without reading the row or its events.
+        result: Any = TaskResult(
+            task=task,
+            id=str(ctx.job_id),
+            status=TaskResultStatus.RUNNING,
+            enqueued_at=ctx.enqueued_at,
+            started_at=ctx.started_at,
+            finished_at=None,
+            last_attempted_at=ctx.started_at,
+            args=params.get("args", []),
+            kwargs=params.get("kwargs", {}),
+            backend=backend.alias,
+            errors=[],
+            worker_ids=[ctx.worker],
+        )
     else:
-        result = result_of(job, task, backend=backend.alias)
+        result = result_of(Job.objects.get(pk=ctx.job_id), task, backend=backend.alias)
     sender = type(backend)
     task_started.send(sender, task_result=result)
     try:

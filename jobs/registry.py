@@ -51,6 +51,11 @@ class JobType:
     # ``jobs.policy.STAFF``, or None for any signed-in user.
     permission: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # In place of ``params``' serializer at enqueue (its JSON Schema is still ``params``'): a
+    # function of the params mapping that returns them cleaned or raises the serializer's
+    # ``ValidationError``, for a type whose params need no field machinery (a ``task:`` type's
+    # arguments, jobs.django_tasks). The size limits and the unknown-key rule apply before it.
+    clean_params: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def backoff_for(self, attempt: int) -> float:
         """The delay before the attempt after ``attempt`` (1-based)."""
@@ -65,6 +70,12 @@ class JobType:
         # Bounded before the serializer reads them (jobs.limits), whatever the way in.
         if too_big := params_problems(data):
             raise serializers.ValidationError(too_big)
+        if self.clean_params is not None or self.params is NoParams:
+            known = self.params._declared_fields  # the class's fields, without building an instance's
+            if unknown := sorted(set(data) - set(known)):
+                raise serializers.ValidationError({key: ["Unknown parameter."] for key in unknown})
+            # A type that takes no params needs no serializer to say so (a sixth of a bulk enqueue).
+            return {} if self.clean_params is None else self.clean_params(data)
         serializer = self.params(data=data)
         unknown = sorted(set(data) - set(serializer.fields))
         if unknown:

@@ -20,6 +20,7 @@ docs/benchmarks.md). The ORM keeps Django's default client-side binding.
 
 from __future__ import annotations
 
+import uuid
 import zlib
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -45,8 +46,16 @@ def _adapter(field: Field[Any, Any]) -> Adapter:
     kind = field.get_internal_type()
     if kind == "DateTimeField":
         return connection.ops.adapt_datetimefield_value
-    if kind in ("UUIDField", "JSONField"):
-        # Both take strings or objects; the field's own preparation is the reference.
+    if kind == "UUIDField":
+        # A UUID as the field prepares it (native on PostgreSQL, 32 hex digits on SQLite) without
+        # the field's layers for each value (a fifth of a 10,000-job bulk enqueue); anything else
+        # (a string) takes the field's own preparation.
+        native = connection.features.has_native_uuid_field
+        return lambda value: (
+            (value if native else value.hex) if type(value) is uuid.UUID else field.get_db_prep_save(value, connection)
+        )
+    if kind == "JSONField":
+        # Takes strings or objects; the field's own preparation is the reference.
         return lambda value: field.get_db_prep_save(value, connection)
     return _identity
 

@@ -221,6 +221,43 @@ def test_signals_are_sent_where_django_sends_them() -> None:
     ]
 
 
+def test_a_first_runs_started_result_is_the_claims_job_read_from_no_query() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from jobs.models import Job
+
+    seen: list[tuple[dict[str, Any], int]] = []
+    queries = CaptureQueriesContext(connection)
+
+    def on(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        fields = ("id", "status", "args", "kwargs", "enqueued_at", "started_at", "last_attempted_at", "worker_ids")
+        seen.append(({name: getattr(task_result, name) for name in fields}, len(queries.captured_queries)))
+
+    result = tasks.add.enqueue(2, 3)
+    task_started.connect(on)
+    try:
+        with queries:
+            run_next("default")
+    finally:
+        task_started.disconnect(on)
+    ((started, before_signal),) = seen
+    job = Job.objects.get(pk=result.id)
+    assert started == {
+        "id": result.id,
+        "status": "RUNNING",
+        "args": [2, 3],
+        "kwargs": {},
+        "enqueued_at": job.created_at,
+        "started_at": job.started_at,
+        "last_attempted_at": job.started_at,
+        "worker_ids": [job.worker],
+    }
+    # Between the claim and the signal nothing reads the job again (a ``.get()``): the claim's row says it all.
+    gets = [q["sql"] for q in queries.captured_queries[:before_signal] if 'FROM "jobs_job"' in q["sql"]]
+    assert not [sql for sql in gets if "LIMIT 21" in sql], gets
+
+
 def test_takes_context_gets_djangos_context_and_the_jobs_progress() -> None:
     from jobs.models import EventKind, Job
 
@@ -256,3 +293,48 @@ def test_enqueue_is_nobodys_unless_acting_as_a_user(user: Any, other_user: Any) 
     finally:
         registry.register(staff_only)
     assert Job.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"args": [1, "a"]}, {"kwargs": {"n": [1]}}, {"args": "x"}, {"kwargs": []}, {"args": [object()]}, {"extra": 1}],
+)
+def test_a_task_types_params_are_checked_as_its_serializer_checks_them(params: dict[str, Any]) -> None:
+    """The fast path (``clean_task_params``, no serializer built per enqueue) gives what
+    ``TaskParams``' serializer gives: the same cleaned params, or the same field messages."""
+    import dataclasses
+
+    from rest_framework import serializers
+
+    from jobs.django_tasks import _register, job_type_name
+    from jobs.registry import get_job_type
+
+    _register(tasks.add)
+    fast = get_job_type(job_type_name(tasks.add))
+    assert fast.clean_params is not None
+    slow = dataclasses.replace(fast, clean_params=None)
+
+    def outcome(jtype: Any) -> Any:
+        try:
+            return jtype.validate_params(params)
+        except serializers.ValidationError as exc:
+            return exc.detail
+
+    assert outcome(fast) == outcome(slow)
+
+
+def test_a_task_argument_that_is_not_finite_json_is_refused_before_anything_is_stored() -> None:
+    from jobs.models import Job
+
+    with pytest.raises(Exception, match="not JSON|JSON"):
+        tasks.add.enqueue(math.nan, 1)  # type: ignore[arg-type]  # the point: not an int
+    with pytest.raises(Exception, match="valid JSON"):
+        services.job_enqueue(job_type=_task_type(tasks.add), params={"args": [math.inf]})
+    assert not Job.objects.exists()
+
+
+def _task_type(task: Any) -> str:
+    from jobs.django_tasks import _register, job_type_name
+
+    _register(task)
+    return job_type_name(task)
