@@ -136,6 +136,12 @@ def page(browser: Any, stack: Stack, staff_login: dict[str, str]) -> Iterator[An
         context.close()
 
 
+# Every page a change touches is looked at in both themes, at the desktop width and on a phone
+# (the screenshots in docs/screenshots/ are named ``<page>-<scheme>-<name>``).
+SCHEMES = ("light", "dark")
+VIEWPORTS = (("1440", {"width": 1440, "height": 900}), ("phone", {"width": 390, "height": 844}))
+
+
 def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

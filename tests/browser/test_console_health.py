@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from jobs import services
 from jobs.models import Job, JobStatus
-from tests.browser.conftest import PASSWORD, Stack, axe_violations, screenshot
+from tests.browser.conftest import PASSWORD, SCHEMES, VIEWPORTS, Stack, axe_violations, screenshot
 from tests.conftest import wait_for
 from tests.factories import JobFactory
 
@@ -181,7 +181,7 @@ def test_type_health_chart_tables_monitor_layout_and_axe_in_both_themes(
     check_monitor(page, running)
     page.context.close()
 
-    for scheme in ("light", "dark"):
+    for scheme in SCHEMES:
         page = _page(browser, stack, width=1366, scheme=scheme)
         found = {}
         page.goto("/admin/monitor/")
@@ -198,8 +198,8 @@ def test_type_health_chart_tables_monitor_layout_and_axe_in_both_themes(
         assert found == {"monitor": [], "analytics": [], "index": [], "job list": []}, (scheme, found)
         page.context.close()
 
-        for name, width in (("1440", 1440), ("phone", 390)):
-            page = _page(browser, stack, width=width, scheme=scheme)
+        for name, viewport in VIEWPORTS:
+            page = _page(browser, stack, width=viewport["width"], scheme=scheme)
             _open_analytics(page)
             page.locator("#ja-health-h").scroll_into_view_if_needed()
             assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0

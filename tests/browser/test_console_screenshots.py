@@ -11,14 +11,12 @@ from django.utils import timezone
 
 from jobs.models import JobStatus
 from monitoring.models import Alert, AlertRule, AlertStatus, Comparison, Metric, Severity
-from tests.browser.conftest import PASSWORD, Stack, screenshot
+from tests.browser.conftest import PASSWORD, SCHEMES, VIEWPORTS, Stack, screenshot
 from tests.browser.test_monitor_alerts import _only_our_rule
 from tests.conftest import wait_for
 from tests.factories import JobFactory
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
-
-VIEWS = [("1440", {"width": 1440, "height": 900}), ("phone", {"width": 390, "height": 844})]
 
 
 def _login(browser: Any, stack: Stack, login: dict[str, str], *, viewport: dict[str, int], scheme: str) -> Any:
@@ -51,8 +49,8 @@ def test_screenshots_of_the_console_light_dark_desktop_and_phone(
         },
     )
     wait_for(lambda: Alert.objects.filter(status=AlertStatus.OPEN).exists(), timeout=30, message="no alert")
-    for scheme in ("light", "dark"):
-        for name, viewport in VIEWS:
+    for scheme in SCHEMES:
+        for name, viewport in VIEWPORTS:
             page = _login(browser, stack, staff_login, viewport=viewport, scheme=scheme)
             page.goto("/admin/monitor/")
             page.wait_for_selector(".ja-monitor [data-live-indicator][data-state=live]")

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 
 from jobs import services
 from jobs.models import Job, JobStatus
-from tests.browser.conftest import PASSWORD, Stack, screenshot
+from tests.browser.conftest import PASSWORD, SCHEMES, VIEWPORTS, Stack, screenshot
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
@@ -137,8 +137,8 @@ def test_pause_shows_paused_as_soon_as_the_api_says_so_then_resume_cancel_and_a_
 
 
 def _screenshots(browser: Any, stack: Stack, login: dict[str, str], job: Job) -> None:
-    for scheme in ("light", "dark"):
-        for name, viewport in (("1440", {"width": 1440, "height": 900}), ("phone", {"width": 390, "height": 844})):
+    for scheme in SCHEMES:
+        for name, viewport in VIEWPORTS:
             context = browser.new_context(
                 viewport=viewport,
                 base_url=stack.url,

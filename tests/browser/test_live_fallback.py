@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import Stack, screenshot
+from tests.browser.conftest import SCHEMES, Stack, screenshot
 from tests.browser.test_monitor import INDICATOR, progress_of
 from tests.browser.test_staff_pages import enqueue_demo
 
@@ -49,7 +49,7 @@ def test_with_websockets_blocked_the_monitor_stays_live_over_sse_then_long_poll(
     page.wait_for_function(
         "sel => document.querySelector(sel).textContent.includes('last message')", arg=f"{EXTRAS} [data-live-details]"
     )
-    for scheme in ("light", "dark"):
+    for scheme in SCHEMES:
         page.emulate_media(color_scheme=scheme)
         page.set_viewport_size({"width": 1440, "height": 900})
         screenshot(page, f"monitor-fallback-sse-{scheme}", full_page=False)
