@@ -18,8 +18,7 @@ PORT ?= 8000
 # The suite runs in this many pytest-xdist processes, each a test run of its own (its database,
 # Redis keys and cluster name: tests/settings.py). Most of the suite's time is waiting on the
 # processes, sockets and browsers it starts, so more workers than cores still gain;
-# PYTEST_WORKERS=0 runs it in one process. --dist loadscope keeps each module on one worker, so a
-# module's fixture (the host project's venv in tests/reusable) is built once, not once per worker.
+# PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= 3
 
 .PHONY: run test lint typecheck pytest browser clean vendor
@@ -68,7 +67,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy .
 
 pytest: $(STAMP) browser $(NODE_STAMP)
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
