@@ -60,14 +60,24 @@ def _clean_redis_after_run() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _forget_database_failures() -> Iterator[None]:
     """Processes a test cut off from the database are named in health for a while
-    (``jobs.outage.note_database_failure``): not in the next test's."""
+    (``jobs.outage.note_database_failure``, and the workers' own records on the broker,
+    ``jobs.worker_reports``, for a minute): not in the next test's (CI: a test that expected one
+    refused worker counted another test's too)."""
     yield
     if settings.REDIS_URL:
+        import redis
         from django.core.cache import cache
+        from django_q.conf import Conf
 
         from jobs.outage import REFUSED_CACHE_KEY
 
         cache.delete(REFUSED_CACHE_KEY)
+        try:  # the shared Redis itself, whatever broker the test patched in (or stopped)
+            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+            for key in client.scan_iter(match=f"{Conf.Q_STAT}-db:*", count=1000):
+                client.delete(key)
+        except redis.RedisError:
+            pass
 
 
 @pytest.fixture(scope="session", autouse=True)
