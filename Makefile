@@ -15,11 +15,11 @@ RUN_STAMP := $(VENV)/.run-installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 PORT ?= 8000
-# The suite runs in this many pytest-xdist processes, each a test run of its own (its database,
-# Redis keys and cluster name: tests/settings.py). Most of the suite's time is waiting on the
-# processes, sockets and browsers it starts, so more workers than cores still gain;
-# PYTEST_WORKERS=0 runs it in one process.
-PYTEST_WORKERS ?= 3
+# PYTEST_WORKERS=3 runs the suite in three pytest-xdist processes, each a test run of its own (its
+# database, Redis keys and cluster name: tests/settings.py): about 10 min a line instead of 30. Not
+# the default yet: in 1 line-run of 2 a test of the wake-up counts saw its Redis list read by
+# something left running in its worker (CONTRIBUTING.md). 0: one process, as CI runs it.
+PYTEST_WORKERS ?= 0
 
 .PHONY: run test lint typecheck pytest browser clean vendor
 
