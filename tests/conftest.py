@@ -76,7 +76,7 @@ def _forget_database_failures() -> Iterator[None]:
             client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
             for key in client.scan_iter(match=f"{Conf.Q_STAT}-db:*", count=1000):
                 client.delete(key)
-        except redis.RedisError:
+        except Exception:  # noqa: BLE001 - a Redis stopped by the test, or its name lookup patched
             pass
 
 
