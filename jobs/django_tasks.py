@@ -115,6 +115,10 @@ class JobAdminTaskContext(TaskContext):  # type: ignore[misc,unused-ignore]
     job: Any
 
 
+ARGS_MESSAGE = "A list of positional arguments."
+KWARGS_MESSAGE = "An object of keyword arguments."
+
+
 class TaskParams(serializers.Serializer):
     """A task job's params: the call's arguments (JSON fields: cheaper to build than a
     ``ListField``'s child per enqueue, and ``enqueue`` has checked the JSON already)."""
@@ -124,12 +128,12 @@ class TaskParams(serializers.Serializer):
 
     def validate_args(self, value: Any) -> list[Any]:
         if not isinstance(value, list):
-            raise serializers.ValidationError("A list of positional arguments.")
+            raise serializers.ValidationError(ARGS_MESSAGE)
         return value
 
     def validate_kwargs(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise serializers.ValidationError("An object of keyword arguments.")
+            raise serializers.ValidationError(KWARGS_MESSAGE)
         return value
 
 
@@ -139,9 +143,9 @@ def clean_task_params(data: dict[str, Any]) -> dict[str, Any]:
     args, kwargs = data.get("args", []), data.get("kwargs", {})
     errors: dict[str, list[str]] = {}
     if not isinstance(args, list):
-        errors["args"] = ["A list of positional arguments."]
+        errors["args"] = [ARGS_MESSAGE]
     if not isinstance(kwargs, dict):
-        errors["kwargs"] = ["An object of keyword arguments."]
+        errors["kwargs"] = [KWARGS_MESSAGE]
     if not errors:
         for name, value in (("args", args), ("kwargs", kwargs)):
             try:
